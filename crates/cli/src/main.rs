@@ -1,0 +1,5 @@
+//! The `densenet` command.
+
+fn main() {
+    println!("densenet {}", env!("CARGO_PKG_VERSION"));
+}
