@@ -52,9 +52,11 @@
 //!
 //! ## Unsafe policy
 //!
-//! `unsafe` appears only inside the ISA-specific micro-kernels, each block with a `// SAFETY:`
+//! `unsafe` appears only inside the ISA-specific micro-kernels and the counting allocator of
+//! [`alloc_counter`] (a `GlobalAlloc` cannot be written without it), each block with a `// SAFETY:`
 //! comment naming the invariant it relies on.
 
+pub mod alloc_counter;
 pub mod batchnorm;
 pub mod conv2d;
 pub mod dispatch;
