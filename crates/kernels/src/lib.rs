@@ -67,6 +67,7 @@ pub mod loss;
 pub mod pool;
 pub mod reference;
 pub mod sgd;
+mod simd;
 pub mod workspace;
 
 pub use dispatch::{active_isa, Isa};
