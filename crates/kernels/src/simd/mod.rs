@@ -17,7 +17,10 @@
 //! `BLOCK / LANES` terms, so the `f32` rounding error stays that small, and the `f64` total
 //! does not grow it with the tensor size.
 
+pub mod lanes;
+
 use crate::dispatch::Isa;
+use lanes::{Lanes, LanesBody};
 
 /// Width of the lane arrays the bodies are written over: one AVX-512 vector, two AVX2 vectors,
 /// four SSE vectors. Fixed for every tier so that every tier sums in the same order.
@@ -127,11 +130,16 @@ pub fn sum(x: &[f32]) -> f64 {
     let mut total = 0.0f64;
     for block in x.chunks(BLOCK) {
         let mut acc = [0.0f32; LANES];
-        for_lane_groups(block, 0.0, |v| {
-            for l in 0..LANES {
-                acc[l] += v[l];
-            }
-        });
+        for_lane_groups(
+            block,
+            0.0,
+            #[inline(always)]
+            |v| {
+                for l in 0..LANES {
+                    acc[l] += v[l];
+                }
+            },
+        );
         total += lanes_to_f64(&acc);
     }
     total
@@ -140,28 +148,38 @@ pub fn sum(x: &[f32]) -> f64 {
 /// Mean and biased variance of `x` (non-empty), in `f64`, from one pass over shifted values:
 /// with `K = x[0]` and `d = x − K`, `mean = K + Σd/M` and `var = Σd²/M − (Σd/M)²`. The shift
 /// keeps the sums the size of the spread, not of the mean, so a channel of values near 1000 ± 1
-/// keeps its variance digits.
-#[inline(always)]
-pub fn mean_var(x: &[f32]) -> (f64, f64) {
-    let k = x[0];
-    let (mut s1, mut s2) = (0.0f64, 0.0f64);
-    for block in x.chunks(BLOCK) {
-        let mut a1 = [0.0f32; LANES];
-        let mut a2 = [0.0f32; LANES];
-        // Padding with `k` makes the padded lanes' `d` zero.
-        for_lane_groups(block, k, |v| {
-            for l in 0..LANES {
-                let d = v[l] - k;
-                a1[l] += d;
-                a2[l] += d * d;
-            }
-        });
-        s1 += lanes_to_f64(&a1);
-        s2 += lanes_to_f64(&a2);
+/// keeps its variance digits. Run it with [`lanes::with_lanes`].
+pub struct MeanVar<'a>(pub &'a [f32]);
+
+impl LanesBody for MeanVar<'_> {
+    type Output = (f64, f64);
+
+    #[inline(always)]
+    fn run<L: Lanes>(self) -> (f64, f64) {
+        let x = self.0;
+        let k = x[0];
+        let kv = L::splat(k);
+        let (mut s1, mut s2) = (0.0f64, 0.0f64);
+        for block in x.chunks(BLOCK) {
+            let (mut a1, mut a2) = (L::splat(0.0), L::splat(0.0));
+            // Padding with `k` makes the padded lanes' `d` zero.
+            for_lane_groups(
+                block,
+                k,
+                #[inline(always)]
+                |v| {
+                    let d = L::load(v).sub(kv);
+                    a1 = a1.add(d);
+                    a2 = a2.add(d.mul(d));
+                },
+            );
+            s1 += lanes_to_f64(&a1.to_array());
+            s2 += lanes_to_f64(&a2.to_array());
+        }
+        let m = x.len() as f64;
+        let mean_d = s1 / m;
+        (f64::from(k) + mean_d, (s2 / m - mean_d * mean_d).max(0.0))
     }
-    let m = x.len() as f64;
-    let mean_d = s1 / m;
-    (f64::from(k) + mean_d, (s2 / m - mean_d * mean_d).max(0.0))
 }
 
 /// Chunk length for splitting a flat elementwise loop of `len` floats across threads: a fixed
