@@ -238,7 +238,7 @@ fn valid_range(ix0: isize, stride: usize, seg: usize, width: usize) -> (usize, u
 }
 
 /// The per-channel input map of one channel: identity, or `max(0, scale·x + shift)`.
-struct ChannelMap {
+pub(super) struct ChannelMap {
     scale: f32,
     shift: f32,
     relu: bool,
@@ -246,7 +246,7 @@ struct ChannelMap {
 }
 
 impl ChannelMap {
-    fn new(pre: Option<&ChannelAffine<'_>>, c: usize) -> Self {
+    pub(super) fn new(pre: Option<&ChannelAffine<'_>>, c: usize) -> Self {
         match pre {
             None => ChannelMap {
                 scale: 1.0,
@@ -279,7 +279,7 @@ impl ChannelMap {
     }
 
     #[inline(always)]
-    fn copy(&self, dst: &mut [f32], src: &[f32]) {
+    pub(super) fn copy(&self, dst: &mut [f32], src: &[f32]) {
         if self.identity {
             dst.copy_from_slice(src);
         } else if self.relu {

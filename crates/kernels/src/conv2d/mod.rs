@@ -24,6 +24,7 @@
 //! the floats needed, after which the kernels allocate nothing.
 
 mod im2col;
+mod stride1;
 
 use crate::dispatch::{active_isa, Isa};
 use crate::gemm::{self, Tile};
@@ -62,6 +63,12 @@ pub fn conv2d_forward(
     let src = Im2col::new(inp, g, pre);
     let (rows, depth, cols) = (g.out_channels, src.rows(), src.cols());
     if rows == 0 || cols == 0 {
+        return;
+    }
+    if !is_pointwise(g) && stride1::applies(g) {
+        let weight_at = |oc: usize, k: usize| weight[oc * depth + k];
+        let store = stride1::Store::Overwrite(bias);
+        stride1::conv_stride1(isa, out, inp, weight_at, pre, store, g, ws);
         return;
     }
     let block = gemm::b_block_cols(depth, cols, t);
@@ -134,6 +141,26 @@ pub fn conv2d_backward_input(
         return;
     }
     let pointwise = is_pointwise(g);
+    if !pointwise && stride1::applies(g) {
+        // d_in = d_out ⋆ flip(W)ᵀ: W'[ic, (oc, ky', kx')] = W[oc, ic, KH−1−ky', KW−1−kx'].
+        let (ic_n, kh, kw) = (g.in_channels, g.kernel_h, g.kernel_w);
+        let weight_at = |ic: usize, k: usize| {
+            let (oc, ky, kx) = (k / taps, (k % taps) / kw, k % kw);
+            weight[((oc * ic_n + ic) * kh + kh - 1 - ky) * kw + kw - 1 - kx]
+        };
+        let tg = stride1::transposed_geometry(g);
+        stride1::conv_stride1(
+            isa,
+            d_inp,
+            d_out,
+            weight_at,
+            None,
+            stride1::Store::Accumulate,
+            &tg,
+            ws,
+        );
+        return;
+    }
     let block = gemm::b_block_cols(depth, cols, t);
     let d_col_len = if pointwise { 0 } else { rows * block };
     let (a, b, d_col) = split3(
@@ -266,7 +293,13 @@ pub fn conv2d_workspace_len(g: &Conv2dGeom) -> usize {
                 gemm::packed_a_len(oc, m, t),
                 gemm::packed_b_len(m, w_block, t),
             ]);
-            forward.max(backward_input).max(backward_weight)
+            let wide = if !is_pointwise(g) && stride1::applies(g) {
+                stride1::workspace_len(g, t)
+                    .max(stride1::workspace_len(&stride1::transposed_geometry(g), t))
+            } else {
+                0
+            };
+            forward.max(backward_input).max(backward_weight).max(wide)
         })
         .max()
         .unwrap_or(0)

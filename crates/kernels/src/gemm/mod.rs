@@ -38,7 +38,7 @@ mod x86_64_avx2;
 #[cfg(target_arch = "x86_64")]
 mod x86_64_avx512;
 
-pub use pack::{pack_a, pack_b_matrix};
+pub use pack::{pack_a, pack_a_with, pack_b_matrix};
 
 use crate::dispatch::Isa;
 
@@ -177,34 +177,74 @@ pub fn gemm_packed(
     let group = |(g, c_group): (usize, &mut [f32])| {
         let rows_here = t.mr.min(rows - g * t.mr);
         let a_group = &a[g * t.mr * depth..(g + 1) * t.mr * depth];
-        for p0 in (0..depth).step_by(KC) {
-            let kc = KC.min(depth - p0);
-            let a_sliver = &a_group[p0 * t.mr..(p0 + kc) * t.mr];
-            for (j, b_panel) in b
-                .chunks_exact(depth * t.nr)
-                .take(cols.div_ceil(t.nr))
-                .enumerate()
-            {
-                let cols_here = t.nr.min(cols - j * t.nr);
-                micro_tile(
-                    isa,
-                    t,
-                    kc,
-                    a_sliver,
-                    &b_panel[p0 * t.nr..(p0 + kc) * t.nr],
-                    &mut c_group[j * t.nr..],
-                    ldc,
-                    rows_here,
-                    cols_here,
-                    accumulate || p0 > 0,
-                );
-            }
-        }
+        gemm_row_group(
+            isa, rows_here, cols, depth, a_group, b, c_group, ldc, accumulate,
+        );
     };
     if parallel {
         c.par_chunks_mut(t.mr * ldc).enumerate().for_each(group);
     } else {
         c.chunks_mut(t.mr * ldc).enumerate().for_each(group);
+    }
+}
+
+/// One task of [`gemm_packed`]: the `rows ≤ MR` rows of one row group,
+/// `C[rows, cols] (+)= A_g · B`, for callers that run their own parallel loop (and, say, copy
+/// the group's result somewhere right after).
+///
+/// # Shapes
+/// - `a_group`: the group's packed `A`, `MR·depth` floats, read.
+/// - `b`: packed `B`, `cols.div_ceil(NR)` panels of `depth·NR`, read.
+/// - `c`: `C[r, j] = c[r·ldc + j]`, written or accumulated.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_row_group(
+    isa: Isa,
+    rows: usize,
+    cols: usize,
+    depth: usize,
+    a_group: &[f32],
+    b: &[f32],
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+) {
+    let t = tile(isa);
+    assert!(rows <= t.mr && a_group.len() >= t.mr * depth);
+    assert!(b.len() >= packed_b_len(depth, cols, t));
+    if rows == 0 || cols == 0 {
+        return;
+    }
+    assert!(c.len() >= (rows - 1) * ldc + cols, "gemm: C too short");
+    if depth == 0 {
+        if !accumulate {
+            for row in c.chunks_mut(ldc).take(rows) {
+                row[..cols].fill(0.0);
+            }
+        }
+        return;
+    }
+    for p0 in (0..depth).step_by(KC) {
+        let kc = KC.min(depth - p0);
+        let a_sliver = &a_group[p0 * t.mr..(p0 + kc) * t.mr];
+        for (j, b_panel) in b
+            .chunks_exact(depth * t.nr)
+            .take(cols.div_ceil(t.nr))
+            .enumerate()
+        {
+            let cols_here = t.nr.min(cols - j * t.nr);
+            micro_tile(
+                isa,
+                t,
+                kc,
+                a_sliver,
+                &b_panel[p0 * t.nr..(p0 + kc) * t.nr],
+                &mut c[j * t.nr..],
+                ldc,
+                rows,
+                cols_here,
+                accumulate || p0 > 0,
+            );
+        }
     }
 }
 
@@ -331,4 +371,15 @@ pub fn split_aligned(
 pub fn align64(buf: &mut [f32]) -> &mut [f32] {
     let skip = buf.as_ptr().align_offset(64).min(buf.len());
     &mut buf[skip..]
+}
+
+/// Borrows `N` 64-byte-aligned buffers of the given lengths from one workspace request of
+/// [`aligned_len`]`(&lens)` floats.
+pub fn carve<const N: usize>(ws: &mut crate::Workspace, lens: [usize; N]) -> [&mut [f32]; N] {
+    let mut rest = align64(ws.get(aligned_len(&lens)));
+    lens.map(|len| {
+        let (head, tail) = std::mem::take(&mut rest).split_at_mut(len.div_ceil(16) * 16);
+        rest = tail;
+        &mut head[..len]
+    })
 }

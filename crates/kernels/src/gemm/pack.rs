@@ -17,20 +17,41 @@ pub fn pack_a(
     col_stride: usize,
     t: Tile,
 ) {
-    let groups = rows.div_ceil(t.mr);
-    assert!(dst.len() >= groups * t.mr * depth, "pack_a: dst too short");
     if rows > 0 && depth > 0 {
         assert!(
             src.len() > (rows - 1) * row_stride + (depth - 1) * col_stride,
             "pack_a: src too short"
         );
     }
+    pack_a_with(dst, rows, depth, t, |r, k| {
+        src[r * row_stride + k * col_stride]
+    });
+}
+
+/// Packs `A[rows, depth]` given element by element, `A[r, k] = at(r, k)` (for operands that
+/// are not a strided matrix, e.g. a flipped, transposed convolution weight).
+///
+/// # Shapes
+/// - `dst`: at least [`super::packed_a_len`]`(rows, depth, t)` floats, written; rows past
+///   `rows` are zero.
+pub fn pack_a_with(
+    dst: &mut [f32],
+    rows: usize,
+    depth: usize,
+    t: Tile,
+    at: impl Fn(usize, usize) -> f32,
+) {
+    let groups = rows.div_ceil(t.mr);
+    assert!(dst.len() >= groups * t.mr * depth, "pack_a: dst too short");
+    if depth == 0 {
+        return;
+    }
     for (g, group) in dst.chunks_exact_mut(t.mr * depth).take(groups).enumerate() {
         let rows_here = t.mr.min(rows - g * t.mr);
         for (k, lanes) in group.chunks_exact_mut(t.mr).enumerate() {
             for (i, lane) in lanes.iter_mut().enumerate() {
                 *lane = if i < rows_here {
-                    src[(g * t.mr + i) * row_stride + k * col_stride]
+                    at(g * t.mr + i, k)
                 } else {
                     0.0
                 };
