@@ -65,6 +65,13 @@ pub fn conv2d_forward(
     if rows == 0 || cols == 0 {
         return;
     }
+    if depth == 0 {
+        // No input channels: the output is the bias alone.
+        for (oc, row) in out.chunks_exact_mut(cols).enumerate() {
+            row.fill(bias.map_or(0.0, |b| b[oc]));
+        }
+        return;
+    }
     if !is_pointwise(g) && stride1::applies(g) {
         let weight_at = |oc: usize, k: usize| weight[oc * depth + k];
         let store = stride1::Store::Overwrite(bias);

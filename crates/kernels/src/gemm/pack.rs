@@ -77,6 +77,9 @@ pub fn pack_b_matrix(
 ) {
     let panels = ncols.div_ceil(t.nr);
     assert!(dst.len() >= panels * t.nr * depth, "pack_b: dst too short");
+    if depth == 0 {
+        return;
+    }
     for (j, panel) in dst.chunks_exact_mut(t.nr * depth).take(panels).enumerate() {
         let c0 = col0 + j * t.nr;
         let w = t.nr.min(ncols - j * t.nr);
