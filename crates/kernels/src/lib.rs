@@ -61,6 +61,7 @@ pub mod batchnorm;
 pub mod conv2d;
 pub mod dispatch;
 pub mod elementwise;
+pub mod gemm;
 pub mod geom;
 pub mod linear;
 pub mod loss;
