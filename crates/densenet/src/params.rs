@@ -10,9 +10,6 @@
 //! `num_batches_tracked` is not an `f32` tensor: it is kept as one `u64` per batch norm, read with
 //! [`ParamStore::batches_tracked`] and written with [`ParamStore::set_batches_tracked`].
 
-// The handles are read by the model, which lands in the next commit.
-#![allow(dead_code)]
-
 use std::collections::HashMap;
 
 use crate::config::{DenseNetConfig, Stem};
@@ -81,14 +78,13 @@ pub(crate) struct ConvP {
     pub pad: usize,
 }
 
-/// A batch norm: γ, β in `params`, running statistics in `buffers`, and its counter index.
+/// A batch norm: γ, β in `params`, running statistics in `buffers`.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct BnP {
     pub gamma: Slot,
     pub beta: Slot,
     pub running_mean: Slot,
     pub running_var: Slot,
-    pub index: usize,
     pub channels: usize,
 }
 
@@ -97,7 +93,6 @@ pub(crate) struct BnP {
 pub(crate) struct LinearP {
     pub weight: Slot,
     pub bias: Slot,
-    pub in_features: usize,
     pub out_features: usize,
 }
 
@@ -205,7 +200,6 @@ impl ParamStore {
             beta,
             running_mean,
             running_var,
-            index: self.bn_names.len() - 1,
             channels: c,
         }
     }
@@ -289,7 +283,6 @@ impl ParamStore {
             classifier: LinearP {
                 weight,
                 bias,
-                in_features: cf,
                 out_features: cfg.num_classes,
             },
         };
