@@ -4,5 +4,6 @@
 //! with concat-free dense blocks and the memory-efficient training of Pleiss et al. (2017).
 
 pub mod error;
+pub mod weights;
 
 pub use error::{Error, Result};
