@@ -7,7 +7,8 @@
 //! - [`params`]: the parameter store, named as torchvision's state dict;
 //! - [`model`] and [`backward`]: forward and hand-written backward passes over
 //!   [`plan::TrainWorkspace`], whose dense blocks never concatenate (see [`block`]);
-//! - [`train`]: SGD over all parameters and learning-rate schedules.
+//! - [`train`]: SGD over all parameters and learning-rate schedules;
+//! - [`weights`]: safetensors state dicts, interchangeable with PyTorch/torchvision.
 
 pub mod backward;
 pub mod block;
@@ -19,6 +20,7 @@ pub mod params;
 pub mod plan;
 pub mod summary;
 pub mod train;
+pub mod weights;
 
 pub use config::{DenseNetConfig, Stem};
 pub use error::{Error, Result};
