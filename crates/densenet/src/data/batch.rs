@@ -1,15 +1,16 @@
-//! Batching: pick images, augment, scale, normalise and lay them out channel-major.
+//! Batching: pick images, augment, scale and normalise them into `f32` batches.
 
 use super::{Augment, Dataset, Normalization, Rng};
 
 /// One batch ready for the network.
 ///
 /// # Layout
-/// `images` is **CNHW** (the project's activation layout, see `densenet_kernels`):
-/// `images[((c·N + n)·H + y)·W + x]`, already normalised. `labels[n]` is image `n`'s class.
+/// `images` is **NCHW**, as `DenseNet::forward` takes its input (it converts to the kernels'
+/// channel-major layout itself): `images[((n·C + c)·H + y)·W + x]`, already normalised.
+/// `labels[n]` is image `n`'s class.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Batch {
-    /// Normalised pixels, CNHW, `n·c·h·w` floats.
+    /// Normalised pixels, NCHW, `n·c·h·w` floats.
     pub images: Vec<f32>,
     /// One label per image.
     pub labels: Vec<usize>,
@@ -21,21 +22,6 @@ pub struct Batch {
     pub h: usize,
     /// Width.
     pub w: usize,
-}
-
-impl Batch {
-    /// The pixels re-ordered as NCHW (image after image), e.g. for writing images out.
-    pub fn to_nchw(&self) -> Vec<f32> {
-        let hw = self.h * self.w;
-        let mut out = vec![0.0; self.images.len()];
-        for c in 0..self.c {
-            for n in 0..self.n {
-                out[(n * self.c + c) * hw..][..hw]
-                    .copy_from_slice(&self.images[(c * self.n + n) * hw..][..hw]);
-            }
-        }
-        out
-    }
 }
 
 /// An iterator over the batches of one pass through a data set.
@@ -162,7 +148,7 @@ impl Iterator for Batches<'_> {
             };
             for ch in 0..c {
                 let (mean, inv_std) = (self.norm.mean[ch], 1.0 / self.norm.std[ch]);
-                let out = &mut images[(ch * n + slot) * hw..][..hw];
+                let out = &mut images[(slot * c + ch) * hw..][..hw];
                 for (o, &v) in out.iter_mut().zip(&pixels[ch * hw..][..hw]) {
                     *o = (f32::from(v) * scale - mean) * inv_std;
                 }

@@ -12,9 +12,9 @@
 //! | image folder | `folder:DIR[,size=S]` | `DIR/<class>/*.png|jpg` (or `DIR/train/..`, `DIR/test/..`) |
 //!
 //! Images are stored as `u8` in **NCHW** order (image after image, each channel a plane of
-//! `H·W` bytes), which is how the files store them. The network consumes batches of `f32` in
-//! the project's **CNHW** activation layout; [`Batches`] converts (scale to `[0, 1]`, optional
-//! augmentation, per-channel normalisation, transpose) one batch at a time.
+//! `H·W` bytes), which is how the files store them. [`Batches`] turns them into the network's
+//! input one batch at a time: `f32` NCHW, scaled to `[0, 1]`, optionally augmented, normalised
+//! per channel.
 //!
 //! A broken file never panics: it gives a [`DataError`] that names the file and the problem.
 
