@@ -8,11 +8,13 @@
 //! - [`model`] and [`backward`]: forward and hand-written backward passes over
 //!   [`plan::TrainWorkspace`], whose dense blocks never concatenate (see [`block`]);
 //! - [`train`]: SGD over all parameters and learning-rate schedules;
+//! - [`data`]: data sets (bundled digits, CIFAR, IDX, image folders), normalisation, augmentation;
 //! - [`weights`]: safetensors state dicts, interchangeable with PyTorch/torchvision.
 
 pub mod backward;
 pub mod block;
 pub mod config;
+pub mod data;
 pub mod error;
 pub mod init;
 pub mod model;
