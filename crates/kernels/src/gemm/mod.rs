@@ -125,10 +125,21 @@ pub fn worth_parallel(macs: usize) -> bool {
     macs >= PARALLEL_MIN_MACS && rayon::current_num_threads() > 1
 }
 
-/// `C[rows, cols] (+)= A · B` for one column block, from packed operands.
+/// The `A` operand of a product.
+#[derive(Clone, Copy, Debug)]
+pub enum AView<'a> {
+    /// Packed by [`pack_a`] (any strides, any source).
+    Packed(&'a [f32]),
+    /// Row-major, `A[r, k] = data[r·ld + k]`, read in place: the micro-kernel broadcasts from
+    /// `MR` row streams, so a weight matrix needs no packing at all (packing `A` costs as much
+    /// as the whole product when `M` is small, as at 7×7).
+    RowMajor { data: &'a [f32], ld: usize },
+}
+
+/// `C[rows, cols] (+)= A · B` for one column block, from packed `B`.
 ///
 /// # Shapes
-/// - `a`: packed `A` of `rows × depth` (layout in the module doc), read.
+/// - `a`: `A` of `rows × depth` ([`AView`]), read.
 /// - `b`: packed `B` of `depth × cols` (one block, `cols.div_ceil(NR)` panels), read.
 /// - `c`: row-major with leading dimension `ldc`, starting at the block's first column; element
 ///   `(r, j)` is `c[r·ldc + j]`; written (`accumulate == false`) or accumulated (`+=`).
@@ -144,7 +155,7 @@ pub fn gemm_packed(
     rows: usize,
     cols: usize,
     depth: usize,
-    a: &[f32],
+    a: AView<'_>,
     b: &[f32],
     c: &mut [f32],
     ldc: usize,
@@ -156,29 +167,12 @@ pub fn gemm_packed(
         return;
     }
     assert!(ldc >= cols, "gemm: ldc {ldc} < cols {cols}");
-    assert!(
-        a.len() >= packed_a_len(rows, depth, t),
-        "gemm: packed A too short"
-    );
-    assert!(
-        b.len() >= packed_b_len(depth, cols, t),
-        "gemm: packed B too short"
-    );
     assert!(c.len() >= (rows - 1) * ldc + cols, "gemm: C too short");
-    if depth == 0 {
-        if !accumulate {
-            for row in c.chunks_mut(ldc).take(rows) {
-                row[..cols].fill(0.0);
-            }
-        }
-        return;
-    }
     let c = &mut c[..(rows - 1) * ldc + cols];
     let group = |(g, c_group): (usize, &mut [f32])| {
         let rows_here = t.mr.min(rows - g * t.mr);
-        let a_group = &a[g * t.mr * depth..(g + 1) * t.mr * depth];
         gemm_row_group(
-            isa, rows_here, cols, depth, a_group, b, c_group, ldc, accumulate,
+            isa, g, rows_here, cols, depth, a, b, c_group, ldc, accumulate,
         );
     };
     if parallel {
@@ -188,29 +182,33 @@ pub fn gemm_packed(
     }
 }
 
-/// One task of [`gemm_packed`]: the `rows ≤ MR` rows of one row group,
-/// `C[rows, cols] (+)= A_g · B`, for callers that run their own parallel loop (and, say, copy
-/// the group's result somewhere right after).
+/// One task of [`gemm_packed`]: row group `g`, whose `rows ≤ MR` rows are
+/// `C[rows, cols] (+)= A[g·MR.., ·] · B`, for callers that run their own parallel loop (and, say,
+/// copy the group's result somewhere right after).
 ///
 /// # Shapes
-/// - `a_group`: the group's packed `A`, `MR·depth` floats, read.
+/// - `a`: all of `A` ([`AView`]), read.
 /// - `b`: packed `B`, `cols.div_ceil(NR)` panels of `depth·NR`, read.
-/// - `c`: `C[r, j] = c[r·ldc + j]`, written or accumulated.
+/// - `c`: the group's rows, `C[r, j] = c[r·ldc + j]`, written or accumulated.
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_row_group(
     isa: Isa,
+    g: usize,
     rows: usize,
     cols: usize,
     depth: usize,
-    a_group: &[f32],
+    a: AView<'_>,
     b: &[f32],
     c: &mut [f32],
     ldc: usize,
     accumulate: bool,
 ) {
     let t = tile(isa);
-    assert!(rows <= t.mr && a_group.len() >= t.mr * depth);
-    assert!(b.len() >= packed_b_len(depth, cols, t));
+    assert!(rows <= t.mr);
+    assert!(
+        b.len() >= packed_b_len(depth, cols, t),
+        "gemm: packed B too short"
+    );
     if rows == 0 || cols == 0 {
         return;
     }
@@ -223,9 +221,33 @@ pub fn gemm_row_group(
         }
         return;
     }
+    // Edge groups of a row-major A are copied into a zero-padded packed sliver so the kernel
+    // never reads a row that does not exist.
+    let mut edge = [0.0f32; MAX_MR * KC];
     for p0 in (0..depth).step_by(KC) {
         let kc = KC.min(depth - p0);
-        let a_sliver = &a_group[p0 * t.mr..(p0 + kc) * t.mr];
+        let sliver = match a {
+            AView::Packed(packed) => {
+                let group = &packed[g * t.mr * depth..(g + 1) * t.mr * depth];
+                ASliver::Packed(&group[p0 * t.mr..(p0 + kc) * t.mr])
+            }
+            AView::RowMajor { data, ld } if rows == t.mr => {
+                ASliver::RowMajor(&data[g * t.mr * ld + p0..], ld)
+            }
+            AView::RowMajor { data, ld } => {
+                let edge = &mut edge[..kc * t.mr];
+                for (k, lanes) in edge.chunks_exact_mut(t.mr).enumerate() {
+                    for (i, lane) in lanes.iter_mut().enumerate() {
+                        *lane = if i < rows {
+                            data[(g * t.mr + i) * ld + p0 + k]
+                        } else {
+                            0.0
+                        };
+                    }
+                }
+                ASliver::Packed(edge)
+            }
+        };
         for (j, b_panel) in b
             .chunks_exact(depth * t.nr)
             .take(cols.div_ceil(t.nr))
@@ -236,7 +258,7 @@ pub fn gemm_row_group(
                 isa,
                 t,
                 kc,
-                a_sliver,
+                sliver,
                 &b_panel[p0 * t.nr..(p0 + kc) * t.nr],
                 &mut c[j * t.nr..],
                 ldc,
@@ -247,6 +269,18 @@ pub fn gemm_row_group(
         }
     }
 }
+
+/// The `MR × kc` part of `A` one micro-kernel call reads.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum ASliver<'a> {
+    /// `A[r, k] = a[k·MR + r]`.
+    Packed(&'a [f32]),
+    /// `A[r, k] = a[r·ld + k]` (all `MR` rows exist).
+    RowMajor(&'a [f32], usize),
+}
+
+/// Largest `MR` of any tier.
+const MAX_MR: usize = 8;
 
 /// One micro-tile of `rows × cols` (at most `MR × NR`) at the start of `c`.
 ///
@@ -259,7 +293,7 @@ fn micro_tile(
     isa: Isa,
     t: Tile,
     kc: usize,
-    a: &[f32],
+    a: ASliver<'_>,
     b: &[f32],
     c: &mut [f32],
     ldc: usize,
@@ -283,12 +317,12 @@ fn micro_tile(
     }
 }
 
-/// A full `MR × NR` tile on the given tier: `C (+)= Σ_k a[k] ⊗ b[k]`.
+/// A full `MR × NR` tile on the given tier: `C (+)= Σ_k A[·, k] ⊗ b[k]`.
 #[inline]
 fn micro_kernel(
     isa: Isa,
     kc: usize,
-    a: &[f32],
+    a: ASliver<'_>,
     b: &[f32],
     c: &mut [f32],
     ldc: usize,
@@ -340,7 +374,7 @@ pub fn gemm(
             rows,
             ncols,
             depth,
-            a_packed,
+            AView::Packed(a_packed),
             b_packed,
             &mut c[col0..],
             ldc,
