@@ -169,16 +169,37 @@ pub fn gemm_packed(
     assert!(ldc >= cols, "gemm: ldc {ldc} < cols {cols}");
     assert!(c.len() >= (rows - 1) * ldc + cols, "gemm: C too short");
     let c = &mut c[..(rows - 1) * ldc + cols];
-    let group = |(g, c_group): (usize, &mut [f32])| {
-        let rows_here = t.mr.min(rows - g * t.mr);
-        gemm_row_group(
-            isa, g, rows_here, cols, depth, a, b, c_group, ldc, accumulate,
+    // Tasks of a few row groups each, so a `B` panel is reused from L1 by several groups
+    // (see [`gemm_block`]); the split depends on the shape only.
+    let groups = rows.div_ceil(t.mr);
+    let per_task = (groups / 4).clamp(1, 4);
+    let task = |(i, c_task): (usize, &mut [f32])| {
+        let row0 = i * per_task * t.mr;
+        let rows_here = (per_task * t.mr).min(rows - row0);
+        let a_task = a.from_row(row0, depth);
+        gemm_block(
+            isa, rows_here, cols, depth, a_task, b, c_task, ldc, accumulate,
         );
     };
     if parallel {
-        c.par_chunks_mut(t.mr * ldc).enumerate().for_each(group);
+        c.par_chunks_mut(per_task * t.mr * ldc)
+            .enumerate()
+            .for_each(task);
     } else {
-        c.chunks_mut(t.mr * ldc).enumerate().for_each(group);
+        gemm_block(isa, rows, cols, depth, a, b, c, ldc, accumulate);
+    }
+}
+
+impl<'a> AView<'a> {
+    /// The view of rows `row0..` (`row0` a multiple of `MR`).
+    fn from_row(self, row0: usize, depth: usize) -> AView<'a> {
+        match self {
+            AView::Packed(p) => AView::Packed(&p[row0 * depth..]),
+            AView::RowMajor { data, ld } => AView::RowMajor {
+                data: &data[row0 * ld..],
+                ld,
+            },
+        }
     }
 }
 
@@ -266,6 +287,100 @@ pub fn gemm_row_group(
                 cols_here,
                 accumulate || p0 > 0,
             );
+        }
+    }
+}
+
+/// `C[rows, cols] (+)= A · B` for one column block on this thread, sweeping every row group
+/// of `A` past each `B` panel: one `KC × NR` slice of `B` (32 KB for 256×32) stays in L1 while
+/// `A` streams from L2, 8 floats per depth step instead of `B`'s 32. Same per-value arithmetic
+/// as [`gemm_row_group`], so results are identical.
+///
+/// # Shapes
+/// As [`gemm_packed`].
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_block(
+    isa: Isa,
+    rows: usize,
+    cols: usize,
+    depth: usize,
+    a: AView<'_>,
+    b: &[f32],
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+) {
+    let t = tile(isa);
+    assert!(
+        b.len() >= packed_b_len(depth, cols, t),
+        "gemm: packed B too short"
+    );
+    if rows == 0 || cols == 0 {
+        return;
+    }
+    assert!(
+        ldc >= cols && c.len() >= (rows - 1) * ldc + cols,
+        "gemm: C too short"
+    );
+    if depth == 0 {
+        if !accumulate {
+            for row in c.chunks_mut(ldc).take(rows) {
+                row[..cols].fill(0.0);
+            }
+        }
+        return;
+    }
+    let groups = rows.div_ceil(t.mr);
+    let last_rows = rows - (groups - 1) * t.mr;
+    let mut edge = [0.0f32; MAX_MR * KC];
+    for p0 in (0..depth).step_by(KC) {
+        let kc = KC.min(depth - p0);
+        if let AView::RowMajor { data, ld } = a {
+            if last_rows < t.mr {
+                let g = groups - 1;
+                for (k, lanes) in edge[..kc * t.mr].chunks_exact_mut(t.mr).enumerate() {
+                    for (i, lane) in lanes.iter_mut().enumerate() {
+                        *lane = if i < last_rows {
+                            data[(g * t.mr + i) * ld + p0 + k]
+                        } else {
+                            0.0
+                        };
+                    }
+                }
+            }
+        }
+        let edge = &edge[..kc * t.mr];
+        for (j, b_panel) in b
+            .chunks_exact(depth * t.nr)
+            .take(cols.div_ceil(t.nr))
+            .enumerate()
+        {
+            let cols_here = t.nr.min(cols - j * t.nr);
+            let b_sub = &b_panel[p0 * t.nr..(p0 + kc) * t.nr];
+            for g in 0..groups {
+                let rows_here = t.mr.min(rows - g * t.mr);
+                let sliver = match a {
+                    AView::Packed(packed) => ASliver::Packed(
+                        &packed[(g * depth + p0) * t.mr..(g * depth + p0 + kc) * t.mr],
+                    ),
+                    AView::RowMajor { data, ld } if rows_here == t.mr => {
+                        ASliver::RowMajor(&data[g * t.mr * ld + p0..], ld)
+                    }
+                    AView::RowMajor { .. } => ASliver::Packed(edge),
+                };
+                micro_tile(
+                    isa,
+                    t,
+                    kc,
+                    sliver,
+                    b_sub,
+                    &mut c[g * t.mr * ldc + j * t.nr..],
+                    ldc,
+                    rows_here,
+                    cols_here,
+                    accumulate || p0 > 0,
+                );
+            }
         }
     }
 }
