@@ -176,7 +176,7 @@ pub fn gemm_packed(
     let task = |(i, c_task): (usize, &mut [f32])| {
         let row0 = i * per_task * t.mr;
         let rows_here = (per_task * t.mr).min(rows - row0);
-        let a_task = a.from_row(row0, depth);
+        let a_task = a.rows_from(row0, depth);
         gemm_block(
             isa, rows_here, cols, depth, a_task, b, c_task, ldc, accumulate,
         );
@@ -192,7 +192,7 @@ pub fn gemm_packed(
 
 impl<'a> AView<'a> {
     /// The view of rows `row0..` (`row0` a multiple of `MR`).
-    fn from_row(self, row0: usize, depth: usize) -> AView<'a> {
+    fn rows_from(self, row0: usize, depth: usize) -> AView<'a> {
         match self {
             AView::Packed(p) => AView::Packed(&p[row0 * depth..]),
             AView::RowMajor { data, ld } => AView::RowMajor {
