@@ -61,6 +61,7 @@ pub mod batchnorm;
 pub mod conv2d;
 pub mod dispatch;
 pub mod elementwise;
+pub mod feature_buffer;
 pub mod gemm;
 pub mod geom;
 pub mod linear;
@@ -68,8 +69,10 @@ pub mod loss;
 pub mod pool;
 pub mod reference;
 pub mod sgd;
+mod simd;
 pub mod workspace;
 
 pub use dispatch::{active_isa, Isa};
+pub use feature_buffer::FeatureBuffer;
 pub use geom::{BatchNormConfig, BatchNormGeom, ChannelAffine, Conv2dGeom, Pool2dGeom};
 pub use workspace::Workspace;

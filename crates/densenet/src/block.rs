@@ -1,0 +1,554 @@
+//! Dense layers and transitions, forward and backward, over a block's [`FeatureBuffer`].
+//!
+//! A dense layer `l` of a block reads the prefix `[0, c)` of the block's buffer, `c = k0 + l·k`,
+//! and writes its `k` channels to the slot `[c, c + k)`:
+//!
+//! ```text
+//! bottleneck (BC):  z = conv1_1x1(relu(norm1(prefix)))      kept, [B, M]
+//!                   slot = drop(conv2_3x3(relu(norm2(z))))
+//! plain:            slot = drop(conv1_3x3(relu(norm1(prefix))))
+//! ```
+//!
+//! `relu(norm(·))` is never materialised in memory-efficient mode: it is the `pre` map
+//! ([`ChannelAffine`]) the convolution applies to its input while reading it, forward and in the
+//! weight gradient. `norm1`'s batch statistics are those of the prefix channels, computed once
+//! when each channel was written ([`channel_statistics`]); the layer only derives its scale and
+//! shift from them (`scale = γ·invstd`, `shift = β − μ·scale`). Backward recomputes the same map
+//! from the same saved statistics and never touches the running statistics (gpleiss #73).
+
+use densenet_kernels::batchnorm::{
+    batchnorm_relu_backward, batchnorm_statistics, batchnorm_update_running,
+};
+use densenet_kernels::conv2d::{conv2d_backward_input, conv2d_backward_weight, conv2d_forward};
+use densenet_kernels::elementwise::{dropout_backward, dropout_forward};
+use densenet_kernels::pool::{avgpool2d_backward, avgpool2d_forward};
+use densenet_kernels::{BatchNormConfig, BatchNormGeom, ChannelAffine, Conv2dGeom, Pool2dGeom};
+
+use crate::params::{BnP, ConvP, LayerP, Slot, TransitionP};
+use crate::plan::{BlockState, Scratch};
+
+/// Whether batch norms use batch statistics (training) or running statistics (evaluation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Batch statistics; running statistics are updated; dropout is active.
+    Train,
+    /// Running statistics; dropout is the identity.
+    Eval,
+}
+
+/// Two disjoint mutable tensors of one vector; `a` must lie before `b`.
+pub(crate) fn two_mut(v: &mut [f32], a: Slot, b: Slot) -> (&mut [f32], &mut [f32]) {
+    debug_assert!(a.off + a.len <= b.off);
+    let (lo, hi) = v.split_at_mut(b.off);
+    (&mut lo[a.off..a.off + a.len], &mut hi[..b.len])
+}
+
+/// Batch statistics of freshly written channels, saved for every batch norm that will read them.
+pub(crate) fn channel_statistics(
+    mean: &mut [f32],
+    invstd: &mut [f32],
+    channels: &[f32],
+    m: usize,
+    bn: &BatchNormConfig,
+) {
+    let g = BatchNormGeom {
+        channels: mean.len(),
+        per_channel: m,
+    };
+    batchnorm_statistics(mean, invstd, channels, bn.eps, &g);
+}
+
+/// Fills `scale`/`shift` (`[C]`) with batch norm `p` as a per-channel affine map: from the batch
+/// statistics `mean`/`invstd` in training (updating the running statistics once, here), from the
+/// running statistics in evaluation. `update_running` is false when recomputing in backward.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn bn_affine(
+    scale: &mut [f32],
+    shift: &mut [f32],
+    p: &BnP,
+    params: &[f32],
+    buffers: &mut [f32],
+    mean: &[f32],
+    invstd: &[f32],
+    m: usize,
+    mode: Mode,
+    update_running: bool,
+    bn: &BatchNormConfig,
+) {
+    let (gamma, beta) = (p.gamma.of(params), p.beta.of(params));
+    match mode {
+        Mode::Train => {
+            if update_running {
+                let (rm, rv) = two_mut(buffers, p.running_mean, p.running_var);
+                let g = BatchNormGeom {
+                    channels: p.channels,
+                    per_channel: m,
+                };
+                batchnorm_update_running(rm, rv, mean, invstd, bn, &g);
+            }
+            for c in 0..p.channels {
+                scale[c] = gamma[c] * invstd[c];
+                shift[c] = beta[c] - mean[c] * scale[c];
+            }
+        }
+        Mode::Eval => {
+            let (rm, rv) = (p.running_mean.of(buffers), p.running_var.of(buffers));
+            for c in 0..p.channels {
+                let is = (1.0 / (f64::from(rv[c]) + f64::from(bn.eps)).sqrt()) as f32;
+                scale[c] = gamma[c] * is;
+                shift[c] = beta[c] - rm[c] * scale[c];
+            }
+        }
+    }
+}
+
+/// `out[c, ·] = max(0, scale[c]·inp[c, ·] + shift[c])`, exactly as a conv's `pre` map computes it.
+pub(crate) fn apply_affine(out: &mut [f32], inp: &[f32], pre: &ChannelAffine<'_>, m: usize) {
+    for (c, (o, x)) in out.chunks_mut(m).zip(inp.chunks(m)).enumerate() {
+        for (o, &x) in o.iter_mut().zip(x) {
+            *o = pre.apply(c, x);
+        }
+    }
+}
+
+pub(crate) fn conv_geom(p: &ConvP, batch: usize, h: usize, w: usize) -> Conv2dGeom {
+    Conv2dGeom::square(batch, p.ic, p.oc, h, w, p.kernel, p.stride, p.pad)
+}
+
+/// The dropout seed of layer `l` (0-based) of block `b` (0-based) at training step `step`
+/// (1 for the first training forward pass of a workspace), from the model seed. Public so that
+/// an independent implementation (the twin test) can draw the same masks.
+pub fn dropout_seed(seed: u64, step: u64, b: usize, l: usize) -> u64 {
+    let mut rng = crate::init::Rng::new(
+        seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ ((b as u64) << 40 | l as u64),
+    );
+    rng.next_u64()
+}
+
+/// Settings every layer of a pass shares.
+pub(crate) struct PassCtx<'a> {
+    pub mode: Mode,
+    pub memory_efficient: bool,
+    pub drop_rate: f32,
+    pub growth: usize,
+    pub bn: &'a BatchNormConfig,
+}
+
+/// Dense layer `l` forward: writes the layer's slot (and, in training, the slot's channel
+/// statistics and its own saved tensors).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn layer_forward(
+    p: &LayerP,
+    l: usize,
+    blk: &mut BlockState,
+    params: &[f32],
+    buffers: &mut [f32],
+    s: &mut Scratch,
+    ctx: &PassCtx<'_>,
+    drop_seed: u64,
+) {
+    let (k, m, h, w) = (ctx.growth, blk.m(), blk.h, blk.w);
+    let batch = m / (h * w);
+    let c = blk.k0 + l * k;
+    let train = ctx.mode == Mode::Train;
+    let dropping = train && ctx.drop_rate > 0.0;
+    let Scratch {
+        scale,
+        shift,
+        kernels,
+        drop,
+        ..
+    } = s;
+    bn_affine(
+        &mut scale[..c],
+        &mut shift[..c],
+        &p.norm1,
+        params,
+        buffers,
+        &blk.mean[..c],
+        &blk.invstd[..c],
+        m,
+        ctx.mode,
+        true,
+        ctx.bn,
+    );
+    let (prefix, slot) = blk.feats.prefix_and_slot(c, k);
+    let pre1 = ChannelAffine {
+        scale: &scale[..c],
+        shift: &shift[..c],
+        relu: true,
+    };
+    let out: &mut [f32] = if dropping {
+        &mut drop[..k * m]
+    } else {
+        &mut *slot
+    };
+    let g1 = conv_geom(&p.conv1, batch, h, w);
+    let w1 = p.conv1.weight.of(params);
+    // The first conv's input: fused (memory-efficient) or materialised and kept.
+    let (inp1, pre1) = if ctx.memory_efficient {
+        (prefix, Some(pre1))
+    } else {
+        apply_affine(&mut blk.stored_a1[l], prefix, &pre1, m);
+        (&blk.stored_a1[l][..], None)
+    };
+    match &p.bottleneck {
+        None => conv2d_forward(out, inp1, w1, None, pre1, &g1, kernels),
+        Some((norm2, conv2)) => {
+            let bk = norm2.channels;
+            let z = &mut blk.bottleneck[l * bk * m..(l + 1) * bk * m];
+            conv2d_forward(z, inp1, w1, None, pre1, &g1, kernels);
+            let (mean2, invstd2) = (
+                &mut blk.mean2[l * bk..(l + 1) * bk],
+                &mut blk.invstd2[l * bk..(l + 1) * bk],
+            );
+            if train {
+                channel_statistics(mean2, invstd2, z, m, ctx.bn);
+            }
+            bn_affine(
+                &mut scale[..bk],
+                &mut shift[..bk],
+                norm2,
+                params,
+                buffers,
+                mean2,
+                invstd2,
+                m,
+                ctx.mode,
+                true,
+                ctx.bn,
+            );
+            let pre2 = ChannelAffine {
+                scale: &scale[..bk],
+                shift: &shift[..bk],
+                relu: true,
+            };
+            let g2 = conv_geom(conv2, batch, h, w);
+            let w2 = conv2.weight.of(params);
+            if ctx.memory_efficient {
+                conv2d_forward(out, z, w2, None, Some(pre2), &g2, kernels);
+            } else {
+                apply_affine(&mut blk.stored_h2[l], z, &pre2, m);
+                conv2d_forward(out, &blk.stored_h2[l], w2, None, None, &g2, kernels);
+            }
+        }
+    }
+    if dropping {
+        dropout_forward(slot, &drop[..k * m], ctx.drop_rate, drop_seed);
+    }
+    if train {
+        channel_statistics(
+            &mut blk.mean[c..c + k],
+            &mut blk.invstd[c..c + k],
+            blk.feats.slot(c, k),
+            m,
+            ctx.bn,
+        );
+    }
+}
+
+/// Dense layer `l` backward: reads the gradient of its slot, accumulates its parameter
+/// gradients and the gradient of its prefix. Layers must run in reverse order, so that a slot's
+/// gradient is complete (every later reader has added to it) when its writer runs.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn layer_backward(
+    p: &LayerP,
+    l: usize,
+    blk: &mut BlockState,
+    params: &[f32],
+    grads: &mut [f32],
+    buffers: &mut [f32],
+    s: &mut Scratch,
+    ctx: &PassCtx<'_>,
+    drop_seed: u64,
+) {
+    let (k, m, h, w) = (ctx.growth, blk.m(), blk.h, blk.w);
+    let batch = m / (h * w);
+    let c = blk.k0 + l * k;
+    let Scratch {
+        a,
+        b,
+        c: sc,
+        drop,
+        scale,
+        shift,
+        kernels,
+    } = s;
+    let (d_prefix, d_slot) = blk.grads.prefix_mut_and_slot(c, k);
+    let d_out: &[f32] = if ctx.drop_rate > 0.0 {
+        let d = &mut drop[..k * m];
+        d.fill(0.0);
+        dropout_backward(d, d_slot, ctx.drop_rate, drop_seed);
+        d
+    } else {
+        d_slot
+    };
+    let prefix = blk.feats.prefix(c);
+    let g1 = conv_geom(&p.conv1, batch, h, w);
+    // Gradient w.r.t. the first conv's output: the slot's own for plain layers, back through
+    // conv2 and norm2 for bottleneck layers.
+    let d_conv1_out: &[f32] = match &p.bottleneck {
+        None => d_out,
+        Some((norm2, conv2)) => {
+            let bk = norm2.channels;
+            let z = &blk.bottleneck[l * bk * m..(l + 1) * bk * m];
+            let (mean2, invstd2) = (
+                &blk.mean2[l * bk..(l + 1) * bk],
+                &blk.invstd2[l * bk..(l + 1) * bk],
+            );
+            bn_affine(
+                &mut scale[..bk],
+                &mut shift[..bk],
+                norm2,
+                params,
+                buffers,
+                mean2,
+                invstd2,
+                m,
+                Mode::Train,
+                false,
+                ctx.bn,
+            );
+            let g2 = conv_geom(conv2, batch, h, w);
+            let w2 = conv2.weight.of(params);
+            let pre2 = ChannelAffine {
+                scale: &scale[..bk],
+                shift: &shift[..bk],
+                relu: true,
+            };
+            let dw2 = conv2.weight.of_mut(grads);
+            if ctx.memory_efficient {
+                conv2d_backward_weight(dw2, None, d_out, z, Some(pre2), &g2, kernels);
+            } else {
+                conv2d_backward_weight(dw2, None, d_out, &blk.stored_h2[l], None, &g2, kernels);
+            }
+            let d_h = &mut b[..bk * m];
+            d_h.fill(0.0);
+            conv2d_backward_input(d_h, d_out, w2, &g2, kernels);
+            let d_z = &mut sc[..bk * m];
+            d_z.fill(0.0);
+            let (dg, db) = two_mut(grads, norm2.gamma, norm2.beta);
+            batchnorm_relu_backward(
+                d_z,
+                dg,
+                db,
+                d_h,
+                z,
+                norm2.gamma.of(params),
+                norm2.beta.of(params),
+                mean2,
+                invstd2,
+                &BatchNormGeom {
+                    channels: bk,
+                    per_channel: m,
+                },
+            );
+            d_z
+        }
+    };
+    bn_affine(
+        &mut scale[..c],
+        &mut shift[..c],
+        &p.norm1,
+        params,
+        buffers,
+        &blk.mean[..c],
+        &blk.invstd[..c],
+        m,
+        Mode::Train,
+        false,
+        ctx.bn,
+    );
+    let pre1 = ChannelAffine {
+        scale: &scale[..c],
+        shift: &shift[..c],
+        relu: true,
+    };
+    let dw1 = p.conv1.weight.of_mut(grads);
+    if ctx.memory_efficient {
+        conv2d_backward_weight(dw1, None, d_conv1_out, prefix, Some(pre1), &g1, kernels);
+    } else {
+        conv2d_backward_weight(
+            dw1,
+            None,
+            d_conv1_out,
+            &blk.stored_a1[l],
+            None,
+            &g1,
+            kernels,
+        );
+    }
+    let d_a = &mut a[..c * m];
+    d_a.fill(0.0);
+    conv2d_backward_input(d_a, d_conv1_out, p.conv1.weight.of(params), &g1, kernels);
+    let (dg, db) = two_mut(grads, p.norm1.gamma, p.norm1.beta);
+    batchnorm_relu_backward(
+        d_prefix,
+        dg,
+        db,
+        d_a,
+        prefix,
+        p.norm1.gamma.of(params),
+        p.norm1.beta.of(params),
+        &blk.mean[..c],
+        &blk.invstd[..c],
+        &BatchNormGeom {
+            channels: c,
+            per_channel: m,
+        },
+    );
+}
+
+fn pool_geom(channels: usize, batch: usize, h: usize, w: usize) -> Pool2dGeom {
+    Pool2dGeom {
+        planes: channels * batch,
+        in_h: h,
+        in_w: w,
+        kernel: 2,
+        stride: 2,
+        pad: 0,
+    }
+}
+
+/// Transition forward: `next[0, C') = avgpool2x2(conv1x1(relu(norm(block))))`, then, in
+/// training, the statistics of those channels. `stored` (non-memory-efficient mode) receives
+/// `relu(norm(block))`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn transition_forward(
+    p: &TransitionP,
+    blk: &BlockState,
+    next: &mut BlockState,
+    stored: Option<&mut Vec<f32>>,
+    params: &[f32],
+    buffers: &mut [f32],
+    s: &mut Scratch,
+    ctx: &PassCtx<'_>,
+) {
+    let (m, h, w) = (blk.m(), blk.h, blk.w);
+    let batch = m / (h * w);
+    let (cin, cout) = (p.conv.ic, p.conv.oc);
+    bn_affine(
+        &mut s.scale[..cin],
+        &mut s.shift[..cin],
+        &p.norm,
+        params,
+        buffers,
+        &blk.mean[..cin],
+        &blk.invstd[..cin],
+        m,
+        ctx.mode,
+        true,
+        ctx.bn,
+    );
+    let pre = ChannelAffine {
+        scale: &s.scale[..cin],
+        shift: &s.shift[..cin],
+        relu: true,
+    };
+    let t = &mut s.b[..cout * m];
+    let g = conv_geom(&p.conv, batch, h, w);
+    let wt = p.conv.weight.of(params);
+    match stored {
+        None => conv2d_forward(
+            t,
+            blk.feats.as_slice(),
+            wt,
+            None,
+            Some(pre),
+            &g,
+            &mut s.kernels,
+        ),
+        Some(a) => {
+            apply_affine(a, blk.feats.as_slice(), &pre, m);
+            conv2d_forward(t, a, wt, None, None, &g, &mut s.kernels);
+        }
+    }
+    avgpool2d_forward(
+        next.feats.prefix_mut(cout),
+        t,
+        &pool_geom(cout, batch, h, w),
+    );
+    if ctx.mode == Mode::Train {
+        let nm = next.m();
+        channel_statistics(
+            &mut next.mean[..cout],
+            &mut next.invstd[..cout],
+            next.feats.prefix(cout),
+            nm,
+            ctx.bn,
+        );
+    }
+}
+
+/// Transition backward: from the gradient of the next block's first `C'` channels, accumulates
+/// the transition's parameter gradients and the gradient of the whole block buffer.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn transition_backward(
+    p: &TransitionP,
+    blk: &mut BlockState,
+    next: &BlockState,
+    stored: Option<&Vec<f32>>,
+    params: &[f32],
+    grads: &mut [f32],
+    buffers: &mut [f32],
+    s: &mut Scratch,
+    ctx: &PassCtx<'_>,
+) {
+    let (m, h, w) = (blk.m(), blk.h, blk.w);
+    let batch = m / (h * w);
+    let (cin, cout) = (p.conv.ic, p.conv.oc);
+    let d_t = &mut s.b[..cout * m];
+    d_t.fill(0.0);
+    avgpool2d_backward(d_t, next.grads.prefix(cout), &pool_geom(cout, batch, h, w));
+    bn_affine(
+        &mut s.scale[..cin],
+        &mut s.shift[..cin],
+        &p.norm,
+        params,
+        buffers,
+        &blk.mean[..cin],
+        &blk.invstd[..cin],
+        m,
+        Mode::Train,
+        false,
+        ctx.bn,
+    );
+    let pre = ChannelAffine {
+        scale: &s.scale[..cin],
+        shift: &s.shift[..cin],
+        relu: true,
+    };
+    let g = conv_geom(&p.conv, batch, h, w);
+    let dw = p.conv.weight.of_mut(grads);
+    match stored {
+        None => conv2d_backward_weight(
+            dw,
+            None,
+            d_t,
+            blk.feats.as_slice(),
+            Some(pre),
+            &g,
+            &mut s.kernels,
+        ),
+        Some(a) => conv2d_backward_weight(dw, None, d_t, a, None, &g, &mut s.kernels),
+    }
+    let d_a = &mut s.a[..cin * m];
+    d_a.fill(0.0);
+    conv2d_backward_input(d_a, d_t, p.conv.weight.of(params), &g, &mut s.kernels);
+    let (dg, db) = two_mut(grads, p.norm.gamma, p.norm.beta);
+    batchnorm_relu_backward(
+        blk.grads.as_mut_slice(),
+        dg,
+        db,
+        d_a,
+        blk.feats.as_slice(),
+        p.norm.gamma.of(params),
+        p.norm.beta.of(params),
+        &blk.mean[..cin],
+        &blk.invstd[..cin],
+        &BatchNormGeom {
+            channels: cin,
+            per_channel: m,
+        },
+    );
+}

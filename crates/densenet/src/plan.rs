@@ -1,0 +1,269 @@
+//! The training workspace: every activation, saved statistic, gradient buffer and scratch the
+//! forward and backward passes use, allocated once for a (configuration, batch, height, width).
+//!
+//! Notation: `N` batch, `M_b = N·H_b·W_b` values per channel in block `b`, `k` growth rate,
+//! `k0_b` block input channels, `L_b` layers, `C_b = k0_b + L_b·k` block output channels, `B`
+//! the bottleneck width `bn_size·k` (`k` for plain DenseNet).
+//!
+//! What is kept (memory-efficient mode) — linear in depth:
+//! - per block: the feature buffer `[C_b, M_b]` and its gradient buffer (same shape); batch
+//!   mean and inverse std of each of its `C_b` channels, computed once when the channel is
+//!   written and shared by every batch norm that reads it (later layers' `norm1`, the
+//!   transition's `norm`, `norm5`);
+//! - per bottleneck layer: its 1×1 conv output `[B, M_b]` and `norm2`'s batch statistics `[B]`.
+//!
+//! What the non-memory-efficient mode adds — quadratic in depth: each layer's
+//! `relu(norm1(prefix))` `[k0 + l·k, M_b]` and `relu(norm2(·))` `[B, M_b]`, and each
+//! transition's `relu(norm(·))` `[C_b, M_b]`, stored in forward as a framework would.
+//!
+//! Scratch, shared by all layers: `a` (the widest batch-norm input, `max C_b·M_b`, or the stem),
+//! `b` and `c` (the widest bottleneck, transition output or stem map), `drop` (`k·M_b`), the
+//! per-channel `scale`/`shift` of the current fused BN+ReLU, and the kernels' [`Workspace`].
+
+use densenet_kernels::{FeatureBuffer, Workspace};
+
+use crate::config::{DenseNetConfig, Stem};
+use crate::error::{Error, Result};
+
+/// One dense block's state.
+#[derive(Debug)]
+pub(crate) struct BlockState {
+    /// `[C_b, N, H_b, W_b]`: the block input at channels `[0, k0)` then each layer's `k`.
+    pub feats: FeatureBuffer,
+    /// Gradient of the loss w.r.t. `feats`, same layout; accumulated in backward.
+    pub grads: FeatureBuffer,
+    /// `[C_b]` batch mean and inverse std of each channel of `feats` (training).
+    pub mean: Vec<f32>,
+    pub invstd: Vec<f32>,
+    /// `[L_b, B, M_b]` each bottleneck layer's 1×1 conv output (empty for plain DenseNet).
+    pub bottleneck: Vec<f32>,
+    /// `[L_b, B]` `norm2` batch statistics.
+    pub mean2: Vec<f32>,
+    pub invstd2: Vec<f32>,
+    /// Non-memory-efficient mode only: per layer `relu(norm1(prefix))`.
+    pub stored_a1: Vec<Vec<f32>>,
+    /// Non-memory-efficient mode only: per bottleneck layer `relu(norm2(z))`.
+    pub stored_h2: Vec<Vec<f32>>,
+    pub k0: usize,
+    pub layers: usize,
+    pub h: usize,
+    pub w: usize,
+}
+
+impl BlockState {
+    pub fn m(&self) -> usize {
+        self.feats.per_channel()
+    }
+}
+
+/// Scratch shared by every layer.
+#[derive(Debug)]
+pub(crate) struct Scratch {
+    pub a: Vec<f32>,
+    pub b: Vec<f32>,
+    pub c: Vec<f32>,
+    pub drop: Vec<f32>,
+    pub scale: Vec<f32>,
+    pub shift: Vec<f32>,
+    pub kernels: Workspace,
+}
+
+/// All buffers of one training (or evaluation) pass at a fixed batch size and input size.
+#[derive(Debug)]
+pub struct TrainWorkspace {
+    pub(crate) batch: usize,
+    pub(crate) h: usize,
+    pub(crate) w: usize,
+    pub(crate) memory_efficient: bool,
+    /// `[IC, N, H, W]` the input, channel-major.
+    pub(crate) input: Vec<f32>,
+    /// ImageNet stem: conv0 output and `relu(norm0(·))`, `[C0, N, H1, W1]`, with norm0's batch
+    /// statistics `[C0]`.
+    pub(crate) stem_conv: Vec<f32>,
+    pub(crate) stem_act: Vec<f32>,
+    pub(crate) stem_mean: Vec<f32>,
+    pub(crate) stem_invstd: Vec<f32>,
+    pub(crate) stem_hw: (usize, usize),
+    pub(crate) blocks: Vec<BlockState>,
+    /// Non-memory-efficient mode only: per transition `relu(norm(block output))`.
+    pub(crate) stored_trans: Vec<Vec<f32>>,
+    /// `[N, C_final]` globally pooled features; `[N, classes]` logits and softmax.
+    pub(crate) pooled: Vec<f32>,
+    pub(crate) logits: Vec<f32>,
+    pub(crate) probs: Vec<f32>,
+    pub(crate) d_logits: Vec<f32>,
+    pub(crate) d_pooled: Vec<f32>,
+    pub(crate) labels: Vec<usize>,
+    pub(crate) scratch: Scratch,
+    /// Set by a training forward pass with labels; backward needs it.
+    pub(crate) ready_for_backward: bool,
+    /// Seeds dropout masks; advanced once per training forward pass.
+    pub(crate) step: u64,
+}
+
+impl TrainWorkspace {
+    /// Sizes every buffer for `cfg` at `batch` images of `h×w`.
+    pub fn new(
+        cfg: &DenseNetConfig,
+        batch: usize,
+        h: usize,
+        w: usize,
+        memory_efficient: bool,
+    ) -> Result<Self> {
+        cfg.validate()?;
+        if batch == 0 {
+            return Err(Error::Shape("batch size must be at least 1".into()));
+        }
+        let sizes = cfg.block_sizes(h, w)?;
+        let k = cfg.growth_rate;
+        let bneck = cfg.bottleneck_channels();
+        let c0 = cfg.init_features;
+        let stem_hw = match cfg.stem {
+            Stem::ImageNet => ((h - 1) / 2 + 1, (w - 1) / 2 + 1),
+            Stem::Cifar => (h, w),
+        };
+        let stem_len = match cfg.stem {
+            Stem::ImageNet => c0 * batch * stem_hw.0 * stem_hw.1,
+            Stem::Cifar => 0,
+        };
+        let (mut a_len, mut b_len, mut drop_len, mut widest) = (stem_len, stem_len, 0, c0);
+        let mut blocks = Vec::with_capacity(sizes.len());
+        let mut stored_trans = Vec::new();
+        for (b, &(bh, bw)) in sizes.iter().enumerate() {
+            let m = batch * bh * bw;
+            let k0 = cfg.block_in_channels(b);
+            let layers = cfg.block_config[b];
+            let cout = cfg.block_out_channels(b);
+            a_len = a_len.max(cout * m);
+            b_len = b_len.max(bneck * m).max(k * m);
+            if b + 1 < sizes.len() {
+                b_len = b_len.max(cfg.transition_out_channels(b) * m);
+                if !memory_efficient {
+                    stored_trans.push(vec![0.0; cout * m]);
+                }
+            }
+            drop_len = drop_len.max(k * m);
+            widest = widest.max(cout).max(bneck);
+            let has_bottleneck = cfg.bn_size.is_some();
+            let (stored_a1, stored_h2) = if memory_efficient {
+                (Vec::new(), Vec::new())
+            } else {
+                (
+                    (0..layers).map(|l| vec![0.0; (k0 + l * k) * m]).collect(),
+                    if has_bottleneck {
+                        (0..layers).map(|_| vec![0.0; bneck * m]).collect()
+                    } else {
+                        Vec::new()
+                    },
+                )
+            };
+            let per_layer = if has_bottleneck { bneck } else { 0 };
+            blocks.push(BlockState {
+                feats: FeatureBuffer::new(cout, m),
+                grads: FeatureBuffer::new(cout, m),
+                mean: vec![0.0; cout],
+                invstd: vec![0.0; cout],
+                bottleneck: vec![0.0; layers * per_layer * m],
+                mean2: vec![0.0; layers * per_layer],
+                invstd2: vec![0.0; layers * per_layer],
+                stored_a1,
+                stored_h2,
+                k0,
+                layers,
+                h: bh,
+                w: bw,
+            });
+        }
+        let cf = cfg.final_channels();
+        let classes = cfg.num_classes;
+        Ok(TrainWorkspace {
+            batch,
+            h,
+            w,
+            memory_efficient,
+            input: vec![0.0; cfg.in_channels * batch * h * w],
+            stem_conv: vec![0.0; stem_len],
+            stem_act: vec![0.0; stem_len],
+            stem_mean: vec![0.0; c0],
+            stem_invstd: vec![0.0; c0],
+            stem_hw,
+            blocks,
+            stored_trans,
+            pooled: vec![0.0; batch * cf],
+            logits: vec![0.0; batch * classes],
+            probs: vec![0.0; batch * classes],
+            d_logits: vec![0.0; batch * classes],
+            d_pooled: vec![0.0; batch * cf],
+            labels: Vec::with_capacity(batch),
+            scratch: Scratch {
+                a: vec![0.0; a_len],
+                b: vec![0.0; b_len],
+                c: vec![0.0; b_len],
+                drop: vec![0.0; drop_len],
+                scale: vec![0.0; widest],
+                shift: vec![0.0; widest],
+                kernels: Workspace::new(),
+            },
+            ready_for_backward: false,
+            step: 0,
+        })
+    }
+
+    /// Batch size the workspace was sized for.
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+
+    /// Input `(height, width)` the workspace was sized for.
+    pub fn input_size(&self) -> (usize, usize) {
+        (self.h, self.w)
+    }
+
+    /// Whether batch-norm outputs are recomputed in backward instead of stored.
+    pub fn memory_efficient(&self) -> bool {
+        self.memory_efficient
+    }
+
+    /// Bytes held by every buffer (the kernels' scratch included, at its current size: it grows
+    /// to its final size during the first pass).
+    pub fn bytes(&self) -> usize {
+        let f = |v: &Vec<f32>| v.len() * 4;
+        let mut total = f(&self.input)
+            + f(&self.stem_conv)
+            + f(&self.stem_act)
+            + f(&self.stem_mean)
+            + f(&self.stem_invstd)
+            + f(&self.pooled)
+            + f(&self.logits)
+            + f(&self.probs)
+            + f(&self.d_logits)
+            + f(&self.d_pooled)
+            + self.labels.capacity() * std::mem::size_of::<usize>();
+        total += self.stored_trans.iter().map(f).sum::<usize>();
+        for b in &self.blocks {
+            total += b.feats.bytes()
+                + b.grads.bytes()
+                + f(&b.mean)
+                + f(&b.invstd)
+                + f(&b.bottleneck)
+                + f(&b.mean2)
+                + f(&b.invstd2)
+                + b.stored_a1.iter().map(f).sum::<usize>()
+                + b.stored_h2.iter().map(f).sum::<usize>();
+        }
+        let s = &self.scratch;
+        total
+            + f(&s.a)
+            + f(&s.b)
+            + f(&s.c)
+            + f(&s.drop)
+            + f(&s.scale)
+            + f(&s.shift)
+            + s.kernels.bytes()
+    }
+
+    /// The logits `[N, classes]` (row-major, one row per image) of the last forward pass.
+    pub fn logits(&self) -> &[f32] {
+        &self.logits
+    }
+}
