@@ -7,11 +7,14 @@
 //! - [`params`]: the parameter store, named as torchvision's state dict;
 //! - [`model`] and [`backward`]: forward and hand-written backward passes over
 //!   [`plan::TrainWorkspace`], whose dense blocks never concatenate (see [`block`]);
-//! - [`train`]: SGD over all parameters and learning-rate schedules.
+//! - [`train`]: SGD over all parameters and learning-rate schedules;
+//! - [`data`]: data sets (bundled digits, CIFAR, IDX, image folders), normalisation, augmentation;
+//! - [`weights`]: safetensors state dicts, interchangeable with PyTorch/torchvision.
 
 pub mod backward;
 pub mod block;
 pub mod config;
+pub mod data;
 pub mod error;
 pub mod init;
 pub mod model;
@@ -19,6 +22,7 @@ pub mod params;
 pub mod plan;
 pub mod summary;
 pub mod train;
+pub mod weights;
 
 pub use config::{DenseNetConfig, Stem};
 pub use error::{Error, Result};

@@ -1,8 +1,560 @@
-//! Batch norm (and fused batch norm + ReLU), forward and backward.
+//! Batch norm (and fused batch norm + ReLU), forward and backward, over channel-major tensors.
 //!
-//! PLACEHOLDER: re-exports the reference until the fast kernels land; the signatures are the
-//! public contract.
-pub use crate::reference::{
-    batchnorm_backward, batchnorm_forward_infer, batchnorm_forward_train, batchnorm_relu_backward,
-    batchnorm_relu_forward_train, batchnorm_statistics, batchnorm_update_running,
-};
+//! Every channel is one contiguous run of `M = N·H·W` values, so each kernel is a loop over
+//! channels, each channel handled whole by one rayon task (channels are grouped so a task holds
+//! a few thousand values). The split never depends on the thread count, and a channel's result
+//! never depends on the split, so results are bit-identical for any pool size. Loop bodies are
+//! compiled per SIMD tier by [`crate::simd::on_tier`] and agree bit for bit across tiers.
+//!
+//! # Numerics
+//!
+//! Statistics come from one pass over shifted values (see [`crate::simd::mean_var`]), with
+//! `f32` lane partials per block and `f64` totals. Normalisation computes `(x − μ)·s + β`
+//! rather than `x·s + (β − μ·s)`: the subtraction comes first so that a large mean (values near
+//! 1000 ± 1) cancels exactly instead of leaving the rounding error of `x·s` in the result.
+
+use rayon::prelude::*;
+
+use crate::dispatch::{active_isa, Isa};
+use crate::geom::{BatchNormConfig, BatchNormGeom, ChannelAffine};
+use crate::simd::{self, on_tier, BLOCK, LANES, PAR_MIN_LEN};
+
+/// The running-statistics update is `O(C)` scalar work: the reference loop is the kernel.
+pub use crate::reference::batchnorm_update_running;
+
+/// Asserts the documented preconditions: non-empty channels, tensors of `C·M` floats,
+/// per-channel vectors of `C`.
+fn check_geom(g: &BatchNormGeom, lens: &[usize], per_channel_lens: &[usize]) {
+    assert!(g.per_channel > 0, "batch norm over empty channels");
+    for &l in lens {
+        assert_eq!(l, g.len(), "tensor length does not match {g:?}");
+    }
+    for &l in per_channel_lens {
+        assert_eq!(
+            l, g.channels,
+            "per-channel vector length does not match {g:?}"
+        );
+    }
+}
+
+fn use_threads(g: &BatchNormGeom) -> bool {
+    g.len() >= PAR_MIN_LEN
+}
+
+/// Batch statistics of each channel: the mean `μ_c = (1/M) Σ x` and the inverse standard
+/// deviation `1/σ_c = 1/√(var_c + eps)`, with the *biased* variance `var_c = (1/M) Σ (x − μ_c)²`
+/// (as PyTorch normalises in training). `M = N·H·W`.
+///
+/// # Shapes
+/// - `mean`, `invstd`: `[C]`, written. `inp`: `[C, N, H, W]`, read.
+///
+/// # Panics
+/// On length mismatches or `M = 0`.
+pub fn batchnorm_statistics(
+    mean: &mut [f32],
+    invstd: &mut [f32],
+    inp: &[f32],
+    eps: f32,
+    g: &BatchNormGeom,
+) {
+    check_geom(g, &[inp.len()], &[mean.len(), invstd.len()]);
+    let isa = active_isa();
+    let one = |(x, (mu, is)): (&[f32], (&mut f32, &mut f32))| {
+        let (m, var) = on_tier(
+            isa,
+            #[inline(always)]
+            || simd::mean_var(x),
+        );
+        *mu = m as f32;
+        *is = (1.0 / (var + f64::from(eps)).sqrt()) as f32;
+    };
+    let per_task = simd::channels_per_task(g.per_channel);
+    if use_threads(g) {
+        inp.par_chunks(g.per_channel)
+            .zip(mean.par_iter_mut().zip(invstd.par_iter_mut()))
+            .with_min_len(per_task)
+            .for_each(one);
+    } else {
+        inp.chunks(g.per_channel)
+            .zip(mean.iter_mut().zip(invstd.iter_mut()))
+            .for_each(one);
+    }
+}
+
+/// The per-channel affine form of normalisation with given statistics:
+/// `scale_c = γ_c·invstd_c` and `shift_c = β_c − μ_c·scale_c`, so that `BN(x) = scale·x + shift`.
+/// This is what a convolution applies on the fly as a [`ChannelAffine`] while packing its input.
+///
+/// # Shapes
+/// - `scale`, `shift`: `[C]`, written. `gamma`, `beta`, `mean`, `invstd`: `[C]`, read.
+pub fn batchnorm_scale_shift(
+    scale: &mut [f32],
+    shift: &mut [f32],
+    gamma: &[f32],
+    beta: &[f32],
+    mean: &[f32],
+    invstd: &[f32],
+) {
+    let c = scale.len();
+    for len in [
+        shift.len(),
+        gamma.len(),
+        beta.len(),
+        mean.len(),
+        invstd.len(),
+    ] {
+        assert_eq!(len, c, "per-channel vectors of unequal lengths");
+    }
+    for i in 0..c {
+        let s = f64::from(gamma[i]) * f64::from(invstd[i]);
+        scale[i] = s as f32;
+        shift[i] = (f64::from(beta[i]) - f64::from(mean[i]) * s) as f32;
+    }
+}
+
+/// `1/√(running_var + eps)` of one channel, as the eval-mode kernels use it.
+fn running_invstd(running_var: f32, eps: f32) -> f32 {
+    (1.0 / (f64::from(running_var) + f64::from(eps)).sqrt()) as f32
+}
+
+/// `out = (x − μ)·(γ·invstd) + β`, then `max(0, ·)` if `RELU`, over one channel.
+#[inline(always)]
+fn normalize_channel<const RELU: bool>(out: &mut [f32], x: &[f32], mu: f32, scale: f32, beta: f32) {
+    for (o, &v) in out.iter_mut().zip(x) {
+        let y = (v - mu) * scale + beta;
+        *o = if RELU && !(y > 0.0) { 0.0 } else { y };
+    }
+}
+
+/// Normalises every channel with per-channel `(μ, scale, β)` given by `coef(c)`.
+fn normalize_all<const RELU: bool>(
+    out: &mut [f32],
+    inp: &[f32],
+    coef: impl Fn(usize) -> (f32, f32, f32) + Sync,
+    g: &BatchNormGeom,
+) {
+    let isa = active_isa();
+    let one = |(c, (o, x)): (usize, (&mut [f32], &[f32]))| {
+        let (mu, scale, beta) = coef(c);
+        on_tier(
+            isa,
+            #[inline(always)]
+            || normalize_channel::<RELU>(o, x, mu, scale, beta),
+        );
+    };
+    if use_threads(g) {
+        out.par_chunks_mut(g.per_channel)
+            .zip(inp.par_chunks(g.per_channel))
+            .enumerate()
+            .with_min_len(simd::channels_per_task(g.per_channel))
+            .for_each(one);
+    } else {
+        out.chunks_mut(g.per_channel)
+            .zip(inp.chunks(g.per_channel))
+            .enumerate()
+            .for_each(one);
+    }
+}
+
+/// Batch norm forward in training mode:
+/// `out = γ_c·(x − μ_c)/σ_c + β_c` with the batch statistics, which are saved for the backward
+/// pass (`mean`, `invstd`), and the running statistics updated (see
+/// [`batchnorm_update_running`]: momentum, *unbiased* variance, as PyTorch).
+///
+/// # Shapes
+/// - `out`: `[C, N, H, W]`, written. `mean`, `invstd`: `[C]`, written.
+/// - `running_mean`, `running_var`: `[C]`, updated.
+/// - `inp`: `[C, N, H, W]`, read. `gamma`, `beta`: `[C]`, read.
+pub fn batchnorm_forward_train(
+    out: &mut [f32],
+    mean: &mut [f32],
+    invstd: &mut [f32],
+    running_mean: &mut [f32],
+    running_var: &mut [f32],
+    inp: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    cfg: &BatchNormConfig,
+    g: &BatchNormGeom,
+) {
+    forward_train::<false>(
+        out,
+        mean,
+        invstd,
+        running_mean,
+        running_var,
+        inp,
+        gamma,
+        beta,
+        cfg,
+        g,
+    );
+}
+
+/// Fused batch norm + ReLU forward in training mode: `out = max(0, BN(x))`, saving the batch
+/// statistics and updating the running ones exactly as [`batchnorm_forward_train`].
+///
+/// # Shapes
+/// As [`batchnorm_forward_train`].
+pub fn batchnorm_relu_forward_train(
+    out: &mut [f32],
+    mean: &mut [f32],
+    invstd: &mut [f32],
+    running_mean: &mut [f32],
+    running_var: &mut [f32],
+    inp: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    cfg: &BatchNormConfig,
+    g: &BatchNormGeom,
+) {
+    forward_train::<true>(
+        out,
+        mean,
+        invstd,
+        running_mean,
+        running_var,
+        inp,
+        gamma,
+        beta,
+        cfg,
+        g,
+    );
+}
+
+fn forward_train<const RELU: bool>(
+    out: &mut [f32],
+    mean: &mut [f32],
+    invstd: &mut [f32],
+    running_mean: &mut [f32],
+    running_var: &mut [f32],
+    inp: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    cfg: &BatchNormConfig,
+    g: &BatchNormGeom,
+) {
+    check_geom(
+        g,
+        &[out.len(), inp.len()],
+        &[
+            running_mean.len(),
+            running_var.len(),
+            gamma.len(),
+            beta.len(),
+        ],
+    );
+    batchnorm_statistics(mean, invstd, inp, cfg.eps, g);
+    batchnorm_update_running(running_mean, running_var, mean, invstd, cfg, g);
+    let (mean, invstd) = (&*mean, &*invstd);
+    normalize_all::<RELU>(out, inp, |c| (mean[c], gamma[c] * invstd[c], beta[c]), g);
+}
+
+/// Batch norm forward in eval mode, with the running statistics:
+/// `out = γ_c·(x − running_mean_c)/√(running_var_c + eps) + β_c`. Allocates nothing.
+///
+/// # Shapes
+/// - `out`: `[C, N, H, W]`, written. `inp`: `[C, N, H, W]`, read.
+/// - `gamma`, `beta`, `running_mean`, `running_var`: `[C]`, read.
+pub fn batchnorm_forward_infer(
+    out: &mut [f32],
+    inp: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    running_mean: &[f32],
+    running_var: &[f32],
+    eps: f32,
+    g: &BatchNormGeom,
+) {
+    forward_infer::<false>(out, inp, gamma, beta, running_mean, running_var, eps, g);
+}
+
+/// Fused batch norm + ReLU forward in eval mode: `out = max(0, BN_eval(x))` (see
+/// [`batchnorm_forward_infer`]).
+///
+/// # Shapes
+/// As [`batchnorm_forward_infer`].
+pub fn batchnorm_relu_forward_infer(
+    out: &mut [f32],
+    inp: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    running_mean: &[f32],
+    running_var: &[f32],
+    eps: f32,
+    g: &BatchNormGeom,
+) {
+    forward_infer::<true>(out, inp, gamma, beta, running_mean, running_var, eps, g);
+}
+
+fn forward_infer<const RELU: bool>(
+    out: &mut [f32],
+    inp: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    running_mean: &[f32],
+    running_var: &[f32],
+    eps: f32,
+    g: &BatchNormGeom,
+) {
+    check_geom(
+        g,
+        &[out.len(), inp.len()],
+        &[
+            gamma.len(),
+            beta.len(),
+            running_mean.len(),
+            running_var.len(),
+        ],
+    );
+    normalize_all::<RELU>(
+        out,
+        inp,
+        |c| {
+            let is = running_invstd(running_var[c], eps);
+            (running_mean[c], gamma[c] * is, beta[c])
+        },
+        g,
+    );
+}
+
+/// Applies a per-channel affine map (and its optional ReLU) to a whole tensor:
+/// `out = scale_c·x + shift_c`, then `max(0, ·)` if `affine.relu`. The standalone form of what a
+/// convolution does while packing; with eval-mode batch norm folded into `scale`, `shift` (see
+/// [`batchnorm_scale_shift`]) it is `batchnorm_forward_infer` in two multiply-adds per value.
+///
+/// # Shapes
+/// - `out`: `[C, N, H, W]`, written. `inp`: `[C, N, H, W]`, read.
+/// - `affine.scale`, `affine.shift`: `[C]`, read.
+pub fn channel_affine_forward(
+    out: &mut [f32],
+    inp: &[f32],
+    affine: &ChannelAffine<'_>,
+    g: &BatchNormGeom,
+) {
+    check_geom(
+        g,
+        &[out.len(), inp.len()],
+        &[affine.scale.len(), affine.shift.len()],
+    );
+    // `(x − 0)·scale + shift` is `x·scale + shift` exactly, so the normaliser serves.
+    let coef = |c: usize| (0.0, affine.scale[c], affine.shift[c]);
+    if affine.relu {
+        normalize_all::<true>(out, inp, coef, g);
+    } else {
+        normalize_all::<false>(out, inp, coef, g);
+    }
+}
+
+/// The two reductions of the backward pass over one channel, in `f64`:
+/// `(Σ dy', Σ dy'·(x − μ))` with `dy' = dy` masked by the ReLU if `RELU`
+/// (`dy' = dy·[(x − μ)·scale + β > 0]`, the forward's own formula).
+#[inline(always)]
+fn backward_sums<const RELU: bool>(
+    dy: &[f32],
+    x: &[f32],
+    mu: f32,
+    scale: f32,
+    beta: f32,
+) -> (f64, f64) {
+    let (mut s1, mut s2) = (0.0f64, 0.0f64);
+    for (dyb, xb) in dy.chunks(BLOCK).zip(x.chunks(BLOCK)) {
+        let mut a1 = [0.0f32; LANES];
+        let mut a2 = [0.0f32; LANES];
+        // Padding `dy` with zeros makes the padded lanes add nothing.
+        simd::for_lane_groups2(dyb, xb, (0.0, mu), |d, v| {
+            for l in 0..LANES {
+                let xm = v[l] - mu;
+                let d = if RELU && !(xm * scale + beta > 0.0) {
+                    0.0
+                } else {
+                    d[l]
+                };
+                a1[l] += d;
+                a2[l] += d * xm;
+            }
+        });
+        s1 += simd::lanes_to_f64(&a1);
+        s2 += simd::lanes_to_f64(&a2);
+    }
+    (s1, s2)
+}
+
+/// `d_in += a·dy' + b·(x − μ) + k` over one channel, `dy'` masked as in [`backward_sums`].
+#[inline(always)]
+fn backward_apply<const RELU: bool>(
+    dx: &mut [f32],
+    dy: &[f32],
+    x: &[f32],
+    mu: f32,
+    scale: f32,
+    beta: f32,
+    (a, b, k): (f32, f32, f32),
+) {
+    for ((o, &d), &v) in dx.iter_mut().zip(dy).zip(x) {
+        let xm = v - mu;
+        let d = if RELU && !(xm * scale + beta > 0.0) {
+            0.0
+        } else {
+            d
+        };
+        *o += a * d + b * xm + k;
+    }
+}
+
+/// Batch norm backward (training mode; accumulates). With `x̂ = (x − μ)/σ` and `M = N·H·W`:
+///
+/// ```text
+/// d_beta[c]  += Σ dy
+/// d_gamma[c] += Σ dy·x̂
+/// d_in       += (γ_c/σ_c)·(dy − (1/M)·Σ dy − x̂·(1/M)·Σ dy·x̂)
+/// ```
+///
+/// Two passes per channel: the sums, then the update, which is computed as
+/// `d_in += a·dy + b·(x − μ) + k` with `a = γ/σ`, `b = −a·(Σ dy·x̂)/(M·σ)`, `k = −a·(Σ dy)/M`.
+///
+/// # Shapes
+/// - `d_inp`: `[C, N, H, W]`, accumulated. `d_gamma`, `d_beta`: `[C]`, accumulated.
+/// - `d_out`, `inp`: `[C, N, H, W]`, read. `gamma`, `mean`, `invstd`: `[C]`, read.
+pub fn batchnorm_backward(
+    d_inp: &mut [f32],
+    d_gamma: &mut [f32],
+    d_beta: &mut [f32],
+    d_out: &[f32],
+    inp: &[f32],
+    gamma: &[f32],
+    mean: &[f32],
+    invstd: &[f32],
+    g: &BatchNormGeom,
+) {
+    backward::<false>(
+        d_inp, d_gamma, d_beta, d_out, inp, gamma, None, mean, invstd, g,
+    );
+}
+
+/// Fused batch norm + ReLU backward (accumulates). The ReLU mask is recomputed from the input
+/// with the forward pass's own formula, `dy' = dy·[(x − μ)·(γ·invstd) + β > 0]`, so it matches
+/// what [`batchnorm_relu_forward_train`] zeroed; then as [`batchnorm_backward`] with `dy'`.
+/// Nothing is allocated: the mask is recomputed in both passes.
+///
+/// # Shapes
+/// As [`batchnorm_backward`], plus `beta`: `[C]`, read.
+pub fn batchnorm_relu_backward(
+    d_inp: &mut [f32],
+    d_gamma: &mut [f32],
+    d_beta: &mut [f32],
+    d_out: &[f32],
+    inp: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    mean: &[f32],
+    invstd: &[f32],
+    g: &BatchNormGeom,
+) {
+    backward::<true>(
+        d_inp,
+        d_gamma,
+        d_beta,
+        d_out,
+        inp,
+        gamma,
+        Some(beta),
+        mean,
+        invstd,
+        g,
+    );
+}
+
+fn backward<const RELU: bool>(
+    d_inp: &mut [f32],
+    d_gamma: &mut [f32],
+    d_beta: &mut [f32],
+    d_out: &[f32],
+    inp: &[f32],
+    gamma: &[f32],
+    beta: Option<&[f32]>,
+    mean: &[f32],
+    invstd: &[f32],
+    g: &BatchNormGeom,
+) {
+    check_geom(
+        g,
+        &[d_inp.len(), d_out.len(), inp.len()],
+        &[
+            d_gamma.len(),
+            d_beta.len(),
+            gamma.len(),
+            mean.len(),
+            invstd.len(),
+        ],
+    );
+    if let Some(beta) = beta {
+        assert_eq!(beta.len(), g.channels, "beta length does not match {g:?}");
+    }
+    let isa = active_isa();
+    let m = g.per_channel as f64;
+    let one = |(c, ((dx, (dg, db)), (dy, x))): (
+        usize,
+        ((&mut [f32], (&mut f32, &mut f32)), (&[f32], &[f32])),
+    )| {
+        let (mu, is) = (mean[c], invstd[c]);
+        let scale = gamma[c] * is;
+        let b = beta.map_or(0.0, |b| b[c]);
+        channel_backward::<RELU>(isa, dx, dg, db, dy, x, mu, is, gamma[c], scale, b, m);
+    };
+    let pc = g.per_channel;
+    if use_threads(g) {
+        d_inp
+            .par_chunks_mut(pc)
+            .zip(d_gamma.par_iter_mut().zip(d_beta.par_iter_mut()))
+            .zip(d_out.par_chunks(pc).zip(inp.par_chunks(pc)))
+            .enumerate()
+            .with_min_len(simd::channels_per_task(pc))
+            .for_each(one);
+    } else {
+        d_inp
+            .chunks_mut(pc)
+            .zip(d_gamma.iter_mut().zip(d_beta.iter_mut()))
+            .zip(d_out.chunks(pc).zip(inp.chunks(pc)))
+            .enumerate()
+            .for_each(one);
+    }
+}
+
+/// Backward of one channel: the sums, the parameter gradients, then the input gradient.
+#[allow(clippy::too_many_arguments)]
+fn channel_backward<const RELU: bool>(
+    isa: Isa,
+    dx: &mut [f32],
+    d_gamma: &mut f32,
+    d_beta: &mut f32,
+    dy: &[f32],
+    x: &[f32],
+    mu: f32,
+    invstd: f32,
+    gamma: f32,
+    scale: f32,
+    beta: f32,
+    m: f64,
+) {
+    let (sum_dy, sum_dy_xmu) = on_tier(
+        isa,
+        #[inline(always)]
+        || backward_sums::<RELU>(dy, x, mu, scale, beta),
+    );
+    let is = f64::from(invstd);
+    let sum_dy_xhat = sum_dy_xmu * is;
+    *d_beta = (f64::from(*d_beta) + sum_dy) as f32;
+    *d_gamma = (f64::from(*d_gamma) + sum_dy_xhat) as f32;
+    let a = f64::from(gamma) * is;
+    let coef = (
+        a as f32,
+        (-a * is * sum_dy_xhat / m) as f32,
+        (-a * sum_dy / m) as f32,
+    );
+    on_tier(
+        isa,
+        #[inline(always)]
+        || backward_apply::<RELU>(dx, dy, x, mu, scale, beta, coef),
+    );
+}

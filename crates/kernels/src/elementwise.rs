@@ -1,6 +1,191 @@
-//! ReLU and dropout.
+//! ReLU, dropout and gradient accumulation: flat loops over any tensor.
 //!
-//! PLACEHOLDER: re-exports the reference until the fast kernels land.
-pub use crate::reference::{
-    dropout_backward, dropout_forward, dropout_keep, relu_backward, relu_forward,
-};
+//! Large tensors are cut into fixed-size chunks (a function of the length only, never of the
+//! thread count) run as rayon tasks; every element's result depends on that element alone, so
+//! any split gives the same bits. Loop bodies are compiled per SIMD tier by
+//! [`crate::simd::on_tier`].
+
+use rayon::prelude::*;
+
+use crate::dispatch::active_isa;
+pub use crate::reference::dropout_keep;
+use crate::simd::{flat_chunk, on_tier};
+
+/// Runs `body(offset, out_chunk, in_chunk)` over matching chunks of `out` and `inp`, where
+/// `offset` is the chunk's first index in the whole tensor.
+fn for_chunks2(out: &mut [f32], inp: &[f32], body: impl Fn(usize, &mut [f32], &[f32]) + Sync) {
+    assert_eq!(out.len(), inp.len(), "tensors of unequal lengths");
+    let chunk = flat_chunk(out.len());
+    if out.len() <= chunk {
+        body(0, out, inp);
+    } else {
+        out.par_chunks_mut(chunk)
+            .zip(inp.par_chunks(chunk))
+            .enumerate()
+            .for_each(|(i, (o, x))| body(i * chunk, o, x));
+    }
+}
+
+/// As [`for_chunks2`] with a second input.
+fn for_chunks3(
+    out: &mut [f32],
+    a: &[f32],
+    b: &[f32],
+    body: impl Fn(&mut [f32], &[f32], &[f32]) + Sync,
+) {
+    assert_eq!(out.len(), a.len(), "tensors of unequal lengths");
+    assert_eq!(out.len(), b.len(), "tensors of unequal lengths");
+    let chunk = flat_chunk(out.len());
+    if out.len() <= chunk {
+        body(out, a, b);
+    } else {
+        out.par_chunks_mut(chunk)
+            .zip(a.par_chunks(chunk).zip(b.par_chunks(chunk)))
+            .for_each(|(o, (a, b))| body(o, a, b));
+    }
+}
+
+/// ReLU forward: `out = max(0, x)` (NaN gives 0, as the reference).
+///
+/// # Shapes
+/// - `out`, `inp`: any, equal lengths; `out` written.
+pub fn relu_forward(out: &mut [f32], inp: &[f32]) {
+    let isa = active_isa();
+    for_chunks2(out, inp, |_, o, x| {
+        on_tier(
+            isa,
+            #[inline(always)]
+            || relu_body(o, x),
+        )
+    });
+}
+
+#[inline(always)]
+fn relu_body(out: &mut [f32], inp: &[f32]) {
+    for (o, &x) in out.iter_mut().zip(inp) {
+        *o = if x > 0.0 { x } else { 0.0 };
+    }
+}
+
+/// ReLU in place: `x = max(0, x)`.
+///
+/// # Shapes
+/// - `x`: any; updated.
+pub fn relu_inplace(x: &mut [f32]) {
+    let isa = active_isa();
+    let chunk = flat_chunk(x.len());
+    let body = |c: &mut [f32]| {
+        on_tier(
+            isa,
+            #[inline(always)]
+            || {
+                for v in c.iter_mut() {
+                    *v = if *v > 0.0 { *v } else { 0.0 };
+                }
+            },
+        )
+    };
+    if x.len() <= chunk {
+        body(x);
+    } else {
+        x.par_chunks_mut(chunk).for_each(body);
+    }
+}
+
+/// ReLU backward (accumulates): `d_in += dy · [x > 0]`.
+///
+/// # Shapes
+/// - `d_inp` accumulated; `d_out`, `inp` read; all of one length.
+pub fn relu_backward(d_inp: &mut [f32], d_out: &[f32], inp: &[f32]) {
+    let isa = active_isa();
+    for_chunks3(d_inp, d_out, inp, |d, dy, x| {
+        on_tier(
+            isa,
+            #[inline(always)]
+            || {
+                for ((d, &dy), &x) in d.iter_mut().zip(dy).zip(x) {
+                    *d += if x > 0.0 { dy } else { 0.0 };
+                }
+            },
+        )
+    });
+}
+
+/// Gradient accumulation: `acc += x`.
+///
+/// # Shapes
+/// - `acc` accumulated; `x` read; equal lengths.
+pub fn add_assign(acc: &mut [f32], x: &[f32]) {
+    let isa = active_isa();
+    for_chunks2(acc, x, |_, a, x| {
+        on_tier(
+            isa,
+            #[inline(always)]
+            || {
+                for (a, &x) in a.iter_mut().zip(x) {
+                    *a += x;
+                }
+            },
+        )
+    });
+}
+
+/// `1/(1 − p)`, the inverted-dropout scale, `0` for `p = 1` (everything dropped).
+fn dropout_scale(p: f32) -> f32 {
+    assert!(
+        (0.0..=1.0).contains(&p),
+        "dropout probability {p} outside [0, 1]"
+    );
+    if p < 1.0 {
+        1.0 / (1.0 - p)
+    } else {
+        0.0
+    }
+}
+
+/// Dropout forward in training mode: `out_i = x_i / (1 − p)` where [`dropout_keep`] keeps
+/// element `i`, else 0 (inverted dropout, as PyTorch). `p = 0` copies; `p = 1` zeroes.
+///
+/// The mask is a pure function of `(seed, i)` with `i` the index in the whole tensor, so it is
+/// the same for any thread split and [`dropout_backward`] regenerates it without storage.
+///
+/// # Shapes
+/// - `out`, `inp`: any, equal lengths.
+pub fn dropout_forward(out: &mut [f32], inp: &[f32], p: f32, seed: u64) {
+    let scale = dropout_scale(p);
+    let isa = active_isa();
+    for_chunks2(out, inp, |offset, o, x| {
+        on_tier(
+            isa,
+            #[inline(always)]
+            || {
+                for (i, (o, &x)) in o.iter_mut().zip(x).enumerate() {
+                    let keep = dropout_keep(seed, (offset + i) as u64, p);
+                    *o = if keep { x * scale } else { 0.0 };
+                }
+            },
+        )
+    });
+}
+
+/// Dropout backward (accumulates): `d_in_i += dy_i / (1 − p)` where element `i` was kept, the
+/// mask regenerated from `(seed, i)` exactly as [`dropout_forward`] drew it.
+///
+/// # Shapes
+/// - `d_inp` accumulated, `d_out` read; equal lengths.
+pub fn dropout_backward(d_inp: &mut [f32], d_out: &[f32], p: f32, seed: u64) {
+    let scale = dropout_scale(p);
+    let isa = active_isa();
+    for_chunks2(d_inp, d_out, |offset, d, dy| {
+        on_tier(
+            isa,
+            #[inline(always)]
+            || {
+                for (i, (d, &dy)) in d.iter_mut().zip(dy).enumerate() {
+                    let keep = dropout_keep(seed, (offset + i) as u64, p);
+                    *d += if keep { dy * scale } else { 0.0 };
+                }
+            },
+        )
+    });
+}

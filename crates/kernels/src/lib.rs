@@ -62,12 +62,14 @@ pub mod conv2d;
 pub mod dispatch;
 pub mod elementwise;
 pub mod feature_buffer;
+pub mod gemm;
 pub mod geom;
 pub mod linear;
 pub mod loss;
 pub mod pool;
 pub mod reference;
 pub mod sgd;
+mod simd;
 pub mod workspace;
 
 pub use dispatch::{active_isa, Isa};

@@ -1,7 +1,369 @@
-//! Max, average and global average pooling.
+//! Max, average and global average pooling, forward and backward.
 //!
-//! PLACEHOLDER: re-exports the reference until the fast kernels land.
-pub use crate::reference::{
-    avgpool2d_backward, avgpool2d_forward, global_avgpool_backward, global_avgpool_forward,
-    maxpool2d_backward, maxpool2d_forward,
-};
+//! Pooling treats every `H×W` plane alike (`P = C·N` planes), so the kernels run plane groups as
+//! rayon tasks; a plane's result never depends on the grouping, which is a fixed function of the
+//! shape, so any thread count gives the same bits.
+//!
+//! Max and average pooling are separable: the window maximum (sum) is the maximum (sum) over the
+//! window's columns of the per-column maxima (sums) over its rows. The forward kernels first
+//! reduce the window's rows into a row buffer on the stack, a contiguous loop that vectorises,
+//! then reduce the strided columns of that buffer. Planes wider than [`ROW_BUF`] use a direct
+//! window scan instead.
+
+use rayon::prelude::*;
+
+use crate::dispatch::active_isa;
+use crate::geom::Pool2dGeom;
+use crate::simd::{self, on_tier, PAR_MIN_LEN};
+
+/// The widest input row the separable path buffers on the stack.
+const ROW_BUF: usize = 512;
+
+/// The maximum of `a` and `b` where a NaN wins, as PyTorch's max pooling.
+#[inline(always)]
+fn max_nan(a: f32, b: f32) -> f32 {
+    if a > b || a.is_nan() {
+        a
+    } else {
+        b
+    }
+}
+
+/// The input rows (or columns) `[lo, hi)` that window `o` covers, clamped to `[0, n)`.
+#[inline(always)]
+fn window(o: usize, g: &Pool2dGeom, n: usize) -> (usize, usize) {
+    let start = o * g.stride;
+    let lo = start.saturating_sub(g.pad);
+    let hi = (start + g.kernel).saturating_sub(g.pad).min(n);
+    (lo, hi)
+}
+
+/// Runs `body(out_planes, in_planes)` over groups of whole planes, as rayon tasks when the
+/// tensor is large. `out_plane` and `in_plane` are the per-plane lengths.
+fn for_plane_groups<O: Send, I: Sync>(
+    out: &mut [O],
+    inp: &[I],
+    (out_plane, in_plane): (usize, usize),
+    planes: usize,
+    body: impl Fn(&mut [O], &[I]) + Sync,
+) {
+    if planes == 0 || out_plane == 0 || in_plane == 0 {
+        return;
+    }
+    let per_task = (4096 / in_plane.max(out_plane)).max(1);
+    if planes * in_plane.max(out_plane) < PAR_MIN_LEN {
+        body(out, inp);
+    } else {
+        out.par_chunks_mut(out_plane * per_task)
+            .zip(inp.par_chunks(in_plane * per_task))
+            .for_each(|(o, x)| body(o, x));
+    }
+}
+
+/// Max pooling forward, PyTorch semantics: each output is the maximum over its window; padded
+/// taps are ignored (they act as −∞); a NaN in the window wins.
+///
+/// ```text
+/// out[p, oy, ox] = max_{ky, kx < K} in[p, oy·s + ky − pad, ox·s + kx − pad]
+/// ```
+///
+/// # Shapes
+/// - `out`: `[P, OH, OW]` written, `inp`: `[P, H, W]` read, with `P = C·N` planes.
+///
+/// # Panics
+/// If `g` is not valid ([`Pool2dGeom::is_valid`]) or on length mismatches.
+pub fn maxpool2d_forward(out: &mut [f32], inp: &[f32], g: &Pool2dGeom) {
+    assert!(g.is_valid(), "invalid pooling geometry {g:?}");
+    assert_eq!(out.len(), g.output_len());
+    assert_eq!(inp.len(), g.input_len());
+    let isa = active_isa();
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let (hw, ohw) = (g.in_h * g.in_w, oh * ow);
+    for_plane_groups(out, inp, (ohw, hw), g.planes, |o, x| {
+        for (o, x) in o.chunks_exact_mut(ohw).zip(x.chunks_exact(hw)) {
+            on_tier(
+                isa,
+                #[inline(always)]
+                || maxpool_plane(o, x, g),
+            );
+        }
+    });
+}
+
+#[inline(always)]
+fn maxpool_plane(out: &mut [f32], inp: &[f32], g: &Pool2dGeom) {
+    let (w, ow) = (g.in_w, g.out_w());
+    let mut buf = [0.0f32; ROW_BUF];
+    for (oy, out_row) in out.chunks_exact_mut(ow).enumerate() {
+        let (y0, y1) = window(oy, g, g.in_h);
+        if w <= ROW_BUF {
+            let colmax = &mut buf[..w];
+            colmax.copy_from_slice(&inp[y0 * w..(y0 + 1) * w]);
+            for y in y0 + 1..y1 {
+                for (m, &v) in colmax.iter_mut().zip(&inp[y * w..(y + 1) * w]) {
+                    *m = max_nan(*m, v);
+                }
+            }
+            for (ox, o) in out_row.iter_mut().enumerate() {
+                let (x0, x1) = window(ox, g, w);
+                *o = colmax[x0 + 1..x1]
+                    .iter()
+                    .fold(colmax[x0], |m, &v| max_nan(m, v));
+            }
+        } else {
+            for (ox, o) in out_row.iter_mut().enumerate() {
+                let (x0, x1) = window(ox, g, w);
+                let mut m = inp[y0 * w + x0];
+                for y in y0..y1 {
+                    for &v in &inp[y * w + x0..y * w + x1] {
+                        m = max_nan(m, v);
+                    }
+                }
+                *o = m;
+            }
+        }
+    }
+}
+
+/// Max pooling backward (accumulates): each output's gradient goes to the input that won its
+/// window, the first maximum in row-major window order on ties (and the first NaN), as the
+/// forward pass and PyTorch's CPU kernel pick it.
+///
+/// # Shapes
+/// - `d_inp`: `[P, H, W]` accumulated; `d_out`: `[P, OH, OW]` read; `inp`: `[P, H, W]` read.
+pub fn maxpool2d_backward(d_inp: &mut [f32], d_out: &[f32], inp: &[f32], g: &Pool2dGeom) {
+    assert!(g.is_valid(), "invalid pooling geometry {g:?}");
+    assert_eq!(d_out.len(), g.output_len());
+    assert_eq!(inp.len(), g.input_len());
+    assert_eq!(d_inp.len(), g.input_len());
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let (hw, ohw) = (g.in_h * g.in_w, oh * ow);
+    if hw == 0 || ohw == 0 || g.planes == 0 {
+        return;
+    }
+    // Tasks own `d_inp` plane groups and read the matching `inp` and `d_out` planes.
+    let per_task = (4096 / hw).max(1);
+    let one = |(t, d): (usize, &mut [f32])| {
+        let first = t * per_task;
+        for (i, d) in d.chunks_exact_mut(hw).enumerate() {
+            let p = first + i;
+            maxpool_backward_plane(
+                d,
+                &d_out[p * ohw..(p + 1) * ohw],
+                &inp[p * hw..(p + 1) * hw],
+                g,
+            );
+        }
+    };
+    if g.input_len() < PAR_MIN_LEN {
+        d_inp.chunks_mut(hw * per_task).enumerate().for_each(one);
+    } else {
+        d_inp
+            .par_chunks_mut(hw * per_task)
+            .enumerate()
+            .for_each(one);
+    }
+}
+
+fn maxpool_backward_plane(d_inp: &mut [f32], d_out: &[f32], inp: &[f32], g: &Pool2dGeom) {
+    let (w, ow) = (g.in_w, g.out_w());
+    for (oy, dy_row) in d_out.chunks_exact(ow).enumerate() {
+        let (y0, y1) = window(oy, g, g.in_h);
+        for (ox, &dy) in dy_row.iter().enumerate() {
+            let (x0, x1) = window(ox, g, w);
+            let mut best = y0 * w + x0;
+            for y in y0..y1 {
+                for i in y * w + x0..y * w + x1 {
+                    let (v, b) = (inp[i], inp[best]);
+                    if v > b || (v.is_nan() && !b.is_nan()) {
+                        best = i;
+                    }
+                }
+            }
+            d_inp[best] += dy;
+        }
+    }
+}
+
+/// Average pooling forward, without padding (`g.pad` must be 0):
+/// `out[p, oy, ox] = (1/K²) Σ_{ky, kx} in[p, oy·s + ky, ox·s + kx]`, summed in `f32`.
+///
+/// # Shapes
+/// - `out`: `[P, OH, OW]` written, `inp`: `[P, H, W]` read.
+pub fn avgpool2d_forward(out: &mut [f32], inp: &[f32], g: &Pool2dGeom) {
+    assert_eq!(g.pad, 0, "average pooling takes no padding");
+    assert!(g.is_valid(), "invalid pooling geometry {g:?}");
+    assert_eq!(out.len(), g.output_len());
+    assert_eq!(inp.len(), g.input_len());
+    let isa = active_isa();
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let (hw, ohw) = (g.in_h * g.in_w, oh * ow);
+    for_plane_groups(out, inp, (ohw, hw), g.planes, |o, x| {
+        for (o, x) in o.chunks_exact_mut(ohw).zip(x.chunks_exact(hw)) {
+            on_tier(
+                isa,
+                #[inline(always)]
+                || avgpool_plane(o, x, g),
+            );
+        }
+    });
+}
+
+#[inline(always)]
+fn avgpool_plane(out: &mut [f32], inp: &[f32], g: &Pool2dGeom) {
+    let (w, ow, k, s) = (g.in_w, g.out_w(), g.kernel, g.stride);
+    let norm = 1.0 / (k * k) as f32;
+    let mut buf = [0.0f32; ROW_BUF];
+    for (oy, out_row) in out.chunks_exact_mut(ow).enumerate() {
+        let y0 = oy * s;
+        if k == 2 && s == 2 {
+            // DenseNet's transitions: the common case, summed in the reference's order.
+            let (r0, r1) = (&inp[y0 * w..(y0 + 1) * w], &inp[(y0 + 1) * w..(y0 + 2) * w]);
+            for (ox, o) in out_row.iter_mut().enumerate() {
+                let x = 2 * ox;
+                *o = (r0[x] + r0[x + 1] + r1[x] + r1[x + 1]) * norm;
+            }
+        } else if w <= ROW_BUF {
+            let colsum = &mut buf[..w];
+            colsum.copy_from_slice(&inp[y0 * w..(y0 + 1) * w]);
+            for y in y0 + 1..y0 + k {
+                for (m, &v) in colsum.iter_mut().zip(&inp[y * w..(y + 1) * w]) {
+                    *m += v;
+                }
+            }
+            for (ox, o) in out_row.iter_mut().enumerate() {
+                let x0 = ox * s;
+                *o = colsum[x0..x0 + k].iter().sum::<f32>() * norm;
+            }
+        } else {
+            for (ox, o) in out_row.iter_mut().enumerate() {
+                let x0 = ox * s;
+                let mut acc = 0.0f32;
+                for y in y0..y0 + k {
+                    acc += inp[y * w + x0..y * w + x0 + k].iter().sum::<f32>();
+                }
+                *o = acc * norm;
+            }
+        }
+    }
+}
+
+/// Average pooling backward (accumulates): `d_in[p, iy, ix] += (1/K²)·dy` for every window
+/// covering the pixel, added in the same order as the reference.
+///
+/// # Shapes
+/// - `d_inp`: `[P, H, W]` accumulated; `d_out`: `[P, OH, OW]` read.
+pub fn avgpool2d_backward(d_inp: &mut [f32], d_out: &[f32], g: &Pool2dGeom) {
+    assert_eq!(g.pad, 0, "average pooling takes no padding");
+    assert!(g.is_valid(), "invalid pooling geometry {g:?}");
+    assert_eq!(d_out.len(), g.output_len());
+    assert_eq!(d_inp.len(), g.input_len());
+    let isa = active_isa();
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let (hw, ohw) = (g.in_h * g.in_w, oh * ow);
+    for_plane_groups(d_inp, d_out, (hw, ohw), g.planes, |d, dy| {
+        for (d, dy) in d.chunks_exact_mut(hw).zip(dy.chunks_exact(ohw)) {
+            on_tier(
+                isa,
+                #[inline(always)]
+                || avgpool_backward_plane(d, dy, g),
+            );
+        }
+    });
+}
+
+#[inline(always)]
+fn avgpool_backward_plane(d_inp: &mut [f32], d_out: &[f32], g: &Pool2dGeom) {
+    let (w, ow, k, s) = (g.in_w, g.out_w(), g.kernel, g.stride);
+    let norm = 1.0 / (k * k) as f32;
+    for (oy, dy_row) in d_out.chunks_exact(ow).enumerate() {
+        for y in oy * s..oy * s + k {
+            let row = &mut d_inp[y * w..(y + 1) * w];
+            for (ox, &dy) in dy_row.iter().enumerate() {
+                let v = dy * norm;
+                for d in &mut row[ox * s..ox * s + k] {
+                    *d += v;
+                }
+            }
+        }
+    }
+}
+
+/// Global average pooling forward: `out[n, c] = (1/(H·W)) Σ_{y, x} in[c, n, y, x]`.
+///
+/// The output is image-major (`[N, C]`, one row of features per image), ready for the linear
+/// classifier.
+///
+/// # Shapes
+/// - `out`: `[N, C]` written; `inp`: `[C, N, H, W]` read; `hw = H·W`.
+pub fn global_avgpool_forward(
+    out: &mut [f32],
+    inp: &[f32],
+    channels: usize,
+    batch: usize,
+    hw: usize,
+) {
+    assert_eq!(out.len(), batch * channels);
+    assert_eq!(inp.len(), channels * batch * hw);
+    assert!(hw > 0, "global average pooling over empty planes");
+    let isa = active_isa();
+    // Output element `n·C + c` reads plane `c·N + n`; tasks own runs of output elements.
+    let one = |(t, o): (usize, &mut [f32])| {
+        for (j, o) in o.iter_mut().enumerate() {
+            let idx = t * 64 + j;
+            let (n, c) = (idx / channels, idx % channels);
+            let plane = &inp[(c * batch + n) * hw..(c * batch + n + 1) * hw];
+            *o = (on_tier(
+                isa,
+                #[inline(always)]
+                || simd::sum(plane),
+            ) / hw as f64) as f32;
+        }
+    };
+    if inp.len() < PAR_MIN_LEN {
+        out.chunks_mut(64).enumerate().for_each(one);
+    } else {
+        out.par_chunks_mut(64).enumerate().for_each(one);
+    }
+}
+
+/// Global average pooling backward (accumulates): `d_in[c, n, y, x] += dy[n, c]/(H·W)`.
+///
+/// # Shapes
+/// - `d_inp`: `[C, N, H, W]` accumulated; `d_out`: `[N, C]` read.
+pub fn global_avgpool_backward(
+    d_inp: &mut [f32],
+    d_out: &[f32],
+    channels: usize,
+    batch: usize,
+    hw: usize,
+) {
+    assert_eq!(d_out.len(), batch * channels);
+    assert_eq!(d_inp.len(), channels * batch * hw);
+    if hw == 0 {
+        return;
+    }
+    let isa = active_isa();
+    let one = |(plane, d): (usize, &mut [f32])| {
+        let (c, n) = (plane / batch, plane % batch);
+        let v = d_out[n * channels + c] / hw as f32;
+        on_tier(
+            isa,
+            #[inline(always)]
+            || {
+                for d in d.iter_mut() {
+                    *d += v;
+                }
+            },
+        );
+    };
+    if d_inp.len() < PAR_MIN_LEN {
+        d_inp.chunks_mut(hw).enumerate().for_each(one);
+    } else {
+        d_inp
+            .par_chunks_mut(hw)
+            .enumerate()
+            .with_min_len((4096 / hw).max(1))
+            .for_each(one);
+    }
+}

@@ -1,0 +1,519 @@
+//! Weight interchange with PyTorch: safetensors files holding torchvision state dicts.
+//!
+//! A [`StateDict`] is an ordered map from a tensor's name to its shape and `f32` values (plus
+//! `i64` tensors such as BN's `num_batches_tracked`), read from and written to the
+//! [safetensors](https://github.com/huggingface/safetensors) format that PyTorch writes with
+//! `safetensors.torch.save_file(model.state_dict(), path)`. Tensors keep PyTorch's layouts:
+//! convolution weights `OIHW`, linear weights `[out, in]`, activations NCHW.
+//!
+//! - [`StateDict::load`] / [`StateDict::from_bytes`] read F32, F16, BF16 and F64 tensors as
+//!   `f32` (exact conversions for F16/BF16; F64 rounds to nearest) and I64/I32 tensors as
+//!   `i64`. Every size in the header is checked against the file before anything is allocated.
+//! - [`StateDict::save`] writes atomically: a temporary file in the same folder, then a rename,
+//!   so a crash or a full disk never leaves a half-written file.
+//! - [`load_into`] copies a dict into a model through the [`NamedTensors`] trait. It accepts the
+//!   key spellings of older torchvision checkpoints, of efficient_densenet_pytorch and of
+//!   `nn.DataParallel` (see [`canonical_key`]), treats `num_batches_tracked` as optional, and
+//!   reports every missing, unexpected and mis-shaped tensor at once, modifying nothing unless
+//!   everything fits.
+//!
+//! ```
+//! use densenet::weights::{load_into, StateDict, Tensor};
+//!
+//! let mut file = StateDict::new();
+//! file.insert("module.classifier.bias", Tensor::new(vec![2], vec![0.5, -0.5])?);
+//! let bytes = file.to_bytes()?;
+//!
+//! let mut model = StateDict::new();
+//! model.insert("classifier.bias", Tensor::zeros(vec![2]));
+//! let report = load_into(&mut model, &StateDict::from_bytes(&bytes)?)?;
+//! assert_eq!(report.loaded, 1);
+//! assert_eq!(model.get("classifier.bias").unwrap().data(), &[0.5, -0.5]);
+//! # Ok::<(), densenet::weights::WeightsError>(())
+//! ```
+
+mod dtype;
+mod error;
+mod file;
+mod keys;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::Path;
+
+pub use dtype::{bf16_to_f32, f16_to_f32, f64_to_f32};
+pub use error::{MismatchReport, ShapeMismatch, WeightsError};
+pub use keys::canonical_key;
+
+/// The number of elements a shape holds, or `None` if the product overflows `usize`.
+fn element_count(shape: &[usize]) -> Option<usize> {
+    shape
+        .iter()
+        .try_fold(1usize, |acc, &dim| acc.checked_mul(dim))
+}
+
+/// A row-major `f32` tensor: a shape and exactly `shape.iter().product()` values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tensor {
+    shape: Vec<usize>,
+    data: Vec<f32>,
+}
+
+impl Tensor {
+    /// A tensor of the given shape and values; an error if their sizes disagree.
+    pub fn new(shape: Vec<usize>, data: Vec<f32>) -> Result<Self, WeightsError> {
+        if element_count(&shape) != Some(data.len()) {
+            return Err(WeightsError::InvalidTensor {
+                tensor: String::new(),
+                found: data.len(),
+                shape,
+            });
+        }
+        Ok(Tensor { shape, data })
+    }
+
+    /// A tensor of zeros.
+    ///
+    /// # Panics
+    /// If the shape's product overflows `usize` (no real tensor comes close).
+    pub fn zeros(shape: Vec<usize>) -> Self {
+        let count = element_count(&shape).expect("tensor shape overflows usize");
+        Tensor {
+            shape,
+            data: vec![0.0; count],
+        }
+    }
+
+    /// Internal constructor for callers that have already checked the sizes.
+    fn from_parts(shape: Vec<usize>, data: Vec<f32>) -> Self {
+        debug_assert_eq!(element_count(&shape), Some(data.len()));
+        Tensor { shape, data }
+    }
+
+    /// The shape, PyTorch order (`[OC, IC, KH, KW]`, `[N, C, H, W]`, ...).
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// The values in row-major order.
+    pub fn data(&self) -> &[f32] {
+        &self.data
+    }
+
+    /// The values, for modification in place (the shape stays fixed).
+    pub fn data_mut(&mut self) -> &mut [f32] {
+        &mut self.data
+    }
+
+    /// Shape and values, by value.
+    pub fn into_parts(self) -> (Vec<usize>, Vec<f32>) {
+        (self.shape, self.data)
+    }
+}
+
+/// A row-major `i64` tensor: BN's `num_batches_tracked` counters, class labels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IntTensor {
+    shape: Vec<usize>,
+    data: Vec<i64>,
+}
+
+impl IntTensor {
+    /// A tensor of the given shape and values; an error if their sizes disagree.
+    pub fn new(shape: Vec<usize>, data: Vec<i64>) -> Result<Self, WeightsError> {
+        if element_count(&shape) != Some(data.len()) {
+            return Err(WeightsError::InvalidTensor {
+                tensor: String::new(),
+                found: data.len(),
+                shape,
+            });
+        }
+        Ok(IntTensor { shape, data })
+    }
+
+    fn from_parts(shape: Vec<usize>, data: Vec<i64>) -> Self {
+        debug_assert_eq!(element_count(&shape), Some(data.len()));
+        IntTensor { shape, data }
+    }
+
+    /// The shape.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// The values in row-major order.
+    pub fn data(&self) -> &[i64] {
+        &self.data
+    }
+}
+
+/// One entry of a state dict.
+#[derive(Debug, Clone, PartialEq)]
+enum Value {
+    F32(Tensor),
+    I64(IntTensor),
+}
+
+/// An ordered map from tensor names to tensors, with the file's string metadata.
+///
+/// Order is insertion order; a loaded dict lists its tensors in file order (PyTorch's
+/// safetensors writer sorts them by dtype, then name). Names are kept exactly as given; key
+/// normalisation happens in [`load_into`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StateDict {
+    entries: Vec<(String, Value)>,
+    index: HashMap<String, usize>,
+    metadata: BTreeMap<String, String>,
+}
+
+impl StateDict {
+    /// An empty state dict.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Reads a safetensors file.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self, WeightsError> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|source| WeightsError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_bytes(&bytes)
+    }
+
+    /// Parses the bytes of a safetensors file.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, WeightsError> {
+        file::parse(bytes)
+    }
+
+    /// The bytes of a safetensors file holding this dict: `f32` tensors as F32, `i64` ones as
+    /// I64, the metadata in the header's `__metadata__`.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, WeightsError> {
+        file::serialize(self)
+    }
+
+    /// Writes a safetensors file atomically: `path` ends up holding either its previous
+    /// content or the whole new file, never part of it.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<(), WeightsError> {
+        file::write_atomic(path.as_ref(), &self.to_bytes()?)
+    }
+
+    /// A dict holding a copy of every tensor of `source`, in its order.
+    pub fn from_named(source: &impl NamedTensors) -> Result<Self, WeightsError> {
+        let mut dict = StateDict::new();
+        for name in source.tensor_names() {
+            let (shape, data) =
+                source
+                    .tensor(&name)
+                    .ok_or_else(|| WeightsError::TargetInconsistent {
+                        tensor: name.clone(),
+                        reason: "listed by tensor_names() but not returned by tensor()".into(),
+                    })?;
+            let tensor = Tensor::new(shape.to_vec(), data.to_vec())
+                .map_err(|_| inconsistent(&name, shape, data.len()))?;
+            dict.insert(name, tensor);
+        }
+        Ok(dict)
+    }
+
+    fn insert_value(&mut self, name: String, value: Value) {
+        match self.index.get(&name) {
+            Some(&i) => self.entries[i].1 = value,
+            None => {
+                self.index.insert(name.clone(), self.entries.len());
+                self.entries.push((name, value));
+            }
+        }
+    }
+
+    /// Inserts or replaces an `f32` tensor (a replaced entry keeps its position).
+    pub fn insert(&mut self, name: impl Into<String>, tensor: Tensor) {
+        self.insert_value(name.into(), Value::F32(tensor));
+    }
+
+    /// Inserts or replaces an `i64` tensor (a replaced entry keeps its position).
+    pub fn insert_int(&mut self, name: impl Into<String>, tensor: IntTensor) {
+        self.insert_value(name.into(), Value::I64(tensor));
+    }
+
+    /// Removes an entry of either kind; true if it was there.
+    pub fn remove(&mut self, name: &str) -> bool {
+        let Some(i) = self.index.remove(name) else {
+            return false;
+        };
+        self.entries.remove(i);
+        for (j, (n, _)) in self.entries.iter().enumerate().skip(i) {
+            self.index.insert(n.clone(), j);
+        }
+        true
+    }
+
+    /// The `f32` tensor called `name`.
+    pub fn get(&self, name: &str) -> Option<&Tensor> {
+        match &self.entries[*self.index.get(name)?].1 {
+            Value::F32(t) => Some(t),
+            Value::I64(_) => None,
+        }
+    }
+
+    /// The `f32` tensor called `name`, mutable.
+    pub fn get_mut(&mut self, name: &str) -> Option<&mut Tensor> {
+        match &mut self.entries[*self.index.get(name)?].1 {
+            Value::F32(t) => Some(t),
+            Value::I64(_) => None,
+        }
+    }
+
+    /// The `i64` tensor called `name`.
+    pub fn get_int(&self, name: &str) -> Option<&IntTensor> {
+        match &self.entries[*self.index.get(name)?].1 {
+            Value::I64(t) => Some(t),
+            Value::F32(_) => None,
+        }
+    }
+
+    /// True if an entry of either kind is called `name`.
+    pub fn contains(&self, name: &str) -> bool {
+        self.index.contains_key(name)
+    }
+
+    /// All names, both kinds, in order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().map(|(n, _)| n.as_str())
+    }
+
+    /// The `f32` tensors, in order.
+    pub fn tensors(&self) -> impl Iterator<Item = (&str, &Tensor)> {
+        self.entries.iter().filter_map(|(n, v)| match v {
+            Value::F32(t) => Some((n.as_str(), t)),
+            Value::I64(_) => None,
+        })
+    }
+
+    /// The `i64` tensors, in order.
+    pub fn int_tensors(&self) -> impl Iterator<Item = (&str, &IntTensor)> {
+        self.entries.iter().filter_map(|(n, v)| match v {
+            Value::I64(t) => Some((n.as_str(), t)),
+            Value::F32(_) => None,
+        })
+    }
+
+    /// The number of entries of both kinds.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True if there are no entries.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The header's string metadata (safetensors `__metadata__`).
+    pub fn metadata(&self) -> &BTreeMap<String, String> {
+        &self.metadata
+    }
+
+    /// Sets one metadata entry.
+    pub fn set_metadata(&mut self, key: impl Into<String>, value: impl Into<String>) {
+        self.metadata.insert(key.into(), value.into());
+    }
+
+    /// A copy of the entries whose names satisfy `keep` (metadata copied too).
+    pub fn subset(&self, keep: impl Fn(&str) -> bool) -> StateDict {
+        let mut out = StateDict {
+            metadata: self.metadata.clone(),
+            ..StateDict::default()
+        };
+        for (name, value) in &self.entries {
+            if keep(name) {
+                out.insert_value(name.clone(), value.clone());
+            }
+        }
+        out
+    }
+
+    /// A copy of the entries whose names start with `prefix`, with the prefix removed
+    /// (`strip_prefix("step3.")` turns a golden file's updated parameters into a state dict).
+    pub fn strip_prefix(&self, prefix: &str) -> StateDict {
+        let mut out = StateDict {
+            metadata: self.metadata.clone(),
+            ..StateDict::default()
+        };
+        for (name, value) in &self.entries {
+            if let Some(rest) = name.strip_prefix(prefix) {
+                out.insert_value(rest.to_owned(), value.clone());
+            }
+        }
+        out
+    }
+}
+
+fn inconsistent(name: &str, shape: &[usize], len: usize) -> WeightsError {
+    WeightsError::TargetInconsistent {
+        tensor: name.to_owned(),
+        reason: format!("shape {shape:?} but {len} values"),
+    }
+}
+
+/// Named `f32` tensors a state dict can be copied into or out of: the model's parameter store
+/// (weights, biases and BN running statistics, under torchvision's names).
+pub trait NamedTensors {
+    /// Every tensor name, in the model's order.
+    fn tensor_names(&self) -> Vec<String>;
+    /// Shape (PyTorch order) and values of the tensor called `name`.
+    fn tensor(&self, name: &str) -> Option<(&[usize], &[f32])>;
+    /// Shape and mutable values of the tensor called `name`.
+    fn tensor_mut(&mut self, name: &str) -> Option<(&[usize], &mut [f32])>;
+}
+
+impl NamedTensors for StateDict {
+    fn tensor_names(&self) -> Vec<String> {
+        self.tensors().map(|(n, _)| n.to_owned()).collect()
+    }
+
+    fn tensor(&self, name: &str) -> Option<(&[usize], &[f32])> {
+        self.get(name).map(|t| (t.shape(), t.data()))
+    }
+
+    fn tensor_mut(&mut self, name: &str) -> Option<(&[usize], &mut [f32])> {
+        self.get_mut(name)
+            .map(|t| (t.shape.as_slice(), t.data.as_mut_slice()))
+    }
+}
+
+/// What [`load_into`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadReport {
+    /// Tensors copied into the model.
+    pub loaded: usize,
+    /// Keys that were read under another name: `(key in the file, model name)`.
+    pub renamed: Vec<(String, String)>,
+    /// `num_batches_tracked` counters in the file the model has no tensor for (ignored).
+    pub skipped_counters: Vec<String>,
+    /// `num_batches_tracked` tensors of the model the file lacks (left as they were).
+    pub counters_not_in_file: Vec<String>,
+}
+
+impl fmt::Display for LoadReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "loaded {} tensors ({} renamed, {} batch counters ignored, {} not in file)",
+            self.loaded,
+            self.renamed.len(),
+            self.skipped_counters.len(),
+            self.counters_not_in_file.len()
+        )
+    }
+}
+
+/// Copies `dict` into `target`, matching names after [`canonical_key`].
+///
+/// Every check runs before the first copy: if any model tensor is missing from the file, any
+/// file key names nothing in the model, or any shape differs, the returned
+/// [`WeightsError::Mismatch`] lists all of them and `target` is untouched. `num_batches_tracked`
+/// entries are optional on both sides. An `i64` tensor the model holds as `f32` is converted.
+pub fn load_into(
+    target: &mut impl NamedTensors,
+    dict: &StateDict,
+) -> Result<LoadReport, WeightsError> {
+    let mut by_name: HashMap<String, (&str, &Value)> = HashMap::with_capacity(dict.len());
+    let mut report = LoadReport::default();
+    for (key, value) in &dict.entries {
+        let canonical = canonical_key(key);
+        if let Some((first, _)) = by_name.get(&canonical) {
+            return Err(WeightsError::DuplicateKey {
+                canonical,
+                first: (*first).to_owned(),
+                second: key.clone(),
+            });
+        }
+        if canonical != *key {
+            report.renamed.push((key.clone(), canonical.clone()));
+        }
+        by_name.insert(canonical, (key.as_str(), value));
+    }
+
+    let names = target.tensor_names();
+    let mut mismatch = MismatchReport::default();
+    let mut plan = Vec::with_capacity(names.len());
+    for name in &names {
+        let (shape, len) = match target.tensor_mut(name) {
+            Some((shape, data)) => (shape.to_vec(), data.len()),
+            None => {
+                return Err(WeightsError::TargetInconsistent {
+                    tensor: name.clone(),
+                    reason: "listed by tensor_names() but not returned by tensor_mut()".into(),
+                })
+            }
+        };
+        if element_count(&shape) != Some(len) {
+            return Err(inconsistent(name, &shape, len));
+        }
+        let Some(&(_, value)) = by_name.get(name) else {
+            if keys::is_batch_counter(name) {
+                report.counters_not_in_file.push(name.clone());
+            } else {
+                mismatch.missing.push(name.clone());
+            }
+            continue;
+        };
+        let found = match value {
+            Value::F32(t) => t.shape(),
+            Value::I64(t) => t.shape(),
+        };
+        if found != shape.as_slice() {
+            mismatch.wrong_shape.push(ShapeMismatch {
+                name: name.clone(),
+                expected: shape,
+                found: found.to_vec(),
+            });
+            continue;
+        }
+        plan.push((name, value));
+    }
+    let wanted: std::collections::HashSet<&str> = names.iter().map(String::as_str).collect();
+    for (key, _) in &dict.entries {
+        let canonical = canonical_key(key);
+        if !wanted.contains(canonical.as_str()) {
+            if keys::is_batch_counter(&canonical) {
+                report.skipped_counters.push(key.clone());
+            } else {
+                mismatch.unexpected.push(key.clone());
+            }
+        }
+    }
+    if !mismatch.is_empty() {
+        return Err(WeightsError::Mismatch(mismatch));
+    }
+
+    for (name, value) in plan {
+        let Some((_, data)) = target.tensor_mut(name) else {
+            return Err(WeightsError::TargetInconsistent {
+                tensor: name.clone(),
+                reason: "disappeared between checking and copying".into(),
+            });
+        };
+        let source_len = match value {
+            Value::F32(t) => t.data().len(),
+            Value::I64(t) => t.data().len(),
+        };
+        if data.len() != source_len {
+            return Err(WeightsError::TargetInconsistent {
+                tensor: name.clone(),
+                reason: "changed size between checking and copying".into(),
+            });
+        }
+        match value {
+            Value::F32(t) => data.copy_from_slice(t.data()),
+            Value::I64(t) => {
+                for (d, &v) in data.iter_mut().zip(t.data()) {
+                    *d = v as f32;
+                }
+            }
+        }
+        report.loaded += 1;
+    }
+    Ok(report)
+}

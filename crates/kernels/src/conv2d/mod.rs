@@ -1,0 +1,383 @@
+//! 2-D convolution, forward and backward, over channel-major (CNHW) activations, as packed
+//! matrix products ([`crate::gemm`]).
+//!
+//! # As matrix algebra
+//!
+//! With `K = IC·KH·KW`, `M = N·OH·OW` and the implicit im2col matrix
+//! `col[K, M]` (see `im2col.rs`; never stored):
+//!
+//! ```text
+//! forward          out[OC, M]  = W[OC, K] · col[K, M]              (+ bias[OC] on every column)
+//! backward input   d_col[K, M] = Wᵀ[K, OC] · d_out[OC, M],   d_in += col2im(d_col)
+//! backward weight  dW[OC, K]  += d_out[OC, M] · colᵀ[M, K],  d_bias[OC] += Σ_M d_out
+//! ```
+//!
+//! CNHW makes `out` and `d_out` plain row-major `[OC, M]` matrices, so no output is ever
+//! transposed. For a 1×1 stride-1 unpadded convolution `col` *is* the input `[IC, M]`, so its
+//! packing is a row copy and the input gradient is one GEMM accumulated straight into `d_in`.
+//! Otherwise `col`'s rows are read from the input on the fly while packing, with the optional
+//! per-channel map `pre` (batch norm + ReLU) applied there, so neither `col` nor the mapped
+//! input is ever stored.
+//!
+//! Every entry point reads [`crate::active_isa`] once and hands the tier down. Scratch memory
+//! (the packed operands) comes from the caller's [`Workspace`]; [`conv2d_workspace_len`] gives
+//! the floats needed, after which the kernels allocate nothing.
+
+mod im2col;
+mod stride1;
+
+use crate::dispatch::{active_isa, Isa};
+use crate::gemm::{self, Tile};
+use crate::geom::{ChannelAffine, Conv2dGeom};
+use crate::workspace::Workspace;
+use im2col::{is_pointwise, Im2col};
+use rayon::prelude::*;
+
+/// Convolution forward, optionally applying a per-input-channel affine map (+ReLU) to the input
+/// on the fly (batch norm + ReLU fused into the convolution's input packing).
+///
+/// `out[oc, n, oy, ox] = bias[oc] + Σ weight[oc, ic, ky, kx] · pre(in)[ic, n, oy·sh + ky − ph, ox·sw + kx − pw]`,
+/// padding read as zero *after* `pre`.
+///
+/// # Shapes
+/// - `out`: `[OC, N, OH, OW]`, written. `inp`: `[IC, N, H, W]`, read.
+/// - `weight`: `[OC, IC, KH, KW]`, read; `bias`: `[OC]`, read; `pre`: `[IC]` scale and shift.
+///
+/// # Panics
+/// If the geometry is invalid or a buffer length does not match it.
+pub fn conv2d_forward(
+    out: &mut [f32],
+    inp: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    pre: Option<ChannelAffine<'_>>,
+    g: &Conv2dGeom,
+    ws: &mut Workspace,
+) {
+    check(g, inp.len(), out.len(), weight.len(), pre.as_ref());
+    if let Some(b) = bias {
+        assert_eq!(b.len(), g.out_channels, "conv2d: bias length");
+    }
+    let isa = active_isa();
+    let t = gemm::tile(isa);
+    let src = Im2col::new(inp, g, pre);
+    let (rows, depth, cols) = (g.out_channels, src.rows(), src.cols());
+    if rows == 0 || cols == 0 {
+        return;
+    }
+    if depth == 0 {
+        // No input channels: the output is the bias alone.
+        for (oc, row) in out.chunks_exact_mut(cols).enumerate() {
+            row.fill(bias.map_or(0.0, |b| b[oc]));
+        }
+        return;
+    }
+    if !is_pointwise(g) && stride1::applies(g) {
+        let weight_at = |oc: usize, k: usize| weight[oc * depth + k];
+        let store = stride1::Store::Overwrite(bias);
+        stride1::conv_stride1(isa, out, inp, weight_at, pre, store, g, ws);
+        return;
+    }
+    let block = gemm::b_block_cols(depth, cols, t);
+    let (a, b) = gemm::split_aligned(
+        ws,
+        gemm::packed_a_len(rows, depth, t),
+        gemm::packed_b_len(depth, block, t),
+    );
+    gemm::pack_a(a, weight, rows, depth, depth, 1, t);
+    if let Some(bias) = bias {
+        for (row, &b) in out.chunks_exact_mut(cols).zip(bias) {
+            row.fill(b);
+        }
+    }
+    let parallel = gemm::worth_parallel(rows * depth * cols);
+    for col0 in (0..cols).step_by(block) {
+        let ncols = block.min(cols - col0);
+        let b = &mut b[..gemm::packed_b_len(depth, ncols, t)];
+        if parallel {
+            b.par_chunks_mut(depth * t.nr)
+                .enumerate()
+                .for_each(|(j, panel)| src.pack_b(panel, col0, ncols, j, t));
+        } else {
+            src.pack_b(b, col0, ncols, 0, t);
+        }
+        let c = &mut out[col0..];
+        gemm::gemm_packed(
+            isa,
+            rows,
+            ncols,
+            depth,
+            a,
+            b,
+            c,
+            cols,
+            bias.is_some(),
+            parallel,
+        );
+    }
+}
+
+/// Convolution backward, input gradient (accumulates):
+///
+/// `d_in[ic, n, iy, ix] += Σ weight[oc, ic, ky, kx] · d_out[oc, n, oy, ox]` over every
+/// `(oc, ky, kx, oy, ox)` whose tap `oy·sh + ky − ph = iy`, `ox·sw + kx − pw = ix`.
+///
+/// # Shapes
+/// - `d_inp`: `[IC, N, H, W]`, accumulated. `d_out`: `[OC, N, OH, OW]`, read.
+/// - `weight`: `[OC, IC, KH, KW]`, read.
+///
+/// # Panics
+/// If the geometry is invalid or a buffer length does not match it.
+pub fn conv2d_backward_input(
+    d_inp: &mut [f32],
+    d_out: &[f32],
+    weight: &[f32],
+    g: &Conv2dGeom,
+    ws: &mut Workspace,
+) {
+    check(g, d_inp.len(), d_out.len(), weight.len(), None);
+    let isa = active_isa();
+    let t = gemm::tile(isa);
+    let taps = g.kernel_h * g.kernel_w;
+    let (rows, depth, cols) = (
+        g.in_channels * taps,
+        g.out_channels,
+        g.batch * g.out_h() * g.out_w(),
+    );
+    if rows == 0 || cols == 0 {
+        return;
+    }
+    let pointwise = is_pointwise(g);
+    if !pointwise && stride1::applies(g) {
+        // d_in = d_out ⋆ flip(W)ᵀ: W'[ic, (oc, ky', kx')] = W[oc, ic, KH−1−ky', KW−1−kx'].
+        let (ic_n, kh, kw) = (g.in_channels, g.kernel_h, g.kernel_w);
+        let weight_at = |ic: usize, k: usize| {
+            let (oc, ky, kx) = (k / taps, (k % taps) / kw, k % kw);
+            weight[((oc * ic_n + ic) * kh + kh - 1 - ky) * kw + kw - 1 - kx]
+        };
+        let tg = stride1::transposed_geometry(g);
+        stride1::conv_stride1(
+            isa,
+            d_inp,
+            d_out,
+            weight_at,
+            None,
+            stride1::Store::Accumulate,
+            &tg,
+            ws,
+        );
+        return;
+    }
+    let block = gemm::b_block_cols(depth, cols, t);
+    let d_col_len = if pointwise { 0 } else { rows * block };
+    let (a, b, d_col) = split3(
+        ws,
+        gemm::packed_a_len(rows, depth, t),
+        gemm::packed_b_len(depth, block, t),
+        d_col_len,
+    );
+    // A = Wᵀ: A[k, oc] = weight[oc·K + k].
+    gemm::pack_a(a, weight, rows, depth, 1, rows, t);
+    let parallel = gemm::worth_parallel(rows * depth * cols);
+    let geometry = Im2col::new(&[], g, None);
+    let chan_len = g.batch * g.in_h * g.in_w;
+    for col0 in (0..cols).step_by(block) {
+        let ncols = block.min(cols - col0);
+        let b = &mut b[..gemm::packed_b_len(depth, ncols, t)];
+        pack_matrix_b(b, d_out, cols, depth, col0, ncols, t, parallel);
+        if pointwise {
+            let c = &mut d_inp[col0..];
+            gemm::gemm_packed(isa, rows, ncols, depth, a, b, c, cols, true, parallel);
+            continue;
+        }
+        let d_col = &mut d_col[..rows * ncols];
+        gemm::gemm_packed(isa, rows, ncols, depth, a, b, d_col, ncols, false, parallel);
+        // col2im: each input channel gathers its own KH·KW rows, so channels are independent
+        // tasks and every value is summed in the same order on any number of threads.
+        let d_col = &*d_col;
+        let add_back = |(ic, d_chan): (usize, &mut [f32])| {
+            for k in ic * taps..(ic + 1) * taps {
+                geometry.row_add_back(k, col0, &d_col[k * ncols..(k + 1) * ncols], d_chan);
+            }
+        };
+        if parallel {
+            d_inp
+                .par_chunks_mut(chan_len)
+                .enumerate()
+                .for_each(add_back);
+        } else {
+            d_inp.chunks_mut(chan_len).enumerate().for_each(add_back);
+        }
+    }
+}
+
+/// Convolution backward, weight and bias gradients (accumulate), with the same optional input
+/// map as the forward pass (so the mapped input never needs storing):
+///
+/// ```text
+/// d_weight[oc, ic, ky, kx] += Σ_{n, oy, ox} d_out[oc, n, oy, ox] · pre(in)[ic, n, oy·sh + ky − ph, ox·sw + kx − pw]
+/// d_bias[oc]               += Σ_{n, oy, ox} d_out[oc, n, oy, ox]
+/// ```
+///
+/// # Shapes
+/// - `d_weight`: `[OC, IC, KH, KW]`, accumulated; `d_bias`: `[OC]`, accumulated.
+/// - `d_out`: `[OC, N, OH, OW]`, read; `inp`: `[IC, N, H, W]`, read; `pre`: `[IC]`.
+///
+/// # Panics
+/// If the geometry is invalid or a buffer length does not match it.
+pub fn conv2d_backward_weight(
+    d_weight: &mut [f32],
+    d_bias: Option<&mut [f32]>,
+    d_out: &[f32],
+    inp: &[f32],
+    pre: Option<ChannelAffine<'_>>,
+    g: &Conv2dGeom,
+    ws: &mut Workspace,
+) {
+    check(g, inp.len(), d_out.len(), d_weight.len(), pre.as_ref());
+    let isa = active_isa();
+    let t = gemm::tile(isa);
+    let src = Im2col::new(inp, g, pre);
+    // dW[OC, K] = d_out[OC, M] · colᵀ[M, K]: the depth is M.
+    let (rows, cols, depth) = (g.out_channels, src.rows(), src.cols());
+    if let Some(d_bias) = d_bias {
+        assert_eq!(d_bias.len(), rows, "conv2d: d_bias length");
+        for (db, row) in d_bias.iter_mut().zip(d_out.chunks_exact(depth.max(1))) {
+            *db += lane_sum(row);
+        }
+    }
+    if rows == 0 || cols == 0 || depth == 0 {
+        return;
+    }
+    let block = gemm::b_block_cols(depth, cols, t);
+    let (a, b) = gemm::split_aligned(
+        ws,
+        gemm::packed_a_len(rows, depth, t),
+        gemm::packed_b_len(depth, block, t),
+    );
+    gemm::pack_a(a, d_out, rows, depth, depth, 1, t);
+    let parallel = gemm::worth_parallel(rows * depth * cols);
+    for col0 in (0..cols).step_by(block) {
+        let ncols = block.min(cols - col0);
+        let b = &mut b[..gemm::packed_b_len(depth, ncols, t)];
+        if parallel {
+            b.par_chunks_mut(depth * t.nr)
+                .enumerate()
+                .for_each(|(j, panel)| src.pack_b_transposed(panel, col0, ncols, j, t));
+        } else {
+            src.pack_b_transposed(b, col0, ncols, 0, t);
+        }
+        let c = &mut d_weight[col0..];
+        gemm::gemm_packed(isa, rows, ncols, depth, a, b, c, cols, true, parallel);
+    }
+}
+
+/// Floats of [`Workspace`] that the three convolution kernels need for this geometry on any
+/// tier; a workspace this large never grows.
+pub fn conv2d_workspace_len(g: &Conv2dGeom) -> usize {
+    Isa::ALL
+        .iter()
+        .map(|&isa| {
+            let t = gemm::tile(isa);
+            let taps = g.kernel_h * g.kernel_w;
+            let k = g.in_channels * taps;
+            let m = g.batch * g.out_h() * g.out_w();
+            let oc = g.out_channels;
+            let fwd_block = gemm::b_block_cols(k, m, t);
+            let forward = gemm::aligned_len(&[
+                gemm::packed_a_len(oc, k, t),
+                gemm::packed_b_len(k, fwd_block, t),
+            ]);
+            let bwd_block = gemm::b_block_cols(oc, m, t);
+            let d_col = if is_pointwise(g) { 0 } else { k * bwd_block };
+            let backward_input = gemm::aligned_len(&[
+                gemm::packed_a_len(k, oc, t),
+                gemm::packed_b_len(oc, bwd_block, t),
+                d_col,
+            ]);
+            let w_block = gemm::b_block_cols(m, k, t);
+            let backward_weight = gemm::aligned_len(&[
+                gemm::packed_a_len(oc, m, t),
+                gemm::packed_b_len(m, w_block, t),
+            ]);
+            let wide = if !is_pointwise(g) && stride1::applies(g) {
+                stride1::workspace_len(g, t)
+                    .max(stride1::workspace_len(&stride1::transposed_geometry(g), t))
+            } else {
+                0
+            };
+            forward.max(backward_input).max(backward_weight).max(wide)
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+fn check(
+    g: &Conv2dGeom,
+    inp_len: usize,
+    out_len: usize,
+    weight_len: usize,
+    pre: Option<&ChannelAffine<'_>>,
+) {
+    assert!(g.is_valid(), "conv2d: invalid geometry {g:?}");
+    assert_eq!(inp_len, g.input_len(), "conv2d: input length");
+    assert_eq!(out_len, g.output_len(), "conv2d: output length");
+    assert_eq!(weight_len, g.weight_len(), "conv2d: weight length");
+    if let Some(p) = pre {
+        assert_eq!(p.scale.len(), g.in_channels, "conv2d: pre scale length");
+        assert_eq!(p.shift.len(), g.in_channels, "conv2d: pre shift length");
+    }
+}
+
+/// Packs a plain row-major matrix as `B`, one panel per task when `parallel`.
+#[allow(clippy::too_many_arguments)]
+fn pack_matrix_b(
+    b: &mut [f32],
+    src: &[f32],
+    ld: usize,
+    depth: usize,
+    col0: usize,
+    ncols: usize,
+    t: Tile,
+    parallel: bool,
+) {
+    if parallel {
+        b.par_chunks_mut(depth * t.nr)
+            .enumerate()
+            .for_each(|(j, panel)| {
+                let c0 = col0 + j * t.nr;
+                gemm::pack_b_matrix(panel, src, ld, depth, c0, t.nr.min(ncols - j * t.nr), t);
+            });
+    } else {
+        gemm::pack_b_matrix(b, src, ld, depth, col0, ncols, t);
+    }
+}
+
+/// Three 64-byte-aligned buffers from the workspace.
+fn split3(
+    ws: &mut Workspace,
+    a: usize,
+    b: usize,
+    c: usize,
+) -> (&mut [f32], &mut [f32], &mut [f32]) {
+    let buf = gemm::align64(ws.get(gemm::aligned_len(&[a, b, c])));
+    let (x, rest) = buf.split_at_mut(a.div_ceil(16) * 16);
+    let (y, z) = rest.split_at_mut(b.div_ceil(16) * 16);
+    (&mut x[..a], &mut y[..b], &mut z[..c])
+}
+
+/// Sum in eight interleaved lanes, then the lanes: vectorisable, more accurate than one running
+/// sum, and in a fixed order.
+fn lane_sum(v: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; 8];
+    let mut chunks = v.chunks_exact(8);
+    for c in &mut chunks {
+        for (l, &x) in lanes.iter_mut().zip(c) {
+            *l += x;
+        }
+    }
+    for (l, &x) in lanes.iter_mut().zip(chunks.remainder()) {
+        *l += x;
+    }
+    lanes.iter().sum()
+}

@@ -1,0 +1,37 @@
+//! The portable micro-kernel: `wide::f32x8` vectors (two SSE registers on baseline x86-64, two
+//! NEON registers on Arm), no `unsafe`.
+//!
+//! Tile 6×8: six accumulators of 8 lanes (12 of the 16 SSE registers), one `B` vector and one
+//! broadcast per step.
+
+use wide::f32x8;
+
+/// Rows per micro-tile.
+pub const MR: usize = 6;
+/// Columns per micro-tile.
+pub const NR: usize = 8;
+/// Kernel name for logs and bench IDs.
+pub const NAME: &str = "portable_gemm_f32_6x8";
+
+/// `C[MR, NR] (+)= Σ_k a[k·MR..][..MR] ⊗ b[k·NR..][..NR]`, `C[r, j] = c[r·ldc + j]`.
+#[inline]
+pub fn kernel(kc: usize, a: &[f32], b: &[f32], c: &mut [f32], ldc: usize, accumulate: bool) {
+    let a = &a[..kc * MR];
+    let b = &b[..kc * NR];
+    let mut acc = [f32x8::ZERO; MR];
+    for (a_k, b_k) in a.chunks_exact(MR).zip(b.chunks_exact(NR)) {
+        let b_vec = f32x8::from(<[f32; NR]>::try_from(b_k).expect("NR lanes"));
+        for (acc_r, &a_r) in acc.iter_mut().zip(a_k) {
+            *acc_r = f32x8::splat(a_r).mul_add(b_vec, *acc_r);
+        }
+    }
+    for (r, acc_r) in acc.iter().enumerate() {
+        let row = &mut c[r * ldc..r * ldc + NR];
+        let sums = acc_r.to_array();
+        if accumulate {
+            row.iter_mut().zip(sums).for_each(|(c, s)| *c += s);
+        } else {
+            row.copy_from_slice(&sums);
+        }
+    }
+}

@@ -1,0 +1,438 @@
+//! The packed-GEMM convolution against the reference kernels, on every tier this CPU has.
+//!
+//! Two value strategies: small integers in −4..=4 stored as `f32` (every product and sum is an
+//! exactly representable integer, so the fast kernels must match bit for bit, `assert_eq`), and
+//! uniform floats in [−1, 1) compared with the tolerance documented at [`FLOAT_TOL`].
+
+use densenet_kernels::dispatch::with_max_isa;
+use densenet_kernels::{conv2d, reference, ChannelAffine, Conv2dGeom, Isa, Workspace};
+use proptest::prelude::*;
+
+/// Float tolerance: `|fast − ref| <= FLOAT_TOL·(1 + |ref|)`. The reference sums in f64; the
+/// kernels sum up to `K = IC·KH·KW <= 33·25` f32 products of magnitude <= 4 (with `pre`) in
+/// slices of 256, so the accumulated rounding stays below ~K·2⁻²⁴·4 ≈ 2e-4 in the worst case
+/// and far less in practice.
+const FLOAT_TOL: f32 = 2e-4;
+
+/// A tiny deterministic generator, so proptest shrinks geometry while values follow the seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn int(&mut self, lo: i32, hi: i32) -> f32 {
+        (lo + (self.next() % (hi - lo + 1) as u64) as i32) as f32
+    }
+    fn unit(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+    }
+    fn vec(&mut self, len: usize, ints: bool) -> Vec<f32> {
+        (0..len)
+            .map(|_| if ints { self.int(-4, 4) } else { self.unit() })
+            .collect()
+    }
+}
+
+/// One convolution problem: geometry, data, and which optional features are on.
+#[derive(Debug, Clone)]
+struct Problem {
+    g: Conv2dGeom,
+    ints: bool,
+    inp: Vec<f32>,
+    weight: Vec<f32>,
+    bias: Option<Vec<f32>>,
+    /// scale, shift, relu
+    pre: Option<(Vec<f32>, Vec<f32>, bool)>,
+    d_out: Vec<f32>,
+    /// Non-zero starting gradients, to test accumulation.
+    d_inp0: Vec<f32>,
+    d_weight0: Vec<f32>,
+    d_bias0: Vec<f32>,
+}
+
+impl Problem {
+    fn new(g: Conv2dGeom, seed: u64, ints: bool, bias: bool, pre: bool, relu: bool) -> Self {
+        let mut r = Rng(seed | 1);
+        let pre = pre.then(|| {
+            let scale = (0..g.in_channels)
+                .map(|_| if ints { r.int(-2, 2) } else { r.unit() * 2.0 })
+                .collect();
+            let shift = (0..g.in_channels)
+                .map(|_| if ints { r.int(-3, 3) } else { r.unit() })
+                .collect();
+            (scale, shift, relu)
+        });
+        Problem {
+            g,
+            ints,
+            inp: r.vec(g.input_len(), ints),
+            weight: r.vec(g.weight_len(), ints),
+            bias: bias.then(|| r.vec(g.out_channels, ints)),
+            pre,
+            d_out: r.vec(g.output_len(), ints),
+            d_inp0: r.vec(g.input_len(), ints),
+            d_weight0: r.vec(g.weight_len(), ints),
+            d_bias0: r.vec(g.out_channels, ints),
+        }
+    }
+
+    fn pre(&self) -> Option<ChannelAffine<'_>> {
+        self.pre.as_ref().map(|(scale, shift, relu)| ChannelAffine {
+            scale,
+            shift,
+            relu: *relu,
+        })
+    }
+
+    /// `pre(inp)`, materialised, for the reference.
+    fn mapped_input(&self) -> Vec<f32> {
+        let per_channel = self.g.batch * self.g.in_h * self.g.in_w;
+        match self.pre() {
+            None => self.inp.clone(),
+            Some(p) => self
+                .inp
+                .iter()
+                .enumerate()
+                .map(|(i, &x)| p.apply(i / per_channel, x))
+                .collect(),
+        }
+    }
+
+    fn check(&self, what: &str, isa: Isa, got: &[f32], want: &[f32]) {
+        assert_eq!(got.len(), want.len());
+        if self.ints {
+            if let Some(i) = (0..got.len()).find(|&i| got[i] != want[i]) {
+                panic!(
+                    "{what} [{isa}] {:?}: first mismatch at {i}: got {} want {}",
+                    self.g, got[i], want[i]
+                );
+            }
+            return;
+        }
+        let (mut worst, mut worst_i, mut max_abs, mut max_rel) = (0.0f32, 0, 0.0f32, 0.0f32);
+        for (i, (&a, &b)) in got.iter().zip(want).enumerate() {
+            let abs = (a - b).abs();
+            let scaled = abs / (1.0 + b.abs());
+            max_abs = max_abs.max(abs);
+            max_rel = max_rel.max(abs / b.abs().max(1e-30));
+            // NaN counts as worst of all.
+            if !worst.is_nan() && (scaled.is_nan() || scaled > worst) {
+                worst = scaled;
+                worst_i = i;
+            }
+        }
+        assert!(
+            worst <= FLOAT_TOL,
+            "{what} [{isa}] {:?}: max abs diff {max_abs:e}, max rel diff {max_rel:e}, \
+             worst at {worst_i}: got {} want {}",
+            self.g,
+            got[worst_i],
+            want[worst_i]
+        );
+    }
+
+    fn forward(&self, isa: Isa, ws: &mut Workspace) -> Vec<f32> {
+        let mut out = vec![f32::NAN; self.g.output_len()];
+        with_max_isa(isa, || {
+            conv2d::conv2d_forward(
+                &mut out,
+                &self.inp,
+                &self.weight,
+                self.bias.as_deref(),
+                self.pre(),
+                &self.g,
+                ws,
+            )
+        });
+        out
+    }
+
+    fn backward_input(&self, isa: Isa, ws: &mut Workspace) -> Vec<f32> {
+        let mut d_inp = self.d_inp0.clone();
+        with_max_isa(isa, || {
+            conv2d::conv2d_backward_input(&mut d_inp, &self.d_out, &self.weight, &self.g, ws)
+        });
+        d_inp
+    }
+
+    fn backward_weight(&self, isa: Isa, ws: &mut Workspace) -> (Vec<f32>, Vec<f32>) {
+        let mut d_weight = self.d_weight0.clone();
+        let mut d_bias = self.d_bias0.clone();
+        with_max_isa(isa, || {
+            conv2d::conv2d_backward_weight(
+                &mut d_weight,
+                self.bias.is_some().then_some(&mut d_bias[..]),
+                &self.d_out,
+                &self.inp,
+                self.pre(),
+                &self.g,
+                ws,
+            )
+        });
+        (d_weight, d_bias)
+    }
+
+    fn check_all(&self, isa: Isa) {
+        let mut ws = Workspace::new();
+        let x = self.mapped_input();
+
+        let mut want = vec![0.0; self.g.output_len()];
+        reference::conv2d_forward(&mut want, &x, &self.weight, self.bias.as_deref(), &self.g);
+        self.check("forward", isa, &self.forward(isa, &mut ws), &want);
+
+        let mut want = self.d_inp0.clone();
+        reference::conv2d_backward_input(&mut want, &self.d_out, &self.weight, &self.g);
+        self.check(
+            "backward_input",
+            isa,
+            &self.backward_input(isa, &mut ws),
+            &want,
+        );
+
+        let mut want_w = self.d_weight0.clone();
+        let mut want_b = self.d_bias0.clone();
+        reference::conv2d_backward_weight(
+            &mut want_w,
+            self.bias.is_some().then_some(&mut want_b[..]),
+            &self.d_out,
+            &x,
+            &self.g,
+        );
+        let (got_w, got_b) = self.backward_weight(isa, &mut ws);
+        self.check("backward_weight", isa, &got_w, &want_w);
+        self.check("backward_bias", isa, &got_b, &want_b);
+        assert!(
+            ws.bytes() <= conv2d::conv2d_workspace_len(&self.g) * 4,
+            "workspace over its bound"
+        );
+    }
+}
+
+/// Channel counts that are not multiples of any vector width or tile.
+fn channels() -> impl Strategy<Value = usize> {
+    prop_oneof![
+        Just(1usize),
+        Just(3),
+        Just(7),
+        Just(17),
+        Just(33),
+        1usize..40
+    ]
+}
+
+/// Geometries: the three fast paths and the generic path, with awkward sizes.
+fn geometry() -> impl Strategy<Value = Conv2dGeom> {
+    let pointwise = (1usize..3, channels(), channels(), 1usize..12, 1usize..12)
+        .prop_map(|(n, ic, oc, h, w)| fitted(n, ic, oc, h, w, 1, 1, 0));
+    let three = (1usize..3, channels(), channels(), 1usize..10, 1usize..10)
+        .prop_map(|(n, ic, oc, h, w)| fitted(n, ic, oc, h, w, 3, 1, 1));
+    let stem = (1usize..3, 1usize..4, channels(), 1usize..14, 1usize..14)
+        .prop_map(|(n, ic, oc, h, w)| fitted(n, ic, oc, h, w, 7, 2, 3));
+    let generic = (
+        (1usize..3, channels(), channels(), 1usize..9, 1usize..9),
+        (
+            1usize..6,
+            1usize..6,
+            1usize..4,
+            1usize..4,
+            0usize..3,
+            0usize..3,
+        ),
+    )
+        .prop_map(|((n, ic, oc, h, w), (kh, kw, sh, sw, ph, pw))| Conv2dGeom {
+            batch: n,
+            in_channels: ic,
+            out_channels: oc,
+            in_h: h,
+            in_w: w,
+            kernel_h: kh,
+            kernel_w: kw,
+            stride_h: sh,
+            stride_w: sw,
+            pad_h: ph,
+            pad_w: pw,
+        })
+        .prop_filter("kernel must fit the padded input", |g| g.is_valid());
+    prop_oneof![pointwise, three, stem, generic]
+}
+
+/// A square convolution whose input grows, if needed, to fit the kernel.
+#[allow(clippy::too_many_arguments)]
+fn fitted(
+    n: usize,
+    ic: usize,
+    oc: usize,
+    h: usize,
+    w: usize,
+    k: usize,
+    s: usize,
+    p: usize,
+) -> Conv2dGeom {
+    let fit = k.saturating_sub(2 * p);
+    Conv2dGeom::square(n, ic, oc, h.max(fit), w.max(fit), k, s, p)
+}
+
+fn problem() -> impl Strategy<Value = Problem> {
+    (
+        geometry(),
+        any::<u64>(),
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(|(g, seed, ints, bias, pre, relu)| Problem::new(g, seed, ints, bias, pre, relu))
+}
+
+fn run_tier(isa: Isa, cases: u32) {
+    if !isa.is_supported() {
+        println!("skipped: no {isa}");
+        return;
+    }
+    let config = ProptestConfig {
+        cases,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    };
+    proptest!(config, |(p in problem())| p.check_all(isa));
+}
+
+macro_rules! tier_tests {
+    ($($name:ident => $isa:expr),* $(,)?) => {$(
+        #[test]
+        fn $name() {
+            run_tier($isa, 64);
+        }
+    )*};
+}
+
+tier_tests! {
+    matches_reference_portable => Isa::Portable,
+    matches_reference_avx2 => Isa::Avx2,
+    matches_reference_avx512 => Isa::Avx512,
+}
+
+/// Real DenseNet shapes, larger than the proptests reach: more than one column block and more
+/// than one `KC` depth slice, on every tier.
+#[test]
+fn densenet_shapes_match_reference() {
+    let shapes = [
+        Conv2dGeom::square(1, 300, 40, 9, 9, 1, 1, 0),
+        Conv2dGeom::square(2, 70, 20, 11, 13, 3, 1, 1),
+        Conv2dGeom::square(1, 3, 16, 30, 30, 7, 2, 3),
+        Conv2dGeom::square(3, 40, 9, 12, 12, 1, 1, 0),
+    ];
+    for (i, g) in shapes.into_iter().enumerate() {
+        for ints in [true, false] {
+            let p = Problem::new(g, 0x9e37 + i as u64, ints, i % 2 == 0, true, true);
+            for isa in Isa::ALL.into_iter().filter(|i| i.is_supported()) {
+                p.check_all(isa);
+            }
+        }
+    }
+}
+
+/// Central differences of `L = Σ out · r` against the analytic gradients, in f64 from f32
+/// forwards, on tiny shapes. Without ReLU the loss is linear in the input and in the weights, so
+/// central differences are exact up to rounding.
+#[test]
+fn finite_differences_match_backward() {
+    let geoms = [
+        Conv2dGeom::square(2, 3, 2, 5, 4, 3, 2, 1),
+        Conv2dGeom::square(1, 2, 3, 4, 4, 1, 1, 0),
+        Conv2dGeom::square(1, 2, 2, 6, 5, 3, 1, 1),
+    ];
+    for g in geoms {
+        let mut p = Problem::new(g, 77, false, true, true, false);
+        p.d_inp0.fill(0.0);
+        p.d_weight0.fill(0.0);
+        p.d_bias0.fill(0.0);
+        let mut ws = Workspace::new();
+        let isa = densenet_kernels::active_isa();
+        let loss = |p: &Problem, ws: &mut Workspace| -> f64 {
+            p.forward(isa, ws)
+                .iter()
+                .zip(&p.d_out)
+                .map(|(&o, &r)| f64::from(o) * f64::from(r))
+                .sum()
+        };
+        let h = 1e-2f32;
+        let (d_weight, _) = p.backward_weight(isa, &mut ws);
+        for (i, &analytic) in d_weight.iter().enumerate() {
+            let mut q = p.clone();
+            q.weight[i] += h;
+            let up = loss(&q, &mut ws);
+            q.weight[i] -= 2.0 * h;
+            let down = loss(&q, &mut ws);
+            let fd = (up - down) / (2.0 * f64::from(h));
+            let err = (fd - f64::from(analytic)).abs();
+            assert!(
+                err <= 1e-3 * (1.0 + fd.abs()),
+                "{g:?} d_weight[{i}]: fd {fd} analytic {analytic}"
+            );
+        }
+        // The input gradient is checked without `pre` (the backward input kernel sees d_col only).
+        p.pre = None;
+        let d_inp = p.backward_input(isa, &mut ws);
+        for (i, &analytic) in d_inp.iter().enumerate() {
+            let mut q = p.clone();
+            q.inp[i] += h;
+            let up = loss(&q, &mut ws);
+            q.inp[i] -= 2.0 * h;
+            let down = loss(&q, &mut ws);
+            let fd = (up - down) / (2.0 * f64::from(h));
+            let err = (fd - f64::from(analytic)).abs();
+            assert!(
+                err <= 1e-3 * (1.0 + fd.abs()),
+                "{g:?} d_inp[{i}]: fd {fd} analytic {analytic}"
+            );
+        }
+    }
+}
+
+/// The fixed work split makes results independent of the thread count, bit for bit.
+#[test]
+fn one_and_two_threads_agree_bitwise() {
+    let shapes = [
+        Conv2dGeom::square(2, 48, 24, 16, 16, 3, 1, 1),
+        Conv2dGeom::square(2, 96, 40, 16, 16, 1, 1, 0),
+        Conv2dGeom::square(1, 3, 16, 40, 40, 7, 2, 3),
+    ];
+    for g in shapes {
+        let p = Problem::new(g, 5, false, true, true, true);
+        for isa in Isa::ALL.into_iter().filter(|i| i.is_supported()) {
+            let run = |threads: usize| {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                pool.install(|| {
+                    let mut ws = Workspace::new();
+                    (
+                        p.forward(isa, &mut ws),
+                        p.backward_input(isa, &mut ws),
+                        p.backward_weight(isa, &mut ws),
+                    )
+                })
+            };
+            let (one, two) = (run(1), run(2));
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&one.0), bits(&two.0), "forward [{isa}] {g:?}");
+            assert_eq!(bits(&one.1), bits(&two.1), "backward_input [{isa}] {g:?}");
+            assert_eq!(
+                bits(&one.2 .0),
+                bits(&two.2 .0),
+                "backward_weight [{isa}] {g:?}"
+            );
+            assert_eq!(
+                bits(&one.2 .1),
+                bits(&two.2 .1),
+                "backward_bias [{isa}] {g:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! Pooling kernels against the reference on every tier: DenseNet's 3×3/s2/p1 max pool and 2×2/s2
+//! average pool plus generic windows, odd sizes in PyTorch's floor mode, 1×1 planes, max-pool
+//! ties (small integers make many), NaN, accumulation into non-zero gradients, 1 vs 2 threads.
+//!
+//! Exact where the op is exact: max pooling (a selection), average pooling of small integers
+//! (sums of at most 49 integers times 1/K², exact when K² is a power of two, else one rounding),
+//! global average pooling of small integers over power-of-two planes. Uniform floats: `f32`
+//! window sums against the reference's `f64`, `rtol 1e-5`, `atol 1e-6`.
+mod common;
+
+use common::*;
+use densenet_kernels::pool::*;
+use densenet_kernels::reference as r;
+use densenet_kernels::Pool2dGeom;
+use proptest::prelude::{any, prop_assume, proptest, ProptestConfig};
+
+fn check_max(g: &Pool2dGeom, values: Values, seed: u64) {
+    let mut rng = Rng::new(seed);
+    let x = values.draw(&mut rng, g.input_len());
+    let dy = values.draw(&mut rng, g.output_len());
+    let d0 = values.draw(&mut rng, g.input_len());
+    let mut want = vec![0.0; g.output_len()];
+    r::maxpool2d_forward(&mut want, &x, g);
+    let mut want_d = d0.clone();
+    r::maxpool2d_backward(&mut want_d, &dy, &x, g);
+    for_each_tier(|isa| {
+        let mut got = vec![f32::NAN; g.output_len()];
+        maxpool2d_forward(&mut got, &x, g);
+        assert_exact(&format!("{isa} maxpool forward {g:?}"), &got, &want);
+        let mut d = d0.clone();
+        maxpool2d_backward(&mut d, &dy, &x, g);
+        // Each input receives the same gradients in the same order as in the reference.
+        assert_exact(&format!("{isa} maxpool backward {g:?}"), &d, &want_d);
+    });
+}
+
+fn check_avg(g: &Pool2dGeom, values: Values, seed: u64) {
+    let mut rng = Rng::new(seed);
+    let x = values.draw(&mut rng, g.input_len());
+    let dy = values.draw(&mut rng, g.output_len());
+    let d0 = values.draw(&mut rng, g.input_len());
+    let mut want = vec![0.0; g.output_len()];
+    r::avgpool2d_forward(&mut want, &x, g);
+    let mut want_d = d0.clone();
+    r::avgpool2d_backward(&mut want_d, &dy, g);
+    let exact = matches!(values, Values::Ints) && (g.kernel * g.kernel).is_power_of_two();
+    for_each_tier(|isa| {
+        let mut got = vec![f32::NAN; g.output_len()];
+        avgpool2d_forward(&mut got, &x, g);
+        let l = format!("{isa} avgpool forward {g:?}");
+        if exact {
+            assert_exact(&l, &got, &want);
+        } else {
+            assert_close(&l, &got, &want, 1e-6, 1e-5);
+        }
+        let mut d = d0.clone();
+        avgpool2d_backward(&mut d, &dy, g);
+        // Same products, added in the reference's order.
+        assert_exact(&format!("{isa} avgpool backward {g:?}"), &d, &want_d);
+    });
+}
+
+fn check_global(channels: usize, batch: usize, hw: usize, values: Values, seed: u64) {
+    let mut rng = Rng::new(seed);
+    let x = values.draw(&mut rng, channels * batch * hw);
+    let dy = values.draw(&mut rng, batch * channels);
+    let d0 = values.draw(&mut rng, x.len());
+    let mut want = vec![0.0; batch * channels];
+    r::global_avgpool_forward(&mut want, &x, channels, batch, hw);
+    let mut want_d = d0.clone();
+    r::global_avgpool_backward(&mut want_d, &dy, channels, batch, hw);
+    let exact = matches!(values, Values::Ints) && hw.is_power_of_two();
+    for_each_tier(|isa| {
+        let mut got = vec![f32::NAN; batch * channels];
+        global_avgpool_forward(&mut got, &x, channels, batch, hw);
+        let l = format!("{isa} global avgpool c={channels} n={batch} hw={hw}");
+        if exact {
+            assert_exact(&l, &got, &want);
+        } else {
+            assert_close(&l, &got, &want, 1e-6, 1e-5);
+        }
+        let mut d = d0.clone();
+        global_avgpool_backward(&mut d, &dy, channels, batch, hw);
+        assert_exact(&format!("{l} backward"), &d, &want_d);
+    });
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn maxpool_matches_reference(
+        planes in 1usize..=5, h in 1usize..=13, w in 1usize..=13,
+        kernel in 1usize..=4, stride in 1usize..=3, pad in 0usize..=2,
+        ints in any::<bool>(), seed in any::<u64>(),
+    ) {
+        let g = Pool2dGeom { planes, in_h: h, in_w: w, kernel, stride, pad };
+        prop_assume!(g.is_valid());
+        check_max(&g, if ints { Values::Ints } else { Values::Floats }, seed);
+    }
+
+    #[test]
+    fn avgpool_matches_reference(
+        planes in 1usize..=5, h in 1usize..=13, w in 1usize..=13,
+        kernel in 1usize..=4, stride in 1usize..=3,
+        ints in any::<bool>(), seed in any::<u64>(),
+    ) {
+        let g = Pool2dGeom { planes, in_h: h, in_w: w, kernel, stride, pad: 0 };
+        prop_assume!(g.is_valid());
+        check_avg(&g, if ints { Values::Ints } else { Values::Floats }, seed);
+    }
+
+    #[test]
+    fn global_avgpool_matches_reference(
+        channels in 1usize..=19, batch in 1usize..=3, hw in 1usize..=70,
+        ints in any::<bool>(), seed in any::<u64>(),
+    ) {
+        check_global(channels, batch, hw, if ints { Values::Ints } else { Values::Floats }, seed);
+    }
+}
+
+/// DenseNet's own windows at odd and even sizes, 1×1 planes, and a plane wider than the
+/// separable path's row buffer.
+#[test]
+fn densenet_windows_and_edges() {
+    for (h, w) in [(1, 1), (2, 2), (7, 7), (8, 9), (15, 14), (3, 600)] {
+        for values in [Values::Ints, Values::Floats] {
+            let g = Pool2dGeom {
+                planes: 3,
+                in_h: h,
+                in_w: w,
+                kernel: 3,
+                stride: 2,
+                pad: 1,
+            };
+            check_max(&g, values, (h * w) as u64);
+            if h >= 2 && w >= 2 {
+                let g = Pool2dGeom {
+                    planes: 3,
+                    in_h: h,
+                    in_w: w,
+                    kernel: 2,
+                    stride: 2,
+                    pad: 0,
+                };
+                check_avg(&g, values, (h * w) as u64);
+            }
+            let g = Pool2dGeom {
+                planes: 2,
+                in_h: h,
+                in_w: w,
+                kernel: 1,
+                stride: 1,
+                pad: 0,
+            };
+            check_max(&g, values, 1);
+            check_avg(&g, values, 1);
+        }
+    }
+    for hw in [1, 49, 64, 1025] {
+        check_global(5, 2, hw, Values::Ints, 3);
+    }
+}
+
+/// A NaN in a window wins, as in PyTorch.
+#[test]
+fn maxpool_nan_wins() {
+    let g = Pool2dGeom {
+        planes: 1,
+        in_h: 4,
+        in_w: 4,
+        kernel: 3,
+        stride: 2,
+        pad: 1,
+    };
+    let mut x: Vec<f32> = (0..16).map(|v| v as f32).collect();
+    x[5] = f32::NAN;
+    let mut want = vec![0.0; 4];
+    r::maxpool2d_forward(&mut want, &x, &g);
+    assert!(want[0].is_nan());
+    for_each_tier(|isa| {
+        let mut got = vec![0.0; 4];
+        maxpool2d_forward(&mut got, &x, &g);
+        assert_exact(&format!("{isa} nan"), &got, &want);
+    });
+}
+
+/// Big enough to split across threads: 1 and 2 threads give the same bits.
+#[test]
+fn one_and_two_threads_agree() {
+    let g = Pool2dGeom {
+        planes: 40,
+        in_h: 56,
+        in_w: 56,
+        kernel: 3,
+        stride: 2,
+        pad: 1,
+    };
+    let ga = Pool2dGeom {
+        kernel: 2,
+        stride: 2,
+        pad: 0,
+        ..g
+    };
+    let mut rng = Rng::new(1);
+    let x = rng.floats(g.input_len(), -1.0, 1.0);
+    let dy = rng.floats(g.output_len(), -1.0, 1.0);
+    let dya = rng.floats(ga.output_len(), -1.0, 1.0);
+    let run = || {
+        let mut out = vec![0.0; g.output_len()];
+        let mut outa = vec![0.0; ga.output_len()];
+        let mut gout = vec![0.0; 40];
+        let mut d = vec![0.0; g.input_len()];
+        maxpool2d_forward(&mut out, &x, &g);
+        maxpool2d_backward(&mut d, &dy, &x, &g);
+        avgpool2d_forward(&mut outa, &x, &ga);
+        avgpool2d_backward(&mut d, &dya, &ga);
+        global_avgpool_forward(&mut gout, &x, 20, 2, 56 * 56);
+        global_avgpool_backward(&mut d, &gout, 20, 2, 56 * 56);
+        (out, outa, gout, d)
+    };
+    let one = with_threads(1, run);
+    let two = with_threads(2, run);
+    assert_bits("maxpool", &one.0, &two.0);
+    assert_bits("avgpool", &one.1, &two.1);
+    assert_bits("global", &one.2, &two.2);
+    assert_bits("grads", &one.3, &two.3);
+}
