@@ -16,7 +16,7 @@
 use std::time::Instant;
 
 use densenet::train::{train_step, Sgd};
-use densenet::{DenseNet, DenseNetConfig, Mode};
+use densenet::{DenseNet, DenseNetConfig, MemoryPlan, Mode};
 use densenet_kernels::alloc_counter::{self, CountingAllocator};
 use densenet_kernels::sgd::SgdConfig;
 
@@ -28,17 +28,17 @@ struct Case {
     preset: &'static str,
     batch: usize,
     size: usize,
-    memory_efficient: bool,
+    plan: MemoryPlan,
     train: bool,
 }
 
-const CASES: [Case; 6] = [
+const CASES: [Case; 8] = [
     Case {
         name: "train/bc100_k12/b64/32x32/memory_efficient",
         preset: "densenet_bc100_k12",
         batch: 64,
         size: 32,
-        memory_efficient: true,
+        plan: MemoryPlan::RecomputeNorm,
         train: true,
     },
     Case {
@@ -46,7 +46,15 @@ const CASES: [Case; 6] = [
         preset: "densenet_bc100_k12",
         batch: 64,
         size: 32,
-        memory_efficient: false,
+        plan: MemoryPlan::StoreAll,
+        train: true,
+    },
+    Case {
+        name: "train/bc100_k12/b64/32x32/recompute_bottleneck",
+        preset: "densenet_bc100_k12",
+        batch: 64,
+        size: 32,
+        plan: MemoryPlan::RecomputeBottleneck,
         train: true,
     },
     Case {
@@ -54,7 +62,7 @@ const CASES: [Case; 6] = [
         preset: "densenet121",
         batch: 8,
         size: 224,
-        memory_efficient: true,
+        plan: MemoryPlan::RecomputeNorm,
         train: true,
     },
     Case {
@@ -62,7 +70,15 @@ const CASES: [Case; 6] = [
         preset: "densenet121",
         batch: 8,
         size: 224,
-        memory_efficient: false,
+        plan: MemoryPlan::StoreAll,
+        train: true,
+    },
+    Case {
+        name: "train/densenet121/b8/224x224/recompute_bottleneck",
+        preset: "densenet121",
+        batch: 8,
+        size: 224,
+        plan: MemoryPlan::RecomputeBottleneck,
         train: true,
     },
     Case {
@@ -70,7 +86,7 @@ const CASES: [Case; 6] = [
         preset: "densenet121",
         batch: 1,
         size: 224,
-        memory_efficient: true,
+        plan: MemoryPlan::RecomputeNorm,
         train: false,
     },
     Case {
@@ -78,7 +94,7 @@ const CASES: [Case; 6] = [
         preset: "densenet_bc100_k12",
         batch: 1,
         size: 32,
-        memory_efficient: true,
+        plan: MemoryPlan::RecomputeNorm,
         train: false,
     },
 ];
@@ -118,7 +134,7 @@ fn run(case: &Case, steps: usize) {
         .collect();
     let y: Vec<usize> = (0..n).map(|i| i % cfg.num_classes).collect();
     let mut ws = model
-        .workspace(n, case.size, case.size, case.memory_efficient)
+        .workspace_with_plan(n, case.size, case.size, case.plan)
         .expect("workspace");
     let mut sgd = Sgd::new(SgdConfig::default(), model.store());
     let mut step = |model: &mut DenseNet| {
