@@ -36,6 +36,7 @@ mod dtype;
 mod error;
 mod file;
 mod keys;
+mod store;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -44,6 +45,7 @@ use std::path::Path;
 pub use dtype::{bf16_to_f32, f16_to_f32, f64_to_f32};
 pub use error::{MismatchReport, ShapeMismatch, WeightsError};
 pub use keys::canonical_key;
+pub use store::load_params;
 
 /// The number of elements a shape holds, or `None` if the product overflows `usize`.
 fn element_count(shape: &[usize]) -> Option<usize> {
@@ -393,14 +395,17 @@ pub struct LoadReport {
     pub skipped_counters: Vec<String>,
     /// `num_batches_tracked` tensors of the model the file lacks (left as they were).
     pub counters_not_in_file: Vec<String>,
+    /// `num_batches_tracked` counters restored by [`load_params`].
+    pub counters_loaded: usize,
 }
 
 impl fmt::Display for LoadReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "loaded {} tensors ({} renamed, {} batch counters ignored, {} not in file)",
+            "loaded {} tensors and {} batch counters ({} renamed, {} counters ignored, {} not in file)",
             self.loaded,
+            self.counters_loaded,
             self.renamed.len(),
             self.skipped_counters.len(),
             self.counters_not_in_file.len()

@@ -86,6 +86,12 @@ pub enum WeightsError {
         /// The number of values given.
         found: usize,
     },
+    /// A `num_batches_tracked` counter that is not one non-negative integer.
+    #[error("tensor `{tensor}`: a num_batches_tracked counter must be one non-negative integer")]
+    BadCounter {
+        /// The counter, as named in the file.
+        tensor: String,
+    },
     /// Two keys in one file mean the same tensor once normalised (for example `norm.1.weight`
     /// and `norm1.weight`).
     #[error("keys `{first}` and `{second}` both name `{canonical}`")]
