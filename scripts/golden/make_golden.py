@@ -25,6 +25,8 @@ act.transitionT           output of transition T (after its 2x2 average pool)
 act.norm5                 `features(x)`: after norm5, *before* the final ReLU
 act.pooled                [N, C] after the final ReLU and global average pooling
 logits                    [N, num_classes]
+eval.act.*, eval.logits   the same stages in evaluation mode (BN with the initial running
+                          statistics), on the initial weights
 loss                      [] cross-entropy, mean over the batch
 grad.<param name>         d loss / d param, for every parameter
 after_step.<bn>.running_mean / .running_var
@@ -303,8 +305,19 @@ def make_fixture(name, spec):
     out["labels"] = labels
 
     model = model.double()
-    model.train()
     x = x32.double()
+
+    # Evaluation mode first, on the initial weights: BN uses the running statistics (and does
+    # not update them), so this checks the inference path.
+    eval_model = copy.deepcopy(model).eval()
+    with torch.no_grad():
+        eval_acts = forward_recording(eval_model, x, config["stem"])
+        if not torch.equal(eval_acts["logits"], eval_model(x)):
+            raise SystemExit(f"{name}: recorded eval forward differs from model.forward")
+    for key, value in eval_acts.items():
+        out["eval." + key] = f32(value)
+
+    model.train()
 
     # The recorded forward must be exactly torchvision's forward; check on a copy (the check
     # itself is a training forward and would move the running statistics).

@@ -96,7 +96,7 @@ fn golden_fixtures_load_with_the_expected_keys() {
         let per_run = ["input", "labels", "logits", "loss", "losses"];
         let weights = dict.subset(|k| {
             !per_run.contains(&k)
-                && !["act.", "grad.", "after_step.", "step3."]
+                && !["act.", "eval.", "grad.", "after_step.", "step3."]
                     .iter()
                     .any(|p| k.starts_with(p))
         });
