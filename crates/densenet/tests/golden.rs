@@ -328,3 +328,40 @@ fn golden_imagenet_bc_odd_size() {
 fn golden_cifar_plain() {
     golden("cifar_plain");
 }
+
+/// DenseNet-121 at 224x224 in evaluation mode against PyTorch, when the ~40 MB sample exists
+/// (`python3 scripts/golden/make_golden.py --densenet121 testdata/large`; git ignores it).
+#[test]
+fn golden_densenet121_eval_if_generated() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../testdata/large/densenet121_eval.safetensors");
+    if !path.exists() {
+        println!(
+            "skipped: no testdata/large/densenet121_eval.safetensors \
+             (python3 scripts/golden/make_golden.py --densenet121 testdata/large)"
+        );
+        return;
+    }
+    let name = "densenet121_eval";
+    let fixture = StateDict::load(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+    check_version(&fixture, name);
+    let config = config_of(name, &json(&fixture, name, "config"));
+    let order: Vec<String> = json(&fixture, name, "activation_order")
+        .as_array()
+        .expect("a JSON list")
+        .iter()
+        .map(|s| s.as_str().expect("a string").to_owned())
+        .collect();
+    let mut model = DenseNet::new(config, 0).unwrap();
+    let weights = fixture.subset(|k| k.starts_with("features.") || k.starts_with("classifier."));
+    let report = load_params(model.store_mut(), &weights).unwrap_or_else(|e| panic!("{name}: {e}"));
+    println!("{name}: {report}");
+    let input = fixture.get("input").expect("input");
+    let mut ws = model.workspace(1, 224, 224, false).unwrap();
+    let trace = model
+        .forward_trace(&mut ws, input.data(), Mode::Eval)
+        .unwrap();
+    if let Err(e) = compare_trace(&fixture, &trace, &order, "eval.") {
+        panic!("{name}: {e}");
+    }
+}
