@@ -40,7 +40,8 @@ fn tolerance(key: &str) -> Tol {
     }
     if key.starts_with("eval.") {
         // Evaluation mode: BN is a fixed affine map (running statistics), so nothing amplifies
-        // errors the way batch statistics do. Observed 4.6e-7.
+        // errors the way batch statistics do. Observed 4.6e-7 on the small fixtures and
+        // 8.6e-7 through DenseNet-121's 120 layers (the optional sample; portable tier).
         return Tol(1e-5);
     }
     if key.starts_with("act.") || key.starts_with("logits") {
