@@ -174,14 +174,11 @@ impl StateDict {
         Self::default()
     }
 
-    /// Reads a safetensors file.
+    /// Reads a safetensors file (a regular file: devices and pipes, which could stream without
+    /// end, are refused).
     pub fn load(path: impl AsRef<Path>) -> Result<Self, WeightsError> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| WeightsError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::from_bytes(&bytes)
+        Self::from_bytes(&file::read_regular_file(path)?)
     }
 
     /// Parses the bytes of a safetensors file.

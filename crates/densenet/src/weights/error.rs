@@ -15,6 +15,12 @@ pub enum WeightsError {
         #[source]
         source: std::io::Error,
     },
+    /// The path to load names a folder, device or pipe, not a regular file.
+    #[error("{}: not a regular file", path.display())]
+    NotAFile {
+        /// The path given.
+        path: PathBuf,
+    },
     /// The path to save to has no file name (it is empty, `/` or ends in `..`).
     #[error("cannot save to {}: the path names no file", path.display())]
     NoFileName {
