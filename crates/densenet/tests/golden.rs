@@ -302,6 +302,13 @@ fn run_fixture(name: &str, memory_efficient: bool) -> Result<(), String> {
         for stat in ["running_mean", "running_var"] {
             check_store(&model, &fixture, "step3.", &format!("{bn}.{stat}"))?;
         }
+        // PyTorch counts one batch per training forward: `steps` of them from 0.
+        let count = model.store().batches_tracked(&bn);
+        if count != Some(steps as u64) {
+            return Err(format!(
+                "{bn}.num_batches_tracked is {count:?} after {steps} training forwards"
+            ));
+        }
     }
     Ok(())
 }
