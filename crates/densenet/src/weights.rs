@@ -16,6 +16,9 @@
 //!   `nn.DataParallel` (see [`canonical_key`]), treats `num_batches_tracked` as optional, and
 //!   reports every missing, unexpected and mis-shaped tensor at once, modifying nothing unless
 //!   everything fits.
+//! - For the network's [`ParamStore`](crate::ParamStore), [`load_params`] also restores the
+//!   `num_batches_tracked` counters, and [`StateDict::from_params`] writes a complete torchvision
+//!   state dict (counters included) that PyTorch loads with `strict=True`.
 //!
 //! ```
 //! use densenet::weights::{load_into, StateDict, Tensor};
