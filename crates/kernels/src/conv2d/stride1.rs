@@ -60,12 +60,43 @@ fn lens(g: &Conv2dGeom, t: Tile) -> [usize; 4] {
 }
 
 /// The weight matrix `W[OC, K]`, `k = (ic·KH + ky)·KW + kx`, of a stride-1 convolution.
-pub(super) enum Weights<'a, F: Fn(usize, usize) -> f32> {
+pub(super) enum Weights<'a> {
     /// The `OIHW` weight itself, read in place.
     RowMajor(&'a [f32]),
-    /// `W[oc, k] = at(oc, k)`, packed first (the flipped, transposed weight of an input
-    /// gradient).
-    Gather(F),
+    /// The input gradient's weight, `W'[ic, (oc, ky, kx)] = W[oc, ic, KH−1−ky, KW−1−kx]`, packed
+    /// first. Holds the forward `OIHW` weight `W`.
+    Flipped(&'a [f32]),
+}
+
+/// Packs the flipped, transposed weight of an input gradient (see [`Weights::Flipped`]) for
+/// the transposed geometry `tg` (`tg.out_channels` = forward IC, `tg.in_channels` = forward OC).
+fn pack_flipped(dst: &mut [f32], w: &[f32], tg: &Conv2dGeom, t: Tile) {
+    let (rows, oc_n, kh, kw) = (tg.out_channels, tg.in_channels, tg.kernel_h, tg.kernel_w);
+    let taps = kh * kw;
+    let depth = oc_n * taps;
+    for (g, group) in dst
+        .chunks_exact_mut(t.mr * depth)
+        .take(rows.div_ceil(t.mr))
+        .enumerate()
+    {
+        let rows_here = t.mr.min(rows - g * t.mr);
+        let mut lanes = group.chunks_exact_mut(t.mr);
+        for oc in 0..oc_n {
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    let lane = lanes.next().expect("depth rows");
+                    let tap = (kh - 1 - ky) * kw + (kw - 1 - kx);
+                    for (i, v) in lane.iter_mut().enumerate() {
+                        *v = if i < rows_here {
+                            w[(oc * rows + g * t.mr + i) * taps + tap]
+                        } else {
+                            0.0
+                        };
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// A stride-1 convolution `out (+)= W ⋆ pre(inp)`.
@@ -77,7 +108,7 @@ pub(super) fn conv_stride1(
     isa: Isa,
     out: &mut [f32],
     inp: &[f32],
-    weights: Weights<'_, impl Fn(usize, usize) -> f32>,
+    weights: Weights<'_>,
     pre: Option<ChannelAffine<'_>>,
     store: Store<'_>,
     g: &Conv2dGeom,
@@ -97,8 +128,8 @@ pub(super) fn conv_stride1(
     let [a, padded, b, c_block] = gemm::carve(ws, lens(g, t));
     let a = match weights {
         Weights::RowMajor(w) => AView::RowMajor { data: w, ld: depth },
-        Weights::Gather(at) => {
-            gemm::pack_a_with(a, rows, depth, t, at);
+        Weights::Flipped(w) => {
+            pack_flipped(a, w, g, t);
             AView::Packed(a)
         }
     };
