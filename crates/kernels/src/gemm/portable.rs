@@ -35,8 +35,8 @@ pub(crate) fn kernel(
                 }
             }
         }
-        ASliver::RowMajor(a, ld) => {
-            let rows: [&[f32]; MR] = std::array::from_fn(|r| &a[r * ld..r * ld + kc]);
+        ASliver::Rows(data, starts) => {
+            let rows: [&[f32]; MR] = std::array::from_fn(|r| &data[starts[r]..starts[r] + kc]);
             for (k, b_k) in b.chunks_exact(NR).enumerate() {
                 let b_vec = f32x8::from(<[f32; NR]>::try_from(b_k).expect("NR lanes"));
                 for (acc_r, row) in acc.iter_mut().zip(&rows) {
