@@ -277,6 +277,10 @@ pub fn conv2d_backward_weight(
     if rows == 0 || cols == 0 || depth == 0 {
         return;
     }
+    if !is_pointwise(g) && stride1::applies(g) {
+        stride1::backward_weight_stride1(isa, d_weight, d_out, inp, pre, g, ws);
+        return;
+    }
     let block = gemm::b_block_cols(depth, cols, t);
     let [b] = gemm::carve(ws, [gemm::packed_b_len(depth, block, t)]);
     let a = AView::RowMajor {
@@ -332,6 +336,7 @@ pub fn conv2d_workspace_len(g: &Conv2dGeom) -> usize {
             let wide = if !is_pointwise(g) && stride1::applies(g) {
                 stride1::workspace_len(g, t)
                     .max(stride1::workspace_len(&stride1::transposed_geometry(g), t))
+                    .max(stride1::backward_weight_workspace_len(g, t))
             } else {
                 0
             };
