@@ -279,7 +279,10 @@ pub fn gemm_block(
     accumulate: bool,
 ) {
     let t = tile(isa);
-    assert!(row0.is_multiple_of(t.mr), "gemm: row0 must start a row group");
+    assert!(
+        row0.is_multiple_of(t.mr),
+        "gemm: row0 must start a row group"
+    );
     assert!(
         b.len() >= packed_b_len(depth, cols, t),
         "gemm: packed B too short"
