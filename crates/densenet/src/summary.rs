@@ -35,9 +35,13 @@ pub struct SummaryRow {
 pub struct Summary {
     /// Input `(height, width)`.
     pub input: (usize, usize),
+    /// `stem`, then each dense block and the transition after it, then `classifier`.
     pub rows: Vec<SummaryRow>,
+    /// Sum of the rows' parameters: the network's trainable parameter count.
     pub total_params: u64,
+    /// Sum of the rows' multiply-adds at batch 1.
     pub total_macs: u64,
+    /// Sum of the rows' kept activation bytes at batch 1.
     pub total_activation_bytes: u64,
 }
 
