@@ -298,6 +298,17 @@ impl TrainWorkspace {
         self.plan
     }
 
+    /// Training forward passes run so far (each seeds its dropout masks from it).
+    pub fn step(&self) -> u64 {
+        self.step
+    }
+
+    /// Sets the training step counter, to resume a run with the dropout masks it would have
+    /// drawn.
+    pub fn set_step(&mut self, step: u64) {
+        self.step = step;
+    }
+
     /// Bytes held by every buffer (the kernels' scratch included, at its current size: it grows
     /// to its final size during the first pass).
     pub fn bytes(&self) -> usize {
