@@ -16,6 +16,7 @@ pub mod block;
 pub mod config;
 pub mod data;
 pub mod error;
+pub mod infer;
 pub mod init;
 pub mod model;
 pub mod params;
