@@ -86,6 +86,17 @@ pub enum WeightsError {
         /// The number of values given.
         found: usize,
     },
+    /// A tensor holds NaN or an infinity. [`crate::weights::load_into`] refuses such values
+    /// rather than load a model whose every output would be NaN (see docs/robustness.md).
+    #[error("tensor `{tensor}`: value {value} at flat index {index} is not finite")]
+    NonFinite {
+        /// The tensor, as named in the file.
+        tensor: String,
+        /// The row-major index of the first non-finite value.
+        index: usize,
+        /// That value (NaN, inf or -inf).
+        value: f32,
+    },
     /// Two keys in one file mean the same tensor once normalised (for example `norm.1.weight`
     /// and `norm1.weight`).
     #[error("keys `{first}` and `{second}` both name `{canonical}`")]
