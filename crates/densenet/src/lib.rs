@@ -28,4 +28,4 @@ pub use config::{DenseNetConfig, Stem};
 pub use error::{Error, Result};
 pub use model::{DenseNet, Mode, TracedTensor};
 pub use params::ParamStore;
-pub use plan::TrainWorkspace;
+pub use plan::{MemoryPlan, TrainWorkspace};

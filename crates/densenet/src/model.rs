@@ -22,7 +22,7 @@ use crate::config::DenseNetConfig;
 use crate::error::{Error, Result};
 use crate::init::init_torchvision;
 use crate::params::{Arch, ParamStore};
-use crate::plan::TrainWorkspace;
+use crate::plan::{MemoryPlan, TrainWorkspace};
 
 /// A DenseNet: its configuration, parameters and the map from layers to parameters.
 #[derive(Clone, Debug)]
@@ -86,6 +86,17 @@ impl DenseNet {
         memory_efficient: bool,
     ) -> Result<TrainWorkspace> {
         TrainWorkspace::new(&self.config, batch, h, w, memory_efficient)
+    }
+
+    /// A workspace for `batch` images of `h×w` under a chosen [`MemoryPlan`].
+    pub fn workspace_with_plan(
+        &self,
+        batch: usize,
+        h: usize,
+        w: usize,
+        plan: MemoryPlan,
+    ) -> Result<TrainWorkspace> {
+        TrainWorkspace::with_plan(&self.config, batch, h, w, plan)
     }
 
     fn check_input(&self, ws: &TrainWorkspace, input: &[f32], mode: Mode) -> Result<()> {
@@ -228,6 +239,7 @@ impl DenseNet {
         let ctx = PassCtx {
             mode,
             memory_efficient: ws.memory_efficient,
+            recompute_bottleneck: ws.plan == MemoryPlan::RecomputeBottleneck,
             drop_rate: self.config.drop_rate,
             growth: self.config.growth_rate,
             bn: &self.bn,

@@ -16,6 +16,11 @@
 //! `relu(norm1(prefix))` `[k0 + l·k, M_b]` and `relu(norm2(·))` `[B, M_b]`, and each
 //! transition's `relu(norm(·))` `[C_b, M_b]`, stored in forward as a framework would.
 //!
+//! [`MemoryPlan::RecomputeBottleneck`] goes one step further: the 1×1 conv output is not kept
+//! either (one shared `[B, M_b]` buffer per block instead of `L_b`), and backward recomputes it
+//! from the prefix with the same fused conv, at the cost of one extra 1×1 conv per layer. Only
+//! `norm2`'s batch statistics are kept, so the recompute never updates running statistics.
+//!
 //! Scratch, shared by all layers: `a` (the widest batch-norm input, `max C_b·M_b`, or the stem),
 //! `b` and `c` (the widest bottleneck, transition output or stem map), `drop` (`k·M_b`), the
 //! per-channel `scale`/`shift` of the current fused BN+ReLU, and the kernels' [`Workspace`].
@@ -24,6 +29,30 @@ use densenet_kernels::{FeatureBuffer, Workspace};
 
 use crate::config::{DenseNetConfig, Stem};
 use crate::error::{Error, Result};
+
+/// What training keeps for backward and what it recomputes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemoryPlan {
+    /// Keep every BN+ReLU output, as a framework does: memory quadratic in depth.
+    StoreAll,
+    /// Recompute BN+ReLU of the prefix in backward (Pleiss et al.); keep each bottleneck
+    /// output. Memory linear in depth.
+    RecomputeNorm,
+    /// Also recompute each bottleneck conv output in backward: the least memory (still linear),
+    /// one extra 1×1 conv per layer.
+    RecomputeBottleneck,
+}
+
+impl MemoryPlan {
+    /// `RecomputeNorm` when `memory_efficient`, else `StoreAll`.
+    pub fn from_memory_efficient(memory_efficient: bool) -> Self {
+        if memory_efficient {
+            MemoryPlan::RecomputeNorm
+        } else {
+            MemoryPlan::StoreAll
+        }
+    }
+}
 
 /// One dense block's state.
 #[derive(Debug)]
@@ -35,8 +64,11 @@ pub(crate) struct BlockState {
     /// `[C_b]` batch mean and inverse std of each channel of `feats` (training).
     pub mean: Vec<f32>,
     pub invstd: Vec<f32>,
-    /// `[L_b, B, M_b]` each bottleneck layer's 1×1 conv output (empty for plain DenseNet).
+    /// `[L_b, B, M_b]` each bottleneck layer's 1×1 conv output (empty for plain DenseNet;
+    /// `[B, M_b]`, shared by all layers, with [`MemoryPlan::RecomputeBottleneck`]).
     pub bottleneck: Vec<f32>,
+    /// Whether `bottleneck` holds one shared layer rather than all of them.
+    pub shared_bottleneck: bool,
     /// `[L_b, B]` `norm2` batch statistics.
     pub mean2: Vec<f32>,
     pub invstd2: Vec<f32>,
@@ -54,6 +86,13 @@ impl BlockState {
     pub fn m(&self) -> usize {
         self.feats.per_channel()
     }
+
+    /// Where layer `l`'s bottleneck output (`bk` channels) lives in `bottleneck`.
+    pub fn z_range(&self, l: usize, bk: usize) -> std::ops::Range<usize> {
+        let len = bk * self.m();
+        let at = if self.shared_bottleneck { 0 } else { l * len };
+        at..at + len
+    }
 }
 
 /// Scratch shared by every layer.
@@ -65,6 +104,9 @@ pub(crate) struct Scratch {
     pub drop: Vec<f32>,
     pub scale: Vec<f32>,
     pub shift: Vec<f32>,
+    /// `norm2`'s map, kept apart from `norm1`'s so both can be live in backward.
+    pub scale2: Vec<f32>,
+    pub shift2: Vec<f32>,
     pub kernels: Workspace,
 }
 
@@ -75,6 +117,7 @@ pub struct TrainWorkspace {
     pub(crate) h: usize,
     pub(crate) w: usize,
     pub(crate) memory_efficient: bool,
+    pub(crate) plan: MemoryPlan,
     /// `[IC, N, H, W]` the input, channel-major.
     pub(crate) input: Vec<f32>,
     /// ImageNet stem: conv0 output and `relu(norm0(·))`, `[C0, N, H1, W1]`, with norm0's batch
@@ -102,7 +145,8 @@ pub struct TrainWorkspace {
 }
 
 impl TrainWorkspace {
-    /// Sizes every buffer for `cfg` at `batch` images of `h×w`.
+    /// Sizes every buffer for `cfg` at `batch` images of `h×w`, with
+    /// [`MemoryPlan::from_memory_efficient`].
     pub fn new(
         cfg: &DenseNetConfig,
         batch: usize,
@@ -110,6 +154,25 @@ impl TrainWorkspace {
         w: usize,
         memory_efficient: bool,
     ) -> Result<Self> {
+        Self::with_plan(
+            cfg,
+            batch,
+            h,
+            w,
+            MemoryPlan::from_memory_efficient(memory_efficient),
+        )
+    }
+
+    /// Sizes every buffer for `cfg` at `batch` images of `h×w` under `plan`.
+    pub fn with_plan(
+        cfg: &DenseNetConfig,
+        batch: usize,
+        h: usize,
+        w: usize,
+        plan: MemoryPlan,
+    ) -> Result<Self> {
+        let memory_efficient = plan != MemoryPlan::StoreAll;
+        let shared_bottleneck = plan == MemoryPlan::RecomputeBottleneck;
         cfg.validate()?;
         if batch == 0 {
             return Err(Error::Shape("batch size must be at least 1".into()));
@@ -159,12 +222,14 @@ impl TrainWorkspace {
                 )
             };
             let per_layer = if has_bottleneck { bneck } else { 0 };
+            let kept_layers = if shared_bottleneck { 1 } else { layers };
             blocks.push(BlockState {
                 feats: FeatureBuffer::new(cout, m),
                 grads: FeatureBuffer::new(cout, m),
                 mean: vec![0.0; cout],
                 invstd: vec![0.0; cout],
-                bottleneck: vec![0.0; layers * per_layer * m],
+                bottleneck: vec![0.0; kept_layers * per_layer * m],
+                shared_bottleneck,
                 mean2: vec![0.0; layers * per_layer],
                 invstd2: vec![0.0; layers * per_layer],
                 stored_a1,
@@ -182,6 +247,7 @@ impl TrainWorkspace {
             h,
             w,
             memory_efficient,
+            plan,
             input: vec![0.0; cfg.in_channels * batch * h * w],
             stem_conv: vec![0.0; stem_len],
             stem_act: vec![0.0; stem_len],
@@ -203,6 +269,8 @@ impl TrainWorkspace {
                 drop: vec![0.0; drop_len],
                 scale: vec![0.0; widest],
                 shift: vec![0.0; widest],
+                scale2: vec![0.0; bneck],
+                shift2: vec![0.0; bneck],
                 kernels: Workspace::new(),
             },
             ready_for_backward: false,
@@ -223,6 +291,22 @@ impl TrainWorkspace {
     /// Whether batch-norm outputs are recomputed in backward instead of stored.
     pub fn memory_efficient(&self) -> bool {
         self.memory_efficient
+    }
+
+    /// The memory plan.
+    pub fn plan(&self) -> MemoryPlan {
+        self.plan
+    }
+
+    /// Training forward passes run so far (each seeds its dropout masks from it).
+    pub fn step(&self) -> u64 {
+        self.step
+    }
+
+    /// Sets the training step counter, to resume a run with the dropout masks it would have
+    /// drawn.
+    pub fn set_step(&mut self, step: u64) {
+        self.step = step;
     }
 
     /// Bytes held by every buffer (the kernels' scratch included, at its current size: it grows
@@ -260,6 +344,8 @@ impl TrainWorkspace {
             + f(&s.drop)
             + f(&s.scale)
             + f(&s.shift)
+            + f(&s.scale2)
+            + f(&s.shift2)
             + s.kernels.bytes()
     }
 

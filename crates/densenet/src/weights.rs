@@ -16,6 +16,9 @@
 //!   `nn.DataParallel` (see [`canonical_key`]), treats `num_batches_tracked` as optional, and
 //!   reports every missing, unexpected and mis-shaped tensor at once, modifying nothing unless
 //!   everything fits.
+//! - For the network's [`ParamStore`](crate::ParamStore), [`load_params`] also restores the
+//!   `num_batches_tracked` counters, and [`StateDict::from_params`] writes a complete torchvision
+//!   state dict (counters included) that PyTorch loads with `strict=True`.
 //!
 //! ```
 //! use densenet::weights::{load_into, StateDict, Tensor};
@@ -36,6 +39,7 @@ mod dtype;
 mod error;
 mod file;
 mod keys;
+mod store;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -44,6 +48,7 @@ use std::path::Path;
 pub use dtype::{bf16_to_f32, f16_to_f32, f64_to_f32};
 pub use error::{MismatchReport, ShapeMismatch, WeightsError};
 pub use keys::canonical_key;
+pub use store::load_params;
 
 /// The number of elements a shape holds, or `None` if the product overflows `usize`.
 fn element_count(shape: &[usize]) -> Option<usize> {
@@ -172,14 +177,11 @@ impl StateDict {
         Self::default()
     }
 
-    /// Reads a safetensors file.
+    /// Reads a safetensors file (a regular file: devices and pipes, which could stream without
+    /// end, are refused).
     pub fn load(path: impl AsRef<Path>) -> Result<Self, WeightsError> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| WeightsError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::from_bytes(&bytes)
+        Self::from_bytes(&file::read_regular_file(path)?)
     }
 
     /// Parses the bytes of a safetensors file.
@@ -393,14 +395,17 @@ pub struct LoadReport {
     pub skipped_counters: Vec<String>,
     /// `num_batches_tracked` tensors of the model the file lacks (left as they were).
     pub counters_not_in_file: Vec<String>,
+    /// `num_batches_tracked` counters restored by [`load_params`].
+    pub counters_loaded: usize,
 }
 
 impl fmt::Display for LoadReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "loaded {} tensors ({} renamed, {} batch counters ignored, {} not in file)",
+            "loaded {} tensors and {} batch counters ({} renamed, {} counters ignored, {} not in file)",
             self.loaded,
+            self.counters_loaded,
             self.renamed.len(),
             self.skipped_counters.len(),
             self.counters_not_in_file.len()

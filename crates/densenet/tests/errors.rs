@@ -9,12 +9,15 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use densenet::data::{digits::parse_digits, DataError, DataSpec};
-use densenet::weights::{load_into, NamedTensors, StateDict, Tensor, WeightsError};
+use densenet::weights::{
+    load_into, load_params, IntTensor, NamedTensors, StateDict, Tensor, WeightsError,
+};
 use densenet::{DenseNet, DenseNetConfig, Error, Mode};
 
 fn weights_variant(e: &WeightsError) -> &'static str {
     match e {
         WeightsError::Io { .. } => "Io",
+        WeightsError::NotAFile { .. } => "NotAFile",
         WeightsError::NoFileName { .. } => "NoFileName",
         WeightsError::FileTooShort { .. } => "FileTooShort",
         WeightsError::HeaderTooLarge { .. } => "HeaderTooLarge",
@@ -26,13 +29,14 @@ fn weights_variant(e: &WeightsError) -> &'static str {
         WeightsError::UnsupportedDtype { .. } => "UnsupportedDtype",
         WeightsError::InvalidTensor { .. } => "InvalidTensor",
         WeightsError::NonFinite { .. } => "NonFinite",
+        WeightsError::BadCounter { .. } => "BadCounter",
         WeightsError::DuplicateKey { .. } => "DuplicateKey",
         WeightsError::Mismatch(_) => "Mismatch",
         WeightsError::TargetInconsistent { .. } => "TargetInconsistent",
         WeightsError::Format(_) => "Format",
     }
 }
-const WEIGHTS_VARIANTS: usize = 16;
+const WEIGHTS_VARIANTS: usize = 18;
 
 fn data_variant(e: &DataError) -> &'static str {
     match e {
@@ -97,6 +101,10 @@ fn every_weights_error_names_its_problem() {
             StateDict::load(&missing).unwrap_err(),
             &["missing.safetensors"],
         ),
+        (
+            StateDict::load(dir.path()).unwrap_err(),
+            &["not a regular file"],
+        ),
         (StateDict::new().save("").unwrap_err(), &["names no file"]),
         (parse_err(&[1, 2, 3]), &["truncated", "3 bytes"]),
         (
@@ -143,6 +151,22 @@ fn every_weights_error_names_its_problem() {
         (
             load_into(&mut target, &one("w", vec![2], vec![0.0, f32::NAN])).unwrap_err(),
             &["`w`", "NaN", "not finite"],
+        ),
+        (
+            {
+                let cfg: DenseNetConfig = "bc:k=2,blocks=1,init=2,classes=2".parse().unwrap();
+                let mut model = DenseNet::new(cfg, 0).unwrap();
+                let mut d = StateDict::new();
+                d.insert_int(
+                    "features.norm5.num_batches_tracked",
+                    IntTensor::new(vec![2], vec![1, 2]).unwrap(),
+                );
+                load_params(model.store_mut(), &d).unwrap_err()
+            },
+            &[
+                "features.norm5.num_batches_tracked",
+                "one non-negative integer",
+            ],
         ),
         (
             {

@@ -25,9 +25,10 @@
 
 mod im2col;
 mod stride1;
+mod tasks;
 
 use crate::dispatch::{active_isa, Isa};
-use crate::gemm::{self, Tile};
+use crate::gemm::{self, AView, Tile};
 use crate::geom::{ChannelAffine, Conv2dGeom};
 use crate::workspace::Workspace;
 use im2col::{is_pointwise, Im2col};
@@ -73,24 +74,55 @@ pub fn conv2d_forward(
         return;
     }
     if !is_pointwise(g) && stride1::applies(g) {
-        let weight_at = |oc: usize, k: usize| weight[oc * depth + k];
+        let weights = stride1::Weights::<fn(usize, usize) -> f32>::RowMajor(weight);
         let store = stride1::Store::Overwrite(bias);
-        stride1::conv_stride1(isa, out, inp, weight_at, pre, store, g, ws);
+        stride1::conv_stride1(isa, out, inp, weights, pre, store, g, ws);
         return;
     }
+    let parallel = gemm::worth_parallel(rows * depth * cols);
     let block = gemm::b_block_cols(depth, cols, t);
-    let (a, b) = gemm::split_aligned(
-        ws,
-        gemm::packed_a_len(rows, depth, t),
-        gemm::packed_b_len(depth, block, t),
-    );
-    gemm::pack_a(a, weight, rows, depth, depth, 1, t);
+    if !is_pointwise(g) {
+        // Generic implicit im2col (e.g. the strided stem): column tasks.
+        let ntasks = cols.div_ceil(block);
+        let [b_len, c_len] = tasks::scratch_lens(rows, depth, block, ntasks, t);
+        let [b, c] = gemm::carve(ws, [b_len, c_len]);
+        let a = AView::RowMajor {
+            data: weight,
+            ld: depth,
+        };
+        let task_at = |i: usize| tasks::Task {
+            n: 0,
+            col0: i * block,
+            ncols: block.min(cols - i * block),
+        };
+        let pack = |task: &tasks::Task, b: &mut [f32]| src.pack_b(b, task.col0, task.ncols, 0, t);
+        let store = |task: &tasks::Task, oc: usize, values: &[f32], out_row: &mut [f32]| {
+            let dst = &mut out_row[task.col0..task.col0 + task.ncols];
+            match bias {
+                None => dst.copy_from_slice(values),
+                Some(bias) => dst
+                    .iter_mut()
+                    .zip(values)
+                    .for_each(|(d, &v)| *d = v + bias[oc]),
+            }
+        };
+        tasks::run(
+            isa, rows, depth, a, block, ntasks, task_at, pack, store, out, cols, b, c, parallel,
+        );
+        return;
+    }
+    // 1×1: packing B is a row copy and the output needs no reordering, so row groups of the
+    // output are the tasks and write straight into it.
+    let [b] = gemm::carve(ws, [gemm::packed_b_len(depth, block, t)]);
+    let a = AView::RowMajor {
+        data: weight,
+        ld: depth,
+    };
     if let Some(bias) = bias {
         for (row, &b) in out.chunks_exact_mut(cols).zip(bias) {
             row.fill(b);
         }
     }
-    let parallel = gemm::worth_parallel(rows * depth * cols);
     for col0 in (0..cols).step_by(block) {
         let ncols = block.min(cols - col0);
         let b = &mut b[..gemm::packed_b_len(depth, ncols, t)];
@@ -144,7 +176,7 @@ pub fn conv2d_backward_input(
         g.out_channels,
         g.batch * g.out_h() * g.out_w(),
     );
-    if rows == 0 || cols == 0 {
+    if rows == 0 || cols == 0 || depth == 0 {
         return;
     }
     let pointwise = is_pointwise(g);
@@ -160,7 +192,7 @@ pub fn conv2d_backward_input(
             isa,
             d_inp,
             d_out,
-            weight_at,
+            stride1::Weights::Gather(weight_at),
             None,
             stride1::Store::Accumulate,
             &tg,
@@ -178,6 +210,7 @@ pub fn conv2d_backward_input(
     );
     // A = Wᵀ: A[k, oc] = weight[oc·K + k].
     gemm::pack_a(a, weight, rows, depth, 1, rows, t);
+    let a = AView::Packed(a);
     let parallel = gemm::worth_parallel(rows * depth * cols);
     let geometry = Im2col::new(&[], g, None);
     let chan_len = g.batch * g.in_h * g.in_w;
@@ -250,12 +283,11 @@ pub fn conv2d_backward_weight(
         return;
     }
     let block = gemm::b_block_cols(depth, cols, t);
-    let (a, b) = gemm::split_aligned(
-        ws,
-        gemm::packed_a_len(rows, depth, t),
-        gemm::packed_b_len(depth, block, t),
-    );
-    gemm::pack_a(a, d_out, rows, depth, depth, 1, t);
+    let [b] = gemm::carve(ws, [gemm::packed_b_len(depth, block, t)]);
+    let a = AView::RowMajor {
+        data: d_out,
+        ld: depth,
+    };
     let parallel = gemm::worth_parallel(rows * depth * cols);
     for col0 in (0..cols).step_by(block) {
         let ncols = block.min(cols - col0);
@@ -284,9 +316,11 @@ pub fn conv2d_workspace_len(g: &Conv2dGeom) -> usize {
             let m = g.batch * g.out_h() * g.out_w();
             let oc = g.out_channels;
             let fwd_block = gemm::b_block_cols(k, m, t);
+            let [task_b, task_c] = tasks::scratch_lens(oc, k, fwd_block, m.div_ceil(fwd_block), t);
             let forward = gemm::aligned_len(&[
                 gemm::packed_a_len(oc, k, t),
-                gemm::packed_b_len(k, fwd_block, t),
+                gemm::packed_b_len(k, fwd_block, t).max(task_b),
+                task_c,
             ]);
             let bwd_block = gemm::b_block_cols(oc, m, t);
             let d_col = if is_pointwise(g) { 0 } else { k * bwd_block };

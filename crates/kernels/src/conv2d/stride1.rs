@@ -18,8 +18,9 @@
 //! accumulation instead of a `col2im` scatter.
 
 use super::im2col::ChannelMap;
+use super::tasks::{self, Task};
 use crate::dispatch::Isa;
-use crate::gemm::{self, Tile};
+use crate::gemm::{self, AView, Tile};
 use crate::geom::{ChannelAffine, Conv2dGeom};
 use crate::workspace::Workspace;
 use rayon::prelude::*;
@@ -48,16 +49,26 @@ fn lens(g: &Conv2dGeom, t: Tile) -> [usize; 4] {
     let depth = g.in_channels * g.kernel_h * g.kernel_w;
     let cols = (g.out_h() - 1) * wp + g.out_w();
     let block = gemm::b_block_cols(depth, cols, t);
+    let ntasks = g.batch * cols.div_ceil(block);
+    let [b, c] = tasks::scratch_lens(g.out_channels, depth, block, ntasks, t);
     [
         gemm::packed_a_len(g.out_channels, depth, t),
         g.in_channels * g.batch * hp * wp,
-        gemm::packed_b_len(depth, block, t),
-        g.out_channels.div_ceil(t.mr) * t.mr * block,
+        b,
+        c,
     ]
 }
 
-/// A stride-1 convolution `out (+)= W ⋆ pre(inp)`, with `weight_at(oc, k)` giving
-/// `W[oc, k]`, `k = (ic·KH + ky)·KW + kx`.
+/// The weight matrix `W[OC, K]`, `k = (ic·KH + ky)·KW + kx`, of a stride-1 convolution.
+pub(super) enum Weights<'a, F: Fn(usize, usize) -> f32> {
+    /// The `OIHW` weight itself, read in place.
+    RowMajor(&'a [f32]),
+    /// `W[oc, k] = at(oc, k)`, packed first (the flipped, transposed weight of an input
+    /// gradient).
+    Gather(F),
+}
+
+/// A stride-1 convolution `out (+)= W ⋆ pre(inp)`.
 ///
 /// # Shapes
 /// - `out`: `[OC, N, OH, OW]`, written or accumulated per `store`. `inp`: `[IC, N, H, W]`.
@@ -66,7 +77,7 @@ pub(super) fn conv_stride1(
     isa: Isa,
     out: &mut [f32],
     inp: &[f32],
-    weight_at: impl Fn(usize, usize) -> f32,
+    weights: Weights<'_, impl Fn(usize, usize) -> f32>,
     pre: Option<ChannelAffine<'_>>,
     store: Store<'_>,
     g: &Conv2dGeom,
@@ -84,7 +95,13 @@ pub(super) fn conv_stride1(
     let out_len = g.batch * out_plane;
     let block = gemm::b_block_cols(depth, cols, t);
     let [a, padded, b, c_block] = gemm::carve(ws, lens(g, t));
-    gemm::pack_a_with(a, rows, depth, t, weight_at);
+    let a = match weights {
+        Weights::RowMajor(w) => AView::RowMajor { data: w, ld: depth },
+        Weights::Gather(at) => {
+            gemm::pack_a_with(a, rows, depth, t, at);
+            AView::Packed(a)
+        }
+    };
     let parallel = gemm::worth_parallel(rows * depth * cols * g.batch);
 
     let pad_channel = |(ic, p): (usize, &mut [f32])| {
@@ -116,57 +133,58 @@ pub(super) fn conv_stride1(
     }
     let padded = &*padded;
 
-    for n in 0..g.batch {
-        for col0 in (0..cols).step_by(block) {
-            let ncols = block.min(cols - col0);
-            let b = &mut b[..gemm::packed_b_len(depth, ncols, t)];
-            let pack = |(j, panel): (usize, &mut [f32])| {
-                let m0 = col0 + j * t.nr;
-                let w = t.nr.min(ncols - j * t.nr);
-                let mut lanes = panel.chunks_exact_mut(t.nr);
-                for ic in 0..g.in_channels {
-                    let image = &padded[(ic * g.batch + n) * plane..][..plane];
-                    for ky in 0..kh {
-                        for kx in 0..kw {
-                            let lane = lanes.next().expect("depth rows");
-                            let start = m0 + ky * wp + kx;
-                            lane[..w].copy_from_slice(&image[start..start + w]);
-                            lane[w..].fill(0.0);
-                        }
+    let blocks_per_image = cols.div_ceil(block);
+    let task_at = |i: usize| {
+        let (n, col0) = (i / blocks_per_image, (i % blocks_per_image) * block);
+        Task {
+            n,
+            col0,
+            ncols: block.min(cols - col0),
+        }
+    };
+    let pack = |task: &Task, b: &mut [f32]| {
+        for (j, panel) in b
+            .chunks_exact_mut(depth * t.nr)
+            .take(task.ncols.div_ceil(t.nr))
+            .enumerate()
+        {
+            let m0 = task.col0 + j * t.nr;
+            let w = t.nr.min(task.ncols - j * t.nr);
+            let mut lanes = panel.chunks_exact_mut(t.nr);
+            for ic in 0..g.in_channels {
+                let image = &padded[(ic * g.batch + task.n) * plane..][..plane];
+                for ky in 0..kh {
+                    for kx in 0..kw {
+                        let lane = lanes.next().expect("depth rows");
+                        let start = m0 + ky * wp + kx;
+                        lane[..w].copy_from_slice(&image[start..start + w]);
+                        lane[w..].fill(0.0);
                     }
                 }
-            };
-            if parallel {
-                b.par_chunks_mut(depth * t.nr).enumerate().for_each(pack);
-            } else {
-                b.chunks_mut(depth * t.nr).enumerate().for_each(pack);
-            }
-            let b = &*b;
-            let group = |(gi, (out_g, c_g)): (usize, (&mut [f32], &mut [f32]))| {
-                let rows_here = t.mr.min(rows - gi * t.mr);
-                let a_g = &a[gi * t.mr * depth..(gi + 1) * t.mr * depth];
-                gemm::gemm_row_group(isa, rows_here, ncols, depth, a_g, b, c_g, block, false);
-                for r in 0..rows_here {
-                    let oc = gi * t.mr + r;
-                    let dst = &mut out_g[r * out_len + n * out_plane..][..out_plane];
-                    let src = &c_g[r * block..r * block + ncols];
-                    scatter_row(dst, src, col0, wp, ow, oc, store);
-                }
-            };
-            let c_block = &mut c_block[..];
-            if parallel {
-                out.par_chunks_mut(t.mr * out_len)
-                    .zip(c_block.par_chunks_mut(t.mr * block))
-                    .enumerate()
-                    .for_each(group);
-            } else {
-                out.chunks_mut(t.mr * out_len)
-                    .zip(c_block.chunks_mut(t.mr * block))
-                    .enumerate()
-                    .for_each(group);
             }
         }
-    }
+    };
+    let store_values = |task: &Task, oc: usize, values: &[f32], out_row: &mut [f32]| {
+        let dst = &mut out_row[task.n * out_plane..][..out_plane];
+        scatter_row(dst, values, task.col0, wp, ow, oc, store);
+    };
+    let ntasks = g.batch * blocks_per_image;
+    tasks::run(
+        isa,
+        rows,
+        depth,
+        a,
+        block,
+        ntasks,
+        task_at,
+        pack,
+        store_values,
+        out,
+        out_len,
+        b,
+        c_block,
+        parallel,
+    );
 }
 
 /// Stores the wide-row values `src[j]` (`m' = col0 + j`) of one output channel into its image

@@ -125,10 +125,21 @@ pub fn worth_parallel(macs: usize) -> bool {
     macs >= PARALLEL_MIN_MACS && rayon::current_num_threads() > 1
 }
 
-/// `C[rows, cols] (+)= A · B` for one column block, from packed operands.
+/// The `A` operand of a product.
+#[derive(Clone, Copy, Debug)]
+pub enum AView<'a> {
+    /// Packed by [`pack_a`] (any strides, any source).
+    Packed(&'a [f32]),
+    /// Row-major, `A[r, k] = data[r·ld + k]`, read in place: the micro-kernel broadcasts from
+    /// `MR` row streams, so a weight matrix needs no packing at all (packing `A` costs as much
+    /// as the whole product when `M` is small, as at 7×7).
+    RowMajor { data: &'a [f32], ld: usize },
+}
+
+/// `C[rows, cols] (+)= A · B` for one column block, from packed `B`.
 ///
 /// # Shapes
-/// - `a`: packed `A` of `rows × depth` (layout in the module doc), read.
+/// - `a`: `A` of `rows × depth` ([`AView`]), read.
 /// - `b`: packed `B` of `depth × cols` (one block, `cols.div_ceil(NR)` panels), read.
 /// - `c`: row-major with leading dimension `ldc`, starting at the block's first column; element
 ///   `(r, j)` is `c[r·ldc + j]`; written (`accumulate == false`) or accumulated (`+=`).
@@ -144,7 +155,7 @@ pub fn gemm_packed(
     rows: usize,
     cols: usize,
     depth: usize,
-    a: &[f32],
+    a: AView<'_>,
     b: &[f32],
     c: &mut [f32],
     ldc: usize,
@@ -156,61 +167,69 @@ pub fn gemm_packed(
         return;
     }
     assert!(ldc >= cols, "gemm: ldc {ldc} < cols {cols}");
-    assert!(
-        a.len() >= packed_a_len(rows, depth, t),
-        "gemm: packed A too short"
-    );
-    assert!(
-        b.len() >= packed_b_len(depth, cols, t),
-        "gemm: packed B too short"
-    );
     assert!(c.len() >= (rows - 1) * ldc + cols, "gemm: C too short");
-    if depth == 0 {
-        if !accumulate {
-            for row in c.chunks_mut(ldc).take(rows) {
-                row[..cols].fill(0.0);
-            }
-        }
-        return;
-    }
     let c = &mut c[..(rows - 1) * ldc + cols];
-    let group = |(g, c_group): (usize, &mut [f32])| {
-        let rows_here = t.mr.min(rows - g * t.mr);
-        let a_group = &a[g * t.mr * depth..(g + 1) * t.mr * depth];
-        gemm_row_group(
-            isa, rows_here, cols, depth, a_group, b, c_group, ldc, accumulate,
+    // Tasks of a few row groups each, so a `B` panel is reused from L1 by several groups
+    // (see [`gemm_block`]); the split depends on the shape only.
+    let groups = rows.div_ceil(t.mr);
+    let per_task = (groups / 4).clamp(1, 4);
+    let task = |(i, c_task): (usize, &mut [f32])| {
+        let row0 = i * per_task * t.mr;
+        let rows_here = (per_task * t.mr).min(rows - row0);
+        let a_task = a.rows_from(row0, depth);
+        gemm_block(
+            isa, rows_here, cols, depth, a_task, b, c_task, ldc, accumulate,
         );
     };
     if parallel {
-        c.par_chunks_mut(t.mr * ldc).enumerate().for_each(group);
+        c.par_chunks_mut(per_task * t.mr * ldc)
+            .enumerate()
+            .for_each(task);
     } else {
-        c.chunks_mut(t.mr * ldc).enumerate().for_each(group);
+        gemm_block(isa, rows, cols, depth, a, b, c, ldc, accumulate);
     }
 }
 
-/// One task of [`gemm_packed`]: the `rows ≤ MR` rows of one row group,
-/// `C[rows, cols] (+)= A_g · B`, for callers that run their own parallel loop (and, say, copy
-/// the group's result somewhere right after).
+impl<'a> AView<'a> {
+    /// The view of rows `row0..` (`row0` a multiple of `MR`).
+    fn rows_from(self, row0: usize, depth: usize) -> AView<'a> {
+        match self {
+            AView::Packed(p) => AView::Packed(&p[row0 * depth..]),
+            AView::RowMajor { data, ld } => AView::RowMajor {
+                data: &data[row0 * ld..],
+                ld,
+            },
+        }
+    }
+}
+
+/// One task of [`gemm_packed`]: row group `g`, whose `rows ≤ MR` rows are
+/// `C[rows, cols] (+)= A[g·MR.., ·] · B`, for callers that run their own parallel loop (and, say,
+/// copy the group's result somewhere right after).
 ///
 /// # Shapes
-/// - `a_group`: the group's packed `A`, `MR·depth` floats, read.
+/// - `a`: all of `A` ([`AView`]), read.
 /// - `b`: packed `B`, `cols.div_ceil(NR)` panels of `depth·NR`, read.
-/// - `c`: `C[r, j] = c[r·ldc + j]`, written or accumulated.
+/// - `c`: the group's rows, `C[r, j] = c[r·ldc + j]`, written or accumulated.
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_row_group(
     isa: Isa,
+    g: usize,
     rows: usize,
     cols: usize,
     depth: usize,
-    a_group: &[f32],
+    a: AView<'_>,
     b: &[f32],
     c: &mut [f32],
     ldc: usize,
     accumulate: bool,
 ) {
     let t = tile(isa);
-    assert!(rows <= t.mr && a_group.len() >= t.mr * depth);
-    assert!(b.len() >= packed_b_len(depth, cols, t));
+    assert!(rows <= t.mr);
+    assert!(
+        b.len() >= packed_b_len(depth, cols, t),
+        "gemm: packed B too short"
+    );
     if rows == 0 || cols == 0 {
         return;
     }
@@ -223,9 +242,33 @@ pub fn gemm_row_group(
         }
         return;
     }
+    // Edge groups of a row-major A are copied into a zero-padded packed sliver so the kernel
+    // never reads a row that does not exist.
+    let mut edge = [0.0f32; MAX_MR * KC];
     for p0 in (0..depth).step_by(KC) {
         let kc = KC.min(depth - p0);
-        let a_sliver = &a_group[p0 * t.mr..(p0 + kc) * t.mr];
+        let sliver = match a {
+            AView::Packed(packed) => {
+                let group = &packed[g * t.mr * depth..(g + 1) * t.mr * depth];
+                ASliver::Packed(&group[p0 * t.mr..(p0 + kc) * t.mr])
+            }
+            AView::RowMajor { data, ld } if rows == t.mr => {
+                ASliver::RowMajor(&data[g * t.mr * ld + p0..], ld)
+            }
+            AView::RowMajor { data, ld } => {
+                let edge = &mut edge[..kc * t.mr];
+                for (k, lanes) in edge.chunks_exact_mut(t.mr).enumerate() {
+                    for (i, lane) in lanes.iter_mut().enumerate() {
+                        *lane = if i < rows {
+                            data[(g * t.mr + i) * ld + p0 + k]
+                        } else {
+                            0.0
+                        };
+                    }
+                }
+                ASliver::Packed(edge)
+            }
+        };
         for (j, b_panel) in b
             .chunks_exact(depth * t.nr)
             .take(cols.div_ceil(t.nr))
@@ -236,7 +279,7 @@ pub fn gemm_row_group(
                 isa,
                 t,
                 kc,
-                a_sliver,
+                sliver,
                 &b_panel[p0 * t.nr..(p0 + kc) * t.nr],
                 &mut c[j * t.nr..],
                 ldc,
@@ -247,6 +290,112 @@ pub fn gemm_row_group(
         }
     }
 }
+
+/// `C[rows, cols] (+)= A · B` for one column block on this thread, sweeping every row group
+/// of `A` past each `B` panel: one `KC × NR` slice of `B` (32 KB for 256×32) stays in L1 while
+/// `A` streams from L2, 8 floats per depth step instead of `B`'s 32. Same per-value arithmetic
+/// as [`gemm_row_group`], so results are identical.
+///
+/// # Shapes
+/// As [`gemm_packed`].
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_block(
+    isa: Isa,
+    rows: usize,
+    cols: usize,
+    depth: usize,
+    a: AView<'_>,
+    b: &[f32],
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+) {
+    let t = tile(isa);
+    assert!(
+        b.len() >= packed_b_len(depth, cols, t),
+        "gemm: packed B too short"
+    );
+    if rows == 0 || cols == 0 {
+        return;
+    }
+    assert!(
+        ldc >= cols && c.len() >= (rows - 1) * ldc + cols,
+        "gemm: C too short"
+    );
+    if depth == 0 {
+        if !accumulate {
+            for row in c.chunks_mut(ldc).take(rows) {
+                row[..cols].fill(0.0);
+            }
+        }
+        return;
+    }
+    let groups = rows.div_ceil(t.mr);
+    let last_rows = rows - (groups - 1) * t.mr;
+    let mut edge = [0.0f32; MAX_MR * KC];
+    for p0 in (0..depth).step_by(KC) {
+        let kc = KC.min(depth - p0);
+        if let AView::RowMajor { data, ld } = a {
+            if last_rows < t.mr {
+                let g = groups - 1;
+                for (k, lanes) in edge[..kc * t.mr].chunks_exact_mut(t.mr).enumerate() {
+                    for (i, lane) in lanes.iter_mut().enumerate() {
+                        *lane = if i < last_rows {
+                            data[(g * t.mr + i) * ld + p0 + k]
+                        } else {
+                            0.0
+                        };
+                    }
+                }
+            }
+        }
+        let edge = &edge[..kc * t.mr];
+        for (j, b_panel) in b
+            .chunks_exact(depth * t.nr)
+            .take(cols.div_ceil(t.nr))
+            .enumerate()
+        {
+            let cols_here = t.nr.min(cols - j * t.nr);
+            let b_sub = &b_panel[p0 * t.nr..(p0 + kc) * t.nr];
+            for g in 0..groups {
+                let rows_here = t.mr.min(rows - g * t.mr);
+                let sliver = match a {
+                    AView::Packed(packed) => ASliver::Packed(
+                        &packed[(g * depth + p0) * t.mr..(g * depth + p0 + kc) * t.mr],
+                    ),
+                    AView::RowMajor { data, ld } if rows_here == t.mr => {
+                        ASliver::RowMajor(&data[g * t.mr * ld + p0..], ld)
+                    }
+                    AView::RowMajor { .. } => ASliver::Packed(edge),
+                };
+                micro_tile(
+                    isa,
+                    t,
+                    kc,
+                    sliver,
+                    b_sub,
+                    &mut c[g * t.mr * ldc + j * t.nr..],
+                    ldc,
+                    rows_here,
+                    cols_here,
+                    accumulate || p0 > 0,
+                );
+            }
+        }
+    }
+}
+
+/// The `MR × kc` part of `A` one micro-kernel call reads.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum ASliver<'a> {
+    /// `A[r, k] = a[k·MR + r]`.
+    Packed(&'a [f32]),
+    /// `A[r, k] = a[r·ld + k]` (all `MR` rows exist).
+    RowMajor(&'a [f32], usize),
+}
+
+/// Largest `MR` of any tier.
+const MAX_MR: usize = 8;
 
 /// One micro-tile of `rows × cols` (at most `MR × NR`) at the start of `c`.
 ///
@@ -259,7 +408,7 @@ fn micro_tile(
     isa: Isa,
     t: Tile,
     kc: usize,
-    a: &[f32],
+    a: ASliver<'_>,
     b: &[f32],
     c: &mut [f32],
     ldc: usize,
@@ -283,12 +432,12 @@ fn micro_tile(
     }
 }
 
-/// A full `MR × NR` tile on the given tier: `C (+)= Σ_k a[k] ⊗ b[k]`.
+/// A full `MR × NR` tile on the given tier: `C (+)= Σ_k A[·, k] ⊗ b[k]`.
 #[inline]
 fn micro_kernel(
     isa: Isa,
     kc: usize,
-    a: &[f32],
+    a: ASliver<'_>,
     b: &[f32],
     c: &mut [f32],
     ldc: usize,
@@ -340,7 +489,7 @@ pub fn gemm(
             rows,
             ncols,
             depth,
-            a_packed,
+            AView::Packed(a_packed),
             b_packed,
             &mut c[col0..],
             ldc,

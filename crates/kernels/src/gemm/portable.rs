@@ -4,6 +4,7 @@
 //! Tile 6×8: six accumulators of 8 lanes (12 of the 16 SSE registers), one `B` vector and one
 //! broadcast per step.
 
+use super::ASliver;
 use wide::f32x8;
 
 /// Rows per micro-tile.
@@ -13,16 +14,35 @@ pub const NR: usize = 8;
 /// Kernel name for logs and bench IDs.
 pub const NAME: &str = "portable_gemm_f32_6x8";
 
-/// `C[MR, NR] (+)= Σ_k a[k·MR..][..MR] ⊗ b[k·NR..][..NR]`, `C[r, j] = c[r·ldc + j]`.
+/// `C[MR, NR] (+)= Σ_k A[·, k] ⊗ b[k·NR..][..NR]`, `C[r, j] = c[r·ldc + j]`.
 #[inline]
-pub fn kernel(kc: usize, a: &[f32], b: &[f32], c: &mut [f32], ldc: usize, accumulate: bool) {
-    let a = &a[..kc * MR];
+pub(crate) fn kernel(
+    kc: usize,
+    a: ASliver<'_>,
+    b: &[f32],
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+) {
     let b = &b[..kc * NR];
     let mut acc = [f32x8::ZERO; MR];
-    for (a_k, b_k) in a.chunks_exact(MR).zip(b.chunks_exact(NR)) {
-        let b_vec = f32x8::from(<[f32; NR]>::try_from(b_k).expect("NR lanes"));
-        for (acc_r, &a_r) in acc.iter_mut().zip(a_k) {
-            *acc_r = f32x8::splat(a_r).mul_add(b_vec, *acc_r);
+    match a {
+        ASliver::Packed(a) => {
+            for (a_k, b_k) in a[..kc * MR].chunks_exact(MR).zip(b.chunks_exact(NR)) {
+                let b_vec = f32x8::from(<[f32; NR]>::try_from(b_k).expect("NR lanes"));
+                for (acc_r, &a_r) in acc.iter_mut().zip(a_k) {
+                    *acc_r = f32x8::splat(a_r).mul_add(b_vec, *acc_r);
+                }
+            }
+        }
+        ASliver::RowMajor(a, ld) => {
+            let rows: [&[f32]; MR] = std::array::from_fn(|r| &a[r * ld..r * ld + kc]);
+            for (k, b_k) in b.chunks_exact(NR).enumerate() {
+                let b_vec = f32x8::from(<[f32; NR]>::try_from(b_k).expect("NR lanes"));
+                for (acc_r, row) in acc.iter_mut().zip(&rows) {
+                    *acc_r = f32x8::splat(row[k]).mul_add(b_vec, *acc_r);
+                }
+            }
         }
     }
     for (r, acc_r) in acc.iter().enumerate() {

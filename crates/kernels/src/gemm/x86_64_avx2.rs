@@ -3,6 +3,7 @@
 //! Tile 6×16: twelve `ymm` accumulators, two `B` vectors and one broadcast per depth step
 //! (15 of the 16 `ymm` registers), 12 FMAs per 2 loads + 6 broadcasts.
 
+use super::ASliver;
 use std::arch::x86_64::*;
 
 /// Rows per micro-tile.
@@ -12,40 +13,87 @@ pub const NR: usize = 16;
 /// Kernel name for logs and bench IDs.
 pub const NAME: &str = "avx2fma_gemm_f32_6x16";
 
-/// `C[MR, NR] (+)= Σ_k a[k·MR..][..MR] ⊗ b[k·NR..][..NR]`, `C[r, j] = c[r·ldc + j]`.
+/// `C[MR, NR] (+)= Σ_k A[·, k] ⊗ b[k·NR..][..NR]`, `C[r, j] = c[r·ldc + j]`.
 ///
 /// # Panics
-/// If a buffer is too short for `kc` or the tile, or the CPU lacks AVX2 and FMA.
+/// If a buffer is too short for `kc` or the tile, or the CPU lacks the tier's features.
 #[inline]
-pub fn kernel(kc: usize, a: &[f32], b: &[f32], c: &mut [f32], ldc: usize, accumulate: bool) {
-    assert!(a.len() >= kc * MR && b.len() >= kc * NR);
+pub(crate) fn kernel(
+    kc: usize,
+    a: ASliver<'_>,
+    b: &[f32],
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+) {
+    assert!(b.len() >= kc * NR);
     assert!(c.len() >= (MR - 1) * ldc + NR);
     assert!(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"));
-    // SAFETY: the asserts above bound every read of `a` (kc·MR floats), `b` (kc·NR) and every
-    // read/write of `c` ((MR−1)·ldc + NR), and the CPU has the features the kernel enables.
-    unsafe { kernel_6x16(kc, a.as_ptr(), b.as_ptr(), c.as_mut_ptr(), ldc, accumulate) }
+    match a {
+        ASliver::Packed(a) => {
+            assert!(a.len() >= kc * MR);
+            // SAFETY: the asserts bound every read of `a` (kc·MR floats, packed), `b` (kc·NR)
+            // and every access to `c` ((MR−1)·ldc + NR), and the CPU has the features.
+            unsafe {
+                kernel_6x16::<true>(
+                    kc,
+                    a.as_ptr(),
+                    0,
+                    b.as_ptr(),
+                    c.as_mut_ptr(),
+                    ldc,
+                    accumulate,
+                )
+            }
+        }
+        ASliver::RowMajor(a, ld) => {
+            assert!(kc == 0 || a.len() >= (MR - 1) * ld + kc);
+            // SAFETY: as above, with `a` read as MR rows of kc floats, ld apart.
+            unsafe {
+                kernel_6x16::<false>(
+                    kc,
+                    a.as_ptr(),
+                    ld,
+                    b.as_ptr(),
+                    c.as_mut_ptr(),
+                    ldc,
+                    accumulate,
+                )
+            }
+        }
+    }
 }
 
+/// With `PACKED`, `A[r, k] = a[k·MR + r]`; otherwise `A[r, k] = a[r·ld + k]`.
+///
 /// # Safety
-/// `a` holds `kc·MR` floats, `b` holds `kc·NR`, `c` holds `(MR−1)·ldc + NR`; AVX2 and FMA are
-/// available.
+/// `a` holds the `MR × kc` values so addressed, `b` holds `kc·NR` floats, `c` holds
+/// `(MR−1)·ldc + NR`; the CPU has the enabled features.
 #[target_feature(enable = "avx2,fma")]
-unsafe fn kernel_6x16(
+unsafe fn kernel_6x16<const PACKED: bool>(
     kc: usize,
     a: *const f32,
+    ld: usize,
     b: *const f32,
     c: *mut f32,
     ldc: usize,
     accumulate: bool,
 ) {
+    let row_ptr: [*const f32; MR] = std::array::from_fn(|r| a.wrapping_add(r * ld));
     let mut acc = [[_mm256_setzero_ps(); 2]; MR];
     for k in 0..kc {
-        // SAFETY: k < kc, so the NR floats at b + k·NR and the MR at a + k·MR are in bounds.
+        // SAFETY: k < kc, so the NR floats at b + k·NR are in bounds, and so is A[r, k] for
+        // every r < MR in either layout.
         unsafe {
             let b0 = _mm256_loadu_ps(b.add(k * NR));
             let b1 = _mm256_loadu_ps(b.add(k * NR + 8));
             for (r, acc_r) in acc.iter_mut().enumerate() {
-                let a_r = _mm256_broadcast_ss(&*a.add(k * MR + r));
+                let a_rk = if PACKED {
+                    *a.add(k * MR + r)
+                } else {
+                    *row_ptr[r].add(k)
+                };
+                let a_r = _mm256_set1_ps(a_rk);
                 acc_r[0] = _mm256_fmadd_ps(a_r, b0, acc_r[0]);
                 acc_r[1] = _mm256_fmadd_ps(a_r, b1, acc_r[1]);
             }

@@ -1,0 +1,125 @@
+//! Column tasks: the parallel schedule of the non-pointwise convolutions.
+//!
+//! The output columns (pixels) are cut into blocks whose packed `B` fits L2. One *task* packs
+//! its block of `B` into its own buffer and multiplies every row group of `A` by it into its own
+//! slice of a scratch `C`; afterwards the scratch is stored into the output, one output channel
+//! (row) per task. So a wave of work costs two parallel regions instead of two per block,
+//! idle threads steal whole blocks, and each block of `B` is packed and consumed on one core
+//! while it is hot in that core's L2.
+//!
+//! Determinism: a task computes each of its values with the same operations in the same order
+//! whichever thread runs it, and the waves only bound the scratch memory, so results do not
+//! depend on the number of threads.
+
+use crate::dispatch::Isa;
+use crate::gemm::{self, AView, Tile};
+use rayon::prelude::*;
+
+/// One block of output columns: image `n` (for the per-image column numbering of the stride-1
+/// path; 0 otherwise), columns `[col0, col0 + ncols)`.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Task {
+    pub n: usize,
+    pub col0: usize,
+    pub ncols: usize,
+}
+
+/// Scratch floats one wave of tasks may hold (16 MB).
+const WAVE_FLOATS: usize = 4 << 20;
+
+/// Per-task scratch: packed `B` of one block and the block's `C`.
+fn per_task(rows: usize, depth: usize, block: usize, t: Tile) -> (usize, usize) {
+    (
+        gemm::packed_b_len(depth, block, t),
+        rows.div_ceil(t.mr) * t.mr * block,
+    )
+}
+
+fn wave_len(ntasks: usize, per_task: usize) -> usize {
+    (WAVE_FLOATS / per_task.max(1)).clamp(1, ntasks.max(1))
+}
+
+/// The lengths of the two scratch buffers [`run`] needs (packed `B`s, `C`s).
+pub(super) fn scratch_lens(
+    rows: usize,
+    depth: usize,
+    block: usize,
+    ntasks: usize,
+    t: Tile,
+) -> [usize; 2] {
+    let (b, c) = per_task(rows, depth, block, t);
+    let wave = wave_len(ntasks, b + c);
+    [wave * b, wave * c]
+}
+
+/// Runs `ntasks` column tasks of `out[rows, ·] (store)= A · B`.
+///
+/// - `a`: `A` (`rows × depth`), read.
+/// - `pack(task, b)`: writes the task's packed `B` (`depth × task.ncols`) into `b`.
+/// - `store(task, row, values, out_row)`: moves the task's `values` (`task.ncols` floats) of
+///   output row `row` into that row, `out_row` (`out_row_len` floats).
+/// - `b_scratch`, `c_scratch`: at least [`scratch_lens`].
+#[allow(clippy::too_many_arguments)]
+pub(super) fn run(
+    isa: Isa,
+    rows: usize,
+    depth: usize,
+    a: AView<'_>,
+    block: usize,
+    ntasks: usize,
+    task_at: impl Fn(usize) -> Task + Sync,
+    pack: impl Fn(&Task, &mut [f32]) + Sync,
+    store: impl Fn(&Task, usize, &[f32], &mut [f32]) + Sync,
+    out: &mut [f32],
+    out_row_len: usize,
+    b_scratch: &mut [f32],
+    c_scratch: &mut [f32],
+    parallel: bool,
+) {
+    let t = gemm::tile(isa);
+    let (per_b, per_c) = per_task(rows, depth, block, t);
+    let wave = wave_len(ntasks, per_b + per_c);
+    for w0 in (0..ntasks).step_by(wave) {
+        let nw = wave.min(ntasks - w0);
+        let compute = |(i, (b, c)): (usize, (&mut [f32], &mut [f32]))| {
+            let task = task_at(w0 + i);
+            pack(&task, b);
+            for (g, c_g) in c.chunks_mut(t.mr * block).enumerate() {
+                let rows_here = t.mr.min(rows - g * t.mr);
+                gemm::gemm_row_group(
+                    isa, g, rows_here, task.ncols, depth, a, b, c_g, block, false,
+                );
+            }
+        };
+        let b_wave = &mut b_scratch[..nw * per_b];
+        let c_wave = &mut c_scratch[..nw * per_c];
+        if parallel {
+            b_wave
+                .par_chunks_mut(per_b)
+                .zip(c_wave.par_chunks_mut(per_c))
+                .enumerate()
+                .for_each(compute);
+        } else {
+            b_wave
+                .chunks_mut(per_b)
+                .zip(c_wave.chunks_mut(per_c))
+                .enumerate()
+                .for_each(compute);
+        }
+        let c_wave = &*c_wave;
+        let store_row = |(row, out_row): (usize, &mut [f32])| {
+            for i in 0..nw {
+                let task = task_at(w0 + i);
+                let values = &c_wave[i * per_c + row * block..][..task.ncols];
+                store(&task, row, values, out_row);
+            }
+        };
+        if parallel {
+            out.par_chunks_mut(out_row_len)
+                .enumerate()
+                .for_each(store_row);
+        } else {
+            out.chunks_mut(out_row_len).enumerate().for_each(store_row);
+        }
+    }
+}
