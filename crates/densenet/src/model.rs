@@ -109,6 +109,14 @@ impl DenseNet {
                 n * c * h * w
             )));
         }
+        if let Some(i) = input.iter().position(|v| !v.is_finite()) {
+            let per_image = (c * h * w).max(1);
+            return Err(Error::NonFinite(format!(
+                "value {} at index {i} (image {}, NCHW) is not finite",
+                input[i],
+                i / per_image
+            )));
+        }
         if ws.blocks.len() != self.config.block_config.len()
             || ws.blocks.iter().enumerate().any(|(i, b)| {
                 b.layers != self.config.block_config[i]

@@ -178,6 +178,7 @@ impl TrainWorkspace {
             return Err(Error::Shape("batch size must be at least 1".into()));
         }
         let sizes = cfg.block_sizes(h, w)?;
+        check_workspace_size(cfg, batch, h, w)?;
         let k = cfg.growth_rate;
         let bneck = cfg.bottleneck_channels();
         let c0 = cfg.init_features;
@@ -351,5 +352,36 @@ impl TrainWorkspace {
     /// The logits `[N, classes]` (row-major, one row per image) of the last forward pass.
     pub fn logits(&self) -> &[f32] {
         &self.logits
+    }
+}
+
+/// The most bytes a [`TrainWorkspace`] may take: 1 TiB. Anything larger is a typo in a batch
+/// size or image size, refused before the first allocation rather than left to abort the process.
+pub const MAX_WORKSPACE_BYTES: u64 = 1 << 40;
+
+/// Refuses a workspace whose size overflows or exceeds [`MAX_WORKSPACE_BYTES`], from an upper
+/// bound that treats every stage as full resolution and stores everything (both memory modes).
+fn check_workspace_size(cfg: &DenseNetConfig, batch: usize, h: usize, w: usize) -> Result<()> {
+    let bound = || -> Option<u64> {
+        let pixels = (batch as u64)
+            .checked_mul(h as u64)?
+            .checked_mul(w as u64)?;
+        let bneck = cfg.bottleneck_channels() as u64;
+        let mut per_pixel = (cfg.in_channels as u64).checked_add(2 * cfg.init_features as u64)?;
+        for b in 0..cfg.block_config.len() {
+            let (cout, layers) = (cfg.block_out_channels(b) as u64, cfg.block_config[b] as u64);
+            // features, gradients, scratch and stored layer inputs and bottlenecks.
+            let block = cout.checked_mul(layers.checked_add(4)?)?;
+            let block = block.checked_add(bneck.checked_mul(layers.checked_add(3)?)?)?;
+            per_pixel = per_pixel.checked_add(block)?;
+        }
+        pixels.checked_mul(per_pixel)?.checked_mul(4)
+    };
+    match bound() {
+        Some(bytes) if bytes <= MAX_WORKSPACE_BYTES => Ok(()),
+        _ => Err(Error::Shape(format!(
+            "a workspace for batch {batch} at {h}x{w} would need more than {} GiB",
+            MAX_WORKSPACE_BYTES >> 30
+        ))),
     }
 }

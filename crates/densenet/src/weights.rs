@@ -419,6 +419,8 @@ impl fmt::Display for LoadReport {
 /// file key names nothing in the model, or any shape differs, the returned
 /// [`WeightsError::Mismatch`] lists all of them and `target` is untouched. `num_batches_tracked`
 /// entries are optional on both sides. An `i64` tensor the model holds as `f32` is converted.
+/// A tensor holding NaN or an infinity is refused with [`WeightsError::NonFinite`], also before
+/// anything is copied.
 pub fn load_into(
     target: &mut impl NamedTensors,
     dict: &StateDict,
@@ -475,6 +477,16 @@ pub fn load_into(
                 found: found.to_vec(),
             });
             continue;
+        }
+        if let Value::F32(t) = value {
+            if let Some((index, &v)) = t.data().iter().enumerate().find(|(_, v)| !v.is_finite()) {
+                let key = by_name.get(name).map_or(name.as_str(), |&(key, _)| key);
+                return Err(WeightsError::NonFinite {
+                    tensor: key.to_owned(),
+                    index,
+                    value: v,
+                });
+            }
         }
         plan.push((name, value));
     }
