@@ -23,7 +23,10 @@ use densenet_kernels::{
 };
 
 /// Every target by name, in the order `scripts/fuzz.sh` runs them.
-pub const TARGETS: [(&str, fn(&[u8])); 6] = [
+/// A fuzz target's body: it panics on a finding.
+pub type Target = fn(&[u8]);
+
+pub const TARGETS: [(&str, Target); 6] = [
     ("weights", weights),
     ("cifar", cifar),
     ("idx", idx),
@@ -257,7 +260,7 @@ pub fn kernels(data: &[u8]) {
         pos: 0,
     };
     let op = r.byte() % 4;
-    let ints = r.byte() % 2 == 0;
+    let ints = r.byte().is_multiple_of(2);
     match op {
         0 => conv(&mut r, ints),
         1 => pools(&mut r, ints),
@@ -298,13 +301,24 @@ fn conv(r: &mut Reader, ints: bool) {
     });
     let tol = if ints { 0.0 } else { FLOAT_TOL };
 
+    // The reference has no fused input map: apply it to a copy first (padding stays zero,
+    // as the fused kernels promise).
+    let per_channel = g.batch * g.in_h * g.in_w;
+    let mapped: Vec<f32> = match &pre {
+        Some(p) => inp
+            .iter()
+            .enumerate()
+            .map(|(i, &x)| p.apply(i / per_channel.max(1), x))
+            .collect(),
+        None => inp.clone(),
+    };
     let mut want_out = vec![0.0; g.output_len()];
-    reference::conv2d_forward(&mut want_out, &inp, &weight, bias.as_deref(), pre, &g);
+    reference::conv2d_forward(&mut want_out, &mapped, &weight, bias.as_deref(), &g);
     let mut want_d_inp = d_inp0.clone();
     reference::conv2d_backward_input(&mut want_d_inp, &d_out, &weight, &g);
     let mut want_d_w = d_w0.clone();
     let mut want_d_b = vec![0.0; g.out_channels];
-    reference::conv2d_backward_weight(&mut want_d_w, Some(&mut want_d_b), &d_out, &inp, pre, &g);
+    reference::conv2d_backward_weight(&mut want_d_w, Some(&mut want_d_b), &d_out, &mapped, &g);
 
     let mut ws = Workspace::with_capacity(conv2d::conv2d_workspace_len(&g));
     for tier in tiers() {
@@ -382,6 +396,7 @@ fn bn(r: &mut Reader, ints: bool) {
     let beta = r.values(g.channels, ints);
     let cfg = BatchNormConfig::default();
     let c = g.channels;
+    #[allow(clippy::type_complexity)]
     let run = |f: &dyn Fn(&mut [f32], &mut [f32], &mut [f32], &mut [f32], &mut [f32])| {
         let (mut out, mut mean, mut invstd) = (vec![0.0; g.len()], vec![0.0; c], vec![0.0; c]);
         let (mut rm, mut rv) = (vec![0.0; c], vec![1.0; c]);
@@ -410,7 +425,7 @@ fn fully_connected(r: &mut Reader, ints: bool) {
     let (batch, in_f, out_f) = (r.range(1, 4), r.range(1, 40), r.range(1, 12));
     let inp = r.values(batch * in_f, ints);
     let weight = r.values(out_f * in_f, ints);
-    let bias = (r.byte() % 2 == 0).then(|| r.values(out_f, ints));
+    let bias = (r.byte().is_multiple_of(2)).then(|| r.values(out_f, ints));
     let tol = if ints { 0.0 } else { FLOAT_TOL };
     let mut want = vec![0.0; batch * out_f];
     reference::linear_forward(&mut want, &inp, &weight, bias.as_deref(), batch);

@@ -55,6 +55,7 @@ impl SharedBlock {
             mean: vec![0.0; cout],
             invstd: vec![0.0; cout],
             bottleneck: vec![0.0; layers * bneck * m],
+            shared_bottleneck: false,
             mean2: vec![0.0; layers * bneck],
             invstd2: vec![0.0; layers * bneck],
             stored_a1,
@@ -73,6 +74,8 @@ impl SharedBlock {
             drop: Vec::new(),
             scale: vec![0.0; cout.max(bneck)],
             shift: vec![0.0; cout.max(bneck)],
+            scale2: vec![0.0; bneck],
+            shift2: vec![0.0; bneck],
             kernels: Workspace::new(),
         };
         SharedBlock {
@@ -102,6 +105,7 @@ impl SharedBlock {
             drop_rate: 0.0,
             growth: self.shape.growth,
             bn,
+            recompute_bottleneck: false,
         }
     }
 
