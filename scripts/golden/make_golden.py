@@ -4,6 +4,7 @@
 Usage (from the repository root; needs `pip install -r scripts/requirements.txt`):
 
     python3 scripts/golden/make_golden.py --out testdata/golden
+    python3 scripts/golden/make_golden.py --densenet121 testdata/large   # optional, ~40 MB
 
 Each fixture is one safetensors file. Every tensor is stored as little-endian f32 in PyTorch's
 NCHW layout, except `labels` (i64 class indices) and the `num_batches_tracked` buffers (i64
@@ -25,6 +26,8 @@ act.transitionT           output of transition T (after its 2x2 average pool)
 act.norm5                 `features(x)`: after norm5, *before* the final ReLU
 act.pooled                [N, C] after the final ReLU and global average pooling
 logits                    [N, num_classes]
+eval.act.*, eval.logits   the same stages in evaluation mode (BN with the initial running
+                          statistics), on the initial weights
 loss                      [] cross-entropy, mean over the batch
 grad.<param name>         d loss / d param, for every parameter
 after_step.<bn>.running_mean / .running_var
@@ -303,8 +306,19 @@ def make_fixture(name, spec):
     out["labels"] = labels
 
     model = model.double()
-    model.train()
     x = x32.double()
+
+    # Evaluation mode first, on the initial weights: BN uses the running statistics (and does
+    # not update them), so this checks the inference path.
+    eval_model = copy.deepcopy(model).eval()
+    with torch.no_grad():
+        eval_acts = forward_recording(eval_model, x, config["stem"])
+        if not torch.equal(eval_acts["logits"], eval_model(x)):
+            raise SystemExit(f"{name}: recorded eval forward differs from model.forward")
+    for key, value in eval_acts.items():
+        out["eval." + key] = f32(value)
+
+    model.train()
 
     # The recorded forward must be exactly torchvision's forward; check on a copy (the check
     # itself is a training forward and would move the running statistics).
@@ -370,22 +384,83 @@ def make_fixture(name, spec):
     return out, metadata, [float(v) for v in losses]
 
 
+def make_densenet121(seed=121):
+    """An inference-only sample at full size: torchvision's densenet121 (random weights, BN
+    statistics re-drawn as above), one 224x224 image, evaluation-mode stages and logits."""
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    model = torchvision.models.densenet121(weights=None)
+    randomise_constants(model, gen)
+    config = {
+        "growth_rate": 32,
+        "block_config": [6, 12, 24, 16],
+        "num_init_features": 64,
+        "bn_size": 4,
+        "compression": 0.5,
+        "drop_rate": 0.0,
+        "num_classes": 1000,
+        "stem": "imagenet",
+        "input_shape": [1, 3, 224, 224],
+    }
+    x32 = torch.randn(*config["input_shape"], generator=gen)
+    out = OrderedDict()
+    for key, value in model.state_dict().items():
+        out[key] = value.detach().clone().contiguous() if value.dtype == torch.int64 else f32(value)
+    out["input"] = f32(x32)
+    model = model.double().eval()
+    with torch.no_grad():
+        acts = forward_recording(model, x32.double(), "imagenet")
+        if not torch.equal(acts["logits"], model(x32.double())):
+            raise SystemExit("densenet121: recorded eval forward differs from model.forward")
+    for key, value in acts.items():
+        out["eval." + key] = f32(value)
+    metadata = {
+        "format_version": FORMAT_VERSION,
+        "fixture": "densenet121_eval",
+        "torch_version": torch.__version__,
+        "torchvision_version": torchvision.__version__,
+        "seed": str(seed),
+        "compute_dtype": "float64",
+        "layout": "NCHW",
+        "config": json.dumps(config),
+        "activation_order": json.dumps(list(acts.keys())),
+    }
+    return out, metadata
+
+
+def write(path, tensors, metadata):
+    tmp = path + ".tmp"
+    save_file(tensors, tmp, metadata=metadata)
+    os.replace(tmp, path)
+    os.chmod(path, 0o644)
+    return os.path.getsize(path)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="testdata/golden", help="output folder")
     parser.add_argument("--only", choices=sorted(FIXTURES), help="write one fixture only")
+    parser.add_argument(
+        "--densenet121",
+        metavar="FOLDER",
+        help="instead, write the ~40 MB DenseNet-121 inference sample densenet121_eval.safetensors "
+        "to FOLDER (testdata/large, which git ignores; the Rust test skips it when absent)",
+    )
     args = parser.parse_args()
-    os.makedirs(args.out, exist_ok=True)
     torch.use_deterministic_algorithms(True)
+    if args.densenet121:
+        os.makedirs(args.densenet121, exist_ok=True)
+        path = os.path.join(args.densenet121, "densenet121_eval.safetensors")
+        tensors, metadata = make_densenet121()
+        print(f"{path}: {len(tensors)} tensors, {write(path, tensors, metadata)} bytes", file=sys.stderr)
+        return
+    os.makedirs(args.out, exist_ok=True)
     for name, spec in FIXTURES.items():
         if args.only and name != args.only:
             continue
         tensors, metadata, losses = make_fixture(name, spec)
         path = os.path.join(args.out, name + ".safetensors")
-        tmp = path + ".tmp"
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
-        size = os.path.getsize(path)
+        size = write(path, tensors, metadata)
         print(f"{path}: {len(tensors)} tensors, {size} bytes, losses {losses}", file=sys.stderr)
 
 

@@ -3,13 +3,15 @@
 //! `num_batches_tracked` counters as `I64` scalars, and string metadata (format, version,
 //! model spec, epoch, RNG state, the training settings needed to resume).
 //!
+//! The file is a [`densenet::weights::StateDict`], so PyTorch reads it with
+//! `safetensors.torch.load_file` (drop the `optimizer.` keys to get a torchvision state dict).
 //! Written atomically (temporary file, then rename), so a crash mid-write leaves the previous
 //! checkpoint intact.
 
 use crate::error::{fail, CliResult};
 use crate::output::write_atomic;
-use safetensors::tensor::{Dtype, SafeTensors, TensorView};
-use std::collections::{BTreeMap, HashMap};
+use densenet::weights::{IntTensor, StateDict, Tensor};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::str::FromStr;
 
@@ -34,37 +36,22 @@ pub struct Checkpoint {
 impl Checkpoint {
     /// The safetensors bytes.
     pub fn to_bytes(&self) -> CliResult<Vec<u8>> {
-        let f32_bytes: Vec<(&String, &Vec<usize>, Vec<u8>)> = self
-            .tensors
-            .iter()
-            .map(|(name, (shape, values))| {
-                (
-                    name,
-                    shape,
-                    values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-                )
-            })
-            .collect();
-        let i64_bytes: Vec<(&String, [u8; 8])> = self
-            .counters
-            .iter()
-            .map(|(n, v)| (n, v.to_le_bytes()))
-            .collect();
-        let mut views = Vec::with_capacity(f32_bytes.len() + i64_bytes.len());
-        for (name, shape, bytes) in &f32_bytes {
-            let view = TensorView::new(Dtype::F32, shape.to_vec(), bytes)
-                .map_err(|e| fail!("tensor {name} cannot be stored: {e}"))?;
-            views.push((name.as_str(), view));
+        let mut dict = StateDict::new();
+        for (name, (shape, values)) in &self.tensors {
+            let t = Tensor::new(shape.clone(), values.clone())
+                .map_err(|e| fail!("tensor {name}: {e}"))?;
+            dict.insert(name.clone(), t);
         }
-        for (name, bytes) in &i64_bytes {
-            let view = TensorView::new(Dtype::I64, vec![], bytes)
-                .map_err(|e| fail!("counter {name}: {e}"))?;
-            views.push((name.as_str(), view));
+        for (name, &v) in &self.counters {
+            let t = IntTensor::new(vec![], vec![v]).map_err(|e| fail!("counter {name}: {e}"))?;
+            dict.insert_int(name.clone(), t);
         }
-        let mut meta: HashMap<String, String> = self.meta.clone().into_iter().collect();
-        meta.insert("format".into(), FORMAT.into());
-        meta.insert("format_version".into(), FORMAT_VERSION.to_string());
-        safetensors::serialize(views, Some(meta))
+        for (k, v) in &self.meta {
+            dict.set_metadata(k.clone(), v.clone());
+        }
+        dict.set_metadata("format", FORMAT);
+        dict.set_metadata("format_version", FORMAT_VERSION.to_string());
+        dict.to_bytes()
             .map_err(|e| fail!("cannot serialise the checkpoint: {e}"))
     }
 
@@ -83,14 +70,9 @@ impl Checkpoint {
     /// Parses checkpoint bytes; `path` only names the file in errors.
     pub fn from_bytes(bytes: &[u8], path: &Path) -> CliResult<Self> {
         let bad = |problem: String| fail!("{}: {problem}", path.display());
-        let (_, header) = SafeTensors::read_metadata(bytes)
-            .map_err(|e| bad(format!("not a safetensors file ({e})")))?;
-        let meta: BTreeMap<String, String> = header
-            .metadata()
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .collect();
+        let dict = StateDict::from_bytes(bytes)
+            .map_err(|e| bad(format!("not a readable safetensors file ({e})")))?;
+        let meta = dict.metadata().clone();
         if meta.get("format").map(String::as_str) != Some(FORMAT) {
             return Err(bad(
                 "not a densenet-rs checkpoint (no format metadata)".into()
@@ -102,35 +84,19 @@ impl Checkpoint {
                 "checkpoint format version {version:?}, this build reads {FORMAT_VERSION}"
             )));
         }
-        let st =
-            SafeTensors::deserialize(bytes).map_err(|e| bad(format!("corrupted tensors ({e})")))?;
         let mut out = Checkpoint {
             meta,
             ..Default::default()
         };
-        for (name, view) in st.tensors() {
-            match view.dtype() {
-                Dtype::F32 => {
-                    let values = view
-                        .data()
-                        .chunks_exact(4)
-                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                        .collect();
-                    out.tensors.insert(name, (view.shape().to_vec(), values));
-                }
-                Dtype::I64 if view.shape().is_empty() => {
-                    let b: [u8; 8] = view
-                        .data()
-                        .try_into()
-                        .map_err(|_| bad(format!("counter {name} is not 8 bytes")))?;
-                    out.counters.insert(name, i64::from_le_bytes(b));
-                }
-                other => {
-                    return Err(bad(format!(
-                        "tensor {name} has dtype {other:?}, expected F32 or an I64 scalar"
-                    )))
-                }
-            }
+        for (name, t) in dict.tensors() {
+            out.tensors
+                .insert(name.to_string(), (t.shape().to_vec(), t.data().to_vec()));
+        }
+        for (name, t) in dict.int_tensors() {
+            match t.data() {
+                [v] => out.counters.insert(name.to_string(), *v),
+                _ => return Err(bad(format!("counter {name} is not a single value"))),
+            };
         }
         Ok(out)
     }
@@ -197,7 +163,7 @@ mod tests {
             let e = Checkpoint::from_bytes(broken, p).unwrap_err().0;
             assert!(e.starts_with("run/ck.safetensors: "), "{e}");
         }
-        let plain = safetensors::serialize(Vec::<(&str, TensorView)>::new(), None).unwrap();
+        let plain = StateDict::new().to_bytes().unwrap();
         assert!(Checkpoint::from_bytes(&plain, p)
             .unwrap_err()
             .0

@@ -36,7 +36,7 @@ pub fn to_csv(rows: &[EpochMetrics]) -> String {
         out.push_str(&format!(
             "{},{},{:.6},{:.6},{:.6},{:.6},{:.3},{:.1}\n",
             r.epoch,
-            r.lr,
+            crate::commands::train::short_float(r.lr),
             r.train_loss,
             r.train_acc,
             r.test_loss,

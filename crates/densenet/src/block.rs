@@ -129,6 +129,8 @@ pub fn dropout_seed(seed: u64, step: u64, b: usize, l: usize) -> u64 {
 pub(crate) struct PassCtx<'a> {
     pub mode: Mode,
     pub memory_efficient: bool,
+    /// Recompute the bottleneck conv output in backward (it is not kept).
+    pub recompute_bottleneck: bool,
     pub drop_rate: f32,
     pub growth: usize,
     pub bn: &'a BatchNormConfig,
@@ -150,6 +152,7 @@ pub(crate) fn layer_forward(
     let (k, m, h, w) = (ctx.growth, blk.m(), blk.h, blk.w);
     let batch = m / (h * w);
     let c = blk.k0 + l * k;
+    let zr = blk.z_range(l, p.bottleneck.map_or(0, |(n2, _)| n2.channels));
     let train = ctx.mode == Mode::Train;
     let dropping = train && ctx.drop_rate > 0.0;
     let Scratch {
@@ -196,7 +199,7 @@ pub(crate) fn layer_forward(
         None => conv2d_forward(out, inp1, w1, None, pre1, &g1, kernels),
         Some((norm2, conv2)) => {
             let bk = norm2.channels;
-            let z = &mut blk.bottleneck[l * bk * m..(l + 1) * bk * m];
+            let z = &mut blk.bottleneck[zr];
             conv2d_forward(z, inp1, w1, None, pre1, &g1, kernels);
             let (mean2, invstd2) = (
                 &mut blk.mean2[l * bk..(l + 1) * bk],
@@ -265,6 +268,7 @@ pub(crate) fn layer_backward(
     let (k, m, h, w) = (ctx.growth, blk.m(), blk.h, blk.w);
     let batch = m / (h * w);
     let c = blk.k0 + l * k;
+    let zr = blk.z_range(l, p.bottleneck.map_or(0, |(n2, _)| n2.channels));
     let Scratch {
         a,
         b,
@@ -272,6 +276,8 @@ pub(crate) fn layer_backward(
         drop,
         scale,
         shift,
+        scale2,
+        shift2,
         kernels,
     } = s;
     let (d_prefix, d_slot) = blk.grads.prefix_mut_and_slot(c, k);
@@ -285,20 +291,44 @@ pub(crate) fn layer_backward(
     };
     let prefix = blk.feats.prefix(c);
     let g1 = conv_geom(&p.conv1, batch, h, w);
+    // norm1's map, from the statistics saved in forward; running statistics untouched.
+    bn_affine(
+        &mut scale[..c],
+        &mut shift[..c],
+        &p.norm1,
+        params,
+        buffers,
+        &blk.mean[..c],
+        &blk.invstd[..c],
+        m,
+        Mode::Train,
+        false,
+        ctx.bn,
+    );
+    let pre1 = ChannelAffine {
+        scale: &scale[..c],
+        shift: &shift[..c],
+        relu: true,
+    };
     // Gradient w.r.t. the first conv's output: the slot's own for plain layers, back through
     // conv2 and norm2 for bottleneck layers.
     let d_conv1_out: &[f32] = match &p.bottleneck {
         None => d_out,
         Some((norm2, conv2)) => {
             let bk = norm2.channels;
-            let z = &blk.bottleneck[l * bk * m..(l + 1) * bk * m];
+            if ctx.recompute_bottleneck {
+                let w1 = p.conv1.weight.of(params);
+                let z = &mut blk.bottleneck[zr.clone()];
+                conv2d_forward(z, prefix, w1, None, Some(pre1), &g1, kernels);
+            }
+            let z = &blk.bottleneck[zr];
             let (mean2, invstd2) = (
                 &blk.mean2[l * bk..(l + 1) * bk],
                 &blk.invstd2[l * bk..(l + 1) * bk],
             );
             bn_affine(
-                &mut scale[..bk],
-                &mut shift[..bk],
+                &mut scale2[..bk],
+                &mut shift2[..bk],
                 norm2,
                 params,
                 buffers,
@@ -312,8 +342,8 @@ pub(crate) fn layer_backward(
             let g2 = conv_geom(conv2, batch, h, w);
             let w2 = conv2.weight.of(params);
             let pre2 = ChannelAffine {
-                scale: &scale[..bk],
-                shift: &shift[..bk],
+                scale: &scale2[..bk],
+                shift: &shift2[..bk],
                 relu: true,
             };
             let dw2 = conv2.weight.of_mut(grads);
@@ -345,24 +375,6 @@ pub(crate) fn layer_backward(
             );
             d_z
         }
-    };
-    bn_affine(
-        &mut scale[..c],
-        &mut shift[..c],
-        &p.norm1,
-        params,
-        buffers,
-        &blk.mean[..c],
-        &blk.invstd[..c],
-        m,
-        Mode::Train,
-        false,
-        ctx.bn,
-    );
-    let pre1 = ChannelAffine {
-        scale: &scale[..c],
-        shift: &shift[..c],
-        relu: true,
     };
     let dw1 = p.conv1.weight.of_mut(grads);
     if ctx.memory_efficient {

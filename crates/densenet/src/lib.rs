@@ -9,14 +9,18 @@
 //!   [`plan::TrainWorkspace`], whose dense blocks never concatenate (see [`block`]);
 //! - [`train`]: SGD over all parameters and learning-rate schedules;
 //! - [`data`]: data sets (bundled digits, CIFAR, IDX, image folders), normalisation, augmentation;
-//! - [`weights`]: safetensors state dicts, interchangeable with PyTorch/torchvision.
+//! - [`weights`]: safetensors state dicts, interchangeable with PyTorch/torchvision;
+//! - [`memory`]: dense-block memory traffic: naive, shared-buffer and memory-efficient blocks
+//!   side by side, an OSA block, MAC formulas, measured allocations and copies.
 
 pub mod backward;
 pub mod block;
 pub mod config;
 pub mod data;
 pub mod error;
+pub mod infer;
 pub mod init;
+pub mod memory;
 pub mod model;
 pub mod params;
 pub mod plan;
@@ -28,4 +32,4 @@ pub use config::{DenseNetConfig, Stem};
 pub use error::{Error, Result};
 pub use model::{DenseNet, Mode, TracedTensor};
 pub use params::ParamStore;
-pub use plan::TrainWorkspace;
+pub use plan::{MemoryPlan, TrainWorkspace};

@@ -22,7 +22,7 @@ use crate::config::DenseNetConfig;
 use crate::error::{Error, Result};
 use crate::init::init_torchvision;
 use crate::params::{Arch, ParamStore};
-use crate::plan::TrainWorkspace;
+use crate::plan::{MemoryPlan, TrainWorkspace};
 
 /// A DenseNet: its configuration, parameters and the map from layers to parameters.
 #[derive(Clone, Debug)]
@@ -88,6 +88,17 @@ impl DenseNet {
         TrainWorkspace::new(&self.config, batch, h, w, memory_efficient)
     }
 
+    /// A workspace for `batch` images of `h×w` under a chosen [`MemoryPlan`].
+    pub fn workspace_with_plan(
+        &self,
+        batch: usize,
+        h: usize,
+        w: usize,
+        plan: MemoryPlan,
+    ) -> Result<TrainWorkspace> {
+        TrainWorkspace::with_plan(&self.config, batch, h, w, plan)
+    }
+
     fn check_input(&self, ws: &TrainWorkspace, input: &[f32], mode: Mode) -> Result<()> {
         let (n, c, h, w) = (ws.batch, self.config.in_channels, ws.h, ws.w);
         if input.len() != n * c * h * w {
@@ -96,6 +107,14 @@ impl DenseNet {
                  {h}x{w} ({} values, NCHW)",
                 input.len(),
                 n * c * h * w
+            )));
+        }
+        if let Some(i) = input.iter().position(|v| !v.is_finite()) {
+            let per_image = (c * h * w).max(1);
+            return Err(Error::NonFinite(format!(
+                "value {} at index {i} (image {}, NCHW) is not finite",
+                input[i],
+                i / per_image
             )));
         }
         if ws.blocks.len() != self.config.block_config.len()
@@ -220,6 +239,7 @@ impl DenseNet {
         let ctx = PassCtx {
             mode,
             memory_efficient: ws.memory_efficient,
+            recompute_bottleneck: ws.plan == MemoryPlan::RecomputeBottleneck,
             drop_rate: self.config.drop_rate,
             growth: self.config.growth_rate,
             bn: &self.bn,
@@ -286,10 +306,11 @@ impl DenseNet {
                     shift: &s.shift[..c0],
                     relu: true,
                 };
-                apply_affine(&mut ws.stem_act, &ws.stem_conv, &pre, m0);
+                let act = &mut s.b[..c0 * m0];
+                apply_affine(act, &ws.stem_conv, &pre, m0);
                 maxpool2d_forward(
                     first.feats.prefix_mut(c0),
-                    &ws.stem_act,
+                    act,
                     &Pool2dGeom {
                         planes: c0 * n,
                         in_h: sh,

@@ -16,14 +16,44 @@
 //! `relu(norm1(prefix))` `[k0 + l·k, M_b]` and `relu(norm2(·))` `[B, M_b]`, and each
 //! transition's `relu(norm(·))` `[C_b, M_b]`, stored in forward as a framework would.
 //!
+//! [`MemoryPlan::RecomputeBottleneck`] goes one step further: the 1×1 conv output is not kept
+//! either (one shared `[B, M_b]` buffer per block instead of `L_b`), and backward recomputes it
+//! from the prefix with the same fused conv, at the cost of one extra 1×1 conv per layer. Only
+//! `norm2`'s batch statistics are kept, so the recompute never updates running statistics.
+//!
 //! Scratch, shared by all layers: `a` (the widest batch-norm input, `max C_b·M_b`, or the stem),
-//! `b` and `c` (the widest bottleneck, transition output or stem map), `drop` (`k·M_b`), the
+//! `b` (the widest bottleneck, transition output or stem map), `c` (the widest bottleneck),
+//! `drop` (`k·M_b`), the
 //! per-channel `scale`/`shift` of the current fused BN+ReLU, and the kernels' [`Workspace`].
 
 use densenet_kernels::{FeatureBuffer, Workspace};
 
 use crate::config::{DenseNetConfig, Stem};
 use crate::error::{Error, Result};
+
+/// What training keeps for backward and what it recomputes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemoryPlan {
+    /// Keep every BN+ReLU output, as a framework does: memory quadratic in depth.
+    StoreAll,
+    /// Recompute BN+ReLU of the prefix in backward (Pleiss et al.); keep each bottleneck
+    /// output. Memory linear in depth.
+    RecomputeNorm,
+    /// Also recompute each bottleneck conv output in backward: the least memory (still linear),
+    /// one extra 1×1 conv per layer.
+    RecomputeBottleneck,
+}
+
+impl MemoryPlan {
+    /// `RecomputeNorm` when `memory_efficient`, else `StoreAll`.
+    pub fn from_memory_efficient(memory_efficient: bool) -> Self {
+        if memory_efficient {
+            MemoryPlan::RecomputeNorm
+        } else {
+            MemoryPlan::StoreAll
+        }
+    }
+}
 
 /// One dense block's state.
 #[derive(Debug)]
@@ -35,8 +65,11 @@ pub(crate) struct BlockState {
     /// `[C_b]` batch mean and inverse std of each channel of `feats` (training).
     pub mean: Vec<f32>,
     pub invstd: Vec<f32>,
-    /// `[L_b, B, M_b]` each bottleneck layer's 1×1 conv output (empty for plain DenseNet).
+    /// `[L_b, B, M_b]` each bottleneck layer's 1×1 conv output (empty for plain DenseNet;
+    /// `[B, M_b]`, shared by all layers, with [`MemoryPlan::RecomputeBottleneck`]).
     pub bottleneck: Vec<f32>,
+    /// Whether `bottleneck` holds one shared layer rather than all of them.
+    pub shared_bottleneck: bool,
     /// `[L_b, B]` `norm2` batch statistics.
     pub mean2: Vec<f32>,
     pub invstd2: Vec<f32>,
@@ -54,6 +87,13 @@ impl BlockState {
     pub fn m(&self) -> usize {
         self.feats.per_channel()
     }
+
+    /// Where layer `l`'s bottleneck output (`bk` channels) lives in `bottleneck`.
+    pub fn z_range(&self, l: usize, bk: usize) -> std::ops::Range<usize> {
+        let len = bk * self.m();
+        let at = if self.shared_bottleneck { 0 } else { l * len };
+        at..at + len
+    }
 }
 
 /// Scratch shared by every layer.
@@ -65,6 +105,9 @@ pub(crate) struct Scratch {
     pub drop: Vec<f32>,
     pub scale: Vec<f32>,
     pub shift: Vec<f32>,
+    /// `norm2`'s map, kept apart from `norm1`'s so both can be live in backward.
+    pub scale2: Vec<f32>,
+    pub shift2: Vec<f32>,
     pub kernels: Workspace,
 }
 
@@ -75,12 +118,12 @@ pub struct TrainWorkspace {
     pub(crate) h: usize,
     pub(crate) w: usize,
     pub(crate) memory_efficient: bool,
+    pub(crate) plan: MemoryPlan,
     /// `[IC, N, H, W]` the input, channel-major.
     pub(crate) input: Vec<f32>,
-    /// ImageNet stem: conv0 output and `relu(norm0(·))`, `[C0, N, H1, W1]`, with norm0's batch
-    /// statistics `[C0]`.
+    /// ImageNet stem: conv0 output `[C0, N, H1, W1]` with norm0's batch statistics `[C0]`
+    /// (`relu(norm0(·))`, the max pool's input, lives in scratch `b` and is rebuilt in backward).
     pub(crate) stem_conv: Vec<f32>,
-    pub(crate) stem_act: Vec<f32>,
     pub(crate) stem_mean: Vec<f32>,
     pub(crate) stem_invstd: Vec<f32>,
     pub(crate) stem_hw: (usize, usize),
@@ -102,7 +145,8 @@ pub struct TrainWorkspace {
 }
 
 impl TrainWorkspace {
-    /// Sizes every buffer for `cfg` at `batch` images of `h×w`.
+    /// Sizes every buffer for `cfg` at `batch` images of `h×w`, with
+    /// [`MemoryPlan::from_memory_efficient`].
     pub fn new(
         cfg: &DenseNetConfig,
         batch: usize,
@@ -110,11 +154,31 @@ impl TrainWorkspace {
         w: usize,
         memory_efficient: bool,
     ) -> Result<Self> {
+        Self::with_plan(
+            cfg,
+            batch,
+            h,
+            w,
+            MemoryPlan::from_memory_efficient(memory_efficient),
+        )
+    }
+
+    /// Sizes every buffer for `cfg` at `batch` images of `h×w` under `plan`.
+    pub fn with_plan(
+        cfg: &DenseNetConfig,
+        batch: usize,
+        h: usize,
+        w: usize,
+        plan: MemoryPlan,
+    ) -> Result<Self> {
+        let memory_efficient = plan != MemoryPlan::StoreAll;
+        let shared_bottleneck = plan == MemoryPlan::RecomputeBottleneck;
         cfg.validate()?;
         if batch == 0 {
             return Err(Error::Shape("batch size must be at least 1".into()));
         }
         let sizes = cfg.block_sizes(h, w)?;
+        check_workspace_size(cfg, batch, h, w)?;
         let k = cfg.growth_rate;
         let bneck = cfg.bottleneck_channels();
         let c0 = cfg.init_features;
@@ -126,7 +190,8 @@ impl TrainWorkspace {
             Stem::ImageNet => c0 * batch * stem_hw.0 * stem_hw.1,
             Stem::Cifar => 0,
         };
-        let (mut a_len, mut b_len, mut drop_len, mut widest) = (stem_len, stem_len, 0, c0);
+        let (mut a_len, mut b_len, mut c_len) = (stem_len, stem_len, 0);
+        let (mut drop_len, mut widest) = (0, c0);
         let mut blocks = Vec::with_capacity(sizes.len());
         let mut stored_trans = Vec::new();
         for (b, &(bh, bw)) in sizes.iter().enumerate() {
@@ -136,6 +201,7 @@ impl TrainWorkspace {
             let cout = cfg.block_out_channels(b);
             a_len = a_len.max(cout * m);
             b_len = b_len.max(bneck * m).max(k * m);
+            c_len = c_len.max(bneck * m);
             if b + 1 < sizes.len() {
                 b_len = b_len.max(cfg.transition_out_channels(b) * m);
                 if !memory_efficient {
@@ -158,12 +224,14 @@ impl TrainWorkspace {
                 )
             };
             let per_layer = if has_bottleneck { bneck } else { 0 };
+            let kept_layers = if shared_bottleneck { 1 } else { layers };
             blocks.push(BlockState {
                 feats: FeatureBuffer::new(cout, m),
                 grads: FeatureBuffer::new(cout, m),
                 mean: vec![0.0; cout],
                 invstd: vec![0.0; cout],
-                bottleneck: vec![0.0; layers * per_layer * m],
+                bottleneck: vec![0.0; kept_layers * per_layer * m],
+                shared_bottleneck,
                 mean2: vec![0.0; layers * per_layer],
                 invstd2: vec![0.0; layers * per_layer],
                 stored_a1,
@@ -181,9 +249,9 @@ impl TrainWorkspace {
             h,
             w,
             memory_efficient,
+            plan,
             input: vec![0.0; cfg.in_channels * batch * h * w],
             stem_conv: vec![0.0; stem_len],
-            stem_act: vec![0.0; stem_len],
             stem_mean: vec![0.0; c0],
             stem_invstd: vec![0.0; c0],
             stem_hw,
@@ -198,10 +266,12 @@ impl TrainWorkspace {
             scratch: Scratch {
                 a: vec![0.0; a_len],
                 b: vec![0.0; b_len],
-                c: vec![0.0; b_len],
+                c: vec![0.0; c_len],
                 drop: vec![0.0; drop_len],
                 scale: vec![0.0; widest],
                 shift: vec![0.0; widest],
+                scale2: vec![0.0; bneck],
+                shift2: vec![0.0; bneck],
                 kernels: Workspace::new(),
             },
             ready_for_backward: false,
@@ -224,13 +294,28 @@ impl TrainWorkspace {
         self.memory_efficient
     }
 
+    /// The memory plan.
+    pub fn plan(&self) -> MemoryPlan {
+        self.plan
+    }
+
+    /// Training forward passes run so far (each seeds its dropout masks from it).
+    pub fn step(&self) -> u64 {
+        self.step
+    }
+
+    /// Sets the training step counter, to resume a run with the dropout masks it would have
+    /// drawn.
+    pub fn set_step(&mut self, step: u64) {
+        self.step = step;
+    }
+
     /// Bytes held by every buffer (the kernels' scratch included, at its current size: it grows
     /// to its final size during the first pass).
     pub fn bytes(&self) -> usize {
         let f = |v: &Vec<f32>| v.len() * 4;
         let mut total = f(&self.input)
             + f(&self.stem_conv)
-            + f(&self.stem_act)
             + f(&self.stem_mean)
             + f(&self.stem_invstd)
             + f(&self.pooled)
@@ -259,11 +344,44 @@ impl TrainWorkspace {
             + f(&s.drop)
             + f(&s.scale)
             + f(&s.shift)
+            + f(&s.scale2)
+            + f(&s.shift2)
             + s.kernels.bytes()
     }
 
     /// The logits `[N, classes]` (row-major, one row per image) of the last forward pass.
     pub fn logits(&self) -> &[f32] {
         &self.logits
+    }
+}
+
+/// The most bytes a [`TrainWorkspace`] may take: 1 TiB. Anything larger is a typo in a batch
+/// size or image size, refused before the first allocation rather than left to abort the process.
+pub const MAX_WORKSPACE_BYTES: u64 = 1 << 40;
+
+/// Refuses a workspace whose size overflows or exceeds [`MAX_WORKSPACE_BYTES`], from an upper
+/// bound that treats every stage as full resolution and stores everything (both memory modes).
+fn check_workspace_size(cfg: &DenseNetConfig, batch: usize, h: usize, w: usize) -> Result<()> {
+    let bound = || -> Option<u64> {
+        let pixels = (batch as u64)
+            .checked_mul(h as u64)?
+            .checked_mul(w as u64)?;
+        let bneck = cfg.bottleneck_channels() as u64;
+        let mut per_pixel = (cfg.in_channels as u64).checked_add(2 * cfg.init_features as u64)?;
+        for b in 0..cfg.block_config.len() {
+            let (cout, layers) = (cfg.block_out_channels(b) as u64, cfg.block_config[b] as u64);
+            // features, gradients, scratch and stored layer inputs and bottlenecks.
+            let block = cout.checked_mul(layers.checked_add(4)?)?;
+            let block = block.checked_add(bneck.checked_mul(layers.checked_add(3)?)?)?;
+            per_pixel = per_pixel.checked_add(block)?;
+        }
+        pixels.checked_mul(per_pixel)?.checked_mul(4)
+    };
+    match bound() {
+        Some(bytes) if bytes <= MAX_WORKSPACE_BYTES => Ok(()),
+        _ => Err(Error::Shape(format!(
+            "a workspace for batch {batch} at {h}x{w} would need more than {} GiB",
+            MAX_WORKSPACE_BYTES >> 30
+        ))),
     }
 }

@@ -52,6 +52,26 @@ impl Sgd {
             .map(|(_, _, r)| &self.momentum[r])
     }
 
+    /// The whole momentum state, flat in the layout of [`ParamStore::params`] (for checkpoints).
+    pub fn momentum(&self) -> &[f32] {
+        &self.momentum
+    }
+
+    /// Restores a state saved from [`Sgd::momentum`] and [`Sgd::steps`], so that a resumed run
+    /// continues exactly as an uninterrupted one.
+    pub fn restore(&mut self, momentum: Vec<f32>, steps: u64) -> Result<()> {
+        if momentum.len() != self.momentum.len() {
+            return Err(Error::Shape(format!(
+                "momentum state has {} values, the optimiser {}",
+                momentum.len(),
+                self.momentum.len()
+            )));
+        }
+        self.momentum = momentum;
+        self.steps = steps;
+        Ok(())
+    }
+
     /// One update of every trainable parameter from its accumulated gradient. Gradients are not
     /// cleared (call [`ParamStore::zero_grads`]).
     pub fn step(&mut self, store: &mut ParamStore) -> Result<()> {

@@ -16,6 +16,9 @@
 //!   `nn.DataParallel` (see [`canonical_key`]), treats `num_batches_tracked` as optional, and
 //!   reports every missing, unexpected and mis-shaped tensor at once, modifying nothing unless
 //!   everything fits.
+//! - For the network's [`ParamStore`](crate::ParamStore), [`load_params`] also restores the
+//!   `num_batches_tracked` counters, and [`StateDict::from_params`] writes a complete torchvision
+//!   state dict (counters included) that PyTorch loads with `strict=True`.
 //!
 //! ```
 //! use densenet::weights::{load_into, StateDict, Tensor};
@@ -36,6 +39,7 @@ mod dtype;
 mod error;
 mod file;
 mod keys;
+mod store;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -44,6 +48,7 @@ use std::path::Path;
 pub use dtype::{bf16_to_f32, f16_to_f32, f64_to_f32};
 pub use error::{MismatchReport, ShapeMismatch, WeightsError};
 pub use keys::canonical_key;
+pub use store::load_params;
 
 /// The number of elements a shape holds, or `None` if the product overflows `usize`.
 fn element_count(shape: &[usize]) -> Option<usize> {
@@ -172,14 +177,11 @@ impl StateDict {
         Self::default()
     }
 
-    /// Reads a safetensors file.
+    /// Reads a safetensors file (a regular file: devices and pipes, which could stream without
+    /// end, are refused).
     pub fn load(path: impl AsRef<Path>) -> Result<Self, WeightsError> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| WeightsError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::from_bytes(&bytes)
+        Self::from_bytes(&file::read_regular_file(path)?)
     }
 
     /// Parses the bytes of a safetensors file.
@@ -393,14 +395,17 @@ pub struct LoadReport {
     pub skipped_counters: Vec<String>,
     /// `num_batches_tracked` tensors of the model the file lacks (left as they were).
     pub counters_not_in_file: Vec<String>,
+    /// `num_batches_tracked` counters restored by [`load_params`].
+    pub counters_loaded: usize,
 }
 
 impl fmt::Display for LoadReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "loaded {} tensors ({} renamed, {} batch counters ignored, {} not in file)",
+            "loaded {} tensors and {} batch counters ({} renamed, {} counters ignored, {} not in file)",
             self.loaded,
+            self.counters_loaded,
             self.renamed.len(),
             self.skipped_counters.len(),
             self.counters_not_in_file.len()
@@ -414,6 +419,8 @@ impl fmt::Display for LoadReport {
 /// file key names nothing in the model, or any shape differs, the returned
 /// [`WeightsError::Mismatch`] lists all of them and `target` is untouched. `num_batches_tracked`
 /// entries are optional on both sides. An `i64` tensor the model holds as `f32` is converted.
+/// A tensor holding NaN or an infinity is refused with [`WeightsError::NonFinite`], also before
+/// anything is copied.
 pub fn load_into(
     target: &mut impl NamedTensors,
     dict: &StateDict,
@@ -471,6 +478,16 @@ pub fn load_into(
             });
             continue;
         }
+        if let Value::F32(t) = value {
+            if let Some((index, &v)) = t.data().iter().enumerate().find(|(_, v)| !v.is_finite()) {
+                let key = by_name.get(name).map_or(name.as_str(), |&(key, _)| key);
+                return Err(WeightsError::NonFinite {
+                    tensor: key.to_owned(),
+                    index,
+                    value: v,
+                });
+            }
+        }
         plan.push((name, value));
     }
     let wanted: std::collections::HashSet<&str> = names.iter().map(String::as_str).collect();
@@ -516,4 +533,21 @@ pub fn load_into(
         report.loaded += 1;
     }
     Ok(report)
+}
+
+impl crate::model::DenseNet {
+    /// Loads a safetensors state dict (torchvision names, or the legacy spellings
+    /// [`canonical_key`] accepts) into the model. On any missing, unexpected or mis-shaped
+    /// tensor the error lists them all and the model is unchanged. `num_batches_tracked`
+    /// counters in the file are copied when the model has them by name, else ignored.
+    pub fn load_weights(&mut self, path: impl AsRef<Path>) -> Result<LoadReport, WeightsError> {
+        let dict = StateDict::load(path)?;
+        load_params(self.store_mut(), &dict)
+    }
+
+    /// Writes the model's weights, running statistics and `num_batches_tracked` counters as a
+    /// safetensors file with torchvision's names (atomically).
+    pub fn save_weights(&self, path: impl AsRef<Path>) -> Result<(), WeightsError> {
+        StateDict::from_params(self.store())?.save(path)
+    }
 }

@@ -1,10 +1,10 @@
 //! For a given seed, training is bit-identical with 1 and 2 threads, and across two runs.
 
 use densenet::train::{train_step, Sgd};
-use densenet::{DenseNet, DenseNetConfig, Mode};
+use densenet::{DenseNet, DenseNetConfig, MemoryPlan, Mode};
 use densenet_kernels::sgd::SgdConfig;
 
-fn run(threads: usize, spec: &str, memory_efficient: bool) -> (Vec<u32>, Vec<u32>, Vec<u32>) {
+fn run(threads: usize, spec: &str, plan: MemoryPlan) -> (Vec<u32>, Vec<u32>, Vec<u32>) {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
@@ -18,7 +18,7 @@ fn run(threads: usize, spec: &str, memory_efficient: bool) -> (Vec<u32>, Vec<u32
             .map(|_| rng.normal())
             .collect();
         let y: Vec<usize> = (0..n).map(|i| (i * 3) % cfg.num_classes).collect();
-        let mut ws = model.workspace(n, h, w, memory_efficient).unwrap();
+        let mut ws = model.workspace_with_plan(n, h, w, plan).unwrap();
         let mut sgd = Sgd::new(SgdConfig::default(), model.store());
         let mut losses = Vec::new();
         for _ in 0..3 {
@@ -43,9 +43,16 @@ fn run(threads: usize, spec: &str, memory_efficient: bool) -> (Vec<u32>, Vec<u32
 #[test]
 fn one_and_two_threads_agree_bit_for_bit() {
     for (spec, me) in [
-        ("bc:k=6,blocks=3-3,init=8,drop=0.2,classes=5", true),
-        ("bc:k=6,blocks=3-3,init=8,classes=5", false),
-        ("plain:k=4,blocks=2-2,classes=3", true),
+        (
+            "bc:k=6,blocks=3-3,init=8,drop=0.2,classes=5",
+            MemoryPlan::RecomputeNorm,
+        ),
+        ("bc:k=6,blocks=3-3,init=8,classes=5", MemoryPlan::StoreAll),
+        (
+            "bc:k=6,blocks=3-3,init=8,classes=5",
+            MemoryPlan::RecomputeBottleneck,
+        ),
+        ("plain:k=4,blocks=2-2,classes=3", MemoryPlan::RecomputeNorm),
     ] {
         let one = run(1, spec, me);
         let two = run(2, spec, me);
@@ -61,8 +68,11 @@ fn one_and_two_threads_agree_bit_for_bit() {
 
 #[test]
 fn memory_modes_agree() {
-    let me = run(1, "bc:k=6,blocks=3-3,init=8,drop=0.2,classes=5", true);
-    let stored = run(1, "bc:k=6,blocks=3-3,init=8,drop=0.2,classes=5", false);
+    let spec = "bc:k=6,blocks=3-3,init=8,drop=0.2,classes=5";
+    let me = run(1, spec, MemoryPlan::RecomputeNorm);
+    let stored = run(1, spec, MemoryPlan::StoreAll);
+    // Recomputing the bottleneck runs the very same conv on the very same input: same bits.
+    assert_eq!(me, run(1, spec, MemoryPlan::RecomputeBottleneck));
     // The two modes feed the convs identical inputs (the fused `pre` map and the stored map
     // compute the same f32 expression), so they agree exactly with the reference kernels; fast
     // kernels may pack the fused path differently, hence a tolerance.

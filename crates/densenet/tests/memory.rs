@@ -9,7 +9,7 @@
 
 mod naive;
 
-use densenet::{DenseNet, DenseNetConfig};
+use densenet::{DenseNet, DenseNetConfig, MemoryPlan};
 use densenet_kernels::alloc_counter::{measure, CountingAllocator};
 use densenet_kernels::BatchNormConfig;
 
@@ -34,18 +34,18 @@ fn inputs(c: &DenseNetConfig) -> (Vec<f32>, Vec<usize>) {
     (x, y)
 }
 
-fn buffered_peak(layers: usize, memory_efficient: bool) -> u64 {
+fn buffered_peak(layers: usize, plan: MemoryPlan) -> u64 {
     let c = cfg(layers);
     let mut model = DenseNet::new(c.clone(), 1).unwrap();
     let (x, y) = inputs(&c);
     let (ws_bytes, delta) = measure(|| {
-        let mut ws = model.workspace(N, HW, HW, memory_efficient).unwrap();
+        let mut ws = model.workspace_with_plan(N, HW, HW, plan).unwrap();
         model.forward_train(&mut ws, &x, &y).unwrap();
         model.backward(&mut ws).unwrap();
         ws.bytes()
     });
     println!(
-        "L={layers} memory_efficient={memory_efficient}: peak {} bytes, workspace {ws_bytes} bytes",
+        "L={layers} {plan:?}: peak {} bytes, workspace {ws_bytes} bytes",
         delta.peak_extra_bytes
     );
     delta.peak_extra_bytes
@@ -75,11 +75,17 @@ fn naive_peak(layers: usize) -> u64 {
 #[test]
 fn memory_efficient_training_is_linear_in_depth() {
     let (l, l2) = (12, 24);
-    let me = buffered_peak(l2, true) as f64 / buffered_peak(l, true) as f64;
-    let stored = buffered_peak(l2, false) as f64 / buffered_peak(l, false) as f64;
+    let growth = |plan| buffered_peak(l2, plan) as f64 / buffered_peak(l, plan) as f64;
+    let me = growth(MemoryPlan::RecomputeNorm);
+    let least = growth(MemoryPlan::RecomputeBottleneck);
+    let stored = growth(MemoryPlan::StoreAll);
     let naive = naive_peak(l2) as f64 / naive_peak(l) as f64;
-    println!("growth from L={l} to L={l2}: memory-efficient {me:.3}x, stored {stored:.3}x, naive {naive:.3}x");
+    println!(
+        "growth from L={l} to L={l2}: memory-efficient {me:.3}x, recompute-bottleneck {least:.3}x, \
+         stored {stored:.3}x, naive {naive:.3}x"
+    );
     assert!(me <= 2.1, "memory-efficient peak grew {me:.3}x");
+    assert!(least <= 2.1, "recompute-bottleneck peak grew {least:.3}x");
     assert!(naive >= 2.6, "naive twin grew only {naive:.3}x");
     assert!(
         naive > me + 0.5,

@@ -2,7 +2,7 @@
 //! feature buffers, fused BN+ReLU and shared batch statistics against a naive network built from
 //! `kernels::reference` functions and `Vec` concatenation (tests/naive), with the same weights.
 //! Compared: logits in eval and train mode, the loss, every parameter gradient and every running
-//! statistic after a training pass, in both memory modes, with dropout on and off.
+//! statistic after a training pass, in every memory plan, with dropout on and off.
 //!
 //! Tolerance: `|a − b| ≤ 1e-4·max|b| + 1e-4·|b| + 1e-6` per tensor (the loss is O(1); the
 //! absolute 1e-6 covers tensors whose every entry is a near-total cancellation, such as the
@@ -16,7 +16,7 @@
 
 mod naive;
 
-use densenet::{DenseNet, DenseNetConfig, Mode};
+use densenet::{DenseNet, DenseNetConfig, MemoryPlan, Mode};
 use densenet_kernels::BatchNormConfig;
 use naive::{tensors_of, Naive};
 
@@ -42,7 +42,7 @@ fn data(len: usize, seed: u64) -> Vec<f32> {
     (0..len).map(|_| rng.normal()).collect()
 }
 
-fn twin(spec: &str, n: usize, h: usize, w: usize, memory_efficient: bool) {
+fn twin(spec: &str, n: usize, h: usize, w: usize, plan: MemoryPlan) {
     let cfg: DenseNetConfig = spec.parse().unwrap();
     let mut model = DenseNet::new(cfg.clone(), 7).unwrap();
     // Non-trivial BN parameters and running statistics, so that γ, β and eval mode matter.
@@ -62,8 +62,8 @@ fn twin(spec: &str, n: usize, h: usize, w: usize, memory_efficient: bool) {
     }
     let input = data(n * cfg.in_channels * h * w, 99);
     let labels: Vec<usize> = (0..n).map(|i| (i * 7 + 3) % cfg.num_classes).collect();
-    let mut ws = model.workspace(n, h, w, memory_efficient).unwrap();
-    let label = format!("{spec} n={n} {h}x{w} me={memory_efficient}");
+    let mut ws = model.workspace_with_plan(n, h, w, plan).unwrap();
+    let label = format!("{spec} n={n} {h}x{w} {plan:?}");
 
     // Eval mode.
     let before = tensors_of(model.store());
@@ -112,16 +112,22 @@ fn twin(spec: &str, n: usize, h: usize, w: usize, memory_efficient: bool) {
     }
 }
 
+const PLANS: [MemoryPlan; 3] = [
+    MemoryPlan::RecomputeNorm,
+    MemoryPlan::RecomputeBottleneck,
+    MemoryPlan::StoreAll,
+];
+
 #[test]
-fn bc_cifar_stem_both_memory_modes() {
-    for me in [true, false] {
+fn bc_cifar_stem_every_memory_plan() {
+    for me in PLANS {
         twin("bc:k=4,blocks=2-3,init=6,classes=5", 3, 8, 8, me);
     }
 }
 
 #[test]
-fn bc_imagenet_stem_both_memory_modes() {
-    for me in [true, false] {
+fn bc_imagenet_stem_every_memory_plan() {
+    for me in PLANS {
         twin(
             "bc:k=3,blocks=2-2,init=8,stem=imagenet,classes=4",
             2,
@@ -134,7 +140,7 @@ fn bc_imagenet_stem_both_memory_modes() {
 
 #[test]
 fn plain_and_odd_compression() {
-    for me in [true, false] {
+    for me in PLANS {
         twin("plain:k=3,blocks=2-2,classes=4", 2, 8, 8, me);
         twin(
             "bc:k=5,blocks=1-2-1,init=7,bn=2,theta=0.6,classes=3,in=2",
@@ -148,12 +154,14 @@ fn plain_and_odd_compression() {
 
 #[test]
 fn dropout_matches() {
-    for me in [true, false] {
+    for me in PLANS {
         twin("bc:k=4,blocks=2-2,init=6,drop=0.3,classes=5", 2, 8, 8, me);
     }
 }
 
 #[test]
 fn batch_of_one() {
-    twin("bc:k=4,blocks=2-2,init=6,classes=5", 1, 6, 6, true);
+    for plan in PLANS {
+        twin("bc:k=4,blocks=2-2,init=6,classes=5", 1, 6, 6, plan);
+    }
 }

@@ -17,7 +17,8 @@ use rayon::prelude::*;
 
 use crate::dispatch::{active_isa, Isa};
 use crate::geom::{BatchNormConfig, BatchNormGeom, ChannelAffine};
-use crate::simd::{self, on_tier, BLOCK, LANES, PAR_MIN_LEN};
+use crate::simd::lanes::{with_lanes, Lanes, LanesBody};
+use crate::simd::{self, on_tier, BLOCK, PAR_MIN_LEN};
 
 /// The running-statistics update is `O(C)` scalar work: the reference loop is the kernel.
 pub use crate::reference::batchnorm_update_running;
@@ -60,11 +61,7 @@ pub fn batchnorm_statistics(
     check_geom(g, &[inp.len()], &[mean.len(), invstd.len()]);
     let isa = active_isa();
     let one = |(x, (mu, is)): (&[f32], (&mut f32, &mut f32))| {
-        let (m, var) = on_tier(
-            isa,
-            #[inline(always)]
-            || simd::mean_var(x),
-        );
+        let (m, var) = with_lanes(isa, simd::MeanVar(x));
         *mu = m as f32;
         *is = (1.0 / (var + f64::from(eps)).sqrt()) as f32;
     };
@@ -122,7 +119,7 @@ fn running_invstd(running_var: f32, eps: f32) -> f32 {
 fn normalize_channel<const RELU: bool>(out: &mut [f32], x: &[f32], mu: f32, scale: f32, beta: f32) {
     for (o, &v) in out.iter_mut().zip(x) {
         let y = (v - mu) * scale + beta;
-        *o = if RELU && !(y > 0.0) { 0.0 } else { y };
+        *o = if !RELU || y > 0.0 { y } else { 0.0 };
     }
 }
 
@@ -349,38 +346,47 @@ pub fn channel_affine_forward(
 /// The two reductions of the backward pass over one channel, in `f64`:
 /// `(Σ dy', Σ dy'·(x − μ))` with `dy' = dy` masked by the ReLU if `RELU`
 /// (`dy' = dy·[(x − μ)·scale + β > 0]`, the forward's own formula).
-#[inline(always)]
-fn backward_sums<const RELU: bool>(
-    dy: &[f32],
-    x: &[f32],
+struct BackwardSums<'a, const RELU: bool> {
+    dy: &'a [f32],
+    x: &'a [f32],
     mu: f32,
     scale: f32,
     beta: f32,
-) -> (f64, f64) {
-    let (mut s1, mut s2) = (0.0f64, 0.0f64);
-    for (dyb, xb) in dy.chunks(BLOCK).zip(x.chunks(BLOCK)) {
-        let mut a1 = [0.0f32; LANES];
-        let mut a2 = [0.0f32; LANES];
-        // Padding `dy` with zeros makes the padded lanes add nothing.
-        simd::for_lane_groups2(dyb, xb, (0.0, mu), |d, v| {
-            for l in 0..LANES {
-                let xm = v[l] - mu;
-                let d = if RELU && !(xm * scale + beta > 0.0) {
-                    0.0
-                } else {
-                    d[l]
-                };
-                a1[l] += d;
-                a2[l] += d * xm;
-            }
-        });
-        s1 += simd::lanes_to_f64(&a1);
-        s2 += simd::lanes_to_f64(&a2);
-    }
-    (s1, s2)
 }
 
-/// `d_in += a·dy' + b·(x − μ) + k` over one channel, `dy'` masked as in [`backward_sums`].
+impl<const RELU: bool> LanesBody for BackwardSums<'_, RELU> {
+    type Output = (f64, f64);
+
+    #[inline(always)]
+    fn run<L: Lanes>(self) -> (f64, f64) {
+        let (mu, scale, beta) = (L::splat(self.mu), L::splat(self.scale), L::splat(self.beta));
+        let (mut s1, mut s2) = (0.0f64, 0.0f64);
+        for (dyb, xb) in self.dy.chunks(BLOCK).zip(self.x.chunks(BLOCK)) {
+            let (mut a1, mut a2) = (L::splat(0.0), L::splat(0.0));
+            // Padding `dy` with zeros makes the padded lanes add nothing.
+            simd::for_lane_groups2(
+                dyb,
+                xb,
+                (0.0, self.mu),
+                #[inline(always)]
+                |d, v| {
+                    let xm = L::load(v).sub(mu);
+                    let mut d = L::load(d);
+                    if RELU {
+                        d = d.where_positive(xm.mul(scale).add(beta));
+                    }
+                    a1 = a1.add(d);
+                    a2 = a2.add(d.mul(xm));
+                },
+            );
+            s1 += simd::lanes_to_f64(&a1.to_array());
+            s2 += simd::lanes_to_f64(&a2.to_array());
+        }
+        (s1, s2)
+    }
+}
+
+/// `d_in += a·dy' + b·(x − μ) + k` over one channel, `dy'` masked as in [`BackwardSums`].
 #[inline(always)]
 fn backward_apply<const RELU: bool>(
     dx: &mut [f32],
@@ -393,10 +399,10 @@ fn backward_apply<const RELU: bool>(
 ) {
     for ((o, &d), &v) in dx.iter_mut().zip(dy).zip(x) {
         let xm = v - mu;
-        let d = if RELU && !(xm * scale + beta > 0.0) {
-            0.0
-        } else {
+        let d = if !RELU || xm * scale + beta > 0.0 {
             d
+        } else {
+            0.0
         };
         *o += a * d + b * xm + k;
     }
@@ -465,6 +471,16 @@ pub fn batchnorm_relu_backward(
     );
 }
 
+/// One channel's share of the backward pass, as the zipped iterators hand it out:
+/// `(c, ((d_inp, (d_gamma, d_beta)), (d_out, inp)))`.
+type ChannelItem<'a> = (
+    usize,
+    (
+        (&'a mut [f32], (&'a mut f32, &'a mut f32)),
+        (&'a [f32], &'a [f32]),
+    ),
+);
+
 fn backward<const RELU: bool>(
     d_inp: &mut [f32],
     d_gamma: &mut [f32],
@@ -493,10 +509,7 @@ fn backward<const RELU: bool>(
     }
     let isa = active_isa();
     let m = g.per_channel as f64;
-    let one = |(c, ((dx, (dg, db)), (dy, x))): (
-        usize,
-        ((&mut [f32], (&mut f32, &mut f32)), (&[f32], &[f32])),
-    )| {
+    let one = |(c, ((dx, (dg, db)), (dy, x))): ChannelItem<'_>| {
         let (mu, is) = (mean[c], invstd[c]);
         let scale = gamma[c] * is;
         let b = beta.map_or(0.0, |b| b[c]);
@@ -537,11 +550,14 @@ fn channel_backward<const RELU: bool>(
     beta: f32,
     m: f64,
 ) {
-    let (sum_dy, sum_dy_xmu) = on_tier(
-        isa,
-        #[inline(always)]
-        || backward_sums::<RELU>(dy, x, mu, scale, beta),
-    );
+    let sums = BackwardSums::<RELU> {
+        dy,
+        x,
+        mu,
+        scale,
+        beta,
+    };
+    let (sum_dy, sum_dy_xmu) = with_lanes(isa, sums);
     let is = f64::from(invstd);
     let sum_dy_xhat = sum_dy_xmu * is;
     *d_beta = (f64::from(*d_beta) + sum_dy) as f32;

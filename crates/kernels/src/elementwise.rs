@@ -143,6 +143,26 @@ fn dropout_scale(p: f32) -> f32 {
     }
 }
 
+/// The 24-bit draw behind [`dropout_keep`] for element `index`: SplitMix64 of `seed` and
+/// `index`, top 24 bits. The same arithmetic as the reference, kept integer-only so that it
+/// vectorises (the reference's `u64 → f32` conversion does not without AVX-512DQ).
+#[inline(always)]
+fn dropout_draw(seed: u64, index: u64) -> u64 {
+    let mut z = seed ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    z >> 40
+}
+
+/// The smallest 24-bit draw that [`dropout_keep`] keeps: it keeps `u = draw/2²⁴` when `u >= p`,
+/// and both `draw/2²⁴` and `p·2²⁴` are exact in `f32`, so `u >= p` exactly when
+/// `draw >= ⌈p·2²⁴⌉`.
+fn dropout_threshold(p: f32) -> u64 {
+    (f64::from(p) * f64::from(1u32 << 24)).ceil() as u64
+}
+
 /// Dropout forward in training mode: `out_i = x_i / (1 − p)` where [`dropout_keep`] keeps
 /// element `i`, else 0 (inverted dropout, as PyTorch). `p = 0` copies; `p = 1` zeroes.
 ///
@@ -152,7 +172,7 @@ fn dropout_scale(p: f32) -> f32 {
 /// # Shapes
 /// - `out`, `inp`: any, equal lengths.
 pub fn dropout_forward(out: &mut [f32], inp: &[f32], p: f32, seed: u64) {
-    let scale = dropout_scale(p);
+    let (scale, threshold) = (dropout_scale(p), dropout_threshold(p));
     let isa = active_isa();
     for_chunks2(out, inp, |offset, o, x| {
         on_tier(
@@ -160,7 +180,7 @@ pub fn dropout_forward(out: &mut [f32], inp: &[f32], p: f32, seed: u64) {
             #[inline(always)]
             || {
                 for (i, (o, &x)) in o.iter_mut().zip(x).enumerate() {
-                    let keep = dropout_keep(seed, (offset + i) as u64, p);
+                    let keep = dropout_draw(seed, (offset + i) as u64) >= threshold;
                     *o = if keep { x * scale } else { 0.0 };
                 }
             },
@@ -174,7 +194,7 @@ pub fn dropout_forward(out: &mut [f32], inp: &[f32], p: f32, seed: u64) {
 /// # Shapes
 /// - `d_inp` accumulated, `d_out` read; equal lengths.
 pub fn dropout_backward(d_inp: &mut [f32], d_out: &[f32], p: f32, seed: u64) {
-    let scale = dropout_scale(p);
+    let (scale, threshold) = (dropout_scale(p), dropout_threshold(p));
     let isa = active_isa();
     for_chunks2(d_inp, d_out, |offset, d, dy| {
         on_tier(
@@ -182,7 +202,7 @@ pub fn dropout_backward(d_inp: &mut [f32], d_out: &[f32], p: f32, seed: u64) {
             #[inline(always)]
             || {
                 for (i, (d, &dy)) in d.iter_mut().zip(dy).enumerate() {
-                    let keep = dropout_keep(seed, (offset + i) as u64, p);
+                    let keep = dropout_draw(seed, (offset + i) as u64) >= threshold;
                     *d += if keep { dy * scale } else { 0.0 };
                 }
             },

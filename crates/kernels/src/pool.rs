@@ -104,11 +104,15 @@ fn maxpool_plane(out: &mut [f32], inp: &[f32], g: &Pool2dGeom) {
                     *m = max_nan(*m, v);
                 }
             }
-            for (ox, o) in out_row.iter_mut().enumerate() {
-                let (x0, x1) = window(ox, g, w);
-                *o = colmax[x0 + 1..x1]
-                    .iter()
-                    .fold(colmax[x0], |m, &v| max_nan(m, v));
+            if g.kernel == 3 && g.stride == 2 && g.pad == 1 {
+                row_max_3s2p1(out_row, colmax);
+            } else {
+                for (ox, o) in out_row.iter_mut().enumerate() {
+                    let (x0, x1) = window(ox, g, w);
+                    *o = colmax[x0 + 1..x1]
+                        .iter()
+                        .fold(colmax[x0], |m, &v| max_nan(m, v));
+                }
             }
         } else {
             for (ox, o) in out_row.iter_mut().enumerate() {
@@ -123,6 +127,50 @@ fn maxpool_plane(out: &mut [f32], inp: &[f32], g: &Pool2dGeom) {
             }
         }
     }
+}
+
+/// The horizontal pass of DenseNet's stem pool (3 wide, stride 2, pad 1) over one row of
+/// column maxima: output `ox` covers columns `2·ox − 1 ..= 2·ox + 1`. Splitting the row into its
+/// even and odd columns turns the stride-2 windows into `max(odd[ox − 1], even[ox], odd[ox])`
+/// over contiguous slices, which vectorises.
+#[inline(always)]
+fn row_max_3s2p1(out: &mut [f32], colmax: &[f32]) {
+    let mut even = [0.0f32; ROW_BUF / 2 + 1];
+    let mut odd = [0.0f32; ROW_BUF / 2];
+    let pairs = colmax.chunks_exact(2);
+    if let Some(&last) = pairs.remainder().first() {
+        even[colmax.len() / 2] = last;
+    }
+    for ((e, o), p) in even.iter_mut().zip(odd.iter_mut()).zip(pairs) {
+        *e = p[0];
+        *o = p[1];
+    }
+    let (n_even, n_odd) = (colmax.len().div_ceil(2), colmax.len() / 2);
+    // Output 0 covers columns 0 and 1 (column −1 is padding).
+    out[0] = if n_odd > 0 {
+        max_nan(even[0], odd[0])
+    } else {
+        even[0]
+    };
+    // Interior outputs have all three columns.
+    let interior = (out.len() - 1).min(n_odd.saturating_sub(1));
+    for (((o, &l), &c), &r) in out[1..=interior]
+        .iter_mut()
+        .zip(&odd[..interior])
+        .zip(&even[1..=interior])
+        .zip(&odd[1..=interior])
+    {
+        *o = max_nan(max_nan(l, c), r);
+    }
+    // A last output whose right column is past the edge.
+    for ox in interior + 1..out.len() {
+        let mut m = max_nan(odd[ox - 1], even[ox]);
+        if ox < n_odd {
+            m = max_nan(m, odd[ox]);
+        }
+        out[ox] = m;
+    }
+    debug_assert!(out.len() <= n_even);
 }
 
 /// Max pooling backward (accumulates): each output's gradient goes to the input that won its
@@ -219,9 +267,12 @@ fn avgpool_plane(out: &mut [f32], inp: &[f32], g: &Pool2dGeom) {
         if k == 2 && s == 2 {
             // DenseNet's transitions: the common case, summed in the reference's order.
             let (r0, r1) = (&inp[y0 * w..(y0 + 1) * w], &inp[(y0 + 1) * w..(y0 + 2) * w]);
-            for (ox, o) in out_row.iter_mut().enumerate() {
-                let x = 2 * ox;
-                *o = (r0[x] + r0[x + 1] + r1[x] + r1[x + 1]) * norm;
+            for ((o, a), b) in out_row
+                .iter_mut()
+                .zip(r0.chunks_exact(2))
+                .zip(r1.chunks_exact(2))
+            {
+                *o = (a[0] + a[1] + b[0] + b[1]) * norm;
             }
         } else if w <= ROW_BUF {
             let colsum = &mut buf[..w];
@@ -309,16 +360,18 @@ pub fn global_avgpool_forward(
     let isa = active_isa();
     // Output element `n·C + c` reads plane `c·N + n`; tasks own runs of output elements.
     let one = |(t, o): (usize, &mut [f32])| {
-        for (j, o) in o.iter_mut().enumerate() {
-            let idx = t * 64 + j;
-            let (n, c) = (idx / channels, idx % channels);
-            let plane = &inp[(c * batch + n) * hw..(c * batch + n + 1) * hw];
-            *o = (on_tier(
-                isa,
-                #[inline(always)]
-                || simd::sum(plane),
-            ) / hw as f64) as f32;
-        }
+        on_tier(
+            isa,
+            #[inline(always)]
+            || {
+                for (j, o) in o.iter_mut().enumerate() {
+                    let idx = t * 64 + j;
+                    let (n, c) = (idx / channels, idx % channels);
+                    let plane = &inp[(c * batch + n) * hw..(c * batch + n + 1) * hw];
+                    *o = (simd::sum(plane) / hw as f64) as f32;
+                }
+            },
+        )
     };
     if inp.len() < PAR_MIN_LEN {
         out.chunks_mut(64).enumerate().for_each(one);

@@ -162,3 +162,26 @@ fn one_and_two_threads_agree() {
     assert_bits("dropout", &one.1, &two.1);
     assert_bits("grads", &one.2, &two.2);
 }
+
+/// The integer keep rule agrees with the reference's float rule at probabilities whose
+/// threshold sits exactly on a 24-bit draw, and just beside it.
+#[test]
+fn dropout_threshold_edges() {
+    let len = 4096;
+    let x = vec![1.0f32; len];
+    for p in [
+        0.5f32,
+        0.25,
+        1.0 / (1 << 24) as f32,
+        f32::from_bits(0.5f32.to_bits() + 1),
+        f32::from_bits(0.5f32.to_bits() - 1),
+        1.0 - f32::EPSILON,
+    ] {
+        check_dropout(len, p, 12);
+        let mut got = vec![0.0; len];
+        dropout_forward(&mut got, &x, p, 12);
+        for (i, &v) in got.iter().enumerate() {
+            assert_eq!(v != 0.0, r::dropout_keep(12, i as u64, p), "p={p} i={i}");
+        }
+    }
+}

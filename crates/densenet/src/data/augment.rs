@@ -105,3 +105,15 @@ impl Augment {
         }
     }
 }
+
+impl std::fmt::Display for Augment {
+    /// The form [`Augment::parse`] reads back: `none`, `flip`, `crop4` or `crop4+flip`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.pad, self.flip) {
+            (0, false) => write!(f, "none"),
+            (0, true) => write!(f, "flip"),
+            (p, false) => write!(f, "crop{p}"),
+            (p, true) => write!(f, "crop{p}+flip"),
+        }
+    }
+}

@@ -15,6 +15,12 @@ pub enum WeightsError {
         #[source]
         source: std::io::Error,
     },
+    /// The path to load names a folder, device or pipe, not a regular file.
+    #[error("{}: not a regular file", path.display())]
+    NotAFile {
+        /// The path given.
+        path: PathBuf,
+    },
     /// The path to save to has no file name (it is empty, `/` or ends in `..`).
     #[error("cannot save to {}: the path names no file", path.display())]
     NoFileName {
@@ -85,6 +91,23 @@ pub enum WeightsError {
         shape: Vec<usize>,
         /// The number of values given.
         found: usize,
+    },
+    /// A tensor holds NaN or an infinity. [`crate::weights::load_into`] refuses such values
+    /// rather than load a model whose every output would be NaN (see docs/robustness.md).
+    #[error("tensor `{tensor}`: value {value} at flat index {index} is not finite")]
+    NonFinite {
+        /// The tensor, as named in the file.
+        tensor: String,
+        /// The row-major index of the first non-finite value.
+        index: usize,
+        /// That value (NaN, inf or -inf).
+        value: f32,
+    },
+    /// A `num_batches_tracked` counter that is not one non-negative integer.
+    #[error("tensor `{tensor}`: a num_batches_tracked counter must be one non-negative integer")]
+    BadCounter {
+        /// The counter, as named in the file.
+        tensor: String,
     },
     /// Two keys in one file mean the same tensor once normalised (for example `norm.1.weight`
     /// and `norm1.weight`).

@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -113,6 +113,28 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<StateDict, WeightsError> {
         dict.insert_value(name, value);
     }
     Ok(dict)
+}
+
+/// The bytes of the regular file at `path`, at most as many as its length when opened (so a
+/// file growing meanwhile, or a device such as `/dev/zero`, cannot make the read endless).
+pub(crate) fn read_regular_file(path: &Path) -> Result<Vec<u8>, WeightsError> {
+    let io_error = |source| WeightsError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let file = fs::File::open(path).map_err(io_error)?;
+    let meta = file.metadata().map_err(io_error)?;
+    if !meta.is_file() {
+        return Err(WeightsError::NotAFile {
+            path: path.to_owned(),
+        });
+    }
+    let len = meta.len();
+    let capacity =
+        usize::try_from(len).map_err(|_| WeightsError::HeaderTooLarge { declared: len })?;
+    let mut bytes = Vec::with_capacity(capacity);
+    file.take(len).read_to_end(&mut bytes).map_err(io_error)?;
+    Ok(bytes)
 }
 
 /// Maps the safetensors crate's errors onto named ones.

@@ -130,12 +130,21 @@ fn hostile_files_each_give_a_named_error() {
         matches!(e, WeightsError::InvalidHeader { .. })
     });
 
-    let missing = scratch("missing").join("nope.safetensors");
+    for not_a_file in ["/dev/zero", "."] {
+        let err = StateDict::load(not_a_file).unwrap_err();
+        assert!(
+            matches!(err, WeightsError::NotAFile { .. }),
+            "{not_a_file}: {err}"
+        );
+    }
+    let dir = scratch("missing");
+    let missing = dir.join("nope.safetensors");
     let err = StateDict::load(&missing).unwrap_err();
     assert!(
         matches!(&err, WeightsError::Io { path, .. } if path == &missing),
         "{err}"
     );
+    fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! The committed PyTorch fixtures load and hold exactly the keys torchvision would use.
 
-use densenet::weights::{load_into, StateDict};
+use densenet::weights::{load_into, StateDict, Tensor};
 
 use super::{golden, Store};
 
@@ -96,7 +96,7 @@ fn golden_fixtures_load_with_the_expected_keys() {
         let per_run = ["input", "labels", "logits", "loss", "losses"];
         let weights = dict.subset(|k| {
             !per_run.contains(&k)
-                && !["act.", "grad.", "after_step.", "step3."]
+                && !["act.", "eval.", "grad.", "after_step.", "step3."]
                     .iter()
                     .any(|p| k.starts_with(p))
         });
@@ -161,4 +161,72 @@ fn golden_fixtures_load_with_the_expected_keys() {
             );
         }
     }
+}
+
+/// The network's own parameter store takes a fixture's weights with their counters, and gives
+/// back exactly torchvision's state dict: the same keys (counters included), shapes and values.
+#[test]
+fn param_store_round_trips_a_torchvision_state_dict() {
+    use densenet::weights::load_params;
+    use densenet::{DenseNet, DenseNetConfig, Stem};
+
+    let config = DenseNetConfig {
+        growth_rate: 4,
+        block_config: vec![2, 2, 2],
+        init_features: 8,
+        bn_size: Some(4),
+        compression: 0.5,
+        drop_rate: 0.0,
+        num_classes: 7,
+        in_channels: 3,
+        stem: Stem::ImageNet,
+    };
+    let fixture = StateDict::load(golden("imagenet_bc_odd")).unwrap();
+    let mut weights =
+        fixture.subset(|k| k.starts_with("features.") || k.starts_with("classifier."));
+    for (name, _) in fixture
+        .int_tensors()
+        .filter(|(n, _)| n.ends_with("tracked"))
+    {
+        let module = name.trim_end_matches(".num_batches_tracked");
+        weights.insert_int(
+            name,
+            densenet::weights::IntTensor::new(vec![], vec![module.len() as i64]).unwrap(),
+        );
+    }
+    let mut model = DenseNet::new(config, 3).unwrap();
+    let report = load_params(model.store_mut(), &weights).unwrap();
+    assert_eq!(report.counters_loaded, model.store().bn_names().len());
+    assert!(report.skipped_counters.is_empty(), "{report:?}");
+
+    let back = StateDict::from_params(model.store()).unwrap();
+    let mut want: Vec<&str> = weights.names().collect();
+    let mut got: Vec<&str> = back.names().collect();
+    want.sort_unstable();
+    got.sort_unstable();
+    assert_eq!(got, want);
+    for (name, t) in weights.tensors() {
+        assert_eq!(back.get(name), Some(t), "{name}");
+    }
+    for (name, t) in weights.int_tensors() {
+        assert_eq!(back.get_int(name), Some(t), "{name}");
+    }
+
+    // A negative counter is refused before anything changes.
+    let before = StateDict::from_params(model.store()).unwrap();
+    let mut bad = weights.clone();
+    bad.insert_int(
+        "features.norm5.num_batches_tracked",
+        densenet::weights::IntTensor::new(vec![], vec![-1]).unwrap(),
+    );
+    let conv0 = weights.get("features.conv0.weight").unwrap();
+    bad.insert(
+        "features.conv0.weight",
+        Tensor::zeros(conv0.shape().to_vec()),
+    );
+    assert!(matches!(
+        load_params(model.store_mut(), &bad),
+        Err(densenet::weights::WeightsError::BadCounter { .. })
+    ));
+    assert_eq!(StateDict::from_params(model.store()).unwrap(), before);
 }

@@ -96,7 +96,9 @@ pub fn assert_close(label: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32
             max_abs = abs;
         }
         max_rel = max_rel.max(rel.min(1e30));
-        if !(abs <= atol + rtol * w.abs()) && worst.is_none() {
+        // Written so that a NaN difference counts as a mismatch.
+        let within = abs <= atol + rtol * w.abs();
+        if !within && worst.is_none() {
             worst = Some((i, g, w));
         }
     }

@@ -3,12 +3,21 @@
 //!
 //! # One body, three tiers
 //!
-//! The elementwise and per-channel kernels are memory-bound, so they are written once as plain
-//! `#[inline(always)]` loops over fixed-width lane arrays (`[f32; LANES]`), which LLVM
-//! vectorises. [`on_tier`] calls such a body from inside a thin `#[target_feature]` function, so
-//! the same source compiles to SSE2 (portable), AVX2+FMA or AVX-512 code. Bodies never call
-//! `mul_add` (it would be a library call without FMA) and LLVM does not contract `a·b + c`, so
-//! every tier performs the same roundings in the same order: the tiers agree bit for bit.
+//! The elementwise and per-channel kernels are memory-bound. Their streaming loops (normalise,
+//! ReLU, dropout, SGD, pooling rows) are written once as plain `#[inline(always)]` loops, which
+//! LLVM vectorises; [`on_tier`] calls such a body from inside a thin `#[target_feature]`
+//! function, so the same source compiles to SSE2 (portable), AVX2+FMA or AVX-512 code. The
+//! closures handed to it are marked `#[inline(always)]`: a closure LLVM declines to inline keeps
+//! the baseline target and silently loses the tier.
+//!
+//! Reductions (sums carried across iterations) are where LLVM's own vectorisation falls short,
+//! so they are written over [`lanes::Lanes`], sixteen `f32` lanes that are one `__m512`, two
+//! `__m256` or a plain array depending on the tier (measured on the BN backward at 256×56×56:
+//! the autovectorised version ran the AVX-512 tier on 4-wide SSE registers).
+//!
+//! Bodies never call `mul_add` (it would be a library call without FMA) and LLVM does not
+//! contract `a·b + c`, and every tier keeps the same sixteen lanes, so every tier performs the
+//! same roundings in the same order: the tiers agree bit for bit (the tests check it).
 //!
 //! # Sums
 //!
@@ -17,7 +26,10 @@
 //! `BLOCK / LANES` terms, so the `f32` rounding error stays that small, and the `f64` total
 //! does not grow it with the tensor size.
 
+pub mod lanes;
+
 use crate::dispatch::Isa;
+use lanes::{Lanes, LanesBody};
 
 /// Width of the lane arrays the bodies are written over: one AVX-512 vector, two AVX2 vectors,
 /// four SSE vectors. Fixed for every tier so that every tier sums in the same order.
@@ -31,8 +43,8 @@ pub const BLOCK: usize = 1024;
 pub const PAR_MIN_LEN: usize = 1 << 15;
 
 /// Runs `body` compiled for `isa`: the body and everything it inlines get the tier's target
-/// features. Bodies must be `#[inline(always)]` (or closures calling such functions) for the
-/// features to reach their loops.
+/// features. Pass an `#[inline(always)] || ...` closure calling `#[inline(always)]` functions,
+/// or the features do not reach the loops.
 #[inline(always)]
 pub fn on_tier<R>(isa: Isa, body: impl FnOnce() -> R) -> R {
     // Capping by the probed tier makes a wrong `isa` a slow call rather than an illegal
@@ -127,11 +139,16 @@ pub fn sum(x: &[f32]) -> f64 {
     let mut total = 0.0f64;
     for block in x.chunks(BLOCK) {
         let mut acc = [0.0f32; LANES];
-        for_lane_groups(block, 0.0, |v| {
-            for l in 0..LANES {
-                acc[l] += v[l];
-            }
-        });
+        for_lane_groups(
+            block,
+            0.0,
+            #[inline(always)]
+            |v| {
+                for l in 0..LANES {
+                    acc[l] += v[l];
+                }
+            },
+        );
         total += lanes_to_f64(&acc);
     }
     total
@@ -140,34 +157,44 @@ pub fn sum(x: &[f32]) -> f64 {
 /// Mean and biased variance of `x` (non-empty), in `f64`, from one pass over shifted values:
 /// with `K = x[0]` and `d = x − K`, `mean = K + Σd/M` and `var = Σd²/M − (Σd/M)²`. The shift
 /// keeps the sums the size of the spread, not of the mean, so a channel of values near 1000 ± 1
-/// keeps its variance digits.
-#[inline(always)]
-pub fn mean_var(x: &[f32]) -> (f64, f64) {
-    let k = x[0];
-    let (mut s1, mut s2) = (0.0f64, 0.0f64);
-    for block in x.chunks(BLOCK) {
-        let mut a1 = [0.0f32; LANES];
-        let mut a2 = [0.0f32; LANES];
-        // Padding with `k` makes the padded lanes' `d` zero.
-        for_lane_groups(block, k, |v| {
-            for l in 0..LANES {
-                let d = v[l] - k;
-                a1[l] += d;
-                a2[l] += d * d;
-            }
-        });
-        s1 += lanes_to_f64(&a1);
-        s2 += lanes_to_f64(&a2);
+/// keeps its variance digits. Run it with [`lanes::with_lanes`].
+pub struct MeanVar<'a>(pub &'a [f32]);
+
+impl LanesBody for MeanVar<'_> {
+    type Output = (f64, f64);
+
+    #[inline(always)]
+    fn run<L: Lanes>(self) -> (f64, f64) {
+        let x = self.0;
+        let k = x[0];
+        let kv = L::splat(k);
+        let (mut s1, mut s2) = (0.0f64, 0.0f64);
+        for block in x.chunks(BLOCK) {
+            let (mut a1, mut a2) = (L::splat(0.0), L::splat(0.0));
+            // Padding with `k` makes the padded lanes' `d` zero.
+            for_lane_groups(
+                block,
+                k,
+                #[inline(always)]
+                |v| {
+                    let d = L::load(v).sub(kv);
+                    a1 = a1.add(d);
+                    a2 = a2.add(d.mul(d));
+                },
+            );
+            s1 += lanes_to_f64(&a1.to_array());
+            s2 += lanes_to_f64(&a2.to_array());
+        }
+        let m = x.len() as f64;
+        let mean_d = s1 / m;
+        (f64::from(k) + mean_d, (s2 / m - mean_d * mean_d).max(0.0))
     }
-    let m = x.len() as f64;
-    let mean_d = s1 / m;
-    (f64::from(k) + mean_d, (s2 / m - mean_d * mean_d).max(0.0))
 }
 
 /// Chunk length for splitting a flat elementwise loop of `len` floats across threads: a fixed
 /// function of `len`, never of the thread count, so any pool size draws the same chunks.
 pub fn flat_chunk(len: usize) -> usize {
-    const CHUNK: usize = 1 << 14;
+    const CHUNK: usize = 1 << 16;
     if len < PAR_MIN_LEN {
         len.max(1)
     } else {

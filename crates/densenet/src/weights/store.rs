@@ -1,0 +1,71 @@
+//! The bridge between state dicts and the network's [`ParamStore`]: tensors by name, plus the
+//! `num_batches_tracked` counters the store keeps as integers.
+
+use crate::params::ParamStore;
+
+use super::{
+    canonical_key, load_into, IntTensor, LoadReport, NamedTensors, StateDict, WeightsError,
+};
+
+impl NamedTensors for ParamStore {
+    fn tensor_names(&self) -> Vec<String> {
+        ParamStore::tensor_names(self)
+    }
+
+    fn tensor(&self, name: &str) -> Option<(&[usize], &[f32])> {
+        ParamStore::tensor(self, name)
+    }
+
+    fn tensor_mut(&mut self, name: &str) -> Option<(&[usize], &mut [f32])> {
+        ParamStore::tensor_mut(self, name)
+    }
+}
+
+impl StateDict {
+    /// Everything torchvision's `model.state_dict()` holds for this network: every parameter and
+    /// running statistic as `f32`, and each batch norm's `num_batches_tracked` as an `i64`
+    /// scalar, so the saved file loads into PyTorch with `load_state_dict(..., strict=True)`.
+    pub fn from_params(store: &ParamStore) -> Result<StateDict, WeightsError> {
+        let mut dict = StateDict::from_named(store)?;
+        for bn in store.bn_names() {
+            let count = store.batches_tracked(bn).unwrap_or(0);
+            let count = i64::try_from(count).unwrap_or(i64::MAX);
+            dict.insert_int(
+                format!("{bn}.num_batches_tracked"),
+                IntTensor::from_parts(Vec::new(), vec![count]),
+            );
+        }
+        Ok(dict)
+    }
+}
+
+/// [`load_into`] for the network's parameter store, also restoring the `num_batches_tracked`
+/// counters the file has for the store's batch norms (counters it lacks are left as they were).
+/// A counter that is not a single non-negative integer is refused before anything is modified.
+pub fn load_params(store: &mut ParamStore, dict: &StateDict) -> Result<LoadReport, WeightsError> {
+    let mut counters = Vec::new();
+    for (key, t) in dict.int_tensors() {
+        let canonical = canonical_key(key);
+        let Some(bn) = canonical.strip_suffix(".num_batches_tracked") else {
+            continue;
+        };
+        if store.batches_tracked(bn).is_none() {
+            continue;
+        }
+        match t.data() {
+            [count] if *count >= 0 => counters.push((key.to_owned(), bn.to_owned(), *count as u64)),
+            _ => {
+                return Err(WeightsError::BadCounter {
+                    tensor: key.to_owned(),
+                })
+            }
+        }
+    }
+    let mut report = load_into(store, dict)?;
+    for (key, bn, count) in counters {
+        store.set_batches_tracked(&bn, count);
+        report.skipped_counters.retain(|k| *k != key);
+        report.counters_loaded += 1;
+    }
+    Ok(report)
+}
