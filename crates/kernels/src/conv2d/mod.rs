@@ -19,6 +19,18 @@
 //! per-channel map `pre` (batch norm + ReLU) applied there, so neither `col` nor the mapped
 //! input is ever stored.
 //!
+//! Paths, fastest first:
+//! - **1×1, stride 1, no padding**: one GEMM, output row groups as the parallel tasks.
+//! - **stride 1** (the 3×3 growth convs): *wide rows* (`stride1.rs`): the input padded once,
+//!   every row of `col` a contiguous run of it; the input gradient as a convolution of `d_out`
+//!   with the flipped weight, the weight gradient with `col` read in place as the GEMM's rows.
+//! - **anything else** (the strided stem): implicit im2col per tap, `col2im` for the input
+//!   gradient.
+//!
+//! The non-pointwise forward paths run as *column tasks* (`tasks.rs`). Whatever the path and the
+//! thread count, each output value is summed in one fixed order: results are bit-identical on 1
+//! and N threads. Measured figures: `docs/performance.md`.
+//!
 //! Every entry point reads [`crate::active_isa`] once and hands the tier down. Scratch memory
 //! (the packed operands) comes from the caller's [`Workspace`]; [`conv2d_workspace_len`] gives
 //! the floats needed, after which the kernels allocate nothing.
