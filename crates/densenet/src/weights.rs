@@ -523,50 +523,20 @@ pub fn load_into(
     Ok(report)
 }
 
-impl NamedTensors for crate::params::ParamStore {
-    fn tensor_names(&self) -> Vec<String> {
-        crate::params::ParamStore::tensor_names(self)
-    }
-
-    fn tensor(&self, name: &str) -> Option<(&[usize], &[f32])> {
-        crate::params::ParamStore::tensor(self, name)
-    }
-
-    fn tensor_mut(&mut self, name: &str) -> Option<(&[usize], &mut [f32])> {
-        crate::params::ParamStore::tensor_mut(self, name)
-    }
-}
-
 impl crate::model::DenseNet {
     /// Loads a safetensors state dict (torchvision names, or the legacy spellings
     /// [`canonical_key`] accepts) into the model. On any missing, unexpected or mis-shaped
     /// tensor the error lists them all and the model is unchanged. `num_batches_tracked`
-    /// counters in the file are copied when the model has them by name, else ignored.
+    /// counters are restored (see [`load_params`]).
     pub fn load_weights(&mut self, path: impl AsRef<Path>) -> Result<LoadReport, WeightsError> {
         let dict = StateDict::load(path)?;
-        let report = load_into(self.store_mut(), &dict)?;
-        for (key, t) in dict.int_tensors() {
-            let canonical = canonical_key(key);
-            if let (Some(bn), [v]) = (canonical.strip_suffix(".num_batches_tracked"), t.data()) {
-                self.store_mut()
-                    .set_batches_tracked(bn, u64::try_from(*v).unwrap_or(0));
-            }
-        }
-        Ok(report)
+        load_params(self.store_mut(), &dict)
     }
 
     /// Writes the model's weights, running statistics and `num_batches_tracked` counters as a
-    /// safetensors file with torchvision's names (atomically).
+    /// safetensors file with torchvision's names (atomically), loadable by PyTorch with
+    /// `load_state_dict(..., strict=True)`.
     pub fn save_weights(&self, path: impl AsRef<Path>) -> Result<(), WeightsError> {
-        let store = self.store();
-        let mut dict = StateDict::from_named(store)?;
-        for bn in store.bn_names() {
-            let count = store.batches_tracked(bn).unwrap_or(0);
-            dict.insert_int(
-                format!("{bn}.num_batches_tracked"),
-                IntTensor::new(vec![], vec![count as i64])?,
-            );
-        }
-        dict.save(path)
+        StateDict::from_params(self.store())?.save(path)
     }
 }

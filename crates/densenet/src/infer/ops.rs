@@ -172,7 +172,7 @@ pub(crate) fn pointwise_forward(
             rows,
             ncols,
             depth,
-            &w.packed,
+            gemm::AView::Packed(&w.packed),
             b,
             &mut out[col0..],
             cols,
