@@ -65,6 +65,8 @@ pub fn run(args: BenchArgs) -> CliResult<()> {
     for _ in 0..args.warmup {
         plan.forward(&input)?;
     }
+    let cpu0 = cpu_time_ns();
+    let wall0 = Instant::now();
     let mut times = Vec::with_capacity(args.iters as usize);
     let mut stage_runs: Vec<StageTimes> = Vec::new();
     for _ in 0..args.iters {
@@ -80,6 +82,8 @@ pub fn run(args: BenchArgs) -> CliResult<()> {
             times.push(t0.elapsed());
         }
     }
+    let wall = wall0.elapsed();
+    let cpu = cpu_time_ns().zip(cpu0).map(|(b, a)| b.saturating_sub(a));
     times.sort();
     let median_time = median(&times);
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
@@ -102,6 +106,14 @@ pub fn run(args: BenchArgs) -> CliResult<()> {
         "throughput: {:.1} images/s",
         n as f64 / median_time.as_secs_f64()
     );
+    if let Some(cpu) = cpu {
+        // On a shared machine the wall time includes waiting for a core; the CPU time does not.
+        let per_pass = cpu as f64 / 1e6 / args.iters as f64;
+        println!(
+            "cpu time: {per_pass:.2} ms per pass over all threads ({:.0}% of {threads} cores busy)",
+            100.0 * per_pass / (wall.as_secs_f64() * 1e3 / args.iters as f64) / threads as f64
+        );
+    }
     println!(
         "memory: arena {:.2} MiB (peak of live buffers {:.2} MiB), scratch {:.2} MiB, weights {:.2} MiB",
         mib(plan.arena_bytes()),
@@ -144,4 +156,16 @@ fn peak_rss_bytes() -> Option<usize> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: usize = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
+}
+
+/// CPU time of all this process's threads so far, in nanoseconds (Linux: the first field of
+/// each `/proc/self/task/*/schedstat`).
+fn cpu_time_ns() -> Option<u64> {
+    let mut total = 0;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let path = task.ok()?.path().join("schedstat");
+        let text = std::fs::read_to_string(path).ok()?;
+        total += text.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(total)
 }
