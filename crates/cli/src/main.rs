@@ -40,6 +40,10 @@ enum Command {
     Eval(commands::eval::EvalArgs),
     /// Per-stage table of a model: output size, layers, parameters, multiply-adds, memory.
     Summary(commands::summary::SummaryArgs),
+    /// Class scores for images or a raw .npy tensor (allocation-free inference plan).
+    Infer(commands::infer::InferArgs),
+    /// Latency, throughput and memory of inference.
+    Bench(commands::bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +52,8 @@ fn main() -> ExitCode {
         Command::Train(args) => commands::train::run(args),
         Command::Eval(args) => commands::eval::run(args),
         Command::Summary(args) => commands::summary::run(args),
+        Command::Infer(args) => commands::infer::run(args),
+        Command::Bench(args) => commands::bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

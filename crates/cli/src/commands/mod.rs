@@ -1,6 +1,8 @@
 //! One module per subcommand: its clap arguments (with examples in the help) and its `run`.
 
+pub mod bench;
 pub mod eval;
+pub mod infer;
 pub mod summary;
 pub mod train;
 
