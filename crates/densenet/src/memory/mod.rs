@@ -241,12 +241,12 @@ pub enum BlockRunner {
 
 impl BlockRunner {
     /// A runner for `params`' shape in `strategy`; allocates what the strategy preallocates.
-    pub fn new(params: &BlockParams, strategy: Strategy) -> Self {
-        match strategy {
+    pub fn new(params: &BlockParams, strategy: Strategy) -> Result<Self> {
+        Ok(match strategy {
             Strategy::Naive => BlockRunner::Naive(NaiveBlock::new(params.shape)),
-            Strategy::Shared => BlockRunner::Shared(SharedBlock::new(params.shape, false)),
-            Strategy::Efficient => BlockRunner::Shared(SharedBlock::new(params.shape, true)),
-        }
+            Strategy::Shared => BlockRunner::Shared(SharedBlock::new(params.shape, false)?),
+            Strategy::Efficient => BlockRunner::Shared(SharedBlock::new(params.shape, true)?),
+        })
     }
 
     /// Training-mode forward of `input` (`[k0, N, H, W]`, CNHW); returns the block output
@@ -307,27 +307,27 @@ pub fn random_values(len: usize, seed: u64) -> Vec<f32> {
 /// Runs one pass of `strategy` on `params`' block under the counting allocator: the runner is
 /// created inside the measurement (its preallocated buffers count), the input and output
 /// gradient are made outside it.
-pub fn measure_block(params: &mut BlockParams, strategy: Strategy, pass: Pass) -> Traffic {
+pub fn measure_block(params: &mut BlockParams, strategy: Strategy, pass: Pass) -> Result<Traffic> {
     let s = params.shape;
     let input = random_values(s.k0 * s.per_channel(), 11);
     let d_out = match pass {
         Pass::Forward => Vec::new(),
         Pass::ForwardBackward => random_values(s.out_channels() * s.per_channel(), 12),
     };
-    let (copies, delta) = measure(|| {
-        let mut r = BlockRunner::new(params, strategy);
+    let (copies, delta) = measure(|| -> Result<CopyCounts> {
+        let mut r = BlockRunner::new(params, strategy)?;
         r.forward(params, &input);
         if pass == Pass::ForwardBackward {
             r.backward(params, &d_out);
         }
-        r.copies()
+        Ok(r.copies())
     });
-    Traffic {
+    Ok(Traffic {
         allocations: delta.allocations,
         allocated_bytes: delta.allocated_bytes,
         peak_bytes: delta.peak_extra_bytes,
-        copies,
-    }
+        copies: copies?,
+    })
 }
 
 /// The naive strategy's bytes copied in closed form. Layer `l` (0-based) concatenates the block

@@ -178,6 +178,32 @@ impl OsaBlock {
         self.copied_bytes
     }
 
+    /// Bytes held by the parameters and their gradients (conv weights, BN γ, β, running
+    /// statistics and their gradients), so that a measurement can set them apart from
+    /// activations, as the dense-block runners keep their parameters outside.
+    pub fn parameter_bytes(&self) -> u64 {
+        let f = |v: &Vec<f32>| std::mem::size_of_val(v.as_slice()) as u64;
+        let convs: u64 = self.weights.iter().chain(&self.d_weights).map(f).sum();
+        let bns: u64 = self
+            .bns
+            .iter()
+            .map(|b| {
+                [
+                    &b.gamma,
+                    &b.beta,
+                    &b.running_mean,
+                    &b.running_var,
+                    &b.d_gamma,
+                    &b.d_beta,
+                ]
+                .into_iter()
+                .map(f)
+                .sum::<u64>()
+            })
+            .sum();
+        convs + bns
+    }
+
     /// The weight gradients of the last backward, one per conv (the 3×3s, then the 1×1).
     pub fn weight_grads(&self) -> &[Vec<f32>] {
         &self.d_weights

@@ -67,18 +67,20 @@ pub fn dense_blocks_peak(
         .iter()
         .map(|s| random_values(s.out_channels() * s.per_channel(), 4))
         .collect();
-    let ((), delta) = measure(|| {
-        let mut runners: Vec<BlockRunner> = params
+    let (r, delta) = measure(|| -> Result<()> {
+        let mut runners = params
             .iter()
             .map(|p| BlockRunner::new(p, strategy))
-            .collect();
+            .collect::<Result<Vec<_>>>()?;
         for ((r, p), x) in runners.iter_mut().zip(&mut params).zip(&inputs) {
             r.forward(p, x);
         }
         for ((r, p), d) in runners.iter_mut().zip(&mut params).zip(&d_outs).rev() {
             r.backward(p, d);
         }
+        Ok(())
     });
+    r?;
     Ok(delta.peak_extra_bytes)
 }
 
