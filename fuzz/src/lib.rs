@@ -11,8 +11,8 @@
 use std::path::Path;
 
 use densenet::data::{
-    decode_idx, digits::parse_digits, parse_cifar10, parse_cifar100, Augment, Batches, Dataset,
-    Normalization, Rng,
+    decode_idx, digits::parse_digits, parse_cifar10, parse_cifar100, Augment, Batches, DataSpec,
+    Dataset, Normalization, Rng,
 };
 use densenet::weights::{load_into, StateDict, Tensor};
 use densenet::{DenseNet, DenseNetConfig};
@@ -153,12 +153,20 @@ pub fn digits(data: &[u8]) {
 /// Networks at most this large are built in full to check the closed-form parameter count.
 const BUILD_LIMIT: u64 = 20_000;
 
-/// The model-spec parser on arbitrary text: no panic; an accepted spec validates, respects
+/// The model-spec parser on arbitrary text (and the `--data` and `--augment` parsers, which must
+/// round-trip through `Display`): no panic; an accepted spec validates, respects
 /// [`densenet::config::MAX_PARAMETERS`], prints a spec that parses back to the same
 /// configuration, and (when small) builds a network whose store holds exactly the counted
 /// parameters.
 pub fn model_spec(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
+    // The other text arguments of the command line: `--data` and `--augment`.
+    if let Ok(spec) = text.parse::<DataSpec>() {
+        assert_eq!(spec.to_string().parse::<DataSpec>().ok(), Some(spec));
+    }
+    if let Ok(aug) = Augment::parse(&text) {
+        assert_eq!(Augment::parse(&aug.to_string()).ok(), Some(aug));
+    }
     let cfg: DenseNetConfig = match text.parse() {
         Ok(cfg) => cfg,
         Err(e) => {
@@ -298,13 +306,24 @@ fn conv(r: &mut Reader, ints: bool) {
     });
     let tol = if ints { 0.0 } else { FLOAT_TOL };
 
+    // The reference takes no fused input map: apply it to the input first (per channel, CNHW).
+    let mapped: Vec<f32> = match &pre {
+        None => inp.clone(),
+        Some(p) => {
+            let chan = g.batch * g.in_h * g.in_w;
+            inp.iter()
+                .enumerate()
+                .map(|(i, &x)| p.apply(i / chan, x))
+                .collect()
+        }
+    };
     let mut want_out = vec![0.0; g.output_len()];
-    reference::conv2d_forward(&mut want_out, &inp, &weight, bias.as_deref(), pre, &g);
+    reference::conv2d_forward(&mut want_out, &mapped, &weight, bias.as_deref(), &g);
     let mut want_d_inp = d_inp0.clone();
     reference::conv2d_backward_input(&mut want_d_inp, &d_out, &weight, &g);
     let mut want_d_w = d_w0.clone();
     let mut want_d_b = vec![0.0; g.out_channels];
-    reference::conv2d_backward_weight(&mut want_d_w, Some(&mut want_d_b), &d_out, &inp, pre, &g);
+    reference::conv2d_backward_weight(&mut want_d_w, Some(&mut want_d_b), &d_out, &mapped, &g);
 
     let mut ws = Workspace::with_capacity(conv2d::conv2d_workspace_len(&g));
     for tier in tiers() {
@@ -381,21 +400,27 @@ fn bn(r: &mut Reader, ints: bool) {
     let gamma = r.values(g.channels, ints);
     let beta = r.values(g.channels, ints);
     let cfg = BatchNormConfig::default();
-    let c = g.channels;
-    let run = |f: &dyn Fn(&mut [f32], &mut [f32], &mut [f32], &mut [f32], &mut [f32])| {
-        let (mut out, mut mean, mut invstd) = (vec![0.0; g.len()], vec![0.0; c], vec![0.0; c]);
-        let (mut rm, mut rv) = (vec![0.0; c], vec![1.0; c]);
-        f(&mut out, &mut mean, &mut invstd, &mut rm, &mut rv);
-        [out, mean, invstd, rm, rv]
+    // out, mean, invstd, running mean, running variance.
+    let fresh = || {
+        let c = g.channels;
+        [
+            vec![0.0; g.len()],
+            vec![0.0; c],
+            vec![0.0; c],
+            vec![0.0; c],
+            vec![1.0; c],
+        ]
     };
-    let want = run(&|o, m, s, rm, rv| {
-        reference::batchnorm_forward_train(o, m, s, rm, rv, &inp, &gamma, &beta, &cfg, &g)
-    });
+    let mut want = fresh();
+    {
+        let [o, m, s, rm, rv] = &mut want;
+        reference::batchnorm_forward_train(o, m, s, rm, rv, &inp, &gamma, &beta, &cfg, &g);
+    }
     for tier in tiers() {
         with_max_isa(tier, || {
-            let got = run(&|o, m, s, rm, rv| {
-                batchnorm::batchnorm_forward_train(o, m, s, rm, rv, &inp, &gamma, &beta, &cfg, &g)
-            });
+            let mut got = fresh();
+            let [o, m, s, rm, rv] = &mut got;
+            batchnorm::batchnorm_forward_train(o, m, s, rm, rv, &inp, &gamma, &beta, &cfg, &g);
             for (name, (a, b)) in ["out", "mean", "invstd", "running_mean", "running_var"]
                 .iter()
                 .zip(got.iter().zip(&want))
