@@ -153,6 +153,9 @@ for i, spec in enumerate([
     "bc:theta=1e-40", "bc:theta=nan", "bc:drop=1", "bc:k=18446744073709551615",
     "bc:blocks=1-1-1-1-1-1-1-1-1-1-1-1-1-1-1-1-1", "bc:k=,", "bc:k==1", ":", "",
     "custom:stem=mars", "plain:bn=none,init=0",
+    # --data and --augment
+    "folder:imgs,size=64", "folder:,size=32", "cifar10:data/cifar", "digits", "crop4+flip",
+    "flip+crop04",
 ]):
     put("model_spec", "spec%02d" % i, spec)
 

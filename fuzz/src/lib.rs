@@ -11,8 +11,8 @@
 use std::path::Path;
 
 use densenet::data::{
-    decode_idx, digits::parse_digits, parse_cifar10, parse_cifar100, Augment, Batches, Dataset,
-    Normalization, Rng,
+    decode_idx, digits::parse_digits, parse_cifar10, parse_cifar100, Augment, Batches, DataSpec,
+    Dataset, Normalization, Rng,
 };
 use densenet::weights::{load_into, StateDict, Tensor};
 use densenet::{DenseNet, DenseNetConfig};
@@ -23,10 +23,7 @@ use densenet_kernels::{
 };
 
 /// Every target by name, in the order `scripts/fuzz.sh` runs them.
-/// A fuzz target's body: it panics on a finding.
-pub type Target = fn(&[u8]);
-
-pub const TARGETS: [(&str, Target); 6] = [
+pub const TARGETS: [(&str, fn(&[u8])); 6] = [
     ("weights", weights),
     ("cifar", cifar),
     ("idx", idx),
@@ -156,12 +153,20 @@ pub fn digits(data: &[u8]) {
 /// Networks at most this large are built in full to check the closed-form parameter count.
 const BUILD_LIMIT: u64 = 20_000;
 
-/// The model-spec parser on arbitrary text: no panic; an accepted spec validates, respects
+/// The model-spec parser on arbitrary text (and the `--data` and `--augment` parsers, which must
+/// round-trip through `Display`): no panic; an accepted spec validates, respects
 /// [`densenet::config::MAX_PARAMETERS`], prints a spec that parses back to the same
 /// configuration, and (when small) builds a network whose store holds exactly the counted
 /// parameters.
 pub fn model_spec(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
+    // The other text arguments of the command line: `--data` and `--augment`.
+    if let Ok(spec) = text.parse::<DataSpec>() {
+        assert_eq!(spec.to_string().parse::<DataSpec>().ok(), Some(spec));
+    }
+    if let Ok(aug) = Augment::parse(&text) {
+        assert_eq!(Augment::parse(&aug.to_string()).ok(), Some(aug));
+    }
     let cfg: DenseNetConfig = match text.parse() {
         Ok(cfg) => cfg,
         Err(e) => {
@@ -260,7 +265,7 @@ pub fn kernels(data: &[u8]) {
         pos: 0,
     };
     let op = r.byte() % 4;
-    let ints = r.byte().is_multiple_of(2);
+    let ints = r.byte() % 2 == 0;
     match op {
         0 => conv(&mut r, ints),
         1 => pools(&mut r, ints),
@@ -301,16 +306,16 @@ fn conv(r: &mut Reader, ints: bool) {
     });
     let tol = if ints { 0.0 } else { FLOAT_TOL };
 
-    // The reference has no fused input map: apply it to a copy first (padding stays zero,
-    // as the fused kernels promise).
-    let per_channel = g.batch * g.in_h * g.in_w;
+    // The reference takes no fused input map: apply it to the input first (per channel, CNHW).
     let mapped: Vec<f32> = match &pre {
-        Some(p) => inp
-            .iter()
-            .enumerate()
-            .map(|(i, &x)| p.apply(i / per_channel.max(1), x))
-            .collect(),
         None => inp.clone(),
+        Some(p) => {
+            let chan = g.batch * g.in_h * g.in_w;
+            inp.iter()
+                .enumerate()
+                .map(|(i, &x)| p.apply(i / chan, x))
+                .collect()
+        }
     };
     let mut want_out = vec![0.0; g.output_len()];
     reference::conv2d_forward(&mut want_out, &mapped, &weight, bias.as_deref(), &g);
@@ -395,22 +400,27 @@ fn bn(r: &mut Reader, ints: bool) {
     let gamma = r.values(g.channels, ints);
     let beta = r.values(g.channels, ints);
     let cfg = BatchNormConfig::default();
-    let c = g.channels;
-    #[allow(clippy::type_complexity)]
-    let run = |f: &dyn Fn(&mut [f32], &mut [f32], &mut [f32], &mut [f32], &mut [f32])| {
-        let (mut out, mut mean, mut invstd) = (vec![0.0; g.len()], vec![0.0; c], vec![0.0; c]);
-        let (mut rm, mut rv) = (vec![0.0; c], vec![1.0; c]);
-        f(&mut out, &mut mean, &mut invstd, &mut rm, &mut rv);
-        [out, mean, invstd, rm, rv]
+    // out, mean, invstd, running mean, running variance.
+    let fresh = || {
+        let c = g.channels;
+        [
+            vec![0.0; g.len()],
+            vec![0.0; c],
+            vec![0.0; c],
+            vec![0.0; c],
+            vec![1.0; c],
+        ]
     };
-    let want = run(&|o, m, s, rm, rv| {
-        reference::batchnorm_forward_train(o, m, s, rm, rv, &inp, &gamma, &beta, &cfg, &g)
-    });
+    let mut want = fresh();
+    {
+        let [o, m, s, rm, rv] = &mut want;
+        reference::batchnorm_forward_train(o, m, s, rm, rv, &inp, &gamma, &beta, &cfg, &g);
+    }
     for tier in tiers() {
         with_max_isa(tier, || {
-            let got = run(&|o, m, s, rm, rv| {
-                batchnorm::batchnorm_forward_train(o, m, s, rm, rv, &inp, &gamma, &beta, &cfg, &g)
-            });
+            let mut got = fresh();
+            let [o, m, s, rm, rv] = &mut got;
+            batchnorm::batchnorm_forward_train(o, m, s, rm, rv, &inp, &gamma, &beta, &cfg, &g);
             for (name, (a, b)) in ["out", "mean", "invstd", "running_mean", "running_var"]
                 .iter()
                 .zip(got.iter().zip(&want))
@@ -425,7 +435,7 @@ fn fully_connected(r: &mut Reader, ints: bool) {
     let (batch, in_f, out_f) = (r.range(1, 4), r.range(1, 40), r.range(1, 12));
     let inp = r.values(batch * in_f, ints);
     let weight = r.values(out_f * in_f, ints);
-    let bias = (r.byte().is_multiple_of(2)).then(|| r.values(out_f, ints));
+    let bias = (r.byte() % 2 == 0).then(|| r.values(out_f, ints));
     let tol = if ints { 0.0 } else { FLOAT_TOL };
     let mut want = vec![0.0; batch * out_f];
     reference::linear_forward(&mut want, &inp, &weight, bias.as_deref(), batch);
