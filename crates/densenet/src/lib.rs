@@ -9,6 +9,7 @@
 //!   [`plan::TrainWorkspace`], whose dense blocks never concatenate (see [`block`]);
 //! - [`train`]: SGD over all parameters and learning-rate schedules;
 //! - [`data`]: data sets (bundled digits, CIFAR, IDX, image folders), normalisation, augmentation;
+//! - [`heatmap`]: the paper's Figure 5, connection strengths inside each dense block;
 //! - [`weights`]: safetensors state dicts, interchangeable with PyTorch/torchvision.
 
 pub mod backward;
@@ -16,6 +17,7 @@ pub mod block;
 pub mod config;
 pub mod data;
 pub mod error;
+pub mod heatmap;
 pub mod init;
 pub mod model;
 pub mod params;
