@@ -40,6 +40,8 @@ enum Command {
     Eval(commands::eval::EvalArgs),
     /// Per-stage table of a model: output size, layers, parameters, multiply-adds, memory.
     Summary(commands::summary::SummaryArgs),
+    /// The paper's Figure 5: mean absolute weight between the layers of each dense block (SVG).
+    Heatmap(commands::heatmap::HeatmapArgs),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +50,7 @@ fn main() -> ExitCode {
         Command::Train(args) => commands::train::run(args),
         Command::Eval(args) => commands::eval::run(args),
         Command::Summary(args) => commands::summary::run(args),
+        Command::Heatmap(args) => commands::heatmap::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

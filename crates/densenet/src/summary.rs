@@ -35,9 +35,13 @@ pub struct SummaryRow {
 pub struct Summary {
     /// Input `(height, width)`.
     pub input: (usize, usize),
+    /// One row per stage, in network order.
     pub rows: Vec<SummaryRow>,
+    /// Sum of the rows' parameters.
     pub total_params: u64,
+    /// Sum of the rows' multiply-adds.
     pub total_macs: u64,
+    /// Sum of the rows' activation bytes.
     pub total_activation_bytes: u64,
 }
 
