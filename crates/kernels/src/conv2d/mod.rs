@@ -74,7 +74,7 @@ pub fn conv2d_forward(
         return;
     }
     if !is_pointwise(g) && stride1::applies(g) {
-        let weights = stride1::Weights::<fn(usize, usize) -> f32>::RowMajor(weight);
+        let weights = stride1::Weights::RowMajor(weight);
         let store = stride1::Store::Overwrite(bias);
         stride1::conv_stride1(isa, out, inp, weights, pre, store, g, ws);
         return;
@@ -182,17 +182,12 @@ pub fn conv2d_backward_input(
     let pointwise = is_pointwise(g);
     if !pointwise && stride1::applies(g) {
         // d_in = d_out ⋆ flip(W)ᵀ: W'[ic, (oc, ky', kx')] = W[oc, ic, KH−1−ky', KW−1−kx'].
-        let (ic_n, kh, kw) = (g.in_channels, g.kernel_h, g.kernel_w);
-        let weight_at = |ic: usize, k: usize| {
-            let (oc, ky, kx) = (k / taps, (k % taps) / kw, k % kw);
-            weight[((oc * ic_n + ic) * kh + kh - 1 - ky) * kw + kw - 1 - kx]
-        };
         let tg = stride1::transposed_geometry(g);
         stride1::conv_stride1(
             isa,
             d_inp,
             d_out,
-            stride1::Weights::Gather(weight_at),
+            stride1::Weights::Flipped(weight),
             None,
             stride1::Store::Accumulate,
             &tg,
@@ -282,6 +277,10 @@ pub fn conv2d_backward_weight(
     if rows == 0 || cols == 0 || depth == 0 {
         return;
     }
+    if !is_pointwise(g) && stride1::applies(g) {
+        stride1::backward_weight_stride1(isa, d_weight, d_out, inp, pre, g, ws);
+        return;
+    }
     let block = gemm::b_block_cols(depth, cols, t);
     let [b] = gemm::carve(ws, [gemm::packed_b_len(depth, block, t)]);
     let a = AView::RowMajor {
@@ -337,6 +336,7 @@ pub fn conv2d_workspace_len(g: &Conv2dGeom) -> usize {
             let wide = if !is_pointwise(g) && stride1::applies(g) {
                 stride1::workspace_len(g, t)
                     .max(stride1::workspace_len(&stride1::transposed_geometry(g), t))
+                    .max(stride1::backward_weight_workspace_len(g, t))
             } else {
                 0
             };

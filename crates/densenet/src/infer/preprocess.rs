@@ -1,0 +1,1 @@
+//! Image preprocessing for ImageNet-style inference (filled in below).
