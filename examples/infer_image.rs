@@ -9,11 +9,14 @@
 //!   DenseNet-BC is used: the predictions are then meaningless, the pipeline is the point.
 //!
 //! The pixels are scaled to [0, 1] and normalised with ImageNet's mean and standard deviation
-//! (torchvision's convention), laid out NCHW (= CNHW for one image), and run through
-//! [`DenseNet::forward`] with [`Mode::Eval`] (running batch-norm statistics, no dropout).
+//! (torchvision's convention), laid out NCHW, and run through an [`InferencePlan`]: built once
+//! for the model and the input size (batch-norm folding, fused BN+ReLU, one arena), after which
+//! its `forward` allocates nothing. The test checks the plan's logits against
+//! [`DenseNet::forward`] in `Mode::Eval`.
 
+use densenet::infer::{InferencePlan, PlanOptions};
 use densenet::weights::{load_params, StateDict};
-use densenet::{DenseNet, DenseNetConfig, Mode};
+use densenet::{DenseNet, DenseNetConfig};
 use std::path::{Path, PathBuf};
 
 type AnyResult<T> = Result<T, Box<dyn std::error::Error>>;
@@ -52,14 +55,9 @@ fn load_image(path: &Path) -> AnyResult<(Vec<f32>, usize, usize)> {
     Ok((chw, h, w))
 }
 
-/// The top-`n` classes and their softmax probabilities for the image at `image`.
-fn classify(
-    image: &Path,
-    weights: Option<(&Path, &str)>,
-    n: usize,
-) -> AnyResult<Vec<(usize, f32)>> {
-    let (pixels, h, w) = load_image(image)?;
-    let mut model = match weights {
+/// The model: loaded from a state dict, or a small random DenseNet-BC.
+fn load_model(weights: Option<(&Path, &str)>) -> AnyResult<DenseNet> {
+    Ok(match weights {
         Some((file, spec)) => {
             let cfg: DenseNetConfig = spec.parse()?;
             let mut model = DenseNet::new(cfg, 0)?;
@@ -67,9 +65,23 @@ fn classify(
             model
         }
         None => DenseNet::new("bc:k=8,blocks=2-2-2,classes=10".parse()?, 42)?,
-    };
-    let mut ws = model.workspace(1, h, w, true)?;
-    let logits = model.forward(&mut ws, &pixels, Mode::Eval)?.to_vec();
+    })
+}
+
+/// The top-`n` classes and their softmax probabilities for the image at `image`.
+fn classify(
+    image: &Path,
+    weights: Option<(&Path, &str)>,
+    n: usize,
+) -> AnyResult<Vec<(usize, f32)>> {
+    let (pixels, h, w) = load_image(image)?;
+    let model = load_model(weights)?;
+    let mut plan = InferencePlan::new(&model, 1, h, w, PlanOptions::default())?;
+    println!(
+        "inference plan: {} bytes of activations in one arena",
+        plan.arena_bytes()
+    );
+    let logits = plan.forward(&pixels)?.to_vec();
     let top = logits.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
     let exp: Vec<f32> = logits.iter().map(|&v| (v - top).exp()).collect();
     let total: f32 = exp.iter().sum();
@@ -111,6 +123,7 @@ fn main() -> AnyResult<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use densenet::Mode;
 
     #[test]
     fn classifies_a_generated_png() {
@@ -125,6 +138,22 @@ mod tests {
         let mut classes: Vec<usize> = top.iter().map(|t| t.0).collect();
         classes.sort_unstable();
         assert_eq!(classes, (0..10).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn the_plan_agrees_with_the_training_code_in_eval_mode() {
+        let path = generated_image().unwrap();
+        let loaded = load_image(&path);
+        std::fs::remove_file(&path).unwrap();
+        let (pixels, h, w) = loaded.unwrap();
+        let mut model = load_model(None).unwrap();
+        let mut plan = InferencePlan::new(&model, 1, h, w, PlanOptions::default()).unwrap();
+        let fast = plan.forward(&pixels).unwrap().to_vec();
+        let mut ws = model.workspace(1, h, w, true).unwrap();
+        let slow = model.forward(&mut ws, &pixels, Mode::Eval).unwrap();
+        for (a, b) in fast.iter().zip(slow) {
+            assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{a} vs {b}");
+        }
     }
 
     #[test]
