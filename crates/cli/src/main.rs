@@ -44,6 +44,8 @@ enum Command {
     Infer(commands::infer::InferArgs),
     /// Latency, throughput and memory of inference.
     Bench(commands::bench::BenchArgs),
+    /// The paper's Figure 5: mean absolute weight between the layers of each dense block (SVG).
+    Heatmap(commands::heatmap::HeatmapArgs),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +56,7 @@ fn main() -> ExitCode {
         Command::Summary(args) => commands::summary::run(args),
         Command::Infer(args) => commands::infer::run(args),
         Command::Bench(args) => commands::bench::run(args),
+        Command::Heatmap(args) => commands::heatmap::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -64,6 +64,7 @@ pub(crate) struct BlockState {
     pub grads: FeatureBuffer,
     /// `[C_b]` batch mean and inverse std of each channel of `feats` (training).
     pub mean: Vec<f32>,
+    /// `[C_b]` the matching inverse standard deviations.
     pub invstd: Vec<f32>,
     /// `[L_b, B, M_b]` each bottleneck layer's 1×1 conv output (empty for plain DenseNet;
     /// `[B, M_b]`, shared by all layers, with [`MemoryPlan::RecomputeBottleneck`]).
@@ -72,18 +73,24 @@ pub(crate) struct BlockState {
     pub shared_bottleneck: bool,
     /// `[L_b, B]` `norm2` batch statistics.
     pub mean2: Vec<f32>,
+    /// `[L_b, B]` the matching inverse standard deviations.
     pub invstd2: Vec<f32>,
     /// Non-memory-efficient mode only: per layer `relu(norm1(prefix))`.
     pub stored_a1: Vec<Vec<f32>>,
     /// Non-memory-efficient mode only: per bottleneck layer `relu(norm2(z))`.
     pub stored_h2: Vec<Vec<f32>>,
+    /// Channels entering the block.
     pub k0: usize,
+    /// Dense layers in the block.
     pub layers: usize,
+    /// Feature-map height.
     pub h: usize,
+    /// Feature-map width.
     pub w: usize,
 }
 
 impl BlockState {
+    /// Floats per channel, `M_b = N·H_b·W_b`.
     pub fn m(&self) -> usize {
         self.feats.per_channel()
     }

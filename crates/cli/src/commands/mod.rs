@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod eval;
 pub mod infer;
+pub mod heatmap;
 pub mod summary;
 pub mod train;
 
