@@ -107,7 +107,8 @@ pub fn conv2d_forward(
             col0: i * block,
             ncols: block.min(cols - i * block),
         };
-        let pack = |task: &tasks::Task, b: &mut [f32]| src.pack_b(b, task.col0, task.ncols, 0, t);
+        let pack =
+            |task: &tasks::Task, b: &mut [f32]| src.pack_b(isa, b, task.col0, task.ncols, 0, t);
         let store = |task: &tasks::Task, oc: usize, values: &[f32], out_row: &mut [f32]| {
             let dst = &mut out_row[task.col0..task.col0 + task.ncols];
             match bias {
@@ -139,11 +140,18 @@ pub fn conv2d_forward(
         let ncols = block.min(cols - col0);
         let b = &mut b[..gemm::packed_b_len(depth, ncols, t)];
         if parallel {
-            b.par_chunks_mut(depth * t.nr)
+            // A few panels per task, so each task reads long runs of every channel.
+            let panels_per_task = ncols
+                .div_ceil(t.nr)
+                .div_ceil(2 * rayon::current_num_threads())
+                .max(1);
+            b.par_chunks_mut(depth * t.nr * panels_per_task)
                 .enumerate()
-                .for_each(|(j, panel)| src.pack_b(panel, col0, ncols, j, t));
+                .for_each(|(i, panels)| {
+                    src.pack_b(isa, panels, col0, ncols, i * panels_per_task, t)
+                });
         } else {
-            src.pack_b(b, col0, ncols, 0, t);
+            src.pack_b(isa, b, col0, ncols, 0, t);
         }
         let c = &mut out[col0..];
         gemm::gemm_packed(
@@ -306,9 +314,9 @@ pub fn conv2d_backward_weight(
         if parallel {
             b.par_chunks_mut(depth * t.nr)
                 .enumerate()
-                .for_each(|(j, panel)| src.pack_b_transposed(panel, col0, ncols, j, t));
+                .for_each(|(j, panel)| src.pack_b_transposed(isa, panel, col0, ncols, j, t));
         } else {
-            src.pack_b_transposed(b, col0, ncols, 0, t);
+            src.pack_b_transposed(isa, b, col0, ncols, 0, t);
         }
         let c = &mut d_weight[col0..];
         gemm::gemm_packed(isa, rows, ncols, depth, a, b, c, cols, true, parallel);
@@ -388,11 +396,18 @@ fn pack_matrix_b(
     parallel: bool,
 ) {
     if parallel {
-        b.par_chunks_mut(depth * t.nr)
+        // A few panels per task, so each task reads long runs of every row.
+        let panels_per_task = ncols
+            .div_ceil(t.nr)
+            .div_ceil(2 * rayon::current_num_threads())
+            .max(1);
+        let cols_per_task = panels_per_task * t.nr;
+        b.par_chunks_mut(depth * cols_per_task)
             .enumerate()
-            .for_each(|(j, panel)| {
-                let c0 = col0 + j * t.nr;
-                gemm::pack_b_matrix(panel, src, ld, depth, c0, t.nr.min(ncols - j * t.nr), t);
+            .for_each(|(i, panels)| {
+                let c0 = col0 + i * cols_per_task;
+                let w = cols_per_task.min(ncols - i * cols_per_task);
+                gemm::pack_b_matrix(panels, src, ld, depth, c0, w, t);
             });
     } else {
         gemm::pack_b_matrix(b, src, ld, depth, col0, ncols, t);

@@ -80,13 +80,51 @@ pub fn pack_b_matrix(
     if depth == 0 {
         return;
     }
-    for (j, panel) in dst.chunks_exact_mut(t.nr * depth).take(panels).enumerate() {
-        let c0 = col0 + j * t.nr;
-        let w = t.nr.min(ncols - j * t.nr);
-        for (k, lanes) in panel.chunks_exact_mut(t.nr).enumerate() {
-            let row = &src[k * ld + c0..k * ld + c0 + w];
-            lanes[..w].copy_from_slice(row);
-            lanes[w..].fill(0.0);
+    match t.nr {
+        32 => pack_b_rows::<32>(dst, src, ld, depth, col0, ncols),
+        16 => pack_b_rows::<16>(dst, src, ld, depth, col0, ncols),
+        8 => pack_b_rows::<8>(dst, src, ld, depth, col0, ncols),
+        _ => {
+            for (j, panel) in dst.chunks_exact_mut(t.nr * depth).take(panels).enumerate() {
+                let c0 = col0 + j * t.nr;
+                let w = t.nr.min(ncols - j * t.nr);
+                for (k, lanes) in panel.chunks_exact_mut(t.nr).enumerate() {
+                    let row = &src[k * ld + c0..k * ld + c0 + w];
+                    lanes[..w].copy_from_slice(row);
+                    lanes[w..].fill(0.0);
+                }
+            }
+        }
+    }
+}
+
+/// [`pack_b_matrix`] with `NR` known at compile time, row by row of `B`: each source row is
+/// read front to back once (rather than one short run of every row per panel), and a full
+/// panel row is a fixed-size copy instead of an out-of-line `memcpy` call.
+fn pack_b_rows<const NR: usize>(
+    dst: &mut [f32],
+    src: &[f32],
+    ld: usize,
+    depth: usize,
+    col0: usize,
+    ncols: usize,
+) {
+    let panels = ncols.div_ceil(NR);
+    for k in 0..depth {
+        let row = &src[k * ld + col0..k * ld + col0 + ncols];
+        for j in 0..panels {
+            let lanes = &mut dst[(j * depth + k) * NR..(j * depth + k + 1) * NR];
+            let w = NR.min(ncols - j * NR);
+            if w == NR {
+                let lanes: &mut [f32; NR] = lanes.try_into().expect("panel row of NR lanes");
+                let run: &[f32; NR] = row[j * NR..(j + 1) * NR]
+                    .try_into()
+                    .expect("run of NR columns");
+                *lanes = *run;
+            } else {
+                lanes[..w].copy_from_slice(&row[j * NR..]);
+                lanes[w..].fill(0.0);
+            }
         }
     }
 }
