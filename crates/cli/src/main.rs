@@ -16,6 +16,11 @@ mod progress;
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+// Counts every heap byte, so `densenet memory` measures rather than estimates.
+#[global_allocator]
+static ALLOC: densenet_kernels::alloc_counter::CountingAllocator =
+    densenet_kernels::alloc_counter::CountingAllocator;
+
 /// DenseNet (Huang et al. 2017) on the CPU, with memory-efficient training (Pleiss et al. 2017).
 #[derive(Parser)]
 #[command(
@@ -40,6 +45,8 @@ enum Command {
     Eval(commands::eval::EvalArgs),
     /// Per-stage table of a model: output size, layers, parameters, multiply-adds, memory.
     Summary(commands::summary::SummaryArgs),
+    /// Peak training memory against depth: naive concatenation, shared buffer, memory-efficient.
+    Memory(commands::memory::MemoryArgs),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +55,7 @@ fn main() -> ExitCode {
         Command::Train(args) => commands::train::run(args),
         Command::Eval(args) => commands::eval::run(args),
         Command::Summary(args) => commands::summary::run(args),
+        Command::Memory(args) => commands::memory::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,6 +1,7 @@
 //! One module per subcommand: its clap arguments (with examples in the help) and its `run`.
 
 pub mod eval;
+pub mod memory;
 pub mod summary;
 pub mod train;
 
