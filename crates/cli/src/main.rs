@@ -16,6 +16,11 @@ mod progress;
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+// Counts every heap byte, so `densenet memory` measures rather than estimates.
+#[global_allocator]
+static ALLOC: densenet_kernels::alloc_counter::CountingAllocator =
+    densenet_kernels::alloc_counter::CountingAllocator;
+
 /// DenseNet (Huang et al. 2017) on the CPU, with memory-efficient training (Pleiss et al. 2017).
 #[derive(Parser)]
 #[command(
@@ -46,6 +51,8 @@ enum Command {
     Bench(commands::bench::BenchArgs),
     /// The paper's Figure 5: mean absolute weight between the layers of each dense block (SVG).
     Heatmap(commands::heatmap::HeatmapArgs),
+    /// Peak training memory against depth: naive concatenation, shared buffer, memory-efficient.
+    Memory(commands::memory::MemoryArgs),
 }
 
 fn main() -> ExitCode {
@@ -57,6 +64,7 @@ fn main() -> ExitCode {
         Command::Infer(args) => commands::infer::run(args),
         Command::Bench(args) => commands::bench::run(args),
         Command::Heatmap(args) => commands::heatmap::run(args),
+        Command::Memory(args) => commands::memory::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
