@@ -265,7 +265,7 @@ fn append_records(
     labels: &mut Vec<usize>,
 ) -> Result<(), DataError> {
     let record = label_bytes + PIXELS;
-    if bytes.is_empty() || bytes.len() % record != 0 {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(record) {
         return Err(DataError::format(
             path,
             format!(
