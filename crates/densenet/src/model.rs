@@ -306,10 +306,11 @@ impl DenseNet {
                     shift: &s.shift[..c0],
                     relu: true,
                 };
-                apply_affine(&mut ws.stem_act, &ws.stem_conv, &pre, m0);
+                let act = &mut s.b[..c0 * m0];
+                apply_affine(act, &ws.stem_conv, &pre, m0);
                 maxpool2d_forward(
                     first.feats.prefix_mut(c0),
-                    &ws.stem_act,
+                    act,
                     &Pool2dGeom {
                         planes: c0 * n,
                         in_h: sh,

@@ -22,7 +22,8 @@
 //! `norm2`'s batch statistics are kept, so the recompute never updates running statistics.
 //!
 //! Scratch, shared by all layers: `a` (the widest batch-norm input, `max C_b·M_b`, or the stem),
-//! `b` and `c` (the widest bottleneck, transition output or stem map), `drop` (`k·M_b`), the
+//! `b` (the widest bottleneck, transition output or stem map), `c` (the widest bottleneck),
+//! `drop` (`k·M_b`), the
 //! per-channel `scale`/`shift` of the current fused BN+ReLU, and the kernels' [`Workspace`].
 
 use densenet_kernels::{FeatureBuffer, Workspace};
@@ -63,6 +64,7 @@ pub(crate) struct BlockState {
     pub grads: FeatureBuffer,
     /// `[C_b]` batch mean and inverse std of each channel of `feats` (training).
     pub mean: Vec<f32>,
+    /// `[C_b]` the matching inverse standard deviations.
     pub invstd: Vec<f32>,
     /// `[L_b, B, M_b]` each bottleneck layer's 1×1 conv output (empty for plain DenseNet;
     /// `[B, M_b]`, shared by all layers, with [`MemoryPlan::RecomputeBottleneck`]).
@@ -71,18 +73,24 @@ pub(crate) struct BlockState {
     pub shared_bottleneck: bool,
     /// `[L_b, B]` `norm2` batch statistics.
     pub mean2: Vec<f32>,
+    /// `[L_b, B]` the matching inverse standard deviations.
     pub invstd2: Vec<f32>,
     /// Non-memory-efficient mode only: per layer `relu(norm1(prefix))`.
     pub stored_a1: Vec<Vec<f32>>,
     /// Non-memory-efficient mode only: per bottleneck layer `relu(norm2(z))`.
     pub stored_h2: Vec<Vec<f32>>,
+    /// Channels entering the block.
     pub k0: usize,
+    /// Dense layers in the block.
     pub layers: usize,
+    /// Feature-map height.
     pub h: usize,
+    /// Feature-map width.
     pub w: usize,
 }
 
 impl BlockState {
+    /// Floats per channel, `M_b = N·H_b·W_b`.
     pub fn m(&self) -> usize {
         self.feats.per_channel()
     }
@@ -120,10 +128,9 @@ pub struct TrainWorkspace {
     pub(crate) plan: MemoryPlan,
     /// `[IC, N, H, W]` the input, channel-major.
     pub(crate) input: Vec<f32>,
-    /// ImageNet stem: conv0 output and `relu(norm0(·))`, `[C0, N, H1, W1]`, with norm0's batch
-    /// statistics `[C0]`.
+    /// ImageNet stem: conv0 output `[C0, N, H1, W1]` with norm0's batch statistics `[C0]`
+    /// (`relu(norm0(·))`, the max pool's input, lives in scratch `b` and is rebuilt in backward).
     pub(crate) stem_conv: Vec<f32>,
-    pub(crate) stem_act: Vec<f32>,
     pub(crate) stem_mean: Vec<f32>,
     pub(crate) stem_invstd: Vec<f32>,
     pub(crate) stem_hw: (usize, usize),
@@ -190,7 +197,8 @@ impl TrainWorkspace {
             Stem::ImageNet => c0 * batch * stem_hw.0 * stem_hw.1,
             Stem::Cifar => 0,
         };
-        let (mut a_len, mut b_len, mut drop_len, mut widest) = (stem_len, stem_len, 0, c0);
+        let (mut a_len, mut b_len, mut c_len) = (stem_len, stem_len, 0);
+        let (mut drop_len, mut widest) = (0, c0);
         let mut blocks = Vec::with_capacity(sizes.len());
         let mut stored_trans = Vec::new();
         for (b, &(bh, bw)) in sizes.iter().enumerate() {
@@ -200,6 +208,7 @@ impl TrainWorkspace {
             let cout = cfg.block_out_channels(b);
             a_len = a_len.max(cout * m);
             b_len = b_len.max(bneck * m).max(k * m);
+            c_len = c_len.max(bneck * m);
             if b + 1 < sizes.len() {
                 b_len = b_len.max(cfg.transition_out_channels(b) * m);
                 if !memory_efficient {
@@ -250,7 +259,6 @@ impl TrainWorkspace {
             plan,
             input: vec![0.0; cfg.in_channels * batch * h * w],
             stem_conv: vec![0.0; stem_len],
-            stem_act: vec![0.0; stem_len],
             stem_mean: vec![0.0; c0],
             stem_invstd: vec![0.0; c0],
             stem_hw,
@@ -265,7 +273,7 @@ impl TrainWorkspace {
             scratch: Scratch {
                 a: vec![0.0; a_len],
                 b: vec![0.0; b_len],
-                c: vec![0.0; b_len],
+                c: vec![0.0; c_len],
                 drop: vec![0.0; drop_len],
                 scale: vec![0.0; widest],
                 shift: vec![0.0; widest],
@@ -315,7 +323,6 @@ impl TrainWorkspace {
         let f = |v: &Vec<f32>| v.len() * 4;
         let mut total = f(&self.input)
             + f(&self.stem_conv)
-            + f(&self.stem_act)
             + f(&self.stem_mean)
             + f(&self.stem_invstd)
             + f(&self.pooled)

@@ -534,3 +534,21 @@ pub fn load_into(
     }
     Ok(report)
 }
+
+impl crate::model::DenseNet {
+    /// Loads a safetensors state dict (torchvision names, or the legacy spellings
+    /// [`canonical_key`] accepts) into the model. On any missing, unexpected or mis-shaped
+    /// tensor the error lists them all and the model is unchanged. `num_batches_tracked`
+    /// counters are restored (see [`load_params`]).
+    pub fn load_weights(&mut self, path: impl AsRef<Path>) -> Result<LoadReport, WeightsError> {
+        let dict = StateDict::load(path)?;
+        load_params(self.store_mut(), &dict)
+    }
+
+    /// Writes the model's weights, running statistics and `num_batches_tracked` counters as a
+    /// safetensors file with torchvision's names (atomically), loadable by PyTorch with
+    /// `load_state_dict(..., strict=True)`.
+    pub fn save_weights(&self, path: impl AsRef<Path>) -> Result<(), WeightsError> {
+        StateDict::from_params(self.store())?.save(path)
+    }
+}
