@@ -252,6 +252,12 @@ impl InferencePlan {
                 self.input_len()
             )));
         }
+        if let Some(i) = input.iter().position(|v| !v.is_finite()) {
+            return Err(Error::NonFinite(format!(
+                "value {} at index {i} (NCHW) is not finite",
+                input[i]
+            )));
+        }
         let mut clock = Instant::now();
         // The stage name is only formatted when timing, so the untimed pass allocates nothing.
         let mut lap = |name: &dyn Fn() -> String, times: &mut Option<&mut StageTimes>| {
