@@ -7,7 +7,7 @@
 //! Max and average pooling are separable: the window maximum (sum) is the maximum (sum) over the
 //! window's columns of the per-column maxima (sums) over its rows. The forward kernels first
 //! reduce the window's rows into a row buffer on the stack, a contiguous loop that vectorises,
-//! then reduce the strided columns of that buffer. Planes wider than [`ROW_BUF`] use a direct
+//! then reduce the strided columns of that buffer. Planes wider than `ROW_BUF` use a direct
 //! window scan instead.
 
 use rayon::prelude::*;
