@@ -2,8 +2,8 @@
 
 pub mod bench;
 pub mod eval;
-pub mod infer;
 pub mod heatmap;
+pub mod infer;
 pub mod summary;
 pub mod train;
 
