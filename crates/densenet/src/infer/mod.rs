@@ -147,7 +147,25 @@ impl InferencePlan {
         w: usize,
         opts: PlanOptions,
     ) -> Result<Self> {
-        build::build(model, batch, h, w, opts)
+        let mut plan = build::build(model, batch, h, w, opts)?;
+        build::warm_up(&mut plan)?;
+        Ok(plan)
+    }
+
+    /// [`InferencePlan::new`], consuming the model: it is dropped as soon as the weights are
+    /// prepared, before the kernels' scratch is sized, so the two never coexist (a lower peak
+    /// resident memory for programs that only infer).
+    pub fn from_model(
+        model: DenseNet,
+        batch: usize,
+        h: usize,
+        w: usize,
+        opts: PlanOptions,
+    ) -> Result<Self> {
+        let mut plan = build::build(&model, batch, h, w, opts)?;
+        drop(model);
+        build::warm_up(&mut plan)?;
+        Ok(plan)
     }
 
     /// Images per batch.
