@@ -47,6 +47,12 @@ enum Command {
     Summary(commands::summary::SummaryArgs),
     /// Peak training memory against depth: naive concatenation, shared buffer, memory-efficient.
     Memory(commands::memory::MemoryArgs),
+    /// Class scores for images or a raw .npy tensor (allocation-free inference plan).
+    Infer(commands::infer::InferArgs),
+    /// Latency, throughput and memory of inference.
+    Bench(commands::bench::BenchArgs),
+    /// The paper's Figure 5: mean absolute weight between the layers of each dense block (SVG).
+    Heatmap(commands::heatmap::HeatmapArgs),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +62,9 @@ fn main() -> ExitCode {
         Command::Eval(args) => commands::eval::run(args),
         Command::Summary(args) => commands::summary::run(args),
         Command::Memory(args) => commands::memory::run(args),
+        Command::Infer(args) => commands::infer::run(args),
+        Command::Bench(args) => commands::bench::run(args),
+        Command::Heatmap(args) => commands::heatmap::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

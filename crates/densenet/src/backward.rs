@@ -13,10 +13,11 @@ use densenet_kernels::conv2d::conv2d_backward_weight;
 use densenet_kernels::linear::{linear_backward_input, linear_backward_weight};
 use densenet_kernels::loss::softmax_cross_entropy_backward;
 use densenet_kernels::pool::{global_avgpool_backward, maxpool2d_backward};
-use densenet_kernels::{BatchNormGeom, Pool2dGeom};
+use densenet_kernels::{BatchNormGeom, ChannelAffine, Pool2dGeom};
 
 use crate::block::{
-    conv_geom, dropout_seed, layer_backward, transition_backward, two_mut, Mode, PassCtx,
+    apply_affine, bn_affine, conv_geom, dropout_seed, layer_backward, transition_backward, two_mut,
+    Mode, PassCtx,
 };
 use crate::error::{Error, Result};
 use crate::model::DenseNet;
@@ -129,12 +130,34 @@ impl DenseNet {
             Some(norm0) => {
                 let (sh, sw) = ws.stem_hw;
                 let m0 = n * sh * sw;
+                // The pool's input, relu(norm0(conv0)), is not kept: rebuilt from the saved
+                // conv output and statistics (running statistics untouched).
+                bn_affine(
+                    &mut s.scale[..c0],
+                    &mut s.shift[..c0],
+                    norm0,
+                    params,
+                    buffers,
+                    &ws.stem_mean,
+                    &ws.stem_invstd,
+                    m0,
+                    Mode::Train,
+                    false,
+                    &bn,
+                );
+                let act = &mut s.b[..c0 * m0];
+                let pre = ChannelAffine {
+                    scale: &s.scale[..c0],
+                    shift: &s.shift[..c0],
+                    relu: true,
+                };
+                apply_affine(act, &ws.stem_conv, &pre, m0);
                 let d_act = &mut s.a[..c0 * m0];
                 d_act.fill(0.0);
                 maxpool2d_backward(
                     d_act,
                     first.grads.prefix(c0),
-                    &ws.stem_act,
+                    act,
                     &Pool2dGeom {
                         planes: c0 * n,
                         in_h: sh,

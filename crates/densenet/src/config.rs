@@ -80,6 +80,10 @@ const MAX_INIT: usize = 65536;
 const MAX_BN_SIZE: usize = 64;
 const MAX_CLASSES: usize = 1 << 20;
 const MAX_IN: usize = 4096;
+/// The most parameters a configuration may have: 2^30 (4 GiB of `f32`, 30 times DenseNet-264).
+/// Checked by [`DenseNetConfig::validate`] from a closed form, before anything is allocated, so
+/// a spec such as `bc:k=4096,blocks=4096-4096` is refused instead of exhausting memory.
+pub const MAX_PARAMETERS: u64 = 1 << 30;
 
 impl DenseNetConfig {
     /// An ImageNet DenseNet-BC of the paper's Table 1 (bottleneck 4, θ = 0.5, 1000 classes).
@@ -204,6 +208,15 @@ impl DenseNetConfig {
                 self.in_channels
             ));
         }
+        match self.parameter_count() {
+            Some(p) if p <= MAX_PARAMETERS => {}
+            count => {
+                return bad(format!(
+                    "{} parameters; at most {MAX_PARAMETERS} are allowed",
+                    count.map_or("more than 2^64".to_string(), |p| p.to_string())
+                ))
+            }
+        }
         for b in 0..self.block_config.len() - 1 {
             if self.transition_out_channels(b) == 0 {
                 return bad(format!(
@@ -215,6 +228,65 @@ impl DenseNetConfig {
             }
         }
         Ok(())
+    }
+
+    /// The number of `f32` tensor entries of the network (weights, biases and BN running
+    /// statistics, as torchvision's state dict holds them), from a closed form with every
+    /// product checked; `None` if it overflows `u64`. The per-field limits of
+    /// [`DenseNetConfig::validate`] need not hold, except that `block_config` is non-empty.
+    pub fn parameter_count(&self) -> Option<u64> {
+        let u = |x: usize| x as u64;
+        let k = u(self.growth_rate);
+        // A BN layer holds weight, bias, running mean and running variance.
+        let bn = |c: u64| c.checked_mul(4);
+        let (stem_taps, stem_bn) = match self.stem {
+            Stem::ImageNet => (49, bn(u(self.init_features))?),
+            Stem::Cifar => (9, 0),
+        };
+        let mut total = u(self.in_channels)
+            .checked_mul(u(self.init_features))?
+            .checked_mul(stem_taps)?
+            .checked_add(stem_bn)?;
+        let mut c = u(self.init_features);
+        let last = self.block_config.len().checked_sub(1)?;
+        for (b, &layers) in self.block_config.iter().enumerate() {
+            // Layer l reads c + l·k channels: the inputs of the block's layers sum to
+            // L·c + k·L(L−1)/2 (a closed form, so absurd layer counts cannot make this loop).
+            let l = u(layers);
+            let inputs = l
+                .checked_mul(c)?
+                .checked_add(k.checked_mul(l.checked_mul(l.saturating_sub(1))? / 2)?)?;
+            let block = match self.bn_size {
+                Some(bs) => {
+                    // norm1 (4·c_l), conv1 (c_l·bs·k), norm2 (4·bs·k), conv2 (bs·k·k·9).
+                    let inner = u(bs).checked_mul(k)?;
+                    let fixed = bn(inner)?.checked_add(inner.checked_mul(k)?.checked_mul(9)?)?;
+                    inputs
+                        .checked_mul(inner.checked_add(4)?)?
+                        .checked_add(l.checked_mul(fixed)?)?
+                }
+                // norm1 (4·c_l), conv1 (c_l·k·9).
+                None => inputs.checked_mul(k.checked_mul(9)?.checked_add(4)?)?,
+            };
+            total = total.checked_add(block)?;
+            c = c.checked_add(l.checked_mul(k)?)?;
+            if b < last {
+                let out = if self.compression >= 1.0 {
+                    c
+                } else {
+                    (c as f64 * f64::from(self.compression)).floor() as u64
+                };
+                total = total
+                    .checked_add(bn(c)?)?
+                    .checked_add(c.checked_mul(out)?)?;
+                c = out;
+            }
+        }
+        let classes = u(self.num_classes);
+        total
+            .checked_add(bn(c)?)?
+            .checked_add(classes.checked_mul(c)?)?
+            .checked_add(classes)
     }
 
     /// Channels entering dense block `b` (0-based).

@@ -11,6 +11,9 @@ pub enum Error {
     /// A tensor, batch or input size that does not fit what it is given to.
     #[error("shape mismatch: {0}")]
     Shape(String),
+    /// An input image holds NaN or an infinity (refused, see docs/robustness.md).
+    #[error("non-finite input: {0}")]
+    NonFinite(String),
     /// A data set that cannot be read (names the file and the problem).
     #[error(transparent)]
     Data(#[from] crate::data::DataError),

@@ -9,6 +9,7 @@
 //!   [`plan::TrainWorkspace`], whose dense blocks never concatenate (see [`block`]);
 //! - [`train`]: SGD over all parameters and learning-rate schedules;
 //! - [`data`]: data sets (bundled digits, CIFAR, IDX, image folders), normalisation, augmentation;
+//! - [`heatmap`]: the paper's Figure 5, connection strengths inside each dense block;
 //! - [`weights`]: safetensors state dicts, interchangeable with PyTorch/torchvision;
 //! - [`memory`]: dense-block memory traffic: naive, shared-buffer and memory-efficient blocks
 //!   side by side, an OSA block, MAC formulas, measured allocations and copies.
@@ -18,6 +19,8 @@ pub mod block;
 pub mod config;
 pub mod data;
 pub mod error;
+pub mod heatmap;
+pub mod infer;
 pub mod init;
 pub mod memory;
 pub mod model;

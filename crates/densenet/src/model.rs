@@ -109,6 +109,14 @@ impl DenseNet {
                 n * c * h * w
             )));
         }
+        if let Some(i) = input.iter().position(|v| !v.is_finite()) {
+            let per_image = (c * h * w).max(1);
+            return Err(Error::NonFinite(format!(
+                "value {} at index {i} (image {}, NCHW) is not finite",
+                input[i],
+                i / per_image
+            )));
+        }
         if ws.blocks.len() != self.config.block_config.len()
             || ws.blocks.iter().enumerate().any(|(i, b)| {
                 b.layers != self.config.block_config[i]
@@ -298,10 +306,11 @@ impl DenseNet {
                     shift: &s.shift[..c0],
                     relu: true,
                 };
-                apply_affine(&mut ws.stem_act, &ws.stem_conv, &pre, m0);
+                let act = &mut s.b[..c0 * m0];
+                apply_affine(act, &ws.stem_conv, &pre, m0);
                 maxpool2d_forward(
                     first.feats.prefix_mut(c0),
-                    &ws.stem_act,
+                    act,
                     &Pool2dGeom {
                         planes: c0 * n,
                         in_h: sh,

@@ -421,6 +421,10 @@ impl ParamStore {
             .collect()
     }
 
+    pub(crate) fn buffers(&self) -> &[f32] {
+        &self.buffers
+    }
+
     pub(crate) fn buffers_mut(&mut self) -> &mut [f32] {
         &mut self.buffers
     }

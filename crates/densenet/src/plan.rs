@@ -22,7 +22,8 @@
 //! `norm2`'s batch statistics are kept, so the recompute never updates running statistics.
 //!
 //! Scratch, shared by all layers: `a` (the widest batch-norm input, `max C_b·M_b`, or the stem),
-//! `b` and `c` (the widest bottleneck, transition output or stem map), `drop` (`k·M_b`), the
+//! `b` (the widest bottleneck, transition output or stem map), `c` (the widest bottleneck),
+//! `drop` (`k·M_b`), the
 //! per-channel `scale`/`shift` of the current fused BN+ReLU, and the kernels' [`Workspace`].
 
 use densenet_kernels::{FeatureBuffer, Workspace};
@@ -63,6 +64,7 @@ pub(crate) struct BlockState {
     pub grads: FeatureBuffer,
     /// `[C_b]` batch mean and inverse std of each channel of `feats` (training).
     pub mean: Vec<f32>,
+    /// `[C_b]` the matching inverse standard deviations.
     pub invstd: Vec<f32>,
     /// `[L_b, B, M_b]` each bottleneck layer's 1×1 conv output (empty for plain DenseNet;
     /// `[B, M_b]`, shared by all layers, with [`MemoryPlan::RecomputeBottleneck`]).
@@ -71,18 +73,24 @@ pub(crate) struct BlockState {
     pub shared_bottleneck: bool,
     /// `[L_b, B]` `norm2` batch statistics.
     pub mean2: Vec<f32>,
+    /// `[L_b, B]` the matching inverse standard deviations.
     pub invstd2: Vec<f32>,
     /// Non-memory-efficient mode only: per layer `relu(norm1(prefix))`.
     pub stored_a1: Vec<Vec<f32>>,
     /// Non-memory-efficient mode only: per bottleneck layer `relu(norm2(z))`.
     pub stored_h2: Vec<Vec<f32>>,
+    /// Channels entering the block.
     pub k0: usize,
+    /// Dense layers in the block.
     pub layers: usize,
+    /// Feature-map height.
     pub h: usize,
+    /// Feature-map width.
     pub w: usize,
 }
 
 impl BlockState {
+    /// Floats per channel, `M_b = N·H_b·W_b`.
     pub fn m(&self) -> usize {
         self.feats.per_channel()
     }
@@ -120,10 +128,9 @@ pub struct TrainWorkspace {
     pub(crate) plan: MemoryPlan,
     /// `[IC, N, H, W]` the input, channel-major.
     pub(crate) input: Vec<f32>,
-    /// ImageNet stem: conv0 output and `relu(norm0(·))`, `[C0, N, H1, W1]`, with norm0's batch
-    /// statistics `[C0]`.
+    /// ImageNet stem: conv0 output `[C0, N, H1, W1]` with norm0's batch statistics `[C0]`
+    /// (`relu(norm0(·))`, the max pool's input, lives in scratch `b` and is rebuilt in backward).
     pub(crate) stem_conv: Vec<f32>,
-    pub(crate) stem_act: Vec<f32>,
     pub(crate) stem_mean: Vec<f32>,
     pub(crate) stem_invstd: Vec<f32>,
     pub(crate) stem_hw: (usize, usize),
@@ -178,6 +185,7 @@ impl TrainWorkspace {
             return Err(Error::Shape("batch size must be at least 1".into()));
         }
         let sizes = cfg.block_sizes(h, w)?;
+        check_workspace_size(cfg, batch, h, w)?;
         let k = cfg.growth_rate;
         let bneck = cfg.bottleneck_channels();
         let c0 = cfg.init_features;
@@ -189,7 +197,8 @@ impl TrainWorkspace {
             Stem::ImageNet => c0 * batch * stem_hw.0 * stem_hw.1,
             Stem::Cifar => 0,
         };
-        let (mut a_len, mut b_len, mut drop_len, mut widest) = (stem_len, stem_len, 0, c0);
+        let (mut a_len, mut b_len, mut c_len) = (stem_len, stem_len, 0);
+        let (mut drop_len, mut widest) = (0, c0);
         let mut blocks = Vec::with_capacity(sizes.len());
         let mut stored_trans = Vec::new();
         for (b, &(bh, bw)) in sizes.iter().enumerate() {
@@ -199,6 +208,7 @@ impl TrainWorkspace {
             let cout = cfg.block_out_channels(b);
             a_len = a_len.max(cout * m);
             b_len = b_len.max(bneck * m).max(k * m);
+            c_len = c_len.max(bneck * m);
             if b + 1 < sizes.len() {
                 b_len = b_len.max(cfg.transition_out_channels(b) * m);
                 if !memory_efficient {
@@ -249,7 +259,6 @@ impl TrainWorkspace {
             plan,
             input: vec![0.0; cfg.in_channels * batch * h * w],
             stem_conv: vec![0.0; stem_len],
-            stem_act: vec![0.0; stem_len],
             stem_mean: vec![0.0; c0],
             stem_invstd: vec![0.0; c0],
             stem_hw,
@@ -264,7 +273,7 @@ impl TrainWorkspace {
             scratch: Scratch {
                 a: vec![0.0; a_len],
                 b: vec![0.0; b_len],
-                c: vec![0.0; b_len],
+                c: vec![0.0; c_len],
                 drop: vec![0.0; drop_len],
                 scale: vec![0.0; widest],
                 shift: vec![0.0; widest],
@@ -314,7 +323,6 @@ impl TrainWorkspace {
         let f = |v: &Vec<f32>| v.len() * 4;
         let mut total = f(&self.input)
             + f(&self.stem_conv)
-            + f(&self.stem_act)
             + f(&self.stem_mean)
             + f(&self.stem_invstd)
             + f(&self.pooled)
@@ -351,5 +359,36 @@ impl TrainWorkspace {
     /// The logits `[N, classes]` (row-major, one row per image) of the last forward pass.
     pub fn logits(&self) -> &[f32] {
         &self.logits
+    }
+}
+
+/// The most bytes a [`TrainWorkspace`] may take: 1 TiB. Anything larger is a typo in a batch
+/// size or image size, refused before the first allocation rather than left to abort the process.
+pub const MAX_WORKSPACE_BYTES: u64 = 1 << 40;
+
+/// Refuses a workspace whose size overflows or exceeds [`MAX_WORKSPACE_BYTES`], from an upper
+/// bound that treats every stage as full resolution and stores everything (both memory modes).
+fn check_workspace_size(cfg: &DenseNetConfig, batch: usize, h: usize, w: usize) -> Result<()> {
+    let bound = || -> Option<u64> {
+        let pixels = (batch as u64)
+            .checked_mul(h as u64)?
+            .checked_mul(w as u64)?;
+        let bneck = cfg.bottleneck_channels() as u64;
+        let mut per_pixel = (cfg.in_channels as u64).checked_add(2 * cfg.init_features as u64)?;
+        for b in 0..cfg.block_config.len() {
+            let (cout, layers) = (cfg.block_out_channels(b) as u64, cfg.block_config[b] as u64);
+            // features, gradients, scratch and stored layer inputs and bottlenecks.
+            let block = cout.checked_mul(layers.checked_add(4)?)?;
+            let block = block.checked_add(bneck.checked_mul(layers.checked_add(3)?)?)?;
+            per_pixel = per_pixel.checked_add(block)?;
+        }
+        pixels.checked_mul(per_pixel)?.checked_mul(4)
+    };
+    match bound() {
+        Some(bytes) if bytes <= MAX_WORKSPACE_BYTES => Ok(()),
+        _ => Err(Error::Shape(format!(
+            "a workspace for batch {batch} at {h}x{w} would need more than {} GiB",
+            MAX_WORKSPACE_BYTES >> 30
+        ))),
     }
 }

@@ -24,7 +24,7 @@ pub struct SummaryRow {
     /// pooling are not counted, as in torchvision's GFLOPS column).
     pub macs: u64,
     /// Bytes of activations the memory-efficient training plan keeps for the backward pass at
-    /// batch 1: the stem's conv and ReLU outputs (ImageNet stem), each block's feature buffer
+    /// batch 1: the stem's conv output (ImageNet stem), each block's feature buffer
     /// and bottleneck outputs, the classifier's pooled features. Transitions write into the next
     /// block's buffer and keep nothing of their own.
     pub activation_bytes: u64,
@@ -35,9 +35,13 @@ pub struct SummaryRow {
 pub struct Summary {
     /// Input `(height, width)`.
     pub input: (usize, usize),
+    /// `stem`, then each dense block and the transition after it, then `classifier`.
     pub rows: Vec<SummaryRow>,
+    /// Sum of the rows' parameters: the network's trainable parameter count.
     pub total_params: u64,
+    /// Sum of the rows' multiply-adds at batch 1.
     pub total_macs: u64,
+    /// Sum of the rows' kept activation bytes at batch 1.
     pub total_activation_bytes: u64,
 }
 
@@ -59,7 +63,7 @@ impl DenseNetConfig {
             Stem::ImageNet => {
                 let (ch, cw) = ((h - 1) / 2 + 1, (w - 1) / 2 + 1);
                 let hw = u(ch * cw);
-                (c0 * ic * 49 + 2 * c0, c0 * ic * 49 * hw, 2 * c0 * hw * F32)
+                (c0 * ic * 49 + 2 * c0, c0 * ic * 49 * hw, c0 * hw * F32)
             }
             Stem::Cifar => (c0 * ic * 9, c0 * ic * 9 * u(h * w), 0),
         };

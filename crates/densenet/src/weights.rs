@@ -419,6 +419,8 @@ impl fmt::Display for LoadReport {
 /// file key names nothing in the model, or any shape differs, the returned
 /// [`WeightsError::Mismatch`] lists all of them and `target` is untouched. `num_batches_tracked`
 /// entries are optional on both sides. An `i64` tensor the model holds as `f32` is converted.
+/// A tensor holding NaN or an infinity is refused with [`WeightsError::NonFinite`], also before
+/// anything is copied.
 pub fn load_into(
     target: &mut impl NamedTensors,
     dict: &StateDict,
@@ -476,6 +478,16 @@ pub fn load_into(
             });
             continue;
         }
+        if let Value::F32(t) = value {
+            if let Some((index, &v)) = t.data().iter().enumerate().find(|(_, v)| !v.is_finite()) {
+                let key = by_name.get(name).map_or(name.as_str(), |&(key, _)| key);
+                return Err(WeightsError::NonFinite {
+                    tensor: key.to_owned(),
+                    index,
+                    value: v,
+                });
+            }
+        }
         plan.push((name, value));
     }
     let wanted: std::collections::HashSet<&str> = names.iter().map(String::as_str).collect();
@@ -521,4 +533,22 @@ pub fn load_into(
         report.loaded += 1;
     }
     Ok(report)
+}
+
+impl crate::model::DenseNet {
+    /// Loads a safetensors state dict (torchvision names, or the legacy spellings
+    /// [`canonical_key`] accepts) into the model. On any missing, unexpected or mis-shaped
+    /// tensor the error lists them all and the model is unchanged. `num_batches_tracked`
+    /// counters are restored (see [`load_params`]).
+    pub fn load_weights(&mut self, path: impl AsRef<Path>) -> Result<LoadReport, WeightsError> {
+        let dict = StateDict::load(path)?;
+        load_params(self.store_mut(), &dict)
+    }
+
+    /// Writes the model's weights, running statistics and `num_batches_tracked` counters as a
+    /// safetensors file with torchvision's names (atomically), loadable by PyTorch with
+    /// `load_state_dict(..., strict=True)`.
+    pub fn save_weights(&self, path: impl AsRef<Path>) -> Result<(), WeightsError> {
+        StateDict::from_params(self.store())?.save(path)
+    }
 }

@@ -53,6 +53,11 @@ fn one_and_two_threads_agree_bit_for_bit() {
             MemoryPlan::RecomputeBottleneck,
         ),
         ("plain:k=4,blocks=2-2,classes=3", MemoryPlan::RecomputeNorm),
+        // The ImageNet stem adds its own BN, ReLU and max pool to the parallel paths.
+        (
+            "custom:k=4,blocks=2-2,init=8,stem=imagenet,classes=3",
+            MemoryPlan::RecomputeNorm,
+        ),
     ] {
         let one = run(1, spec, me);
         let two = run(2, spec, me);

@@ -294,3 +294,54 @@ fn input_sizes_are_checked() {
     assert_eq!(c.block_sizes(32, 32).unwrap(), [(32, 32), (16, 16), (8, 8)]);
     assert!(c.block_sizes(3, 3).is_err());
 }
+
+mod spec_never_panics {
+    use super::*;
+    use proptest::prelude::*;
+
+    const PIECES: [&str; 24] = [
+        "bc",
+        "plain",
+        "custom",
+        "densenet121",
+        ":",
+        ",",
+        "=",
+        "-",
+        "k",
+        "blocks",
+        "init",
+        "bn",
+        "theta",
+        "drop",
+        "classes",
+        "stem",
+        "in",
+        "none",
+        "cifar",
+        "imagenet",
+        "0",
+        "1e9",
+        "18446744073709551616",
+        "0.5",
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn arbitrary_strings(s in "\\PC{0,40}") {
+            let _ = s.parse::<DenseNetConfig>();
+        }
+
+        #[test]
+        fn spec_like_strings(parts in proptest::collection::vec(0..PIECES.len(), 0..16)) {
+            let s: String = parts.iter().map(|&i| PIECES[i]).collect();
+            if let Ok(c) = s.parse::<DenseNetConfig>() {
+                // Whatever parses is valid and round-trips.
+                prop_assert!(c.validate().is_ok());
+                prop_assert_eq!(c.spec().parse::<DenseNetConfig>().unwrap(), c);
+            }
+        }
+    }
+}

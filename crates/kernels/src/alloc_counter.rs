@@ -119,7 +119,9 @@ pub fn measure<R>(f: impl FnOnce() -> R) -> (R, AllocDelta) {
 /// What one measured piece of code allocated.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AllocDelta {
+    /// Number of allocations (including reallocations).
     pub allocations: u64,
+    /// Bytes requested by those allocations.
     pub allocated_bytes: u64,
     /// Peak live bytes above the bytes live at the start.
     pub peak_extra_bytes: u64,

@@ -7,16 +7,27 @@
 /// `OH = (H + 2·pad_h − KH) / stride_h + 1`, `OW = (W + 2·pad_w − KW) / stride_w + 1`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Conv2dGeom {
+    /// Images `N`.
     pub batch: usize,
+    /// Input channels `IC`.
     pub in_channels: usize,
+    /// Output channels `OC`.
     pub out_channels: usize,
+    /// Input height `H`.
     pub in_h: usize,
+    /// Input width `W`.
     pub in_w: usize,
+    /// Kernel height `KH`.
     pub kernel_h: usize,
+    /// Kernel width `KW`.
     pub kernel_w: usize,
+    /// Vertical stride.
     pub stride_h: usize,
+    /// Horizontal stride.
     pub stride_w: usize,
+    /// Zero padding above and below.
     pub pad_h: usize,
+    /// Zero padding left and right.
     pub pad_w: usize,
 }
 
@@ -96,11 +107,17 @@ impl Conv2dGeom {
 /// (floor mode, as PyTorch's default).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Pool2dGeom {
+    /// Independent `H×W` planes, `C·N`.
     pub planes: usize,
+    /// Input height `H`.
     pub in_h: usize,
+    /// Input width `W`.
     pub in_w: usize,
+    /// Window size `K` (square).
     pub kernel: usize,
+    /// Stride on both axes.
     pub stride: usize,
+    /// Padding on every side (max pooling only).
     pub pad: usize,
 }
 
@@ -140,7 +157,9 @@ impl Pool2dGeom {
 /// channels, each a contiguous run of `per_channel = N·H·W` values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct BatchNormGeom {
+    /// Channels `C`.
     pub channels: usize,
+    /// Values per channel, `M = N·H·W`.
     pub per_channel: usize,
 }
 
@@ -185,6 +204,7 @@ pub struct ChannelAffine<'a> {
     pub scale: &'a [f32],
     /// `[C]`
     pub shift: &'a [f32],
+    /// Whether to apply `max(0, ·)` after the affine map.
     pub relu: bool,
 }
 

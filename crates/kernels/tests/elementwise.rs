@@ -79,7 +79,7 @@ proptest! {
 /// Lengths around the parallel threshold and chunk size, and the edge probabilities.
 #[test]
 fn long_tensors_and_edge_probabilities() {
-    for len in [(1 << 15) - 1, 1 << 15, (1 << 16) + 17] {
+    for len in [(1 << 17) - 1, 1 << 17, (1 << 17) + (1 << 16) + 17] {
         check_relu(len, Values::Floats, len as u64);
         for p in [0.0, 0.2, 0.5, 1.0] {
             check_dropout(len, p, 3);
@@ -142,7 +142,7 @@ fn dropout_mask_is_reproducible_and_keeps_one_minus_p() {
 /// Splitting across threads changes neither the mask nor any other result.
 #[test]
 fn one_and_two_threads_agree() {
-    let len = 100_003;
+    let len = 300_003;
     let mut rng = Rng::new(5);
     let x = rng.floats(len, -1.0, 1.0);
     let dy = rng.floats(len, -1.0, 1.0);

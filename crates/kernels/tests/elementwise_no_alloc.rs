@@ -14,13 +14,13 @@ static ALLOC: CountingAllocator = CountingAllocator;
 fn forward_kernels_allocate_nothing() {
     // Large enough to run on rayon workers, small enough to be quick.
     let g = BatchNormGeom {
-        channels: 32,
-        per_channel: 2 * 28 * 28,
+        channels: 64,
+        per_channel: 4 * 28 * 28,
     };
     let pg = Pool2dGeom {
         planes: 64,
-        in_h: 28,
-        in_w: 28,
+        in_h: 56,
+        in_w: 56,
         kernel: 3,
         stride: 2,
         pad: 1,

@@ -189,7 +189,7 @@ fn maxpool_nan_wins() {
 #[test]
 fn one_and_two_threads_agree() {
     let g = Pool2dGeom {
-        planes: 40,
+        planes: 64,
         in_h: 56,
         in_w: 56,
         kernel: 3,
@@ -209,14 +209,14 @@ fn one_and_two_threads_agree() {
     let run = || {
         let mut out = vec![0.0; g.output_len()];
         let mut outa = vec![0.0; ga.output_len()];
-        let mut gout = vec![0.0; 40];
+        let mut gout = vec![0.0; 64];
         let mut d = vec![0.0; g.input_len()];
         maxpool2d_forward(&mut out, &x, &g);
         maxpool2d_backward(&mut d, &dy, &x, &g);
         avgpool2d_forward(&mut outa, &x, &ga);
         avgpool2d_backward(&mut d, &dya, &ga);
-        global_avgpool_forward(&mut gout, &x, 20, 2, 56 * 56);
-        global_avgpool_backward(&mut d, &gout, 20, 2, 56 * 56);
+        global_avgpool_forward(&mut gout, &x, 32, 2, 56 * 56);
+        global_avgpool_backward(&mut d, &gout, 32, 2, 56 * 56);
         (out, outa, gout, d)
     };
     let one = with_threads(1, run);

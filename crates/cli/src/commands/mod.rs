@@ -1,6 +1,9 @@
 //! One module per subcommand: its clap arguments (with examples in the help) and its `run`.
 
+pub mod bench;
 pub mod eval;
+pub mod heatmap;
+pub mod infer;
 pub mod memory;
 pub mod summary;
 pub mod train;

@@ -74,7 +74,7 @@ pub struct TrainArgs {
     /// folder:DIR[,size=S].
     #[arg(long, default_value = "digits")]
     pub data: DataSpec,
-    /// Epochs to train (with --resume: the total to reach). [default: 40 on digits, 300 on
+    /// Epochs to train (with --resume: the total to reach). [default: 20 on digits, 300 on
     /// CIFAR, 20 on MNIST, 100 on image folders]
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub epochs: Option<u64>,
@@ -176,7 +176,7 @@ impl Settings {
         let digits = a.data == DataSpec::Digits;
         let mnist_like = matches!(a.data, DataSpec::Mnist(_) | DataSpec::FashionMnist(_));
         let default_epochs = match &a.data {
-            DataSpec::Digits => 40,
+            DataSpec::Digits => 20,
             DataSpec::Cifar10(_) | DataSpec::Cifar100(_) => 300,
             DataSpec::Mnist(_) | DataSpec::FashionMnist(_) => 20,
             DataSpec::Folder { .. } => 100,
@@ -574,11 +574,13 @@ fn non_finite(
         Some(b) => format!("epoch {} batch {}", epoch + 1, b + 1),
         None => format!("epoch {}", epoch + 1),
     };
-    let kept = if epoch > start_epoch || start_epoch > 0 {
+    let kept = if epoch > start_epoch {
         format!(
             "the last good checkpoint (epoch {epoch}) is {}",
             out.join(CHECKPOINT_FILE).display()
         )
+    } else if start_epoch > 0 {
+        format!("the checkpoint it resumed from (epoch {start_epoch}) is unchanged")
     } else {
         "no checkpoint was written".to_string()
     };

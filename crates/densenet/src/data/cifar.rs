@@ -193,6 +193,41 @@ fn class_names(path: &Path, builtin: &[&str]) -> Result<Vec<String>, DataError> 
     Ok(names)
 }
 
+/// Parses the bytes of one CIFAR-10 binary file (`data_batch_N.bin` or `test_batch.bin`) with
+/// the built-in class names; `path` only names the file in errors.
+pub fn parse_cifar10(bytes: &[u8], path: &Path) -> Result<Dataset, DataError> {
+    let names: Vec<String> = CIFAR10_CLASSES.iter().map(|s| s.to_string()).collect();
+    parse_one(bytes, path, 1, 0, "cifar10", &names)
+}
+
+/// Parses the bytes of one CIFAR-100 binary file (`train.bin` or `test.bin`, fine labels) with
+/// the built-in class names; `path` only names the file in errors.
+pub fn parse_cifar100(bytes: &[u8], path: &Path) -> Result<Dataset, DataError> {
+    let names: Vec<String> = CIFAR100_CLASSES.iter().map(|s| s.to_string()).collect();
+    parse_one(bytes, path, 2, 1, "cifar100", &names)
+}
+
+fn parse_one(
+    bytes: &[u8],
+    path: &Path,
+    label_bytes: usize,
+    label_at: usize,
+    name: &str,
+    names: &[String],
+) -> Result<Dataset, DataError> {
+    let (mut images, mut labels) = (Vec::new(), Vec::new());
+    append_records(
+        bytes,
+        path,
+        label_bytes,
+        label_at,
+        names,
+        &mut images,
+        &mut labels,
+    )?;
+    Dataset::new(name, 3, 32, 32, 255, images, labels, names.to_vec())
+}
+
 /// Reads every record of `files`: `label_bytes` label bytes (the one at `label_at` is used),
 /// then 3,072 pixel bytes.
 fn read_records(
@@ -202,42 +237,64 @@ fn read_records(
     name: &str,
     names: &[String],
 ) -> Result<Dataset, DataError> {
-    let record = label_bytes + PIXELS;
     let mut images = Vec::new();
     let mut labels = Vec::new();
     for path in files {
         let bytes = read_file(path)?;
-        if bytes.is_empty() || bytes.len() % record != 0 {
+        append_records(
+            &bytes,
+            path,
+            label_bytes,
+            label_at,
+            names,
+            &mut images,
+            &mut labels,
+        )?;
+    }
+    Dataset::new(name, 3, 32, 32, 255, images, labels, names.to_vec())
+}
+
+/// Appends the records of one file's `bytes` to `images` and `labels`.
+fn append_records(
+    bytes: &[u8],
+    path: &Path,
+    label_bytes: usize,
+    label_at: usize,
+    names: &[String],
+    images: &mut Vec<u8>,
+    labels: &mut Vec<usize>,
+) -> Result<(), DataError> {
+    let record = label_bytes + PIXELS;
+    if bytes.is_empty() || !bytes.len().is_multiple_of(record) {
+        return Err(DataError::format(
+            path,
+            format!(
+                "{} bytes is not a whole number of {record}-byte records (truncated or not a \
+                 CIFAR binary file)",
+                bytes.len()
+            ),
+        ));
+    }
+    images.reserve(bytes.len() / record * PIXELS);
+    for (i, rec) in bytes.chunks_exact(record).enumerate() {
+        let label = rec[label_at] as usize;
+        if label >= names.len() {
             return Err(DataError::format(
                 path,
                 format!(
-                    "{} bytes is not a whole number of {record}-byte records (truncated or not a \
-                     CIFAR binary file)",
-                    bytes.len()
+                    "record {i} has label {label}, expected 0..{}",
+                    names.len().saturating_sub(1)
                 ),
             ));
         }
-        images.reserve(bytes.len() / record * PIXELS);
-        for (i, rec) in bytes.chunks_exact(record).enumerate() {
-            let label = rec[label_at] as usize;
-            if label >= names.len() {
-                return Err(DataError::format(
-                    path,
-                    format!(
-                        "record {i} has label {label}, expected 0..{}",
-                        names.len() - 1
-                    ),
-                ));
-            }
-            if label_bytes == 2 && rec[0] >= 20 {
-                return Err(DataError::format(
-                    path,
-                    format!("record {i} has coarse label {}, expected 0..19", rec[0]),
-                ));
-            }
-            labels.push(label);
-            images.extend_from_slice(&rec[label_bytes..]);
+        if label_bytes == 2 && rec[0] >= 20 {
+            return Err(DataError::format(
+                path,
+                format!("record {i} has coarse label {}, expected 0..19", rec[0]),
+            ));
         }
+        labels.push(label);
+        images.extend_from_slice(&rec[label_bytes..]);
     }
-    Dataset::new(name, 3, 32, 32, 255, images, labels, names.to_vec())
+    Ok(())
 }

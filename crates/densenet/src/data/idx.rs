@@ -114,20 +114,40 @@ fn find_file(dir: &Path, prefix: &str, kind: &str, idx: &str) -> Result<PathBuf,
 
 /// Reads an IDX file of unsigned bytes with `ndim` dimensions: the sizes and the data.
 pub(crate) fn read_idx(path: &Path, ndim: usize) -> Result<(Vec<usize>, Vec<u8>), DataError> {
-    let raw = read_file(path)?;
-    let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        GzDecoder::new(raw.as_slice())
-            .read_to_end(&mut out)
-            .map_err(|e| DataError::format(path, format!("broken gzip stream: {e}")))?;
-        out
-    } else {
-        raw
-    };
-    parse_idx(&bytes, ndim).map_err(|problem| DataError::format(path, problem))
+    decode_idx(&read_file(path)?, ndim, path)
 }
 
-fn parse_idx(bytes: &[u8], ndim: usize) -> Result<(Vec<usize>, Vec<u8>), String> {
+/// Decodes the bytes of an IDX file of unsigned bytes with `ndim` dimensions, raw or gzip
+/// (detected by its magic bytes): the sizes and the data. `path` only names the file in errors.
+///
+/// A gzip stream is decompressed only as far as the IDX header it starts with promises (plus
+/// one byte to detect excess), so a small hostile file cannot inflate into gigabytes.
+pub fn decode_idx(
+    raw: &[u8],
+    ndim: usize,
+    path: &Path,
+) -> Result<(Vec<usize>, Vec<u8>), DataError> {
+    if !raw.starts_with(&[0x1f, 0x8b]) {
+        return parse_idx(raw, ndim).map_err(|problem| DataError::format(path, problem));
+    }
+    let broken = |e: std::io::Error| DataError::format(path, format!("broken gzip stream: {e}"));
+    let mut stream = GzDecoder::new(raw);
+    let mut out = Vec::new();
+    (&mut stream)
+        .take((4 + 4 * ndim) as u64)
+        .read_to_end(&mut out)
+        .map_err(broken)?;
+    let promised = idx_data_len(&out, ndim).map_err(|problem| DataError::format(path, problem))?;
+    stream
+        .take(promised.saturating_add(1) as u64)
+        .read_to_end(&mut out)
+        .map_err(broken)?;
+    parse_idx(&out, ndim).map_err(|problem| DataError::format(path, problem))
+}
+
+/// Checks an IDX header of unsigned bytes with `ndim` dimensions and returns how many data
+/// bytes it promises.
+fn idx_data_len(bytes: &[u8], ndim: usize) -> Result<usize, String> {
     let header = 4 + 4 * ndim;
     if bytes.len() < header {
         return Err(format!(
@@ -147,17 +167,27 @@ fn parse_idx(bytes: &[u8], ndim: usize) -> Result<(Vec<usize>, Vec<u8>), String>
     if bytes[3] as usize != ndim {
         return Err(format!("{} dimensions, expected {ndim}", bytes[3]));
     }
-    let dims: Vec<usize> = (0..ndim)
-        .map(|d| u32::from_be_bytes(bytes[4 + 4 * d..8 + 4 * d].try_into().unwrap()) as usize)
-        .collect();
+    let dims = idx_dims(bytes, ndim);
     if dims.iter().skip(1).any(|&d| d == 0) {
         return Err(format!("zero-sized dimension in {dims:?}"));
     }
-    let expected = dims
-        .iter()
+    dims.iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .ok_or("sizes overflow")?;
-    let data = &bytes[header..];
+        .ok_or_else(|| "sizes overflow".to_string())
+}
+
+/// The `ndim` big-endian sizes after the 4-byte magic; the caller has checked the length.
+fn idx_dims(bytes: &[u8], ndim: usize) -> Vec<usize> {
+    bytes[4..4 + 4 * ndim]
+        .chunks_exact(4)
+        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+        .collect()
+}
+
+fn parse_idx(bytes: &[u8], ndim: usize) -> Result<(Vec<usize>, Vec<u8>), String> {
+    let expected = idx_data_len(bytes, ndim)?;
+    let dims = idx_dims(bytes, ndim);
+    let data = &bytes[4 + 4 * ndim..];
     if data.len() != expected {
         return Err(format!(
             "header promises {} bytes of data ({}), found {} (truncated or corrupted)",

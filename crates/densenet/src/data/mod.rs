@@ -29,9 +29,9 @@ mod spec;
 
 pub use augment::Augment;
 pub use batch::{Batch, Batches};
-pub use cifar::{load_cifar10, load_cifar100};
+pub use cifar::{load_cifar10, load_cifar100, parse_cifar10, parse_cifar100};
 pub use folder::{load_folder, DEFAULT_FOLDER_SIZE};
-pub use idx::{load_fashion_mnist, load_mnist};
+pub use idx::{decode_idx, load_fashion_mnist, load_mnist};
 pub use rng::Rng;
 pub use spec::DataSpec;
 
@@ -78,6 +78,10 @@ impl DataError {
     }
 }
 
+/// The most pixel bytes [`Dataset::upscale`] produces (16 GiB): a larger result is a typo in
+/// the factor, refused before allocating.
+pub const MAX_UPSCALED_BYTES: usize = 1 << 34;
+
 /// A labelled set of same-sized 8-bit images.
 ///
 /// # Layout
@@ -120,8 +124,15 @@ impl Dataset {
         if class_names.is_empty() {
             return Err(DataError::Invalid(format!("{name}: no classes")));
         }
-        let per_image = channels * height * width;
-        if images.len() != labels.len() * per_image {
+        let per_image = channels
+            .checked_mul(height)
+            .and_then(|p| p.checked_mul(width))
+            .ok_or_else(|| {
+                DataError::Invalid(format!(
+                    "{name}: image size {channels}x{height}x{width} overflows"
+                ))
+            })?;
+        if Some(images.len()) != labels.len().checked_mul(per_image) {
             return Err(DataError::Invalid(format!(
                 "{name}: {} image bytes for {} labels of {per_image} bytes each",
                 images.len(),
@@ -258,8 +269,24 @@ impl Dataset {
                 "upscale factor must be at least 1".into(),
             ));
         }
-        let (h, w) = (self.height * factor, self.width * factor);
-        let mut images = Vec::with_capacity(self.images.len() * factor * factor);
+        let too_large = || {
+            DataError::Invalid(format!(
+                "upscaling {} images of {}x{} by {factor} is too large",
+                self.len(),
+                self.height,
+                self.width
+            ))
+        };
+        let (h, w) = (
+            self.height.checked_mul(factor).ok_or_else(too_large)?,
+            self.width.checked_mul(factor).ok_or_else(too_large)?,
+        );
+        let bytes = (self.len() * self.channels)
+            .checked_mul(h)
+            .and_then(|b| b.checked_mul(w))
+            .filter(|&b| b <= MAX_UPSCALED_BYTES)
+            .ok_or_else(too_large)?;
+        let mut images = Vec::with_capacity(bytes);
         for plane in self.images.chunks_exact(self.height * self.width) {
             for y in 0..h {
                 let row = &plane[(y / factor) * self.width..][..self.width];

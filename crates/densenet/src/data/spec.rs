@@ -88,6 +88,11 @@ impl FromStr for DataSpec {
                     }
                     None => (dir, DEFAULT_FOLDER_SIZE),
                 };
+                if dir.as_os_str().is_empty() {
+                    return Err(DataError::Invalid(format!(
+                        "data set '{text}' needs a folder after 'folder:'"
+                    )));
+                }
                 Ok(DataSpec::Folder { dir, size })
             }
             "digits" => Err(DataError::Invalid("the digits are bundled: write just 'digits'".into())),

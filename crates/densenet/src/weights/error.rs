@@ -92,6 +92,17 @@ pub enum WeightsError {
         /// The number of values given.
         found: usize,
     },
+    /// A tensor holds NaN or an infinity. [`crate::weights::load_into`] refuses such values
+    /// rather than load a model whose every output would be NaN (see docs/robustness.md).
+    #[error("tensor `{tensor}`: value {value} at flat index {index} is not finite")]
+    NonFinite {
+        /// The tensor, as named in the file.
+        tensor: String,
+        /// The row-major index of the first non-finite value.
+        index: usize,
+        /// That value (NaN, inf or -inf).
+        value: f32,
+    },
     /// A `num_batches_tracked` counter that is not one non-negative integer.
     #[error("tensor `{tensor}`: a num_batches_tracked counter must be one non-negative integer")]
     BadCounter {

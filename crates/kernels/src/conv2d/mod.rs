@@ -19,6 +19,18 @@
 //! per-channel map `pre` (batch norm + ReLU) applied there, so neither `col` nor the mapped
 //! input is ever stored.
 //!
+//! Paths, fastest first:
+//! - **1×1, stride 1, no padding**: one GEMM, output row groups as the parallel tasks.
+//! - **stride 1** (the 3×3 growth convs): *wide rows* (`stride1.rs`): the input padded once,
+//!   every row of `col` a contiguous run of it; the input gradient as a convolution of `d_out`
+//!   with the flipped weight, the weight gradient with `col` read in place as the GEMM's rows.
+//! - **anything else** (the strided stem): implicit im2col per tap, `col2im` for the input
+//!   gradient.
+//!
+//! The non-pointwise forward paths run as *column tasks* (`tasks.rs`). Whatever the path and the
+//! thread count, each output value is summed in one fixed order: results are bit-identical on 1
+//! and N threads. Measured figures: `docs/performance.md`.
+//!
 //! Every entry point reads [`crate::active_isa`] once and hands the tier down. Scratch memory
 //! (the packed operands) comes from the caller's [`Workspace`]; [`conv2d_workspace_len`] gives
 //! the floats needed, after which the kernels allocate nothing.
@@ -74,7 +86,7 @@ pub fn conv2d_forward(
         return;
     }
     if !is_pointwise(g) && stride1::applies(g) {
-        let weights = stride1::Weights::<fn(usize, usize) -> f32>::RowMajor(weight);
+        let weights = stride1::Weights::RowMajor(weight);
         let store = stride1::Store::Overwrite(bias);
         stride1::conv_stride1(isa, out, inp, weights, pre, store, g, ws);
         return;
@@ -182,17 +194,12 @@ pub fn conv2d_backward_input(
     let pointwise = is_pointwise(g);
     if !pointwise && stride1::applies(g) {
         // d_in = d_out ⋆ flip(W)ᵀ: W'[ic, (oc, ky', kx')] = W[oc, ic, KH−1−ky', KW−1−kx'].
-        let (ic_n, kh, kw) = (g.in_channels, g.kernel_h, g.kernel_w);
-        let weight_at = |ic: usize, k: usize| {
-            let (oc, ky, kx) = (k / taps, (k % taps) / kw, k % kw);
-            weight[((oc * ic_n + ic) * kh + kh - 1 - ky) * kw + kw - 1 - kx]
-        };
         let tg = stride1::transposed_geometry(g);
         stride1::conv_stride1(
             isa,
             d_inp,
             d_out,
-            stride1::Weights::Gather(weight_at),
+            stride1::Weights::Flipped(weight),
             None,
             stride1::Store::Accumulate,
             &tg,
@@ -282,6 +289,10 @@ pub fn conv2d_backward_weight(
     if rows == 0 || cols == 0 || depth == 0 {
         return;
     }
+    if !is_pointwise(g) && stride1::applies(g) {
+        stride1::backward_weight_stride1(isa, d_weight, d_out, inp, pre, g, ws);
+        return;
+    }
     let block = gemm::b_block_cols(depth, cols, t);
     let [b] = gemm::carve(ws, [gemm::packed_b_len(depth, block, t)]);
     let a = AView::RowMajor {
@@ -337,6 +348,7 @@ pub fn conv2d_workspace_len(g: &Conv2dGeom) -> usize {
             let wide = if !is_pointwise(g) && stride1::applies(g) {
                 stride1::workspace_len(g, t)
                     .max(stride1::workspace_len(&stride1::transposed_geometry(g), t))
+                    .max(stride1::backward_weight_workspace_len(g, t))
             } else {
                 0
             };

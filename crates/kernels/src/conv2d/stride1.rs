@@ -60,12 +60,43 @@ fn lens(g: &Conv2dGeom, t: Tile) -> [usize; 4] {
 }
 
 /// The weight matrix `W[OC, K]`, `k = (ic·KH + ky)·KW + kx`, of a stride-1 convolution.
-pub(super) enum Weights<'a, F: Fn(usize, usize) -> f32> {
+pub(super) enum Weights<'a> {
     /// The `OIHW` weight itself, read in place.
     RowMajor(&'a [f32]),
-    /// `W[oc, k] = at(oc, k)`, packed first (the flipped, transposed weight of an input
-    /// gradient).
-    Gather(F),
+    /// The input gradient's weight, `W'[ic, (oc, ky, kx)] = W[oc, ic, KH−1−ky, KW−1−kx]`, packed
+    /// first. Holds the forward `OIHW` weight `W`.
+    Flipped(&'a [f32]),
+}
+
+/// Packs the flipped, transposed weight of an input gradient (see [`Weights::Flipped`]) for
+/// the transposed geometry `tg` (`tg.out_channels` = forward IC, `tg.in_channels` = forward OC).
+fn pack_flipped(dst: &mut [f32], w: &[f32], tg: &Conv2dGeom, t: Tile) {
+    let (rows, oc_n, kh, kw) = (tg.out_channels, tg.in_channels, tg.kernel_h, tg.kernel_w);
+    let taps = kh * kw;
+    let depth = oc_n * taps;
+    for (g, group) in dst
+        .chunks_exact_mut(t.mr * depth)
+        .take(rows.div_ceil(t.mr))
+        .enumerate()
+    {
+        let rows_here = t.mr.min(rows - g * t.mr);
+        let mut lanes = group.chunks_exact_mut(t.mr);
+        for oc in 0..oc_n {
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    let lane = lanes.next().expect("depth rows");
+                    let tap = (kh - 1 - ky) * kw + (kw - 1 - kx);
+                    for (i, v) in lane.iter_mut().enumerate() {
+                        *v = if i < rows_here {
+                            w[(oc * rows + g * t.mr + i) * taps + tap]
+                        } else {
+                            0.0
+                        };
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// A stride-1 convolution `out (+)= W ⋆ pre(inp)`.
@@ -77,7 +108,7 @@ pub(super) fn conv_stride1(
     isa: Isa,
     out: &mut [f32],
     inp: &[f32],
-    weights: Weights<'_, impl Fn(usize, usize) -> f32>,
+    weights: Weights<'_>,
     pre: Option<ChannelAffine<'_>>,
     store: Store<'_>,
     g: &Conv2dGeom,
@@ -97,40 +128,14 @@ pub(super) fn conv_stride1(
     let [a, padded, b, c_block] = gemm::carve(ws, lens(g, t));
     let a = match weights {
         Weights::RowMajor(w) => AView::RowMajor { data: w, ld: depth },
-        Weights::Gather(at) => {
-            gemm::pack_a_with(a, rows, depth, t, at);
+        Weights::Flipped(w) => {
+            pack_flipped(a, w, g, t);
             AView::Packed(a)
         }
     };
     let parallel = gemm::worth_parallel(rows * depth * cols * g.batch);
 
-    let pad_channel = |(ic, p): (usize, &mut [f32])| {
-        let map = ChannelMap::new(pre.as_ref(), ic);
-        for (n, image) in p.chunks_exact_mut(plane).enumerate() {
-            for (yy, row) in image.chunks_exact_mut(wp).enumerate() {
-                let Some(y) = yy.checked_sub(g.pad_h).filter(|&y| y < g.in_h) else {
-                    row.fill(0.0);
-                    continue;
-                };
-                let src = &inp[((ic * g.batch + n) * g.in_h + y) * g.in_w..][..g.in_w];
-                row[..g.pad_w].fill(0.0);
-                map.copy(&mut row[g.pad_w..g.pad_w + g.in_w], src);
-                row[g.pad_w + g.in_w..].fill(0.0);
-            }
-        }
-    };
-    let chan_len = g.batch * plane;
-    if parallel {
-        padded
-            .par_chunks_mut(chan_len)
-            .enumerate()
-            .for_each(pad_channel);
-    } else {
-        padded
-            .chunks_mut(chan_len)
-            .enumerate()
-            .for_each(pad_channel);
-    }
+    pad_input(padded, inp, pre, g, parallel);
     let padded = &*padded;
 
     let blocks_per_image = cols.div_ceil(block);
@@ -234,5 +239,141 @@ pub(super) fn transposed_geometry(g: &Conv2dGeom) -> Conv2dGeom {
         stride_w: 1,
         pad_h: g.kernel_h - 1 - g.pad_h,
         pad_w: g.kernel_w - 1 - g.pad_w,
+    }
+}
+
+/// Writes `P = pad(pre(inp))`, `[IC, N, Hp, Wp]`, zero on the border.
+fn pad_input(
+    padded: &mut [f32],
+    inp: &[f32],
+    pre: Option<ChannelAffine<'_>>,
+    g: &Conv2dGeom,
+    parallel: bool,
+) {
+    let (hp, wp) = (g.in_h + 2 * g.pad_h, g.in_w + 2 * g.pad_w);
+    let plane = hp * wp;
+    let pad_channel = |(ic, p): (usize, &mut [f32])| {
+        let map = ChannelMap::new(pre.as_ref(), ic);
+        for (n, image) in p.chunks_exact_mut(plane).enumerate() {
+            for (yy, row) in image.chunks_exact_mut(wp).enumerate() {
+                let Some(y) = yy.checked_sub(g.pad_h).filter(|&y| y < g.in_h) else {
+                    row.fill(0.0);
+                    continue;
+                };
+                let src = &inp[((ic * g.batch + n) * g.in_h + y) * g.in_w..][..g.in_w];
+                row[..g.pad_w].fill(0.0);
+                map.copy(&mut row[g.pad_w..g.pad_w + g.in_w], src);
+                row[g.pad_w + g.in_w..].fill(0.0);
+            }
+        }
+    };
+    let chan_len = g.batch * plane;
+    if parallel {
+        padded
+            .par_chunks_mut(chan_len)
+            .enumerate()
+            .for_each(pad_channel);
+    } else {
+        padded
+            .chunks_mut(chan_len)
+            .enumerate()
+            .for_each(pad_channel);
+    }
+}
+
+/// Floats of workspace [`backward_weight_stride1`] needs.
+pub(super) fn backward_weight_workspace_len(g: &Conv2dGeom, t: Tile) -> usize {
+    gemm::aligned_len(&backward_weight_lens(g, t))
+}
+
+fn backward_weight_lens(g: &Conv2dGeom, t: Tile) -> [usize; 3] {
+    let (hp, wp) = (g.in_h + 2 * g.pad_h, g.in_w + 2 * g.pad_w);
+    let depth = (g.out_h() - 1) * wp + g.out_w();
+    let k = g.in_channels * g.kernel_h * g.kernel_w;
+    [
+        g.in_channels * g.batch * hp * wp,
+        gemm::packed_b_len(depth, g.out_channels, t),
+        k * g.out_channels,
+    ]
+}
+
+/// The weight gradient of a stride-1 convolution by wide rows:
+///
+/// ```text
+/// dWᵀ[K, OC] = Σ_n col'_n[K, M'] · d_out'_nᵀ[M', OC],    dW += (dWᵀ)ᵀ
+/// ```
+///
+/// where `col'_n` is read in place from the padded input (each row a contiguous run of `P`, see
+/// the module doc) and `d_out'_n` is `d_out` on the padded width with zeros in the dropped
+/// columns. The `K` rows of `col'` are the GEMM's rows, so the wide `K` dimension is what the
+/// tasks split, and only the small `d_out` needs packing.
+///
+/// # Shapes
+/// - `d_weight`: `[OC, IC, KH, KW]`, accumulated. `d_out`: `[OC, N, OH, OW]`, read.
+/// - `inp`: `[IC, N, H, W]`, read; `pre`: `[IC]`.
+pub(super) fn backward_weight_stride1(
+    isa: Isa,
+    d_weight: &mut [f32],
+    d_out: &[f32],
+    inp: &[f32],
+    pre: Option<ChannelAffine<'_>>,
+    g: &Conv2dGeom,
+    ws: &mut Workspace,
+) {
+    let t = gemm::tile(isa);
+    let (hp, wp) = (g.in_h + 2 * g.pad_h, g.in_w + 2 * g.pad_w);
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let (kh, kw) = (g.kernel_h, g.kernel_w);
+    let plane = hp * wp;
+    let oc_n = g.out_channels;
+    let taps = kh * kw;
+    let k_n = g.in_channels * taps;
+    let depth = (oh - 1) * wp + ow;
+    let out_len = g.batch * oh * ow;
+    let [padded, b, d_weight_t] = gemm::carve(ws, backward_weight_lens(g, t));
+    let parallel = gemm::worth_parallel(k_n * oc_n * depth * g.batch);
+    pad_input(padded, inp, pre, g, parallel);
+    let padded = &*padded;
+    for n in 0..g.batch {
+        // B = d_out'ᵀ: panel[m'·NR + t] = d_out[oc = j·NR + t, n, m' / Wp, m' % Wp], 0 where
+        // m' % Wp >= OW or the channel does not exist.
+        for (j, panel) in b.chunks_exact_mut(depth * t.nr).enumerate() {
+            for (m, lanes) in panel.chunks_exact_mut(t.nr).enumerate() {
+                let (oy, ox) = (m / wp, m % wp);
+                for (tt, lane) in lanes.iter_mut().enumerate() {
+                    let oc = j * t.nr + tt;
+                    *lane = if ox < ow && oc < oc_n {
+                        d_out[oc * out_len + (n * oh + oy) * ow + ox]
+                    } else {
+                        0.0
+                    };
+                }
+            }
+        }
+        let row_start = |k: usize| {
+            let (ic, tap) = (k / taps, k % taps);
+            (ic * g.batch + n) * plane + (tap / kw) * wp + tap % kw
+        };
+        let a = AView::Gathered {
+            data: padded,
+            row_start: &row_start,
+        };
+        gemm::gemm_packed(
+            isa,
+            k_n,
+            oc_n,
+            depth,
+            a,
+            b,
+            d_weight_t,
+            oc_n,
+            n > 0,
+            parallel,
+        );
+    }
+    for (oc, d_row) in d_weight.chunks_exact_mut(k_n).enumerate() {
+        for (k, d) in d_row.iter_mut().enumerate() {
+            *d += d_weight_t[k * oc_n + oc];
+        }
     }
 }

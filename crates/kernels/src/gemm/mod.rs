@@ -126,7 +126,7 @@ pub fn worth_parallel(macs: usize) -> bool {
 }
 
 /// The `A` operand of a product.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy)]
 pub enum AView<'a> {
     /// Packed by [`pack_a`] (any strides, any source).
     Packed(&'a [f32]),
@@ -134,6 +134,12 @@ pub enum AView<'a> {
     /// `MR` row streams, so a weight matrix needs no packing at all (packing `A` costs as much
     /// as the whole product when `M` is small, as at 7×7).
     RowMajor { data: &'a [f32], ld: usize },
+    /// `A[r, k] = data[row_start(r) + k]`: rows anywhere in `data` (e.g. the rows of an
+    /// implicit im2col matrix, each a contiguous run of a padded input), read in place.
+    Gathered {
+        data: &'a [f32],
+        row_start: &'a (dyn Fn(usize) -> usize + Sync),
+    },
 }
 
 /// `C[rows, cols] (+)= A · B` for one column block, from packed `B`.
@@ -176,9 +182,8 @@ pub fn gemm_packed(
     let task = |(i, c_task): (usize, &mut [f32])| {
         let row0 = i * per_task * t.mr;
         let rows_here = (per_task * t.mr).min(rows - row0);
-        let a_task = a.rows_from(row0, depth);
         gemm_block(
-            isa, rows_here, cols, depth, a_task, b, c_task, ldc, accumulate,
+            isa, row0, rows_here, cols, depth, a, b, c_task, ldc, accumulate,
         );
     };
     if parallel {
@@ -186,19 +191,33 @@ pub fn gemm_packed(
             .enumerate()
             .for_each(task);
     } else {
-        gemm_block(isa, rows, cols, depth, a, b, c, ldc, accumulate);
+        gemm_block(isa, 0, rows, cols, depth, a, b, c, ldc, accumulate);
     }
 }
 
 impl<'a> AView<'a> {
-    /// The view of rows `row0..` (`row0` a multiple of `MR`).
-    fn rows_from(self, row0: usize, depth: usize) -> AView<'a> {
-        match self {
-            AView::Packed(p) => AView::Packed(&p[row0 * depth..]),
-            AView::RowMajor { data, ld } => AView::RowMajor {
-                data: &data[row0 * ld..],
-                ld,
-            },
+    /// `A[r, k]`.
+    fn at(&self, depth: usize, mr: usize, r: usize, k: usize) -> f32 {
+        match *self {
+            AView::Packed(p) => p[((r / mr) * depth + k) * mr + r % mr],
+            AView::RowMajor { data, ld } => data[r * ld + k],
+            AView::Gathered { data, row_start } => data[row_start(r) + k],
+        }
+    }
+
+    /// The sliver of rows `row0 .. row0 + MR` (all present, or zero-padded when packed), depth
+    /// `p0 .. p0 + kc`.
+    fn full_sliver(&self, t: Tile, depth: usize, row0: usize, p0: usize, kc: usize) -> ASliver<'a> {
+        match *self {
+            AView::Packed(p) => ASliver::Packed(&p[row0 * depth + p0 * t.mr..][..kc * t.mr]),
+            AView::RowMajor { data, ld } => ASliver::Rows(
+                data,
+                std::array::from_fn(|i| (row0 + i.min(t.mr - 1)) * ld + p0),
+            ),
+            AView::Gathered { data, row_start } => ASliver::Rows(
+                data,
+                std::array::from_fn(|i| row_start(row0 + i.min(t.mr - 1)) + p0),
+            ),
         }
     }
 }
@@ -224,71 +243,19 @@ pub fn gemm_row_group(
     ldc: usize,
     accumulate: bool,
 ) {
-    let t = tile(isa);
-    assert!(rows <= t.mr);
-    assert!(
-        b.len() >= packed_b_len(depth, cols, t),
-        "gemm: packed B too short"
+    assert!(rows <= tile(isa).mr);
+    gemm_block(
+        isa,
+        g * tile(isa).mr,
+        rows,
+        cols,
+        depth,
+        a,
+        b,
+        c,
+        ldc,
+        accumulate,
     );
-    if rows == 0 || cols == 0 {
-        return;
-    }
-    assert!(c.len() >= (rows - 1) * ldc + cols, "gemm: C too short");
-    if depth == 0 {
-        if !accumulate {
-            for row in c.chunks_mut(ldc).take(rows) {
-                row[..cols].fill(0.0);
-            }
-        }
-        return;
-    }
-    // Edge groups of a row-major A are copied into a zero-padded packed sliver so the kernel
-    // never reads a row that does not exist.
-    let mut edge = [0.0f32; MAX_MR * KC];
-    for p0 in (0..depth).step_by(KC) {
-        let kc = KC.min(depth - p0);
-        let sliver = match a {
-            AView::Packed(packed) => {
-                let group = &packed[g * t.mr * depth..(g + 1) * t.mr * depth];
-                ASliver::Packed(&group[p0 * t.mr..(p0 + kc) * t.mr])
-            }
-            AView::RowMajor { data, ld } if rows == t.mr => {
-                ASliver::RowMajor(&data[g * t.mr * ld + p0..], ld)
-            }
-            AView::RowMajor { data, ld } => {
-                let edge = &mut edge[..kc * t.mr];
-                for (k, lanes) in edge.chunks_exact_mut(t.mr).enumerate() {
-                    for (i, lane) in lanes.iter_mut().enumerate() {
-                        *lane = if i < rows {
-                            data[(g * t.mr + i) * ld + p0 + k]
-                        } else {
-                            0.0
-                        };
-                    }
-                }
-                ASliver::Packed(edge)
-            }
-        };
-        for (j, b_panel) in b
-            .chunks_exact(depth * t.nr)
-            .take(cols.div_ceil(t.nr))
-            .enumerate()
-        {
-            let cols_here = t.nr.min(cols - j * t.nr);
-            micro_tile(
-                isa,
-                t,
-                kc,
-                sliver,
-                &b_panel[p0 * t.nr..(p0 + kc) * t.nr],
-                &mut c[j * t.nr..],
-                ldc,
-                rows,
-                cols_here,
-                accumulate || p0 > 0,
-            );
-        }
-    }
 }
 
 /// `C[rows, cols] (+)= A · B` for one column block on this thread, sweeping every row group
@@ -301,6 +268,7 @@ pub fn gemm_row_group(
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_block(
     isa: Isa,
+    row0: usize,
     rows: usize,
     cols: usize,
     depth: usize,
@@ -311,6 +279,10 @@ pub fn gemm_block(
     accumulate: bool,
 ) {
     let t = tile(isa);
+    assert!(
+        row0.is_multiple_of(t.mr),
+        "gemm: row0 must start a row group"
+    );
     assert!(
         b.len() >= packed_b_len(depth, cols, t),
         "gemm: packed B too short"
@@ -332,20 +304,21 @@ pub fn gemm_block(
     }
     let groups = rows.div_ceil(t.mr);
     let last_rows = rows - (groups - 1) * t.mr;
+    // A partial last group of an unpacked A is copied into a zero-padded packed sliver, so the
+    // kernel never reads a row that does not exist.
+    let pad_last = last_rows < t.mr && !matches!(a, AView::Packed(_));
     let mut edge = [0.0f32; MAX_MR * KC];
     for p0 in (0..depth).step_by(KC) {
         let kc = KC.min(depth - p0);
-        if let AView::RowMajor { data, ld } = a {
-            if last_rows < t.mr {
-                let g = groups - 1;
-                for (k, lanes) in edge[..kc * t.mr].chunks_exact_mut(t.mr).enumerate() {
-                    for (i, lane) in lanes.iter_mut().enumerate() {
-                        *lane = if i < last_rows {
-                            data[(g * t.mr + i) * ld + p0 + k]
-                        } else {
-                            0.0
-                        };
-                    }
+        if pad_last {
+            let r0 = row0 + (groups - 1) * t.mr;
+            for (k, lanes) in edge[..kc * t.mr].chunks_exact_mut(t.mr).enumerate() {
+                for (i, lane) in lanes.iter_mut().enumerate() {
+                    *lane = if i < last_rows {
+                        a.at(depth, t.mr, r0 + i, p0 + k)
+                    } else {
+                        0.0
+                    };
                 }
             }
         }
@@ -359,14 +332,10 @@ pub fn gemm_block(
             let b_sub = &b_panel[p0 * t.nr..(p0 + kc) * t.nr];
             for g in 0..groups {
                 let rows_here = t.mr.min(rows - g * t.mr);
-                let sliver = match a {
-                    AView::Packed(packed) => ASliver::Packed(
-                        &packed[(g * depth + p0) * t.mr..(g * depth + p0 + kc) * t.mr],
-                    ),
-                    AView::RowMajor { data, ld } if rows_here == t.mr => {
-                        ASliver::RowMajor(&data[g * t.mr * ld + p0..], ld)
-                    }
-                    AView::RowMajor { .. } => ASliver::Packed(edge),
+                let sliver = if pad_last && g == groups - 1 {
+                    ASliver::Packed(edge)
+                } else {
+                    a.full_sliver(t, depth, row0 + g * t.mr, p0, kc)
                 };
                 micro_tile(
                     isa,
@@ -390,8 +359,8 @@ pub fn gemm_block(
 pub(crate) enum ASliver<'a> {
     /// `A[r, k] = a[k·MR + r]`.
     Packed(&'a [f32]),
-    /// `A[r, k] = a[r·ld + k]` (all `MR` rows exist).
-    RowMajor(&'a [f32], usize),
+    /// `A[r, k] = data[starts[r] + k]` (all `MR` rows exist).
+    Rows(&'a [f32], [usize; MAX_MR]),
 }
 
 /// Largest `MR` of any tier.

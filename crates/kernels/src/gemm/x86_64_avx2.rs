@@ -2,6 +2,10 @@
 //!
 //! Tile 6×16: twelve `ymm` accumulators, two `B` vectors and one broadcast per depth step
 //! (15 of the 16 `ymm` registers), 12 FMAs per 2 loads + 6 broadcasts.
+//!
+//! Measured (one thread, GFLOP per CPU-second on a shared Zen 5 core, see docs/performance.md):
+//! 1×1 256→128 @28: 105 GFLOP/s (portable: 39); 3×3 128→32 @28: 70 (portable: 31); 1×1
+//! 1024→128 @7: 80; 3×3 128→32 @7: 57. The AVX2 peak is half AVX-512's on this core.
 
 use super::ASliver;
 use std::arch::x86_64::*;
@@ -29,57 +33,60 @@ pub(crate) fn kernel(
     assert!(b.len() >= kc * NR);
     assert!(c.len() >= (MR - 1) * ldc + NR);
     assert!(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"));
-    match a {
+    let (packed, rows) = match a {
         ASliver::Packed(a) => {
             assert!(a.len() >= kc * MR);
-            // SAFETY: the asserts bound every read of `a` (kc·MR floats, packed), `b` (kc·NR)
-            // and every access to `c` ((MR−1)·ldc + NR), and the CPU has the features.
-            unsafe {
-                kernel_6x16::<true>(
-                    kc,
-                    a.as_ptr(),
-                    0,
-                    b.as_ptr(),
-                    c.as_mut_ptr(),
-                    ldc,
-                    accumulate,
-                )
-            }
+            (a.as_ptr(), [std::ptr::null(); MR])
         }
-        ASliver::RowMajor(a, ld) => {
-            assert!(kc == 0 || a.len() >= (MR - 1) * ld + kc);
-            // SAFETY: as above, with `a` read as MR rows of kc floats, ld apart.
-            unsafe {
-                kernel_6x16::<false>(
-                    kc,
-                    a.as_ptr(),
-                    ld,
-                    b.as_ptr(),
-                    c.as_mut_ptr(),
-                    ldc,
-                    accumulate,
-                )
-            }
+        ASliver::Rows(data, starts) => {
+            assert!(starts[..MR].iter().all(|&s| s + kc <= data.len()));
+            let rows = std::array::from_fn(|r| data.as_ptr().wrapping_add(starts[r]));
+            (std::ptr::null(), rows)
+        }
+    };
+    // SAFETY: the asserts bound every read of `A` (kc·MR packed floats, or kc floats from each
+    // row start), of `b` (kc·NR) and every access to `c` ((MR−1)·ldc + NR), and the CPU has
+    // the features.
+    unsafe {
+        if packed.is_null() {
+            kernel_6x16::<false>(
+                kc,
+                packed,
+                rows,
+                b.as_ptr(),
+                c.as_mut_ptr(),
+                ldc,
+                accumulate,
+            )
+        } else {
+            kernel_6x16::<true>(
+                kc,
+                packed,
+                rows,
+                b.as_ptr(),
+                c.as_mut_ptr(),
+                ldc,
+                accumulate,
+            )
         }
     }
 }
 
-/// With `PACKED`, `A[r, k] = a[k·MR + r]`; otherwise `A[r, k] = a[r·ld + k]`.
+/// With `PACKED`, `A[r, k] = a[k·MR + r]`; otherwise `A[r, k] = rows[r][k]`.
 ///
 /// # Safety
-/// `a` holds the `MR × kc` values so addressed, `b` holds `kc·NR` floats, `c` holds
+/// `a` (packed) or each `rows[r]` holds the `kc` values of `A` so addressed, `b` holds `kc·NR` floats, `c` holds
 /// `(MR−1)·ldc + NR`; the CPU has the enabled features.
 #[target_feature(enable = "avx2,fma")]
 unsafe fn kernel_6x16<const PACKED: bool>(
     kc: usize,
     a: *const f32,
-    ld: usize,
+    rows: [*const f32; MR],
     b: *const f32,
     c: *mut f32,
     ldc: usize,
     accumulate: bool,
 ) {
-    let row_ptr: [*const f32; MR] = std::array::from_fn(|r| a.wrapping_add(r * ld));
     let mut acc = [[_mm256_setzero_ps(); 2]; MR];
     for k in 0..kc {
         // SAFETY: k < kc, so the NR floats at b + k·NR are in bounds, and so is A[r, k] for
@@ -91,7 +98,7 @@ unsafe fn kernel_6x16<const PACKED: bool>(
                 let a_rk = if PACKED {
                     *a.add(k * MR + r)
                 } else {
-                    *row_ptr[r].add(k)
+                    *rows[r].add(k)
                 };
                 let a_r = _mm256_set1_ps(a_rk);
                 acc_r[0] = _mm256_fmadd_ps(a_r, b0, acc_r[0]);

@@ -1,10 +1,15 @@
 /// Stochastic gradient descent settings, as PyTorch's `torch.optim.SGD`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SgdConfig {
+    /// Learning rate.
     pub lr: f32,
+    /// Momentum factor (0: plain SGD).
     pub momentum: f32,
+    /// Dampening of the gradient in the momentum update.
     pub dampening: f32,
+    /// L2 penalty added to the gradient as `weight_decay·θ`.
     pub weight_decay: f32,
+    /// Nesterov momentum.
     pub nesterov: bool,
 }
 

@@ -1,0 +1,160 @@
+//! The activation arena: every buffer of the inference plan gets an offset in one `Vec<f32>`,
+//! chosen so that two buffers share memory only if they are never live at the same step.
+//!
+//! A buffer is live over a closed interval of plan steps `[first, last]` (the step that writes
+//! it first to the step that reads it last). Offsets are assigned greedily, largest buffer
+//! first, each at the lowest offset that overlaps no already-placed buffer whose interval meets
+//! its own (first fit by decreasing size, the usual heuristic for this offline problem). The
+//! arena is then as long as the highest end; the *peak* of live floats (the largest sum of
+//! sizes live at one step) is a lower bound no layout can beat, and is reported next to it.
+
+use std::ops::Range;
+
+/// Buffers are padded to multiples of 16 floats (64 bytes), so each starts on its own cache
+/// line when the arena does.
+const ALIGN: usize = 16;
+
+/// One buffer to place: its length in floats and the steps it is live.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Request {
+    pub len: usize,
+    pub first: usize,
+    pub last: usize,
+}
+
+/// Where each requested buffer lives.
+#[derive(Clone, Debug)]
+pub(crate) struct Layout {
+    /// Per request, in request order: its range of the arena.
+    pub ranges: Vec<Range<usize>>,
+    /// Floats the arena needs.
+    pub len: usize,
+    /// The largest sum of (padded) buffer lengths live at one step.
+    pub peak: usize,
+}
+
+/// Assigns offsets to `requests` (see the module doc).
+pub(crate) fn layout(requests: &[Request]) -> Layout {
+    let padded = |r: &Request| r.len.div_ceil(ALIGN) * ALIGN;
+    let mut order: Vec<usize> = (0..requests.len()).collect();
+    order.sort_by_key(|&i| (std::cmp::Reverse(padded(&requests[i])), i));
+    let mut placed: Vec<(usize, Range<usize>)> = Vec::with_capacity(requests.len());
+    let mut ranges = vec![0..0; requests.len()];
+    for &i in &order {
+        let r = &requests[i];
+        let len = padded(r);
+        // Ranges of the placed buffers live at the same time, by offset.
+        let mut busy: Vec<Range<usize>> = placed
+            .iter()
+            .filter(|(j, _)| {
+                let o = &requests[*j];
+                o.first <= r.last && r.first <= o.last
+            })
+            .map(|(_, range)| range.clone())
+            .collect();
+        busy.sort_by_key(|b| b.start);
+        let mut offset = 0;
+        for b in &busy {
+            if offset + len <= b.start {
+                break;
+            }
+            offset = offset.max(b.end);
+        }
+        ranges[i] = offset..offset + r.len;
+        placed.push((i, offset..offset + len));
+    }
+    let len = placed.iter().map(|(_, r)| r.end).max().unwrap_or(0);
+    let last_step = requests.iter().map(|r| r.last).max().unwrap_or(0);
+    let peak = (0..=last_step)
+        .map(|s| {
+            requests
+                .iter()
+                .filter(|r| r.first <= s && s <= r.last)
+                .map(padded)
+                .sum::<usize>()
+        })
+        .max()
+        .unwrap_or(0);
+    Layout { ranges, len, peak }
+}
+
+/// Disjoint mutable slices of `arena` for the given ranges, in the order given (an empty range,
+/// standing for a buffer the plan does not have, gets an empty slice).
+///
+/// # Panics
+/// If two ranges overlap or one lies outside the arena: the plan's layout guarantees neither
+/// for buffers live at the same step, so this is a bug check.
+pub(crate) fn parts<'a, const K: usize>(
+    arena: &'a mut [f32],
+    ranges: [&Range<usize>; K],
+) -> [&'a mut [f32]; K] {
+    let mut order: [usize; K] = std::array::from_fn(|i| i);
+    order.sort_by_key(|&i| ranges[i].start);
+    let mut out: [Option<&'a mut [f32]>; K] = std::array::from_fn(|_| None);
+    let mut rest = arena;
+    let mut base = 0;
+    for &i in &order {
+        let r = ranges[i];
+        if r.is_empty() {
+            out[i] = Some(&mut []);
+            continue;
+        }
+        assert!(r.start >= base, "arena: buffers {r:?} overlap");
+        let tail = std::mem::take(&mut rest);
+        let (_, tail) = tail.split_at_mut(r.start - base);
+        let (part, tail) = tail.split_at_mut(r.end - r.start);
+        out[i] = Some(part);
+        rest = tail;
+        base = r.end;
+    }
+    out.map(|p| p.expect("every range was placed"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn live_buffers_never_overlap_and_dead_ones_share() {
+        let reqs = [
+            Request {
+                len: 100,
+                first: 0,
+                last: 1,
+            },
+            Request {
+                len: 50,
+                first: 1,
+                last: 2,
+            },
+            Request {
+                len: 100,
+                first: 2,
+                last: 3,
+            },
+            Request {
+                len: 10,
+                first: 0,
+                last: 3,
+            },
+        ];
+        let l = layout(&reqs);
+        for (i, a) in reqs.iter().enumerate() {
+            for (j, b) in reqs.iter().enumerate().skip(i + 1) {
+                if a.first <= b.last && b.first <= a.last {
+                    let (ra, rb) = (&l.ranges[i], &l.ranges[j]);
+                    assert!(
+                        ra.end <= rb.start || rb.end <= ra.start,
+                        "{i} and {j} overlap"
+                    );
+                }
+            }
+        }
+        // 0 and 2 are never live together, so they can share; the peak is 112+64+16.
+        assert_eq!(l.peak, 112 + 64 + 16);
+        assert!(l.len < 112 + 64 + 112 + 16);
+        let mut arena = vec![0.0; l.len];
+        let [a, b] = parts(&mut arena, [&l.ranges[1], &l.ranges[0]]);
+        assert_eq!((a.len(), b.len()), (50, 100));
+    }
+}

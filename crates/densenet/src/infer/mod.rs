@@ -1,0 +1,465 @@
+//! Embedded inference: a plan built once for a model, a batch size and an input size, after
+//! which [`InferencePlan::forward`] allocates nothing.
+//!
+//! # What the plan does differently from the training code's eval forward
+//!
+//! Each rewrite is exact in real arithmetic, is switched by a field of [`PlanOptions`], and is
+//! tested against [`crate::DenseNet::forward`] in [`crate::Mode::Eval`] (`tests/infer.rs`):
+//!
+//! - **BN folding** (`fold_norm0`, `fold_norm2`): a batch norm that *follows* a convolution is
+//!   an affine map per output channel, `s·(W·x) + t = (s·W)·x + t`, so it becomes part of the
+//!   convolution's weight and a bias. That is `norm0` after the stem's `conv0`, and each
+//!   bottleneck's `norm2` after `conv1`. (A batch norm *before* a convolution does not fold
+//!   exactly where the convolution pads, and `norm1` is followed by a ReLU anyway.)
+//! - **Pooling before the transition convolution** (`pool_before_transition_conv`): a
+//!   transition is BN-ReLU-Conv1×1-AvgPool2×2. The 1×1 convolution and the average pool are both
+//!   linear and act on different axes (channels vs. space), so they commute:
+//!   BN-ReLU-AvgPool-Conv1×1 gives the same result with the convolution run on a quarter of the
+//!   pixels (4× fewer FLOPs). BN and ReLU must stay before the pool (the ReLU is not linear);
+//!   the three run as one pass.
+//! - **BN + ReLU fused into packing** (`fuse_bn_relu_into_packing`): every convolution's input
+//!   is `relu(bn(x))`; instead of writing that to a scratch buffer the GEMM's operand packing
+//!   applies it per channel while copying ([`densenet_kernels::ChannelAffine`] as `pre`). After
+//!   folding `norm2`, the map before each 3×3 convolution is a bare ReLU (scale 1, shift 0).
+//! - **Pre-packed weights** (`prepack_weights`): 1×1 convolution weights (the bottleneck and
+//!   transition convolutions, most of DenseNet's FLOPs) are packed once into the GEMM's panel
+//!   layout for the CPU tier active when the plan was built, instead of on every call.
+//!
+//! # Memory
+//!
+//! Every activation lives in one arena (`Vec<f32>`), laid out by liveness (`arena.rs`): each
+//! dense block's feature buffer, the block's bottleneck output, the transition scratch, the
+//! stem output, the head. Buffers never live at the same time share memory. The kernels'
+//! packing scratch is sized by one pass on zeros when the plan is built.
+
+mod arena;
+mod build;
+pub mod npy;
+mod ops;
+pub mod preprocess;
+
+use std::time::{Duration, Instant};
+
+use densenet_kernels::pool::{avgpool2d_forward, maxpool2d_forward};
+use densenet_kernels::{Isa, Pool2dGeom, Workspace};
+
+use crate::config::DenseNetConfig;
+use crate::error::{Error, Result};
+use crate::model::DenseNet;
+use build::{Buffers, Conv, Layer, Transition};
+use ops::{
+    affine_forward, affine_relu_avgpool2, affine_relu_global_avgpool, pointwise_forward,
+    relu_inplace, Affine, PackedPointwise,
+};
+
+/// Which rewrites an [`InferencePlan`] applies (see the module doc). [`Default`] turns all on;
+/// [`PlanOptions::plain`] turns all off, which computes what the training code's eval forward
+/// does, in the same order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PlanOptions {
+    /// Fold the stem's `norm0` into `conv0` (weights and a bias).
+    pub fold_norm0: bool,
+    /// Fold each bottleneck's `norm2` into its `conv1`.
+    pub fold_norm2: bool,
+    /// Run transitions as BN-ReLU-AvgPool-Conv1×1.
+    pub pool_before_transition_conv: bool,
+    /// Apply BN + ReLU while packing each convolution's input instead of into a scratch buffer.
+    pub fuse_bn_relu_into_packing: bool,
+    /// Pack 1×1 convolution weights once, at plan time.
+    pub prepack_weights: bool,
+}
+
+impl Default for PlanOptions {
+    fn default() -> Self {
+        PlanOptions {
+            fold_norm0: true,
+            fold_norm2: true,
+            pool_before_transition_conv: true,
+            fuse_bn_relu_into_packing: true,
+            prepack_weights: true,
+        }
+    }
+}
+
+impl PlanOptions {
+    /// No rewrite at all.
+    pub fn plain() -> Self {
+        PlanOptions {
+            fold_norm0: false,
+            fold_norm2: false,
+            pool_before_transition_conv: false,
+            fuse_bn_relu_into_packing: false,
+            prepack_weights: false,
+        }
+    }
+}
+
+/// A model prepared for evaluation-mode inference on batches of a fixed size (see the module
+/// doc). Input is NCHW `f32`, `[N, C, H, W]`; output is logits `[N, classes]`.
+#[derive(Debug)]
+pub struct InferencePlan {
+    config: DenseNetConfig,
+    batch: usize,
+    h: usize,
+    w: usize,
+    opts: PlanOptions,
+    isa: Isa,
+    /// Each block's spatial size.
+    sizes: Vec<(usize, usize)>,
+    /// The stem convolution's output size (ImageNet stem only).
+    stem_hw: Option<(usize, usize)>,
+    conv0: Conv,
+    /// `norm0` when present and not folded.
+    norm0: Option<Affine>,
+    layers: Vec<Vec<Layer>>,
+    transitions: Vec<Transition>,
+    norm5: Affine,
+    /// `[classes, C]`, packed.
+    classifier: PackedPointwise,
+    /// `[classes]`.
+    classifier_b: Vec<f32>,
+    arena: Vec<f32>,
+    ranges: Vec<std::ops::Range<usize>>,
+    peak_floats: usize,
+    bufs: Buffers,
+    /// Packed `B` of the plan's own 1×1 convolutions.
+    pack_b: Vec<f32>,
+    /// Scratch of the kernels crate's convolutions.
+    kernels: Workspace,
+}
+
+/// Wall time of each stage of one [`InferencePlan::forward_timed`] pass.
+#[derive(Clone, Debug, Default)]
+pub struct StageTimes {
+    /// `(stage name, time)` in forward order: `stem`, `denseblock1`, `transition1`, ...,
+    /// `head`.
+    pub stages: Vec<(String, Duration)>,
+}
+
+impl InferencePlan {
+    /// Prepares `model` (its current weights and running statistics) for batches of `batch`
+    /// images of `h×w`, applying the rewrites `opts` selects. Fails with [`Error::Shape`] if the
+    /// input size is too small for the network or the batch is empty.
+    pub fn new(
+        model: &DenseNet,
+        batch: usize,
+        h: usize,
+        w: usize,
+        opts: PlanOptions,
+    ) -> Result<Self> {
+        build::build(model, batch, h, w, opts)
+    }
+
+    /// Images per batch.
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+
+    /// Input `(height, width)`.
+    pub fn input_size(&self) -> (usize, usize) {
+        (self.h, self.w)
+    }
+
+    /// The rewrites this plan applies.
+    pub fn options(&self) -> PlanOptions {
+        self.opts
+    }
+
+    /// The configuration of the model the plan was built from.
+    pub fn config(&self) -> &DenseNetConfig {
+        &self.config
+    }
+
+    /// The CPU tier the weights were packed for.
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+
+    /// Floats of one input batch: `N·C·H·W`.
+    pub fn input_len(&self) -> usize {
+        self.batch * self.config.in_channels * self.h * self.w
+    }
+
+    /// Bytes of the activation arena.
+    pub fn arena_bytes(&self) -> usize {
+        self.arena.len() * 4
+    }
+
+    /// The lower bound on [`InferencePlan::arena_bytes`]: the largest total size of buffers
+    /// live at one step.
+    pub fn peak_live_bytes(&self) -> usize {
+        self.peak_floats * 4
+    }
+
+    /// Bytes of packing scratch (the plan's own and the kernels').
+    pub fn scratch_bytes(&self) -> usize {
+        self.pack_b.len() * 4 + self.kernels.bytes()
+    }
+
+    /// Bytes of the prepared weights (folded, packed), biases and batch-norm maps.
+    pub fn weight_bytes(&self) -> usize {
+        let aff = |a: &Affine| a.scale.len() + a.shift.len();
+        let mut floats = self.conv0.floats() + self.norm0.as_ref().map_or(0, aff);
+        for l in self.layers.iter().flatten() {
+            floats += aff(&l.norm1) + l.conv1.floats();
+            if let Some((a, c)) = &l.bottleneck {
+                floats += aff(a) + c.floats();
+            }
+        }
+        for t in &self.transitions {
+            floats += aff(&t.norm) + t.conv.floats();
+        }
+        floats += aff(&self.norm5) + self.classifier.packed.len() + self.classifier_b.len();
+        floats * 4
+    }
+
+    /// Stage names in forward order, as [`StageTimes`] reports them.
+    pub fn stage_names(&self) -> Vec<String> {
+        let mut names = vec!["stem".to_string()];
+        for b in 0..self.sizes.len() {
+            names.push(format!("denseblock{}", b + 1));
+            if b < self.transitions.len() {
+                names.push(format!("transition{}", b + 1));
+            }
+        }
+        names.push("head".into());
+        names
+    }
+
+    /// Logits `[N, classes]` for the NCHW batch `input` (`[N, C, H, W]`). Allocates nothing.
+    pub fn forward(&mut self, input: &[f32]) -> Result<&[f32]> {
+        self.run(input, None)?;
+        Ok(&self.arena[self.ranges[self.bufs.logits].clone()])
+    }
+
+    /// [`InferencePlan::forward`], also timing each stage (this allocates the names).
+    pub fn forward_timed(&mut self, input: &[f32], times: &mut StageTimes) -> Result<&[f32]> {
+        times.stages.clear();
+        self.run(input, Some(times))?;
+        Ok(&self.arena[self.ranges[self.bufs.logits].clone()])
+    }
+
+    fn run(&mut self, input: &[f32], mut times: Option<&mut StageTimes>) -> Result<()> {
+        if input.len() != self.input_len() {
+            return Err(Error::Shape(format!(
+                "input has {} values; the plan expects N={} images of {} channels of {}x{} \
+                 ({} values, NCHW)",
+                input.len(),
+                self.batch,
+                self.config.in_channels,
+                self.h,
+                self.w,
+                self.input_len()
+            )));
+        }
+        let mut clock = Instant::now();
+        // The stage name is only formatted when timing, so the untimed pass allocates nothing.
+        let mut lap = |name: &dyn Fn() -> String, times: &mut Option<&mut StageTimes>| {
+            if let Some(t) = times.as_deref_mut() {
+                let now = Instant::now();
+                t.stages.push((name(), now - clock));
+                clock = now;
+            }
+        };
+        self.stem(input);
+        lap(&|| "stem".into(), &mut times);
+        for b in 0..self.sizes.len() {
+            self.block(b);
+            lap(&|| format!("denseblock{}", b + 1), &mut times);
+            if b < self.transitions.len() {
+                self.transition(b);
+                lap(&|| format!("transition{}", b + 1), &mut times);
+            }
+        }
+        self.head();
+        lap(&|| "head".into(), &mut times);
+        Ok(())
+    }
+
+    fn stem(&mut self, input: &[f32]) {
+        let n = self.batch;
+        let c0 = self.config.init_features;
+        let (h, w) = (self.h, self.w);
+        let (bh, bw) = self.sizes[0];
+        let r = &self.ranges;
+        let b = &self.bufs;
+        let stem_range = b.stem.map_or(0..0, |i| r[i].clone());
+        let [inp, feats, stem] =
+            arena::parts(&mut self.arena, [&r[b.input], &r[b.feats[0]], &stem_range]);
+        nchw_to_cnhw(inp, input, n, h * w);
+        let first = &mut feats[..c0 * n * bh * bw];
+        let ws = &mut self.kernels;
+        match self.stem_hw {
+            None => self
+                .conv0
+                .run(first, inp, None, n, h, w, ws, &mut self.pack_b),
+            Some((sh, sw)) => {
+                self.conv0
+                    .run(stem, inp, None, n, h, w, ws, &mut self.pack_b);
+                match &self.norm0 {
+                    // ReLU commutes with max pooling, but applying it first keeps the
+                    // unfolded path identical to the training code.
+                    Some(norm0) => affine_inplace(stem, &norm0.prefix(c0, true), n * sh * sw),
+                    None => relu_inplace(stem),
+                }
+                let g = Pool2dGeom {
+                    planes: c0 * n,
+                    in_h: sh,
+                    in_w: sw,
+                    kernel: 3,
+                    stride: 2,
+                    pad: 1,
+                };
+                maxpool2d_forward(first, stem, &g);
+            }
+        }
+    }
+
+    fn block(&mut self, b: usize) {
+        let n = self.batch;
+        let (h, w) = self.sizes[b];
+        let m = n * h * w;
+        let k = self.config.growth_rate;
+        let k0 = self.config.block_in_channels(b);
+        let fuse = self.opts.fuse_bn_relu_into_packing;
+        let r = &self.ranges;
+        let bf = &self.bufs;
+        let opt = |i: Option<usize>| i.map_or(0..0, |i| r[i].clone());
+        let (z_range, map_range) = (opt(bf.bottleneck[b]), opt(bf.mapped[b]));
+        let [feats, z, mapped] =
+            arena::parts(&mut self.arena, [&r[bf.feats[b]], &z_range, &map_range]);
+        let ws = &mut self.kernels;
+        let pack_b = &mut self.pack_b[..];
+        for (l, layer) in self.layers[b].iter().enumerate() {
+            let c = k0 + l * k;
+            let (prefix, rest) = feats.split_at_mut(c * m);
+            let slot = &mut rest[..k * m];
+            let pre1 = layer.norm1.prefix(c, true);
+            let out1: &mut [f32] = match &layer.bottleneck {
+                Some((_, c2)) => &mut z[..c2.ic * m],
+                None => slot,
+            };
+            if fuse {
+                layer
+                    .conv1
+                    .run(out1, prefix, Some(pre1), n, h, w, ws, pack_b);
+            } else {
+                let a = &mut mapped[..c * m];
+                affine_forward(a, prefix, &pre1, m);
+                layer.conv1.run(out1, a, None, n, h, w, ws, pack_b);
+            }
+            if let Some((pre2, conv2)) = &layer.bottleneck {
+                let bk = conv2.ic;
+                let slot = &mut rest[..k * m];
+                let z = &z[..bk * m];
+                let pre2 = pre2.prefix(bk, true);
+                if fuse {
+                    conv2.run(slot, z, Some(pre2), n, h, w, ws, pack_b);
+                } else {
+                    let a = &mut mapped[..bk * m];
+                    affine_forward(a, z, &pre2, m);
+                    conv2.run(slot, a, None, n, h, w, ws, pack_b);
+                }
+            }
+        }
+    }
+
+    fn transition(&mut self, b: usize) {
+        let n = self.batch;
+        let (h, w) = self.sizes[b];
+        let (oh, ow) = self.sizes[b + 1];
+        let c = self.config.block_out_channels(b);
+        let t = &self.transitions[b];
+        let oc = t.conv.oc;
+        let r = &self.ranges;
+        let bf = &self.bufs;
+        let map_range = bf.trans_mapped[b].map_or(0..0, |i| r[i].clone());
+        let [feats, next, scratch, mapped] = arena::parts(
+            &mut self.arena,
+            [
+                &r[bf.feats[b]],
+                &r[bf.feats[b + 1]],
+                &r[bf.trans[b]],
+                &map_range,
+            ],
+        );
+        let next = &mut next[..oc * n * oh * ow];
+        let pre = t.norm.prefix(c, true);
+        let (ws, pack_b) = (&mut self.kernels, &mut self.pack_b[..]);
+        if self.opts.pool_before_transition_conv {
+            let pooled = &mut scratch[..c * n * oh * ow];
+            affine_relu_avgpool2(pooled, feats, &pre, n, h, w);
+            t.conv.run(next, pooled, None, n, oh, ow, ws, pack_b);
+            return;
+        }
+        let conv_out = &mut scratch[..oc * n * h * w];
+        if self.opts.fuse_bn_relu_into_packing {
+            t.conv.run(conv_out, feats, Some(pre), n, h, w, ws, pack_b);
+        } else {
+            affine_forward(mapped, feats, &pre, n * h * w);
+            t.conv.run(conv_out, mapped, None, n, h, w, ws, pack_b);
+        }
+        let g = Pool2dGeom {
+            planes: oc * n,
+            in_h: h,
+            in_w: w,
+            kernel: 2,
+            stride: 2,
+            pad: 0,
+        };
+        avgpool2d_forward(next, conv_out, &g);
+    }
+
+    fn head(&mut self) {
+        let n = self.batch;
+        let (h, w) = *self.sizes.last().expect("validated: at least one block");
+        let cf = self.config.final_channels();
+        let r = &self.ranges;
+        let bf = &self.bufs;
+        let last = bf.feats[bf.feats.len() - 1];
+        let [feats, pooled, logits_t, logits] = arena::parts(
+            &mut self.arena,
+            [&r[last], &r[bf.pooled], &r[bf.logits_t], &r[bf.logits]],
+        );
+        affine_relu_global_avgpool(pooled, feats, &self.norm5.prefix(cf, true), n, h * w);
+        // logitsᵀ[classes, N] = W[classes, C] · pooled[C, N] + b: a 1×1 convolution over N
+        // columns, on pre-packed weights (matrixmultiply, under `linear_forward`, allocates its
+        // packing buffers on every call).
+        let bias = Some(&self.classifier_b[..]);
+        pointwise_forward(
+            logits_t,
+            pooled,
+            &self.classifier,
+            bias,
+            None,
+            n,
+            &mut self.pack_b,
+        );
+        let classes = self.classifier.oc;
+        for (o, row) in logits_t.chunks_exact(n).enumerate() {
+            for (i, &v) in row.iter().enumerate() {
+                logits[i * classes + o] = v;
+            }
+        }
+    }
+}
+
+/// In place: `x[c, ·] = pre(x[c, ·])`.
+fn affine_inplace(x: &mut [f32], pre: &densenet_kernels::ChannelAffine<'_>, m: usize) {
+    for (c, run) in x.chunks_mut(m).enumerate() {
+        for v in run {
+            *v = pre.apply(c, *v);
+        }
+    }
+}
+
+/// `[N, C, HW]` (NCHW) to `[C, N, HW]` (CNHW).
+fn nchw_to_cnhw(out: &mut [f32], inp: &[f32], n: usize, hw: usize) {
+    let c = inp.len() / (n * hw);
+    for ni in 0..n {
+        for ci in 0..c {
+            out[(ci * n + ni) * hw..(ci * n + ni + 1) * hw]
+                .copy_from_slice(&inp[(ni * c + ci) * hw..(ni * c + ci + 1) * hw]);
+        }
+    }
+}

@@ -1,0 +1,289 @@
+//! The inference plan's own kernels: a 1×1 convolution over pre-packed weights with batch norm +
+//! ReLU fused into the packing of its input, the transition's fused BN-ReLU-AvgPool, and the
+//! head's fused BN-ReLU-global-average pool. Everything else is the kernels crate's.
+//!
+//! Activations are CNHW (`[C, M]` with `M = N·H·W` values per channel), as everywhere.
+
+use densenet_kernels::gemm::{self, Tile};
+use densenet_kernels::{ChannelAffine, Isa};
+use rayon::prelude::*;
+
+/// A per-channel affine map (batch norm in eval form: `y = scale·x + shift`) owned by the plan.
+#[derive(Clone, Debug)]
+pub(crate) struct Affine {
+    pub scale: Vec<f32>,
+    pub shift: Vec<f32>,
+}
+
+impl Affine {
+    /// The identity map on `c` channels (used as `pre` with `relu` for a bare ReLU).
+    pub fn identity(c: usize) -> Self {
+        Affine {
+            scale: vec![1.0; c],
+            shift: vec![0.0; c],
+        }
+    }
+
+    /// The map restricted to the first `c` channels, with or without the ReLU.
+    pub fn prefix(&self, c: usize, relu: bool) -> ChannelAffine<'_> {
+        ChannelAffine {
+            scale: &self.scale[..c],
+            shift: &self.shift[..c],
+            relu,
+        }
+    }
+}
+
+/// `y = max(0, scale·x + shift)` for one channel's run, multiply then add as the convolution's
+/// packing does it (an FMA without the target feature would be a libm call per value).
+#[inline(always)]
+fn map_run(dst: &mut [f32], src: &[f32], scale: f32, shift: f32, relu: bool) {
+    if relu {
+        for (d, &x) in dst.iter_mut().zip(src) {
+            *d = (scale * x + shift).max(0.0);
+        }
+    } else {
+        for (d, &x) in dst.iter_mut().zip(src) {
+            *d = scale * x + shift;
+        }
+    }
+}
+
+/// `out[c, ·] = pre(inp)[c, ·]` for a CNHW tensor of `m` values per channel.
+///
+/// # Shapes
+/// - `out`, `inp`: `[C, M]`, written and read.
+pub(crate) fn affine_forward(out: &mut [f32], inp: &[f32], pre: &ChannelAffine<'_>, m: usize) {
+    let one = |(c, (o, x)): (usize, (&mut [f32], &[f32]))| {
+        map_run(o, x, pre.scale[c], pre.shift[c], pre.relu);
+    };
+    if out.len() >= PAR_MIN {
+        out.par_chunks_mut(m)
+            .zip(inp.par_chunks(m))
+            .enumerate()
+            .for_each(one);
+    } else {
+        out.chunks_mut(m)
+            .zip(inp.chunks(m))
+            .enumerate()
+            .for_each(one);
+    }
+}
+
+/// In place: `x = max(0, x)`.
+pub(crate) fn relu_inplace(x: &mut [f32]) {
+    let one = |x: &mut [f32]| x.iter_mut().for_each(|v| *v = v.max(0.0));
+    if x.len() >= PAR_MIN {
+        x.par_chunks_mut(PAR_MIN / 4).for_each(one);
+    } else {
+        one(x);
+    }
+}
+
+/// Element counts below which a pass stays on the calling thread.
+const PAR_MIN: usize = 1 << 15;
+
+/// A 1×1 convolution weight `[OC, IC]`, packed once as the GEMM's `A` operand for one tier.
+#[derive(Clone, Debug)]
+pub(crate) struct PackedPointwise {
+    pub packed: Vec<f32>,
+    pub oc: usize,
+    pub ic: usize,
+    pub isa: Isa,
+}
+
+impl PackedPointwise {
+    /// Packs `weight` (`[OC, IC]`, row-major) for the tier `isa`.
+    pub fn new(weight: &[f32], oc: usize, ic: usize, isa: Isa) -> Self {
+        let t = gemm::tile(isa);
+        let mut packed = vec![0.0; gemm::packed_a_len(oc, ic, t)];
+        gemm::pack_a(&mut packed, weight, oc, ic, ic, 1, t);
+        PackedPointwise {
+            packed,
+            oc,
+            ic,
+            isa,
+        }
+    }
+}
+
+/// Floats of packed `B` [`pointwise_forward`] needs for `ic` input channels and `m` columns.
+pub(crate) fn pointwise_scratch_len(ic: usize, m: usize, isa: Isa) -> usize {
+    let t = gemm::tile(isa);
+    gemm::packed_b_len(ic, gemm::b_block_cols(ic, m, t), t)
+}
+
+/// A 1×1 convolution over pre-packed weights, its input mapped by `pre` while it is packed:
+/// `out[oc, j] = bias[oc] + Σ_ic W[oc, ic] · pre(inp)[ic, j]`.
+///
+/// # Shapes
+/// - `out`: `[OC, M]`, written. `inp`: `[IC, M]` (a channel prefix of a block buffer), read.
+/// - `bias`: `[OC]`; `pre`: `[IC]`; `b_scratch`: at least [`pointwise_scratch_len`] floats.
+pub(crate) fn pointwise_forward(
+    out: &mut [f32],
+    inp: &[f32],
+    w: &PackedPointwise,
+    bias: Option<&[f32]>,
+    pre: Option<ChannelAffine<'_>>,
+    m: usize,
+    b_scratch: &mut [f32],
+) {
+    let (rows, depth, cols) = (w.oc, w.ic, m);
+    assert_eq!(out.len(), rows * cols, "pointwise: output length");
+    assert_eq!(inp.len(), depth * cols, "pointwise: input length");
+    if rows == 0 || cols == 0 {
+        return;
+    }
+    let t = gemm::tile(w.isa);
+    if let Some(b) = bias {
+        for (row, &b) in out.chunks_exact_mut(cols).zip(b) {
+            row.fill(b);
+        }
+    } else if depth == 0 {
+        out.fill(0.0);
+    }
+    if depth == 0 {
+        return;
+    }
+    let block = gemm::b_block_cols(depth, cols, t);
+    let parallel = gemm::worth_parallel(rows * depth * cols);
+    for col0 in (0..cols).step_by(block) {
+        let ncols = block.min(cols - col0);
+        let b = &mut b_scratch[..gemm::packed_b_len(depth, ncols, t)];
+        let pack = |(j, panel): (usize, &mut [f32])| {
+            pack_panel(
+                panel,
+                inp,
+                m,
+                depth,
+                col0 + j * t.nr,
+                t.nr.min(ncols - j * t.nr),
+                pre,
+                t,
+            )
+        };
+        if parallel {
+            b.par_chunks_mut(depth * t.nr).enumerate().for_each(pack);
+        } else {
+            b.chunks_mut(depth * t.nr).enumerate().for_each(pack);
+        }
+        gemm::gemm_packed(
+            w.isa,
+            rows,
+            ncols,
+            depth,
+            gemm::AView::Packed(&w.packed),
+            b,
+            &mut out[col0..],
+            cols,
+            bias.is_some(),
+            parallel,
+        );
+    }
+}
+
+/// One `NR`-column panel of packed `B`: `panel[k·NR + i] = pre(inp)[k, c0 + i]` for `i < w`,
+/// zero after (the layout of `gemm`'s packed `B`).
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn pack_panel(
+    panel: &mut [f32],
+    inp: &[f32],
+    m: usize,
+    depth: usize,
+    c0: usize,
+    w: usize,
+    pre: Option<ChannelAffine<'_>>,
+    t: Tile,
+) {
+    for (k, lanes) in panel.chunks_exact_mut(t.nr).take(depth).enumerate() {
+        let src = &inp[k * m + c0..k * m + c0 + w];
+        match pre {
+            None => lanes[..w].copy_from_slice(src),
+            Some(p) => map_run(&mut lanes[..w], src, p.scale[k], p.shift[k], p.relu),
+        }
+        lanes[w..].fill(0.0);
+    }
+}
+
+/// Batch norm + ReLU + 2×2/s2 average pooling in one pass (the first half of a transition
+/// rewritten as BN-ReLU-AvgPool-Conv1×1):
+/// `out[c, n, oy, ox] = ¼ Σ_{dy, dx < 2} max(0, scale[c]·in[c, n, 2oy+dy, 2ox+dx] + shift[c])`.
+/// Odd trailing rows and columns are dropped (floor mode, as PyTorch).
+///
+/// # Shapes
+/// - `out`: `[C, N, H/2, W/2]`, written. `inp`: `[C, N, H, W]`, read. `pre`: `[C]`.
+pub(crate) fn affine_relu_avgpool2(
+    out: &mut [f32],
+    inp: &[f32],
+    pre: &ChannelAffine<'_>,
+    batch: usize,
+    h: usize,
+    w: usize,
+) {
+    let (oh, ow) = (h / 2, w / 2);
+    let (plane, out_plane) = (h * w, oh * ow);
+    let channels = pre.scale.len();
+    assert_eq!(inp.len(), channels * batch * plane, "avgpool: input length");
+    assert_eq!(
+        out.len(),
+        channels * batch * out_plane,
+        "avgpool: output length"
+    );
+    let one = |(c, (o, x)): (usize, (&mut [f32], &[f32]))| {
+        let (s, t) = (pre.scale[c], pre.shift[c]);
+        let f = |v: f32| (s * v + t).max(0.0);
+        for (o, x) in o.chunks_exact_mut(out_plane).zip(x.chunks_exact(plane)) {
+            for (oy, o_row) in o.chunks_exact_mut(ow).enumerate() {
+                let r0 = &x[2 * oy * w..][..w];
+                let r1 = &x[(2 * oy + 1) * w..][..w];
+                for (ox, o) in o_row.iter_mut().enumerate() {
+                    let i = 2 * ox;
+                    *o = (f(r0[i]) + f(r0[i + 1]) + f(r1[i]) + f(r1[i + 1])) * 0.25;
+                }
+            }
+        }
+    };
+    let (o_chan, i_chan) = (batch * out_plane, batch * plane);
+    if inp.len() >= PAR_MIN {
+        out.par_chunks_mut(o_chan)
+            .zip(inp.par_chunks(i_chan))
+            .enumerate()
+            .for_each(one);
+    } else {
+        out.chunks_mut(o_chan)
+            .zip(inp.chunks(i_chan))
+            .enumerate()
+            .for_each(one);
+    }
+}
+
+/// The head's `relu(norm5(x))` averaged over each plane, channel-major (the classifier then runs
+/// as a 1×1 convolution over `N` columns):
+/// `out[c, n] = (1/HW) Σ_{y, x} max(0, scale[c]·in[c, n, y, x] + shift[c])`, summed in `f64`.
+///
+/// # Shapes
+/// - `out`: `[C, N]`, written. `inp`: `[C, N, H, W]`, read. `pre`: `[C]`.
+pub(crate) fn affine_relu_global_avgpool(
+    out: &mut [f32],
+    inp: &[f32],
+    pre: &ChannelAffine<'_>,
+    batch: usize,
+    hw: usize,
+) {
+    let channels = pre.scale.len();
+    assert_eq!(out.len(), batch * channels, "global pool: output length");
+    assert_eq!(
+        inp.len(),
+        channels * batch * hw,
+        "global pool: input length"
+    );
+    for (c, o_row) in out.chunks_exact_mut(batch).enumerate() {
+        for (n, o) in o_row.iter_mut().enumerate() {
+            let (s, t) = (pre.scale[c], pre.shift[c]);
+            let plane = &inp[(c * batch + n) * hw..][..hw];
+            let sum: f64 = plane.iter().map(|&v| f64::from((s * v + t).max(0.0))).sum();
+            *o = (sum / hw as f64) as f32;
+        }
+    }
+}

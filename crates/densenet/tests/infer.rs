@@ -1,0 +1,283 @@
+//! The inference plan against the training code's eval forward: every rewrite on its own and
+//! all together, on BC and plain networks, both stems, odd sizes and batches; no allocation in
+//! `forward`; invalid sizes refused; weights round-tripped through safetensors files.
+//!
+//! Metric: `max_i |plan_i − ref_i| / max_i |ref_i|` over all logits of the batch (the error
+//! relative to the largest logit), at most `1e-5`.
+
+use densenet::infer::{InferencePlan, PlanOptions};
+use densenet::{DenseNet, DenseNetConfig, Mode, Stem};
+use densenet_kernels::alloc_counter::{self, CountingAllocator};
+
+#[global_allocator]
+static ALLOC: CountingAllocator = CountingAllocator;
+
+const TOL: f32 = 1e-5;
+
+fn config(stem: Stem, blocks: &[usize], bn: Option<usize>, theta: f32) -> DenseNetConfig {
+    DenseNetConfig {
+        growth_rate: 4,
+        block_config: blocks.to_vec(),
+        init_features: 8,
+        bn_size: bn,
+        compression: theta,
+        drop_rate: 0.0,
+        num_classes: 7,
+        in_channels: 3,
+        stem,
+    }
+}
+
+/// Deterministic values in [lo, hi).
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self, lo: f32, hi: f32) -> f32 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        lo + (hi - lo) * ((self.0 >> 40) as f32 / (1u64 << 24) as f32)
+    }
+}
+
+/// A model whose batch norms are far from the identity (random γ, β, running statistics), so
+/// folding and fusing them is really exercised.
+fn model(cfg: DenseNetConfig, seed: u64) -> DenseNet {
+    let mut net = DenseNet::new(cfg, seed).unwrap();
+    let mut rng = Lcg(seed);
+    let store = net.store_mut();
+    for name in store.tensor_names() {
+        let (_, v) = store.tensor_mut(&name).unwrap();
+        let range = if name.ends_with("running_var") {
+            (0.5, 2.0)
+        } else if name.ends_with("running_mean") || name.ends_with(".bias") {
+            (-0.3, 0.3)
+        } else if name.contains("norm") && name.ends_with(".weight") {
+            (0.5, 1.5)
+        } else {
+            continue;
+        };
+        v.iter_mut().for_each(|x| *x = rng.next(range.0, range.1));
+    }
+    net
+}
+
+fn input(len: usize, seed: u64) -> Vec<f32> {
+    let mut rng = Lcg(seed ^ 0xabcdef);
+    (0..len).map(|_| rng.next(-2.0, 2.0)).collect()
+}
+
+fn eval_reference(net: &mut DenseNet, x: &[f32], n: usize, h: usize, w: usize) -> Vec<f32> {
+    let mut ws = net.workspace(n, h, w, true).unwrap();
+    net.forward(&mut ws, x, Mode::Eval).unwrap().to_vec()
+}
+
+fn relative_error(got: &[f32], want: &[f32]) -> f32 {
+    assert_eq!(got.len(), want.len());
+    let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-30);
+    let diff = got
+        .iter()
+        .zip(want)
+        .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+    diff / scale
+}
+
+/// Each option alone, all of them, none.
+fn option_sets() -> Vec<(&'static str, PlanOptions)> {
+    let none = PlanOptions::plain();
+    vec![
+        ("plain", none),
+        (
+            "fold_norm0",
+            PlanOptions {
+                fold_norm0: true,
+                ..none
+            },
+        ),
+        (
+            "fold_norm2",
+            PlanOptions {
+                fold_norm2: true,
+                ..none
+            },
+        ),
+        (
+            "pool_before_transition_conv",
+            PlanOptions {
+                pool_before_transition_conv: true,
+                ..none
+            },
+        ),
+        (
+            "fuse_bn_relu_into_packing",
+            PlanOptions {
+                fuse_bn_relu_into_packing: true,
+                ..none
+            },
+        ),
+        (
+            "prepack_weights",
+            PlanOptions {
+                prepack_weights: true,
+                ..none
+            },
+        ),
+        ("all", PlanOptions::default()),
+    ]
+}
+
+fn check_against_eval(cfg: DenseNetConfig, n: usize, h: usize, w: usize, seed: u64) {
+    let mut net = model(cfg, seed);
+    let x = input(n * 3 * h * w, seed);
+    let want = eval_reference(&mut net, &x, n, h, w);
+    for (name, opts) in option_sets() {
+        let mut plan = InferencePlan::new(&net, n, h, w, opts).unwrap();
+        let got = plan.forward(&x).unwrap().to_vec();
+        let err = relative_error(&got, &want);
+        println!("{name:>28}: relative error {err:.2e}");
+        assert!(err <= TOL, "{name}: relative error {err:e} > {TOL:e}");
+        // A second pass over the same arena gives the same logits.
+        assert_eq!(
+            plan.forward(&x).unwrap(),
+            &got[..],
+            "{name}: not repeatable"
+        );
+    }
+}
+
+#[test]
+fn bc_imagenet_stem_odd_size_matches_eval_forward() {
+    check_against_eval(
+        config(Stem::ImageNet, &[2, 3, 2], Some(4), 0.5),
+        2,
+        67,
+        61,
+        1,
+    );
+}
+
+#[test]
+fn bc_cifar_stem_matches_eval_forward() {
+    check_against_eval(config(Stem::Cifar, &[3, 2, 2], Some(4), 0.5), 3, 16, 16, 2);
+}
+
+#[test]
+fn plain_densenet_matches_eval_forward() {
+    check_against_eval(config(Stem::Cifar, &[3, 3], None, 1.0), 1, 13, 11, 3);
+}
+
+#[test]
+fn wide_layers_take_the_parallel_paths() {
+    // Wide enough that the GEMMs and the fused passes go to the thread pool.
+    let cfg = DenseNetConfig {
+        growth_rate: 16,
+        init_features: 32,
+        ..config(Stem::ImageNet, &[3, 3], Some(4), 0.5)
+    };
+    check_against_eval(cfg, 2, 64, 64, 4);
+}
+
+/// One test only allocates-checks (the counters are process-wide; other tests in this binary
+/// run beside it, so it retries a pass before blaming the plan: a pass of its own must once
+/// come out clean).
+///
+/// On a 1-thread pool nothing at all may be allocated. On 2 threads the plan still requests
+/// nothing, but rayon's work stealing pins crossbeam's epoch collector, which now and then
+/// allocates a small garbage bag (and jobs injected into the pool from outside take a queue
+/// block every few dozen passes): bounded here at 16 KB, far below any buffer of the plan.
+#[test]
+fn forward_allocates_nothing() {
+    let cfg = DenseNetConfig {
+        growth_rate: 16,
+        init_features: 32,
+        ..config(Stem::ImageNet, &[2, 2], Some(4), 0.5)
+    };
+    let net = model(cfg, 5);
+    for (threads, max_bytes) in [(1, 0), (2, 16 * 1024)] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            for (_, opts) in option_sets() {
+                let mut plan = InferencePlan::new(&net, 2, 64, 64, opts).unwrap();
+                let x = input(plan.input_len(), 5);
+                // Warm up, including the pool.
+                plan.forward(&x).unwrap();
+                plan.forward(&x).unwrap();
+                let mut best = u64::MAX;
+                for _ in 0..5 {
+                    let (_, delta) = alloc_counter::measure(|| {
+                        plan.forward(&x).unwrap();
+                    });
+                    best = best.min(delta.allocated_bytes);
+                }
+                println!("{threads} threads, {opts:?}: {best} bytes");
+                assert!(
+                    best <= max_bytes,
+                    "{threads} threads, {opts:?}: forward allocated {best} bytes"
+                );
+            }
+        });
+    }
+}
+
+#[test]
+fn arena_is_at_least_the_peak_and_reuses_memory() {
+    let cfg = config(Stem::ImageNet, &[2, 3, 2], Some(4), 0.5);
+    let net = model(cfg.clone(), 6);
+    let plan = InferencePlan::new(&net, 2, 64, 64, PlanOptions::default()).unwrap();
+    assert!(plan.arena_bytes() >= plan.peak_live_bytes());
+    // Without reuse the arena would hold every block buffer and the input at once.
+    let sizes = cfg.block_sizes(64, 64).unwrap();
+    // Input, stem conv output (32x32), block buffers and bottleneck outputs.
+    let all_feats: usize = sizes
+        .iter()
+        .enumerate()
+        .map(|(b, (h, w))| (cfg.block_out_channels(b) + 16) * 2 * h * w * 4)
+        .sum::<usize>()
+        + (3 * 64 * 64 + 8 * 32 * 32) * 2 * 4;
+    assert!(
+        plan.arena_bytes() < all_feats,
+        "arena {} B does not reuse memory ({} B of buffers)",
+        plan.arena_bytes(),
+        all_feats
+    );
+    assert!(plan.weight_bytes() > 0);
+}
+
+#[test]
+fn invalid_sizes_and_inputs_are_refused() {
+    let net = model(config(Stem::ImageNet, &[2, 2, 2], Some(4), 0.5), 7);
+    for (n, h, w) in [(1, 3, 64), (1, 64, 2), (0, 64, 64), (1, 8, 8)] {
+        let err = InferencePlan::new(&net, n, h, w, PlanOptions::default());
+        assert!(err.is_err(), "{n}x{h}x{w} was accepted");
+        println!("{n}x{h}x{w}: {}", err.unwrap_err());
+    }
+    let mut plan = InferencePlan::new(&net, 1, 32, 32, PlanOptions::default()).unwrap();
+    let err = plan.forward(&[0.0; 10]).unwrap_err().to_string();
+    assert!(err.contains("3072"), "{err}");
+}
+
+#[test]
+fn weights_round_trip_through_a_file_into_the_plan() {
+    let cfg = config(Stem::ImageNet, &[2, 2], Some(4), 0.5);
+    let mut a = model(cfg.clone(), 8);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("w.safetensors");
+    a.save_weights(&path).unwrap();
+    let mut b = DenseNet::new(cfg, 99).unwrap();
+    let report = b.load_weights(&path).unwrap();
+    assert_eq!(report.loaded, b.store().tensor_names().len());
+    let x = input(2 * 3 * 40 * 40, 8);
+    let want = eval_reference(&mut a, &x, 2, 40, 40);
+    let mut plan = InferencePlan::new(&b, 2, 40, 40, PlanOptions::default()).unwrap();
+    let err = relative_error(plan.forward(&x).unwrap(), &want);
+    assert!(err <= TOL, "{err:e}");
+    // Weights of another architecture are refused, naming the tensors, and change nothing.
+    let mut c = DenseNet::new(config(Stem::ImageNet, &[2, 3], Some(4), 0.5), 1).unwrap();
+    let before = c.store().params().to_vec();
+    let msg = c.load_weights(&path).unwrap_err().to_string();
+    assert!(msg.contains("denseblock2.denselayer3"), "{msg}");
+    assert_eq!(c.store().params(), &before[..]);
+}

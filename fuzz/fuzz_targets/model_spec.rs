@@ -1,0 +1,5 @@
+//! Fuzz target `model_spec`: the body is [`fuzz_bodies::model_spec`], which `cargo test` also replays over
+//! the committed corpus (`crates/densenet/tests/corpus_replay.rs`).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| fuzz_bodies::model_spec(data));
