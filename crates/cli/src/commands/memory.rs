@@ -178,7 +178,7 @@ pub fn run(args: MemoryArgs) -> CliResult<()> {
          on), the length of its one allocation"
     );
     let title = format!(
-        "{} dense blocks, batch {} at {h}x{w}: peak training memory",
+        "{}, batch {} at {h}x{w}: peak training memory",
         args.model, args.batch
     );
     let mut svg = String::new();
