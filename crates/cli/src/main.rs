@@ -45,14 +45,14 @@ enum Command {
     Eval(commands::eval::EvalArgs),
     /// Per-stage table of a model: output size, layers, parameters, multiply-adds, memory.
     Summary(commands::summary::SummaryArgs),
+    /// Peak training memory against depth: naive concatenation, shared buffer, memory-efficient.
+    Memory(commands::memory::MemoryArgs),
     /// Class scores for images or a raw .npy tensor (allocation-free inference plan).
     Infer(commands::infer::InferArgs),
     /// Latency, throughput and memory of inference.
     Bench(commands::bench::BenchArgs),
     /// The paper's Figure 5: mean absolute weight between the layers of each dense block (SVG).
     Heatmap(commands::heatmap::HeatmapArgs),
-    /// Peak training memory against depth: naive concatenation, shared buffer, memory-efficient.
-    Memory(commands::memory::MemoryArgs),
 }
 
 fn main() -> ExitCode {
@@ -61,10 +61,10 @@ fn main() -> ExitCode {
         Command::Train(args) => commands::train::run(args),
         Command::Eval(args) => commands::eval::run(args),
         Command::Summary(args) => commands::summary::run(args),
+        Command::Memory(args) => commands::memory::run(args),
         Command::Infer(args) => commands::infer::run(args),
         Command::Bench(args) => commands::bench::run(args),
         Command::Heatmap(args) => commands::heatmap::run(args),
-        Command::Memory(args) => commands::memory::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,12 +1,15 @@
 //! `densenet memory`: peak training memory of a model's dense blocks against depth, for naive
 //! concatenation, the shared buffer and memory-efficient backward, measured with the counting
-//! allocator this binary installs; a table, an SVG plot and optionally a CSV.
+//! allocator this binary installs, beside the inference plan's arena; a table, an SVG plot and
+//! optionally a CSV.
 
 use std::path::PathBuf;
 
 use densenet::config::{DenseNetConfig, Stem};
+use densenet::infer::{InferencePlan, PlanOptions};
 use densenet::memory::sweep::{dense_blocks_peak, model_train_peak};
 use densenet::memory::Strategy;
+use densenet::DenseNet;
 use densenet_kernels::alloc_counter;
 use plotters::prelude::*;
 
@@ -55,6 +58,7 @@ struct Row {
     efficient: u64,
     model_stored: u64,
     model_efficient: u64,
+    infer_arena: u64,
 }
 
 fn config_at_depth(base: &DenseNetConfig, depth: usize) -> CliResult<DenseNetConfig> {
@@ -129,8 +133,15 @@ pub fn run(args: MemoryArgs) -> CliResult<()> {
          network: one real training step"
     );
     println!(
-        "{:>6} {:>8} {:>12} {:>12} {:>12} {:>14} {:>14}",
-        "depth", "L/block", "naive MiB", "shared MiB", "effic. MiB", "net stored", "net effic."
+        "{:>6} {:>8} {:>12} {:>12} {:>12} {:>14} {:>14} {:>12}",
+        "depth",
+        "L/block",
+        "naive MiB",
+        "shared MiB",
+        "effic. MiB",
+        "net stored",
+        "net effic.",
+        "infer arena"
     );
     let mut rows = Vec::new();
     for (&depth, cfg) in args.depths.iter().zip(&cfgs) {
@@ -143,24 +154,31 @@ pub fn run(args: MemoryArgs) -> CliResult<()> {
             efficient: peak(Strategy::Efficient)?,
             model_stored: model_train_peak(cfg, args.batch, h, w, false)?,
             model_efficient: model_train_peak(cfg, args.batch, h, w, true)?,
+            infer_arena: {
+                let model = DenseNet::new(cfg.clone(), 1)?;
+                let plan = InferencePlan::new(&model, args.batch, h, w, PlanOptions::default())?;
+                plan.arena_bytes() as u64
+            },
         };
         println!(
-            "{:>6} {:>8} {:>12.1} {:>12.1} {:>12.1} {:>14.1} {:>14.1}",
+            "{:>6} {:>8} {:>12.1} {:>12.1} {:>12.1} {:>14.1} {:>14.1} {:>12.1}",
             row.depth,
             row.layers_per_block,
             mib(row.naive),
             mib(row.shared),
             mib(row.efficient),
             mib(row.model_stored),
-            mib(row.model_efficient)
+            mib(row.model_efficient),
+            mib(row.infer_arena)
         );
         rows.push(row);
     }
     println!(
-        "(no planned-inference-arena column: the network has no inference plan to measure yet)"
+        "infer arena: the activation arena of the allocation-free inference plan (all rewrites \
+         on), the length of its one allocation"
     );
     let title = format!(
-        "{} dense blocks, batch {} at {h}x{w}: peak training memory",
+        "{}, batch {} at {h}x{w}: peak training memory",
         args.model, args.batch
     );
     let mut svg = String::new();
@@ -170,18 +188,19 @@ pub fn run(args: MemoryArgs) -> CliResult<()> {
     if let Some(path) = &args.csv {
         let mut csv = String::from(
             "depth,layers_per_block,naive_bytes,shared_bytes,efficient_bytes,\
-             network_stored_bytes,network_efficient_bytes\n",
+             network_stored_bytes,network_efficient_bytes,infer_arena_bytes\n",
         );
         for r in &rows {
             csv.push_str(&format!(
-                "{},{},{},{},{},{},{}\n",
+                "{},{},{},{},{},{},{},{}\n",
                 r.depth,
                 r.layers_per_block,
                 r.naive,
                 r.shared,
                 r.efficient,
                 r.model_stored,
-                r.model_efficient
+                r.model_efficient,
+                r.infer_arena
             ));
         }
         write_atomic(path, csv.as_bytes())?;
@@ -216,12 +235,13 @@ fn draw(svg: &mut String, rows: &[Row], title: &str) -> DrawResult {
         .x_desc("depth L")
         .y_desc("peak MiB")
         .draw()?;
-    let series: [Series; 5] = [
+    let series: [Series; 6] = [
         ("naive concatenation (blocks)", RED, |r| r.naive),
         ("shared buffer, BN stored (blocks)", BLUE, |r| r.shared),
         ("memory-efficient (blocks)", GREEN, |r| r.efficient),
         ("network, BN stored", MAGENTA, |r| r.model_stored),
         ("network, memory-efficient", CYAN, |r| r.model_efficient),
+        ("inference arena", BLACK, |r| r.infer_arena),
     ];
     for (name, color, get) in series {
         let points: Vec<(f64, f64)> = rows.iter().map(|r| (r.depth as f64, mib(get(r)))).collect();
