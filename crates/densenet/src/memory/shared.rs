@@ -1,5 +1,5 @@
 //! One dense block run standalone with the network's own layer code ([`crate::block`]) over a
-//! preallocated [`FeatureBuffer`] and its gradient buffer.
+//! preallocated [`FeatureBuffer`](densenet_kernels::FeatureBuffer) and its gradient buffer.
 //!
 //! Nothing here re-implements a layer: [`SharedBlock`] owns the [`TrainWorkspace`] of a
 //! one-block network (so its block state and scratch are sized by the network's own planner),
