@@ -6,6 +6,7 @@
 //! cargo bench --bench dense_block                                # every shape
 //! cargo bench --bench dense_block -- d121_b3                     # shapes whose name contains it
 //! cargo bench --bench dense_block -- cifar --warm-up-time 1 --measurement-time 3
+//! DENSE_BLOCK_MEMORY_ONLY=1 cargo bench --bench dense_block     # memory table only, no timing
 //! ```
 //!
 //! Shapes: DenseNet-BC-100's block at CIFAR size (16 layers, k = 12, 24 input channels, 32×32,
@@ -18,7 +19,8 @@
 //! preallocated buffers count), bytes copied from the runners' own counters, and the analytic
 //! memory access cost (VoVNet's MAC, summed over the block's convs). A table is printed at the
 //! end and written to `target/dense_block_memory.csv`, with criterion's median time per row
-//! (read back from `target/criterion/<group>/<function>/new/estimates.json`; criterion's own
+//! (read back from `target/criterion/<group>/<function>/new/estimates.json`, i.e. the last
+//! criterion run of that ID, possibly an earlier one under DENSE_BLOCK_MEMORY_ONLY; criterion's own
 //! "time:" line shows the mean, which on a busy machine can sit well above the median). The OSA
 //! block's parameters and gradients are subtracted from its byte figures, since the dense
 //! blocks' parameters are made outside their measurement.
@@ -320,11 +322,14 @@ fn main() {
             }
         }
     }
-    let mut c = Criterion::default().configure_from_args();
-    for (name, shape) in &selected {
-        bench_shape(&mut c, name, *shape);
+    // DENSE_BLOCK_MEMORY_ONLY=1: the instrumented runs and the table, without timing.
+    if std::env::var_os("DENSE_BLOCK_MEMORY_ONLY").is_none() {
+        let mut c = Criterion::default().configure_from_args();
+        for (name, shape) in &selected {
+            bench_shape(&mut c, name, *shape);
+        }
+        c.final_summary();
     }
-    c.final_summary();
 
     let (text, csv) = table(&rows);
     println!("\nDense-block memory traffic (time: criterion median; memory: one instrumented run)");

@@ -91,8 +91,10 @@ fn classify(
     Ok(ranked)
 }
 
-fn generated_image() -> AnyResult<PathBuf> {
-    let path = std::env::temp_dir().join(format!("densenet-example-{}.png", std::process::id()));
+/// Writes the test pattern to a temporary file named after `tag` (tests run in parallel).
+fn generated_image(tag: &str) -> AnyResult<PathBuf> {
+    let name = format!("densenet-example-{tag}-{}.png", std::process::id());
+    let path = std::env::temp_dir().join(name);
     write_test_pattern(&path)?;
     Ok(path)
 }
@@ -102,7 +104,7 @@ fn main() -> AnyResult<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (image, generated) = match args.first() {
         Some(p) => (PathBuf::from(p), false),
-        None => (generated_image()?, true),
+        None => (generated_image("main")?, true),
     };
     let weights = match (args.get(1), args.get(2)) {
         (Some(w), Some(m)) => Some((Path::new(w), m.as_str())),
@@ -127,7 +129,7 @@ mod tests {
 
     #[test]
     fn classifies_a_generated_png() {
-        let path = generated_image().unwrap();
+        let path = generated_image("classify").unwrap();
         let top = classify(&path, None, 10);
         std::fs::remove_file(&path).unwrap();
         let top = top.unwrap();
@@ -142,7 +144,7 @@ mod tests {
 
     #[test]
     fn the_plan_agrees_with_the_training_code_in_eval_mode() {
-        let path = generated_image().unwrap();
+        let path = generated_image("agree").unwrap();
         let loaded = load_image(&path);
         std::fs::remove_file(&path).unwrap();
         let (pixels, h, w) = loaded.unwrap();

@@ -71,7 +71,13 @@ fn train(epochs: usize) -> Result<Outcome, Box<dyn std::error::Error>> {
 
 #[cfg_attr(test, allow(dead_code))]
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    train(5)?;
+    let out = train(5)?;
+    let first = out.epoch_losses.first().copied().unwrap_or(f32::NAN);
+    let last = out.epoch_losses.last().copied().unwrap_or(f32::NAN);
+    println!(
+        "loss {first:.4} -> {last:.4}, test accuracy {:.1}%",
+        100.0 * out.test_accuracy
+    );
     Ok(())
 }
 

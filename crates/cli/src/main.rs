@@ -16,6 +16,11 @@ mod progress;
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+// Counts every heap byte, so `densenet memory` measures rather than estimates.
+#[global_allocator]
+static ALLOC: densenet_kernels::alloc_counter::CountingAllocator =
+    densenet_kernels::alloc_counter::CountingAllocator;
+
 /// DenseNet (Huang et al. 2017) on the CPU, with memory-efficient training (Pleiss et al. 2017).
 #[derive(Parser)]
 #[command(
@@ -40,6 +45,8 @@ enum Command {
     Eval(commands::eval::EvalArgs),
     /// Per-stage table of a model: output size, layers, parameters, multiply-adds, memory.
     Summary(commands::summary::SummaryArgs),
+    /// Peak training memory against depth: naive concatenation, shared buffer, memory-efficient.
+    Memory(commands::memory::MemoryArgs),
     /// Class scores for images or a raw .npy tensor (allocation-free inference plan).
     Infer(commands::infer::InferArgs),
     /// Latency, throughput and memory of inference.
@@ -54,6 +61,7 @@ fn main() -> ExitCode {
         Command::Train(args) => commands::train::run(args),
         Command::Eval(args) => commands::eval::run(args),
         Command::Summary(args) => commands::summary::run(args),
+        Command::Memory(args) => commands::memory::run(args),
         Command::Infer(args) => commands::infer::run(args),
         Command::Bench(args) => commands::bench::run(args),
         Command::Heatmap(args) => commands::heatmap::run(args),

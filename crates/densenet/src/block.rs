@@ -1,4 +1,5 @@
-//! Dense layers and transitions, forward and backward, over a block's [`FeatureBuffer`].
+//! Dense layers and transitions, forward and backward, over a block's
+//! [`FeatureBuffer`](densenet_kernels::FeatureBuffer).
 //!
 //! A dense layer `l` of a block reads the prefix `[0, c)` of the block's buffer, `c = k0 + l·k`,
 //! and writes its `k` channels to the slot `[c, c + k)`:
@@ -12,7 +13,7 @@
 //! `relu(norm(·))` is never materialised in memory-efficient mode: it is the `pre` map
 //! ([`ChannelAffine`]) the convolution applies to its input while reading it, forward and in the
 //! weight gradient. `norm1`'s batch statistics are those of the prefix channels, computed once
-//! when each channel was written ([`channel_statistics`]); the layer only derives its scale and
+//! when each channel was written (`channel_statistics`); the layer only derives its scale and
 //! shift from them (`scale = γ·invstd`, `shift = β − μ·scale`). Backward recomputes the same map
 //! from the same saved statistics and never touches the running statistics (gpleiss #73).
 

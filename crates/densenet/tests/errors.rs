@@ -9,6 +9,8 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use densenet::data::{digits::parse_digits, DataError, DataSpec};
+use densenet::infer::npy::{parse_npy, read_npy, NpyError};
+use densenet::infer::preprocess::{load_image, ImageError};
 use densenet::weights::{
     load_into, load_params, IntTensor, NamedTensors, StateDict, Tensor, WeightsError,
 };
@@ -238,6 +240,64 @@ fn every_data_error_names_its_problem() {
         seen.insert(data_variant(e));
     }
     assert_eq!(seen.len(), DATA_VARIANTS, "variants covered: {seen:?}");
+}
+
+#[test]
+fn every_inference_input_error_names_its_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.npy");
+    let npy: Vec<(NpyError, &[&str])> = vec![
+        (read_npy(&missing).unwrap_err(), &["missing.npy"]),
+        (
+            parse_npy(b"not numpy").unwrap_err(),
+            &["not a valid .npy file"],
+        ),
+    ];
+    let mut seen = BTreeSet::new();
+    for (e, words) in &npy {
+        let name = match e {
+            NpyError::Io { .. } => "Io",
+            NpyError::Format(_) => "Format",
+        };
+        for w in *words {
+            assert!(e.to_string().contains(w), "{name}: {e} lacks {w:?}");
+        }
+        seen.insert(name);
+    }
+    assert_eq!(seen.len(), 2);
+
+    let not_png = dir.path().join("not.png");
+    std::fs::write(&not_png, b"this is not a png").unwrap();
+    // A 1x1 PNG (made by the image crate) is valid, but a zero crop is not.
+    let tiny = dir.path().join("tiny.png");
+    image::RgbImage::new(1, 1).save(&tiny).unwrap();
+    let img: Vec<(ImageError, &[&str])> = vec![
+        (
+            load_image(dir.path().join("missing.png"), 8).unwrap_err(),
+            &["missing.png"],
+        ),
+        (
+            load_image(&not_png, 8).unwrap_err(),
+            &["not.png", "cannot decode"],
+        ),
+        (
+            load_image(&tiny, 0).unwrap_err(),
+            &["tiny.png", "crop size"],
+        ),
+    ];
+    let mut seen = BTreeSet::new();
+    for (e, words) in &img {
+        let name = match e {
+            ImageError::Io { .. } => "Io",
+            ImageError::Decode { .. } => "Decode",
+            ImageError::Size { .. } => "Size",
+        };
+        for w in *words {
+            assert!(e.to_string().contains(w), "{name}: {e} lacks {w:?}");
+        }
+        seen.insert(name);
+    }
+    assert_eq!(seen.len(), 3);
 }
 
 #[test]

@@ -7,7 +7,7 @@ use densenet::{DenseNetConfig, ParamStore};
 /// for every (b, t, s), exactly representable, and signed so that the absolute value matters.
 fn planted(b: usize, t: usize, s: usize) -> f32 {
     let v = (1 + 100 * b + 10 * t + s) as f32 / 8.0;
-    if (t + s) % 2 == 0 {
+    if (t + s).is_multiple_of(2) {
         v
     } else {
         -v

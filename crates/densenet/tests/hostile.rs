@@ -8,6 +8,7 @@ use std::io::Write;
 use std::path::Path;
 
 use densenet::data::{decode_idx, digits::parse_digits, parse_cifar10, DataError, Dataset};
+use densenet::infer::{InferencePlan, PlanOptions};
 use densenet::weights::{load_into, StateDict, Tensor, WeightsError};
 use densenet::{DenseNet, DenseNetConfig, Error, Mode};
 use densenet_kernels::alloc_counter::{measure, CountingAllocator};
@@ -221,6 +222,11 @@ fn non_finite_inputs_are_refused() {
     x[3 * 64 + 5] = f32::INFINITY;
     let e = model.forward_train(&mut ws, &x, &[0, 1]).unwrap_err();
     assert!(matches!(e, Error::NonFinite(_)), "{e}");
+    let mut plan = InferencePlan::new(&model, 2, 8, 8, PlanOptions::plain()).unwrap();
+    let e = plan.forward(&x).unwrap_err();
+    assert!(matches!(e, Error::NonFinite(_)), "{e}");
+    x[3 * 64 + 5] = 0.5;
+    assert!(plan.forward(&x).is_ok());
 }
 
 #[test]

@@ -281,3 +281,14 @@ fn weights_round_trip_through_a_file_into_the_plan() {
     assert!(msg.contains("denseblock2.denselayer3"), "{msg}");
     assert_eq!(c.store().params(), &before[..]);
 }
+
+#[test]
+fn a_plan_from_a_consumed_model_is_the_same_plan() {
+    let cfg = config(Stem::Cifar, &[2, 2], Some(4), 0.5);
+    let mut net = model(cfg, 9);
+    let x = input(2 * 3 * 12 * 12, 9);
+    let want = eval_reference(&mut net, &x, 2, 12, 12);
+    let mut plan = InferencePlan::from_model(net, 2, 12, 12, PlanOptions::default()).unwrap();
+    let err = relative_error(plan.forward(&x).unwrap(), &want);
+    assert!(err <= TOL, "{err:e}");
+}

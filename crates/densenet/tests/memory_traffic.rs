@@ -109,7 +109,7 @@ fn naive_copies_equal_the_closed_form() {
     let _g = serial();
     for s in [shape(3, 4, 2, Some(2)), shape(5, 3, 3, None)] {
         let mut p = BlockParams::new(s, 1).unwrap();
-        let mut r = BlockRunner::new(&p, Strategy::Naive);
+        let mut r = BlockRunner::new(&p, Strategy::Naive).unwrap();
         let x = random_values(s.k0 * s.per_channel(), 2);
         let d = random_values(s.out_channels() * s.per_channel(), 3);
         r.forward(&mut p, &x);
@@ -148,7 +148,7 @@ fn three_strategies_compute_the_same_block() {
         let mut results = Vec::new();
         for strategy in Strategy::ALL {
             let mut p = BlockParams::new(s, 5).unwrap();
-            let mut r = BlockRunner::new(&p, strategy);
+            let mut r = BlockRunner::new(&p, strategy).unwrap();
             let out = r.forward(&mut p, &x).to_vec();
             let d_in = r.backward(&mut p, &d).to_vec();
             results.push((strategy, out, d_in, p.store().grads().to_vec()));
@@ -191,7 +191,7 @@ fn measured_memory_naive_above_shared_above_efficient() {
         let mut p = BlockParams::new(s, 3).unwrap();
         let t: Vec<_> = Strategy::ALL
             .iter()
-            .map(|&st| measure_block(&mut p, st, Pass::ForwardBackward))
+            .map(|&st| measure_block(&mut p, st, Pass::ForwardBackward).unwrap())
             .collect();
         for (st, tr) in Strategy::ALL.iter().zip(&t) {
             println!("L={layers} {}: {tr:?}", st.name());

@@ -4,11 +4,11 @@
 //! channels, each channel handled whole by one rayon task (channels are grouped so a task holds
 //! a few thousand values). The split never depends on the thread count, and a channel's result
 //! never depends on the split, so results are bit-identical for any pool size. Loop bodies are
-//! compiled per SIMD tier by [`crate::simd::on_tier`] and agree bit for bit across tiers.
+//! compiled per SIMD tier by `simd::on_tier` and agree bit for bit across tiers.
 //!
 //! # Numerics
 //!
-//! Statistics come from one pass over shifted values (see [`crate::simd::mean_var`]), with
+//! Statistics come from one pass over shifted values (see the `simd` module), with
 //! `f32` lane partials per block and `f64` totals. Normalisation computes `(x − μ)·s + β`
 //! rather than `x·s + (β − μ·s)`: the subtraction comes first so that a large mean (values near
 //! 1000 ± 1) cancels exactly instead of leaving the rounding error of `x·s` in the result.

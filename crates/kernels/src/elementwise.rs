@@ -3,7 +3,7 @@
 //! Large tensors are cut into fixed-size chunks (a function of the length only, never of the
 //! thread count) run as rayon tasks; every element's result depends on that element alone, so
 //! any split gives the same bits. Loop bodies are compiled per SIMD tier by
-//! [`crate::simd::on_tier`].
+//! `simd::on_tier`.
 
 use rayon::prelude::*;
 

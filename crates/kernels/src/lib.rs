@@ -38,7 +38,7 @@
 //!   then inputs, then saved tensors, then one geometry struct (see [`geom`]).
 //! - Forward functions overwrite their output. Backward functions **accumulate** (`+=`) into
 //!   their gradients; zeroing is the caller's explicit choice.
-//! - [`reference`] is the specification: textbook loops, no SIMD, no `unsafe`. Every fast kernel
+//! - [`mod@reference`] is the specification: textbook loops, no SIMD, no `unsafe`. Every fast kernel
 //!   is tested against it. It is not the fallback: the fallback is the portable tier.
 //! - Kernels never allocate on the hot path; scratch memory comes from a caller-owned
 //!   [`Workspace`].

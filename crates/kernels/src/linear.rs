@@ -6,7 +6,7 @@
 //!
 //! `matrixmultiply` picks its own SIMD kernel at run time (AVX2+FMA, AVX or SSE2) and is not
 //! capped by [`crate::dispatch::with_max_isa`]; its blocking is fixed, so results do not depend
-//! on the thread count. Rows are split across rayon tasks in fixed blocks of [`ROWS_PER_TASK`],
+//! on the thread count. Rows are split across rayon tasks in fixed blocks of `ROWS_PER_TASK`,
 //! each block one independent GEMM, so the split does not depend on the pool size either.
 
 use rayon::prelude::*;

@@ -46,8 +46,7 @@ pub struct BenchArgs {
 pub fn run(args: BenchArgs) -> CliResult<()> {
     let threads = init_threads(args.threads)?;
     let model = load_model(&args.model, args.weights.as_deref(), 0)?;
-    let cfg = model.config();
-    let (h, w) = args.size.unwrap_or(match cfg.stem {
+    let (h, w) = args.size.unwrap_or(match model.config().stem {
         densenet::Stem::ImageNet => (224, 224),
         densenet::Stem::Cifar => (32, 32),
     });
@@ -57,8 +56,7 @@ pub fn run(args: BenchArgs) -> CliResult<()> {
     } else {
         PlanOptions::default()
     };
-    let mut plan = InferencePlan::new(&model, n, h, w, opts)?;
-    drop(model);
+    let mut plan = InferencePlan::from_model(model, n, h, w, opts)?;
     let input: Vec<f32> = (0..plan.input_len())
         .map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0)
         .collect();

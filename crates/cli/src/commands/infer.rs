@@ -119,7 +119,7 @@ pub fn run(args: InferArgs) -> CliResult<()> {
         }
     };
     let [n, _, h, w] = shape;
-    let mut plan = InferencePlan::new(&model, n, h, w, PlanOptions::default())?;
+    let mut plan = InferencePlan::from_model(model, n, h, w, PlanOptions::default())?;
     let logits = plan.forward(&input)?.to_vec();
     let classes = cfg.num_classes;
     let mut json_rows = Vec::new();

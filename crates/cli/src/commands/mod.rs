@@ -2,8 +2,9 @@
 
 pub mod bench;
 pub mod eval;
-pub mod infer;
 pub mod heatmap;
+pub mod infer;
+pub mod memory;
 pub mod summary;
 pub mod train;
 

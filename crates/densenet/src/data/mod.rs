@@ -9,7 +9,7 @@
 //! | CIFAR-100 | `cifar100:DIR` | `train.bin`, `test.bin` |
 //! | MNIST | `mnist:DIR` | `train-images-idx3-ubyte` etc., raw or `.gz` |
 //! | Fashion-MNIST | `fashion-mnist:DIR` | same names as MNIST |
-//! | image folder | `folder:DIR[,size=S]` | `DIR/<class>/*.png|jpg` (or `DIR/train/..`, `DIR/test/..`) |
+//! | image folder | `folder:DIR[,size=S]` | `DIR/<class>/*.{png,jpg}` (or `DIR/train/..`, `DIR/test/..`) |
 //!
 //! Images are stored as `u8` in **NCHW** order (image after image, each channel a plane of
 //! `H·W` bytes), which is how the files store them. [`Batches`] turns them into the network's

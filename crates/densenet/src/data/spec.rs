@@ -111,7 +111,10 @@ impl fmt::Display for DataSpec {
             DataSpec::Cifar100(d) => write!(f, "cifar100:{}", d.display()),
             DataSpec::Mnist(d) => write!(f, "mnist:{}", d.display()),
             DataSpec::FashionMnist(d) => write!(f, "fashion-mnist:{}", d.display()),
-            DataSpec::Folder { dir, size } if *size == DEFAULT_FOLDER_SIZE => {
+            // A folder whose name holds ",size=" keeps its size, or it would parse back as one.
+            DataSpec::Folder { dir, size }
+                if *size == DEFAULT_FOLDER_SIZE && !dir.to_string_lossy().contains(",size=") =>
+            {
                 write!(f, "folder:{}", dir.display())
             }
             DataSpec::Folder { dir, size } => write!(f, "folder:{},size={size}", dir.display()),

@@ -315,7 +315,7 @@ pub(crate) fn build(
     pack_b_len = pack_b_len.max(pointwise_scratch_len(cfg.final_channels(), batch, isa));
     let layout = arena::layout(&reqs);
 
-    let mut plan = InferencePlan {
+    Ok(InferencePlan {
         config: cfg,
         batch,
         h,
@@ -337,9 +337,12 @@ pub(crate) fn build(
         bufs,
         pack_b: vec![0.0; pack_b_len],
         kernels: Workspace::new(),
-    };
-    // One pass on zeros sizes the kernels' workspace, so later passes never grow it.
+    })
+}
+
+/// One pass on zeros sizes the kernels' workspace, so later passes never grow it.
+pub(crate) fn warm_up(plan: &mut InferencePlan) -> Result<()> {
     let zeros = vec![0.0; plan.input_len()];
     plan.forward(&zeros)?;
-    Ok(plan)
+    Ok(())
 }

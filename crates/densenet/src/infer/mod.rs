@@ -147,7 +147,25 @@ impl InferencePlan {
         w: usize,
         opts: PlanOptions,
     ) -> Result<Self> {
-        build::build(model, batch, h, w, opts)
+        let mut plan = build::build(model, batch, h, w, opts)?;
+        build::warm_up(&mut plan)?;
+        Ok(plan)
+    }
+
+    /// [`InferencePlan::new`], consuming the model: it is dropped as soon as the weights are
+    /// prepared, before the kernels' scratch is sized, so the two never coexist (a lower peak
+    /// resident memory for programs that only infer).
+    pub fn from_model(
+        model: DenseNet,
+        batch: usize,
+        h: usize,
+        w: usize,
+        opts: PlanOptions,
+    ) -> Result<Self> {
+        let mut plan = build::build(&model, batch, h, w, opts)?;
+        drop(model);
+        build::warm_up(&mut plan)?;
+        Ok(plan)
     }
 
     /// Images per batch.
@@ -250,6 +268,12 @@ impl InferencePlan {
                 self.h,
                 self.w,
                 self.input_len()
+            )));
+        }
+        if let Some(i) = input.iter().position(|v| !v.is_finite()) {
+            return Err(Error::NonFinite(format!(
+                "value {} at index {i} (NCHW) is not finite",
+                input[i]
             )));
         }
         let mut clock = Instant::now();

@@ -234,18 +234,22 @@ impl CopyCounts {
 #[allow(clippy::large_enum_variant)]
 pub enum BlockRunner {
     /// [`Strategy::Naive`].
-    Naive(NaiveBlock),
+    Naive(Box<NaiveBlock>),
     /// [`Strategy::Shared`] or [`Strategy::Efficient`].
-    Shared(SharedBlock),
+    Shared(Box<SharedBlock>),
 }
 
 impl BlockRunner {
     /// A runner for `params`' shape in `strategy`; allocates what the strategy preallocates.
     pub fn new(params: &BlockParams, strategy: Strategy) -> Result<Self> {
         Ok(match strategy {
-            Strategy::Naive => BlockRunner::Naive(NaiveBlock::new(params.shape)),
-            Strategy::Shared => BlockRunner::Shared(SharedBlock::new(params.shape, false)?),
-            Strategy::Efficient => BlockRunner::Shared(SharedBlock::new(params.shape, true)?),
+            Strategy::Naive => BlockRunner::Naive(Box::new(NaiveBlock::new(params.shape))),
+            Strategy::Shared => {
+                BlockRunner::Shared(Box::new(SharedBlock::new(params.shape, false)?))
+            }
+            Strategy::Efficient => {
+                BlockRunner::Shared(Box::new(SharedBlock::new(params.shape, true)?))
+            }
         })
     }
 

@@ -135,27 +135,6 @@ pub fn for_lane_groups2(
     }
 }
 
-/// `Σ x` with `f32` lane partials per block and an `f64` total (see the module docs).
-#[inline(always)]
-pub fn sum(x: &[f32]) -> f64 {
-    let mut total = 0.0f64;
-    for block in x.chunks(BLOCK) {
-        let mut acc = [0.0f32; LANES];
-        for_lane_groups(
-            block,
-            0.0,
-            #[inline(always)]
-            |v| {
-                for l in 0..LANES {
-                    acc[l] += v[l];
-                }
-            },
-        );
-        total += lanes_to_f64(&acc);
-    }
-    total
-}
-
 /// Mean and biased variance of `x` (non-empty), in `f64`, from one pass over shifted values:
 /// with `K = x[0]` and `d = x − K`, `mean = K + Σd/M` and `var = Σd²/M − (Σd/M)²`. The shift
 /// keeps the sums the size of the spread, not of the mean, so a channel of values near 1000 ± 1
