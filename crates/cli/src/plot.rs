@@ -1,23 +1,159 @@
-//! The training-curve plot of a run (`curves.svg`): loss and accuracy per epoch, train and test.
+//! The plots the CLI writes, as SVG or PNG (chosen by the file extension), and the
+//! training-curve plot of a run (`curves.svg`): loss and accuracy per epoch, train and test.
 //!
-//! SVG, so no font files are needed: the text is left to the viewer's fonts.
+//! Text needs a font. SVG leaves it to the viewer; for PNG the binary carries DejaVu Sans
+//! (`assets/DejaVuSans.ttf`, Bitstream Vera license in `assets/DejaVuSans.LICENSE`) and
+//! registers it with plotters' ab_glyph renderer, so labels render on a machine with no fonts
+//! installed. The font is registered for SVG too, because plotters measures text with it to lay
+//! out label areas.
 
 use crate::error::{fail, CliResult};
 use crate::metrics::EpochMetrics;
+use crate::output::write_atomic;
+use plotters::coord::Shift;
 use plotters::prelude::*;
+use std::path::Path;
+use std::sync::OnceLock;
 
-/// Two panels side by side: loss (left) and accuracy in percent (right), each with the
-/// training and the test curve.
-pub fn curves_svg(rows: &[EpochMetrics], title: &str) -> CliResult<String> {
-    let mut svg = String::new();
-    draw(&mut svg, rows, title).map_err(|e| fail!("cannot draw the training curves: {e}"))?;
-    Ok(svg)
+/// DejaVu Sans, drawn into PNG plots.
+static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+
+/// Outcome of the one-time font registration, shared by every plot.
+static FONT_REGISTERED: OnceLock<Result<(), String>> = OnceLock::new();
+
+/// Registers the embedded font under the family names plotters asks for (once per process).
+fn register_fonts() -> CliResult<()> {
+    let registered = FONT_REGISTERED.get_or_init(|| {
+        for family in ["sans-serif", "serif", "monospace"] {
+            plotters::style::register_font(family, FontStyle::Normal, FONT)
+                .map_err(|_| "the embedded font does not parse".to_string())?;
+        }
+        Ok(())
+    });
+    registered
+        .clone()
+        .map_err(|e| fail!("cannot draw text: {e}"))
 }
 
-type DrawResult = Result<(), Box<dyn std::error::Error>>;
+/// The image formats a plot can be written in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImageFormat {
+    /// Scalable vector text.
+    Svg,
+    /// An 8-bit RGB raster.
+    Png,
+}
 
-fn draw(svg: &mut String, rows: &[EpochMetrics], title: &str) -> DrawResult {
-    let root = SVGBackend::with_string(svg, (960, 420)).into_drawing_area();
+impl ImageFormat {
+    /// The format a path's extension asks for (`.svg` or `.png`, any case); `option` names the
+    /// flag in the error.
+    pub fn of_path(path: &Path, option: &str) -> CliResult<Self> {
+        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+        if ext.eq_ignore_ascii_case("svg") {
+            Ok(Self::Svg)
+        } else if ext.eq_ignore_ascii_case("png") {
+            Ok(Self::Png)
+        } else {
+            Err(fail!(
+                "{option} {}: the image must end in .svg or .png",
+                path.display()
+            ))
+        }
+    }
+}
+
+/// Something drawable on any plotters backend.
+pub trait Figure {
+    /// Width and height in pixels.
+    fn size(&self) -> (u32, u32);
+    /// Draws the whole figure onto `root` (which covers `size()`).
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult
+    where
+        DB::ErrorType: 'static;
+}
+
+/// The encoded image (SVG text or PNG bytes) of a figure; `what` names it in errors.
+pub fn render(figure: &impl Figure, format: ImageFormat, what: &str) -> CliResult<Vec<u8>> {
+    register_fonts()?;
+    let (w, h) = figure.size();
+    let drawn = match format {
+        ImageFormat::Svg => {
+            let mut svg = String::new();
+            draw_on(SVGBackend::with_string(&mut svg, (w, h)), figure).map(|()| svg.into_bytes())
+        }
+        ImageFormat::Png => {
+            let mut rgb = vec![0u8; w as usize * h as usize * 3];
+            draw_on(BitMapBackend::with_buffer(&mut rgb, (w, h)), figure).and_then(|()| {
+                let mut png = Vec::new();
+                image::ImageEncoder::write_image(
+                    image::codecs::png::PngEncoder::new(&mut png),
+                    &rgb,
+                    w,
+                    h,
+                    image::ExtendedColorType::Rgb8,
+                )?;
+                Ok(png)
+            })
+        }
+    };
+    drawn.map_err(|e| fail!("cannot draw the {what}: {e}"))
+}
+
+/// Renders a figure in the format `path`'s extension names and writes it atomically.
+pub fn write_figure(path: &Path, option: &str, figure: &impl Figure, what: &str) -> CliResult<()> {
+    let format = ImageFormat::of_path(path, option)?;
+    write_atomic(path, &render(figure, format, what)?)
+}
+
+fn draw_on<DB: DrawingBackend>(backend: DB, figure: &impl Figure) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    let root = backend.into_drawing_area();
+    figure.draw(&root)?;
+    root.present()?;
+    Ok(())
+}
+
+/// Training curves of a run: two panels side by side, loss (left) and accuracy in percent
+/// (right), each with the training and the test curve.
+pub struct Curves<'a> {
+    /// One row per finished epoch.
+    pub rows: &'a [EpochMetrics],
+    /// The figure's title.
+    pub title: &'a str,
+}
+
+impl Figure for Curves<'_> {
+    fn size(&self) -> (u32, u32) {
+        (960, 420)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult
+    where
+        DB::ErrorType: 'static,
+    {
+        draw_curves(root, self.rows, self.title)
+    }
+}
+
+/// The training-curve SVG (see [`Curves`]).
+pub fn curves_svg(rows: &[EpochMetrics], title: &str) -> CliResult<String> {
+    let svg = render(&Curves { rows, title }, ImageFormat::Svg, "training curves")?;
+    String::from_utf8(svg).map_err(|_| fail!("the training-curve SVG is not UTF-8"))
+}
+
+/// Errors of a plotters drawing, whatever the backend.
+pub type DrawResult = Result<(), Box<dyn std::error::Error>>;
+
+fn draw_curves<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    rows: &[EpochMetrics],
+    title: &str,
+) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
     root.fill(&WHITE)?;
     let root = root.titled(title, ("sans-serif", 18))?;
     let (left, right) = root.split_horizontally(480);
@@ -52,12 +188,11 @@ fn draw(svg: &mut String, rows: &[EpochMetrics], title: &str) -> DrawResult {
         rows,
         |r| (r.train_acc * 100.0, r.test_acc * 100.0),
     )?;
-    root.present()?;
     Ok(())
 }
 
 fn panel<DB: DrawingBackend>(
-    area: &DrawingArea<DB, plotters::coord::Shift>,
+    area: &DrawingArea<DB, Shift>,
     y_desc: &str,
     x_range: (f64, f64),
     y_range: (f64, f64),
@@ -133,5 +268,41 @@ mod tests {
         assert!(svg.matches("<polyline").count() >= 4, "{svg}");
         assert!(curves_svg(&rows[..1], "one epoch").is_ok());
         assert!(curves_svg(&[], "empty").is_ok());
+
+        // The same figure as PNG: the right size, the two curve colours and drawn text.
+        let png = render(
+            &Curves {
+                rows: &rows,
+                title: "digits",
+            },
+            ImageFormat::Png,
+            "curves",
+        )
+        .unwrap();
+        let img = image::load_from_memory_with_format(&png, image::ImageFormat::Png)
+            .unwrap()
+            .to_rgb8();
+        assert_eq!(img.dimensions(), (960, 420));
+        let has = |c: [u8; 3]| img.pixels().any(|p| p.0 == c);
+        assert!(has([0, 0, 255]) && has([255, 0, 0]) && has([255, 255, 255]));
+        let grey_levels: std::collections::HashSet<u8> = img
+            .pixels()
+            .filter(|p| p.0[0] == p.0[1] && p.0[1] == p.0[2])
+            .map(|p| p.0[0])
+            .collect();
+        // Anti-aliased glyph edges give many grey levels; lines and fills alone give a few.
+        assert!(grey_levels.len() > 30, "{} grey levels", grey_levels.len());
+    }
+
+    #[test]
+    fn the_extension_picks_the_format() {
+        let of = |p: &str| ImageFormat::of_path(Path::new(p), "--out");
+        assert_eq!(of("a/b.svg").unwrap(), ImageFormat::Svg);
+        assert_eq!(of("B.SVG").unwrap(), ImageFormat::Svg);
+        assert_eq!(of("c.Png").unwrap(), ImageFormat::Png);
+        for bad in ["d.jpg", "e", "f.png.txt", ".png"] {
+            let e = of(bad).unwrap_err().to_string();
+            assert!(e.contains(bad) && e.contains(".svg or .png"), "{e}");
+        }
     }
 }

@@ -63,6 +63,10 @@ fn every_command_has_help_with_examples() {
         &["train", "--help"],
         &["eval", "--help"],
         &["summary", "--help"],
+        &["heatmap", "--help"],
+        &["memory", "--help"],
+        &["infer", "--help"],
+        &["bench", "--help"],
     ] {
         let o = densenet(cmd);
         assert!(o.status.success(), "{cmd:?}");

@@ -1,5 +1,6 @@
-//! `densenet heatmap` end to end: from a training checkpoint and from a plain state dict, plus
-//! every kind of bad input (one `error:` line, a non-zero exit, no image written).
+//! `densenet heatmap` end to end: from a training checkpoint and from a plain state dict, as SVG
+//! and as PNG, plus every kind of bad input (one `error:` line, a non-zero exit, no image
+//! written).
 
 use densenet::weights::StateDict;
 use densenet::{DenseNetConfig, ParamStore};
@@ -68,6 +69,59 @@ fn draws_the_map_of_a_training_checkpoint() {
         let v: f32 = line.rsplit(',').next().unwrap().parse().unwrap();
         assert!(v.is_finite() && v > 0.0, "{line}");
     }
+
+    // The same map as PNG (the extension in any case picks the format).
+    let png = dir.path().join("heat.PnG");
+    let o = densenet(&[
+        "heatmap",
+        "--weights",
+        run_s,
+        "--out",
+        png.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_png_heatmap(&png, 2);
+}
+
+/// `path` decodes as a PNG of `blocks` panels (380 px wide each, 440 px high) holding the
+/// viridis end colours of the heat cells, the grey of missing connections and dark text pixels.
+fn assert_png_heatmap(path: &std::path::Path, blocks: u32) {
+    let bytes = std::fs::read(path).unwrap();
+    assert!(
+        bytes.starts_with(b"\x89PNG\r\n\x1a\n"),
+        "not a PNG signature"
+    );
+    let img = image::load_from_memory_with_format(&bytes, image::ImageFormat::Png)
+        .expect("a decodable PNG")
+        .to_rgb8();
+    assert_eq!(img.dimensions(), (380 * blocks, 440));
+    let mut colours = std::collections::HashSet::new();
+    let mut dark = 0usize;
+    for p in img.pixels() {
+        colours.insert(p.0);
+        if p.0.iter().all(|&c| c < 80) {
+            dark += 1;
+        }
+    }
+    assert!(colours.len() > 50, "only {} colours", colours.len());
+    assert!(
+        colours.contains(&[235, 235, 235]),
+        "no grey (missing) cells"
+    );
+    assert!(colours.contains(&[255, 255, 255]), "no white background");
+    // Axis lines alone give ~1,400 dark pixels and three grey levels; the anti-aliased glyphs
+    // of the title, captions and tick labels add thousands more and dozens of grey levels.
+    assert!(dark > 2500, "{dark} dark pixels: no text drawn?");
+    let greys: std::collections::HashSet<u8> = colours
+        .iter()
+        .filter(|c| c[0] == c[1] && c[1] == c[2])
+        .map(|c| c[0])
+        .collect();
+    assert!(
+        greys.len() > 30,
+        "{} grey levels: no text drawn?",
+        greys.len()
+    );
 }
 
 #[test]
@@ -105,7 +159,7 @@ fn draws_the_map_of_a_plain_state_dict_with_the_values_it_holds() {
     let rows = std::fs::read_to_string(&csv).unwrap();
     assert!(rows.contains("\n1,2,0,2.5e-1\n1,2,1,2.5e-1\n"), "{rows}");
 
-    // Bad inputs: no --model for a plain file, another model, a PNG, a missing file, garbage.
+    // Bad inputs: no --model for a plain file, another model, a JPEG, a missing file, garbage.
     let other = dir.path().join("other.svg");
     let other_s = other.to_str().unwrap();
     assert_fails(
@@ -132,10 +186,11 @@ fn draws_the_map_of_a_plain_state_dict_with_the_values_it_holds() {
             "--model",
             &spec,
             "--out",
-            "x.png",
+            other.with_extension("jpg").to_str().unwrap(),
         ]),
-        &["x.png", ".svg"],
+        &["other.jpg", ".svg or .png"],
     );
+    assert!(!other.with_extension("jpg").exists());
     let missing = dir.path().join("missing.safetensors");
     assert_fails(
         &densenet(&[

@@ -11,6 +11,8 @@
 //! loss sequence and the final parameters and statistics. Each tensor prints one line (label,
 //! max abs diff, max rel diff) even on success; the test stops at the first divergence.
 //!
+//! The inference plan's logits are compared with `eval.logits` too.
+//!
 //! Not compared: `act.pooled` and `eval.act.pooled` (the network does not expose the pooled features; the logits are
 //! a linear function of them, so an error there shows up in `logits`).
 
@@ -18,6 +20,7 @@
 mod check;
 
 use check::{check, check_version, meta, Tol};
+use densenet::infer::{InferencePlan, PlanOptions};
 use densenet::plan::MemoryPlan;
 use densenet::train::Sgd;
 use densenet::weights::{load_params, StateDict};
@@ -341,6 +344,45 @@ fn golden_imagenet_bc_odd_size() {
 #[test]
 fn golden_cifar_plain() {
     golden("cifar_plain");
+}
+
+/// The allocation-free inference plan (every rewrite on: BN folded, pooling before the
+/// transition conv, BN+ReLU fused into packing) against PyTorch's evaluation-mode logits.
+fn inference_plan_matches_pytorch(name: &str) {
+    let fixture = StateDict::load(fixture_path(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    check_version(&fixture, name);
+    let config = config_of(name, &json(&fixture, name, "config"));
+    let mut model = DenseNet::new(config, 0).unwrap();
+    let weights = fixture.subset(|k| {
+        !["input", "labels", "logits", "loss", "losses"].contains(&k)
+            && !["act.", "eval.", "grad.", "after_step.", "step3."]
+                .iter()
+                .any(|p| k.starts_with(p))
+    });
+    load_params(model.store_mut(), &weights).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let input = fixture.get("input").expect("input");
+    let &[n, _, h, w] = input.shape() else {
+        panic!("{name}: input is not NCHW");
+    };
+    let mut plan = InferencePlan::from_model(model, n, h, w, PlanOptions::default())
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let logits = plan.forward(input.data()).unwrap().to_vec();
+    let want = want(&fixture, "eval.logits").unwrap_or_else(|e| panic!("{name}: {e}"));
+    if let Err(e) = check(
+        &format!("{name}: inference plan logits"),
+        &logits,
+        want,
+        tolerance("eval.logits"),
+    ) {
+        panic!("{e}");
+    }
+}
+
+#[test]
+fn inference_plan_golden_logits() {
+    for name in ["cifar_bc", "imagenet_bc_odd", "cifar_plain"] {
+        inference_plan_matches_pytorch(name);
+    }
 }
 
 /// DenseNet-121 at 224x224 in evaluation mode against PyTorch, when the ~40 MB sample exists

@@ -3,16 +3,18 @@
 //! For every dense block, the mean absolute weight of the connection from each source (the block
 //! input, then each layer) to each target layer's first conv, normalised per input feature map
 //! ([`densenet::heatmap`] has the formula), drawn as one heat-map panel per block with the
-//! transition as the last row. SVG only: plotters writes SVG text without any font file, while a
-//! PNG would need system fonts to draw the axis labels.
+//! transition as the last row. The image is SVG or PNG, as the `--out` extension says; PNG text
+//! is drawn with the font the binary carries, so no system fonts are needed.
 
 use crate::checkpoint::{Checkpoint, FORMAT};
 use crate::error::{fail, CliResult};
 use crate::model_io::{self, checkpoint_path};
 use crate::output::write_atomic;
+use crate::plot::{write_figure, DrawResult, Figure, ImageFormat};
 use densenet::heatmap::{connection_strengths, BlockHeatmap};
 use densenet::weights::{load_params, StateDict};
 use densenet::{DenseNetConfig, ParamStore};
+use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::{Path, PathBuf};
 
@@ -20,7 +22,7 @@ use std::path::{Path, PathBuf};
 #[derive(clap::Args)]
 #[command(after_help = "Examples:\n  \
     densenet heatmap --weights runs/20260101-120000 --out heat.svg       a run's checkpoint\n  \
-    densenet heatmap --weights densenet121.safetensors --model densenet121 --out heat.svg\n  \
+    densenet heatmap --weights densenet121.safetensors --model densenet121 --out heat.png\n  \
     densenet heatmap --weights runs/x --out heat.svg --csv heat.csv      also the numbers")]
 pub struct HeatmapArgs {
     /// A checkpoint written by `densenet train` (file or run folder), or a plain safetensors
@@ -30,7 +32,7 @@ pub struct HeatmapArgs {
     /// Model the weights belong to. [default: the checkpoint's own model]
     #[arg(long)]
     pub model: Option<String>,
-    /// Output image; must end in .svg.
+    /// Output image: .svg or .png (any case); the extension picks the format.
     #[arg(long)]
     pub out: PathBuf,
     /// Also write the matrices as CSV rows `block,target,source,strength`.
@@ -40,24 +42,20 @@ pub struct HeatmapArgs {
 
 /// Runs `densenet heatmap`.
 pub fn run(args: HeatmapArgs) -> CliResult<()> {
-    let is_svg = args
-        .out
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("svg"));
-    if !is_svg {
-        return Err(fail!(
-            "--out {}: only .svg is supported (SVG text needs no font files)",
-            args.out.display()
-        ));
-    }
+    // Checked before the (possibly large) weights are read.
+    ImageFormat::of_path(&args.out, "--out")?;
     let path = checkpoint_path(&args.weights);
     let (cfg, store) = load(&path, args.model.as_deref())?;
     let maps = connection_strengths(&cfg, &store)?;
     let name = path
         .file_name()
         .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-    let svg = heatmap_svg(&maps, &format!("connection strength, {name}"))?;
-    write_atomic(&args.out, svg.as_bytes())?;
+    let title = format!("connection strength, {name}");
+    let figure = Heatmap {
+        maps: &maps,
+        title: &title,
+    };
+    write_figure(&args.out, "--out", &figure, "heat map")?;
     println!("model {}", cfg.spec());
     for m in &maps {
         println!(
@@ -164,36 +162,51 @@ fn colour(x: f64) -> RGBColor {
     RGBColor(mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
 }
 
-/// One panel per block, side by side; colour = strength / the block's strongest connection.
-pub fn heatmap_svg(maps: &[BlockHeatmap], title: &str) -> CliResult<String> {
-    let mut svg = String::new();
-    draw(&mut svg, maps, title).map_err(|e| fail!("cannot draw the heat map: {e}"))?;
-    Ok(svg)
+/// The heat-map figure: one panel per block, side by side; colour = strength / the block's
+/// strongest connection.
+pub struct Heatmap<'a> {
+    /// One matrix per dense block.
+    pub maps: &'a [BlockHeatmap],
+    /// The figure's title.
+    pub title: &'a str,
 }
 
-type DrawResult = Result<(), Box<dyn std::error::Error>>;
+/// Width and height of one block's panel, in pixels.
+const PANEL: u32 = 380;
 
-fn draw(svg: &mut String, maps: &[BlockHeatmap], title: &str) -> DrawResult {
-    const PANEL: u32 = 380;
-    let width = PANEL * maps.len().max(1) as u32;
-    let root = SVGBackend::with_string(svg, (width, PANEL + 60)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let root = root.titled(
-        &format!("{title}  (colour: share of the block's strongest connection)"),
-        ("sans-serif", 16),
-    )?;
-    let panels = root.split_evenly((1, maps.len().max(1)));
-    for (m, area) in maps.iter().zip(&panels) {
-        panel(area, m)?;
+impl Figure for Heatmap<'_> {
+    fn size(&self) -> (u32, u32) {
+        (PANEL * self.maps.len().max(1) as u32, PANEL + 60)
     }
-    root.present()?;
-    Ok(())
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult
+    where
+        DB::ErrorType: 'static,
+    {
+        root.fill(&WHITE)?;
+        let root = root.titled(
+            &format!(
+                "{}  (colour: share of the block's strongest connection)",
+                self.title
+            ),
+            ("sans-serif", 16),
+        )?;
+        let panels = root.split_evenly((1, self.maps.len().max(1)));
+        for (m, area) in self.maps.iter().zip(&panels) {
+            panel(area, m)?;
+        }
+        Ok(())
+    }
 }
 
-fn panel<DB: DrawingBackend>(
-    area: &DrawingArea<DB, plotters::coord::Shift>,
-    m: &BlockHeatmap,
-) -> DrawResult
+/// The heat map as SVG text (see [`Heatmap`]).
+#[cfg(test)]
+fn heatmap_svg(maps: &[BlockHeatmap], title: &str) -> CliResult<String> {
+    let svg = crate::plot::render(&Heatmap { maps, title }, ImageFormat::Svg, "heat map")?;
+    String::from_utf8(svg).map_err(|_| fail!("the heat-map SVG is not UTF-8"))
+}
+
+fn panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, m: &BlockHeatmap) -> DrawResult
 where
     DB::ErrorType: 'static,
 {

@@ -1,7 +1,7 @@
 //! `densenet memory`: peak training memory of a model's dense blocks against depth, for naive
 //! concatenation, the shared buffer and memory-efficient backward, measured with the counting
-//! allocator this binary installs, beside the inference plan's arena; a table, an SVG plot and
-//! optionally a CSV.
+//! allocator this binary installs, beside the inference plan's arena; a table, a plot (SVG or
+//! PNG) and optionally a CSV.
 
 use std::path::PathBuf;
 
@@ -11,11 +11,13 @@ use densenet::memory::sweep::{dense_blocks_peak, model_train_peak};
 use densenet::memory::Strategy;
 use densenet::DenseNet;
 use densenet_kernels::alloc_counter;
+use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::commands::parse_size;
 use crate::error::{fail, CliResult};
 use crate::output::write_atomic;
+use crate::plot::{write_figure, DrawResult, Figure, ImageFormat};
 
 /// Arguments of `densenet memory`.
 #[derive(clap::Args)]
@@ -41,7 +43,7 @@ pub struct MemoryArgs {
     /// Growth rate k, overriding the model's.
     #[arg(long)]
     pub growth: Option<usize>,
-    /// Where to write the SVG plot.
+    /// Where to write the plot: .svg or .png (any case); the extension picks the format.
     #[arg(long, default_value = "memory.svg")]
     pub plot: PathBuf,
     /// Also write the table as CSV here.
@@ -97,6 +99,8 @@ pub fn run(args: MemoryArgs) -> CliResult<()> {
         }
     }
     base.validate()?;
+    // Checked before the (possibly long) measurements.
+    ImageFormat::of_path(&args.plot, "--plot")?;
     if args.batch == 0 {
         return Err(fail!("--batch must be at least 1"));
     }
@@ -181,9 +185,11 @@ pub fn run(args: MemoryArgs) -> CliResult<()> {
         "{}, batch {} at {h}x{w}: peak training memory",
         args.model, args.batch
     );
-    let mut svg = String::new();
-    draw(&mut svg, &rows, &title).map_err(|e| fail!("cannot draw the memory plot: {e}"))?;
-    write_atomic(&args.plot, svg.as_bytes())?;
+    let figure = MemoryPlot {
+        rows: &rows,
+        title: &title,
+    };
+    write_figure(&args.plot, "--plot", &figure, "memory plot")?;
     println!("plot: {}", args.plot.display());
     if let Some(path) = &args.csv {
         let mut csv = String::from(
@@ -209,13 +215,32 @@ pub fn run(args: MemoryArgs) -> CliResult<()> {
     Ok(())
 }
 
-type DrawResult = Result<(), Box<dyn std::error::Error>>;
-
 /// A plotted line: legend, colour, and the figure it reads from a row.
 type Series = (&'static str, RGBColor, fn(&Row) -> u64);
 
-fn draw(svg: &mut String, rows: &[Row], title: &str) -> DrawResult {
-    let root = SVGBackend::with_string(svg, (760, 480)).into_drawing_area();
+/// Peak memory against depth, one line per strategy.
+struct MemoryPlot<'a> {
+    rows: &'a [Row],
+    title: &'a str,
+}
+
+impl Figure for MemoryPlot<'_> {
+    fn size(&self) -> (u32, u32) {
+        (760, 480)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult
+    where
+        DB::ErrorType: 'static,
+    {
+        draw(root, self.rows, self.title)
+    }
+}
+
+fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, rows: &[Row], title: &str) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
     root.fill(&WHITE)?;
     let max_depth = rows.iter().map(|r| r.depth).max().unwrap_or(1) as f64;
     let min_depth = rows.iter().map(|r| r.depth).min().unwrap_or(0) as f64;
@@ -224,7 +249,7 @@ fn draw(svg: &mut String, rows: &[Row], title: &str) -> DrawResult {
         .map(|r| mib(r.naive.max(r.model_stored)))
         .fold(1.0, f64::max)
         * 1.08;
-    let mut chart = ChartBuilder::on(&root)
+    let mut chart = ChartBuilder::on(root)
         .caption(title, ("sans-serif", 16))
         .margin(12)
         .x_label_area_size(40)
@@ -261,7 +286,6 @@ fn draw(svg: &mut String, rows: &[Row], title: &str) -> DrawResult {
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
         .draw()?;
-    root.present()?;
     Ok(())
 }
 
