@@ -92,81 +92,84 @@ pub fn conv2d_forward(
         return;
     }
     let parallel = gemm::worth_parallel(rows * depth * cols);
-    let block = gemm::b_block_cols(depth, cols, t);
-    if !is_pointwise(g) {
-        // Generic implicit im2col (e.g. the strided stem): column tasks.
-        let ntasks = cols.div_ceil(block);
-        let [b_len, c_len] = tasks::scratch_lens(rows, depth, block, ntasks, t);
-        let [b, c] = gemm::carve(ws, [b_len, c_len]);
-        let a = AView::RowMajor {
-            data: weight,
-            ld: depth,
-        };
-        let task_at = |i: usize| tasks::Task {
-            n: 0,
-            col0: i * block,
-            ncols: block.min(cols - i * block),
-        };
-        let pack =
-            |task: &tasks::Task, b: &mut [f32]| src.pack_b(isa, b, task.col0, task.ncols, 0, t);
-        let store = |task: &tasks::Task, oc: usize, values: &[f32], out_row: &mut [f32]| {
-            let dst = &mut out_row[task.col0..task.col0 + task.ncols];
-            match bias {
-                None => dst.copy_from_slice(values),
-                Some(bias) => dst
-                    .iter_mut()
-                    .zip(values)
-                    .for_each(|(d, &v)| *d = v + bias[oc]),
-            }
-        };
-        tasks::run(
-            isa, rows, depth, a, block, ntasks, task_at, pack, store, out, cols, b, c, parallel,
-        );
+    // Column tasks for the 1×1 convolutions too: each task packs its own `B` and computes every
+    // output row for its columns, so no packed data written on one core is read on the other.
+    // Sharing one packed `B` between the threads (the former 1×1 schedule) gave no speed-up at
+    // all on two cores; see `forward_block` and docs/performance.md.
+    if is_pointwise(g) && bias.is_none() && !parallel {
+        // One thread: straight into the output, skipping the tasks' scratch and its store (5–8%
+        // of a 1×1). Bit-identical to the tasks: each value is the same micro-kernel sum, only
+        // copied once fewer.
+        pointwise_serial(isa, out, &src, weight, rows, depth, cols, t, ws);
         return;
     }
-    // 1×1: packing B is a row copy and the output needs no reordering, so row groups of the
-    // output are the tasks and write straight into it.
+    let block = forward_block(depth, cols, t);
+    let ntasks = cols.div_ceil(block);
+    let [b_len, c_len] = tasks::scratch_lens(rows, depth, block, ntasks, t);
+    let [b, c] = gemm::carve(ws, [b_len, c_len]);
+    let a = AView::RowMajor {
+        data: weight,
+        ld: depth,
+    };
+    let task_at = |i: usize| tasks::Task {
+        n: 0,
+        col0: i * block,
+        ncols: block.min(cols - i * block),
+    };
+    let pack = |task: &tasks::Task, b: &mut [f32]| src.pack_b(isa, b, task.col0, task.ncols, 0, t);
+    let store = |task: &tasks::Task, oc: usize, values: &[f32], out_row: &mut [f32]| {
+        let dst = &mut out_row[task.col0..task.col0 + task.ncols];
+        match bias {
+            None => dst.copy_from_slice(values),
+            Some(bias) => dst
+                .iter_mut()
+                .zip(values)
+                .for_each(|(d, &v)| *d = v + bias[oc]),
+        }
+    };
+    tasks::run(
+        isa, rows, depth, a, block, ntasks, task_at, pack, store, out, cols, b, c, parallel,
+    );
+}
+
+/// The 1×1 forward on the calling thread, without bias: `out = W · in`, one L2-sized column
+/// block of packed `B` at a time, written straight into `out`.
+#[allow(clippy::too_many_arguments)]
+fn pointwise_serial(
+    isa: Isa,
+    out: &mut [f32],
+    src: &Im2col<'_>,
+    weight: &[f32],
+    rows: usize,
+    depth: usize,
+    cols: usize,
+    t: Tile,
+    ws: &mut Workspace,
+) {
+    let block = gemm::b_block_cols(depth, cols, t);
     let [b] = gemm::carve(ws, [gemm::packed_b_len(depth, block, t)]);
     let a = AView::RowMajor {
         data: weight,
         ld: depth,
     };
-    if let Some(bias) = bias {
-        for (row, &b) in out.chunks_exact_mut(cols).zip(bias) {
-            row.fill(b);
-        }
-    }
     for col0 in (0..cols).step_by(block) {
         let ncols = block.min(cols - col0);
         let b = &mut b[..gemm::packed_b_len(depth, ncols, t)];
-        if parallel {
-            // A few panels per task, so each task reads long runs of every channel.
-            let panels_per_task = ncols
-                .div_ceil(t.nr)
-                .div_ceil(2 * rayon::current_num_threads())
-                .max(1);
-            b.par_chunks_mut(depth * t.nr * panels_per_task)
-                .enumerate()
-                .for_each(|(i, panels)| {
-                    src.pack_b(isa, panels, col0, ncols, i * panels_per_task, t)
-                });
-        } else {
-            src.pack_b(isa, b, col0, ncols, 0, t);
-        }
+        src.pack_b(isa, b, col0, ncols, 0, t);
         let c = &mut out[col0..];
-        gemm::gemm_packed(
-            isa,
-            rows,
-            ncols,
-            depth,
-            a,
-            b,
-            c,
-            cols,
-            bias.is_some(),
-            parallel,
-        );
+        gemm::gemm_packed(isa, rows, ncols, depth, a, b, c, cols, false, false);
     }
+}
+
+/// Columns per task of the implicit-im2col forward path: an L2-sized block of packed `B`, but
+/// never more than a quarter of the columns, so two threads get a balanced share of tasks. The
+/// choice depends on the shape alone, never on the thread count.
+///
+/// Measured on two idle cores (1×1 256→128 @56, one thread 822 µs): the former schedule, one
+/// shared packed `B` per block with row groups as tasks, took 790–823 µs on two threads.
+fn forward_block(depth: usize, cols: usize, t: Tile) -> usize {
+    let quarter = cols.div_ceil(4).div_ceil(t.nr) * t.nr;
+    gemm::b_block_cols(depth, cols, t).min(quarter.max(t.nr))
 }
 
 /// Convolution backward, input gradient (accumulates):
@@ -334,7 +337,7 @@ pub fn conv2d_workspace_len(g: &Conv2dGeom) -> usize {
             let k = g.in_channels * taps;
             let m = g.batch * g.out_h() * g.out_w();
             let oc = g.out_channels;
-            let fwd_block = gemm::b_block_cols(k, m, t);
+            let fwd_block = forward_block(k, m, t);
             let [task_b, task_c] = tasks::scratch_lens(oc, k, fwd_block, m.div_ceil(fwd_block), t);
             let forward = gemm::aligned_len(&[
                 gemm::packed_a_len(oc, k, t),
