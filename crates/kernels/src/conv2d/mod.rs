@@ -95,7 +95,7 @@ pub fn conv2d_forward(
     // Column tasks for the 1×1 convolutions too: each task packs its own `B` and computes every
     // output row for its columns, so no packed data written on one core is read on the other.
     // Sharing one packed `B` between the threads (the former 1×1 schedule) gave no speed-up at
-    // all on two cores; see `forward_block` and docs/performance.md.
+    // all on two cores; see `tasks::block_cols` and docs/performance.md.
     if is_pointwise(g) && bias.is_none() && !parallel {
         // One thread: straight into the output, skipping the tasks' scratch and its store (5–8%
         // of a 1×1). Bit-identical to the tasks: each value is the same micro-kernel sum, only
@@ -103,7 +103,7 @@ pub fn conv2d_forward(
         pointwise_serial(isa, out, &src, weight, rows, depth, cols, t, ws);
         return;
     }
-    let block = forward_block(depth, cols, t);
+    let block = tasks::block_cols(depth, cols, 1, t);
     let ntasks = cols.div_ceil(block);
     let [b_len, c_len] = tasks::scratch_lens(rows, depth, block, ntasks, t);
     let [b, c] = gemm::carve(ws, [b_len, c_len]);
@@ -159,17 +159,6 @@ fn pointwise_serial(
         let c = &mut out[col0..];
         gemm::gemm_packed(isa, rows, ncols, depth, a, b, c, cols, false, false);
     }
-}
-
-/// Columns per task of the implicit-im2col forward path: an L2-sized block of packed `B`, but
-/// never more than a quarter of the columns, so two threads get a balanced share of tasks. The
-/// choice depends on the shape alone, never on the thread count.
-///
-/// Measured on two idle cores (1×1 256→128 @56, one thread 822 µs): the former schedule, one
-/// shared packed `B` per block with row groups as tasks, took 790–823 µs on two threads.
-fn forward_block(depth: usize, cols: usize, t: Tile) -> usize {
-    let quarter = cols.div_ceil(4).div_ceil(t.nr) * t.nr;
-    gemm::b_block_cols(depth, cols, t).min(quarter.max(t.nr))
 }
 
 /// Convolution backward, input gradient (accumulates):
@@ -337,7 +326,7 @@ pub fn conv2d_workspace_len(g: &Conv2dGeom) -> usize {
             let k = g.in_channels * taps;
             let m = g.batch * g.out_h() * g.out_w();
             let oc = g.out_channels;
-            let fwd_block = forward_block(k, m, t);
+            let fwd_block = tasks::block_cols(k, m, 1, t);
             let [task_b, task_c] = tasks::scratch_lens(oc, k, fwd_block, m.div_ceil(fwd_block), t);
             let forward = gemm::aligned_len(&[
                 gemm::packed_a_len(oc, k, t),

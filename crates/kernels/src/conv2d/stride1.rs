@@ -48,7 +48,7 @@ fn lens(g: &Conv2dGeom, t: Tile) -> [usize; 4] {
     let (hp, wp) = (g.in_h + 2 * g.pad_h, g.in_w + 2 * g.pad_w);
     let depth = g.in_channels * g.kernel_h * g.kernel_w;
     let cols = (g.out_h() - 1) * wp + g.out_w();
-    let block = gemm::b_block_cols(depth, cols, t);
+    let block = tasks::block_cols(depth, cols, g.batch, t);
     let ntasks = g.batch * cols.div_ceil(block);
     let [b, c] = tasks::scratch_lens(g.out_channels, depth, block, ntasks, t);
     [
@@ -124,7 +124,7 @@ pub(super) fn conv_stride1(
     let plane = hp * wp;
     let out_plane = oh * ow;
     let out_len = g.batch * out_plane;
-    let block = gemm::b_block_cols(depth, cols, t);
+    let block = tasks::block_cols(depth, cols, g.batch, t);
     let [a, padded, b, c_block] = gemm::carve(ws, lens(g, t));
     let a = match weights {
         Weights::RowMajor(w) => AView::RowMajor { data: w, ld: depth },

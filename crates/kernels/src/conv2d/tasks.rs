@@ -24,6 +24,23 @@ pub(super) struct Task {
     pub ncols: usize,
 }
 
+/// Tasks a product is cut into at least, where its columns allow: enough for two threads to
+/// share the work evenly when the tasks are uneven (a last, narrow block).
+const MIN_TASKS: usize = 4;
+
+/// Columns per task for `images` images of `cols` columns each: an L2-sized block of packed `B`
+/// ([`gemm::b_block_cols`]), narrowed until there are [`MIN_TASKS`] tasks if the columns allow.
+/// It depends on the shape alone; the column split never changes how a value is summed, so
+/// results do not depend on it either.
+///
+/// Without the cap, a 3×3 growth conv at 14×14 (222 wide-row columns, 96 per L2 block) makes
+/// three tasks, and at 7×7 only one: the second core idles.
+pub(super) fn block_cols(depth: usize, cols: usize, images: usize, t: Tile) -> usize {
+    let per_image = MIN_TASKS.div_ceil(images.max(1));
+    let cap = cols.div_ceil(per_image).div_ceil(t.nr) * t.nr;
+    gemm::b_block_cols(depth, cols, t).min(cap.max(t.nr))
+}
+
 /// Scratch floats one wave of tasks may hold (16 MB).
 const WAVE_FLOATS: usize = 4 << 20;
 
