@@ -11,7 +11,7 @@ use densenet::data::{decode_idx, digits::parse_digits, parse_cifar10, DataError,
 use densenet::infer::{InferencePlan, PlanOptions};
 use densenet::weights::{load_into, StateDict, Tensor, WeightsError};
 use densenet::{DenseNet, DenseNetConfig, Error, Mode};
-use densenet_kernels::alloc_counter::{measure, CountingAllocator};
+use densenet_kernels::alloc_counter::{exclusive, measure, CountingAllocator};
 
 #[global_allocator]
 static ALLOC: CountingAllocator = CountingAllocator;
@@ -50,6 +50,7 @@ fn parse(bytes: &[u8]) -> WeightsError {
 
 #[test]
 fn safetensors_header_longer_than_the_file() {
+    let _serial = exclusive();
     let mut bytes = file(
         r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#,
         &[0; 4],
@@ -68,6 +69,7 @@ fn safetensors_header_longer_than_the_file() {
 
 #[test]
 fn safetensors_offsets_out_of_range_or_overlapping() {
+    let _serial = exclusive();
     let past_end = file(
         r#"{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}"#,
         &[0; 4],
@@ -99,6 +101,7 @@ fn safetensors_offsets_out_of_range_or_overlapping() {
 
 #[test]
 fn safetensors_wrong_dtype() {
+    let _serial = exclusive();
     let bytes = file(
         r#"{"w":{"dtype":"U8","shape":[2],"data_offsets":[0,2]}}"#,
         &[1, 2],
@@ -119,6 +122,7 @@ fn safetensors_wrong_dtype() {
 
 #[test]
 fn safetensors_dimensions_that_overflow_or_claim_terabytes() {
+    let _serial = exclusive();
     // 2^62 elements: the byte count overflows u64.
     let overflow = file(
         r#"{"a":{"dtype":"F32","shape":[4611686018427387904,1],"data_offsets":[0,0]}}"#,
@@ -152,6 +156,7 @@ fn safetensors_dimensions_that_overflow_or_claim_terabytes() {
 
 #[test]
 fn zero_sized_tensors_and_inputs() {
+    let _serial = exclusive();
     // A zero-sized tensor is a valid file; it does not fit a model tensor of another shape.
     let bytes = file(
         r#"{"a":{"dtype":"F32","shape":[0,3],"data_offsets":[0,0]}}"#,
@@ -189,6 +194,7 @@ fn zero_sized_tensors_and_inputs() {
 
 #[test]
 fn non_finite_weights_are_refused_before_loading() {
+    let _serial = exclusive();
     for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
         let mut file = StateDict::new();
         file.insert("w", Tensor::new(vec![3], vec![1.0, bad, 2.0]).unwrap());
@@ -211,6 +217,7 @@ fn non_finite_weights_are_refused_before_loading() {
 
 #[test]
 fn non_finite_inputs_are_refused() {
+    let _serial = exclusive();
     let cfg: DenseNetConfig = "bc:k=4,blocks=2-2,classes=3".parse().unwrap();
     let mut model = DenseNet::new(cfg, 0).unwrap();
     let mut ws = model.workspace(2, 8, 8, true).unwrap();
@@ -231,6 +238,7 @@ fn non_finite_inputs_are_refused() {
 
 #[test]
 fn images_of_the_wrong_channel_count_or_size() {
+    let _serial = exclusive();
     let cfg: DenseNetConfig = "bc:k=4,blocks=2-2,classes=3".parse().unwrap();
     let mut model = DenseNet::new(cfg, 0).unwrap();
     let mut ws = model.workspace(2, 8, 8, true).unwrap();
@@ -257,6 +265,7 @@ fn images_of_the_wrong_channel_count_or_size() {
 
 #[test]
 fn absurd_specs_and_sizes_are_refused_before_allocating() {
+    let _serial = exclusive();
     for spec in [
         "bc:blocks=1000000000",
         "bc:k=4096,blocks=4096-4096",
@@ -282,6 +291,7 @@ fn absurd_specs_and_sizes_are_refused_before_allocating() {
 
 #[test]
 fn hostile_data_files() {
+    let _serial = exclusive();
     let path = Path::new("hostile");
     // A gzip IDX stream whose header promises 18 bytes but which inflates to 16 MiB.
     let mut raw = vec![0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 3];

@@ -147,6 +147,7 @@ fn check_against_eval(cfg: DenseNetConfig, n: usize, h: usize, w: usize, seed: u
 
 #[test]
 fn bc_imagenet_stem_odd_size_matches_eval_forward() {
+    let _serial = alloc_counter::exclusive();
     check_against_eval(
         config(Stem::ImageNet, &[2, 3, 2], Some(4), 0.5),
         2,
@@ -158,16 +159,19 @@ fn bc_imagenet_stem_odd_size_matches_eval_forward() {
 
 #[test]
 fn bc_cifar_stem_matches_eval_forward() {
+    let _serial = alloc_counter::exclusive();
     check_against_eval(config(Stem::Cifar, &[3, 2, 2], Some(4), 0.5), 3, 16, 16, 2);
 }
 
 #[test]
 fn plain_densenet_matches_eval_forward() {
+    let _serial = alloc_counter::exclusive();
     check_against_eval(config(Stem::Cifar, &[3, 3], None, 1.0), 1, 13, 11, 3);
 }
 
 #[test]
 fn wide_layers_take_the_parallel_paths() {
+    let _serial = alloc_counter::exclusive();
     // Wide enough that the GEMMs and the fused passes go to the thread pool.
     let cfg = DenseNetConfig {
         growth_rate: 16,
@@ -177,9 +181,9 @@ fn wide_layers_take_the_parallel_paths() {
     check_against_eval(cfg, 2, 64, 64, 4);
 }
 
-/// One test only allocates-checks (the counters are process-wide; other tests in this binary
-/// run beside it, so it retries a pass before blaming the plan: a pass of its own must once
-/// come out clean).
+/// The counters are process-wide: every test of this binary holds `alloc_counter::exclusive`,
+/// so none allocates beside this one. It still takes the best of five passes, as a stray
+/// allocation of the test harness itself must not count against the plan.
 ///
 /// On a 1-thread pool nothing at all may be allocated. On 2 threads the plan still requests
 /// nothing, but rayon's work stealing pins crossbeam's epoch collector, which now and then
@@ -187,6 +191,7 @@ fn wide_layers_take_the_parallel_paths() {
 /// block every few dozen passes): bounded here at 16 KB, far below any buffer of the plan.
 #[test]
 fn forward_allocates_nothing() {
+    let _serial = alloc_counter::exclusive();
     let cfg = DenseNetConfig {
         growth_rate: 16,
         init_features: 32,
@@ -224,6 +229,7 @@ fn forward_allocates_nothing() {
 
 #[test]
 fn arena_is_at_least_the_peak_and_reuses_memory() {
+    let _serial = alloc_counter::exclusive();
     let cfg = config(Stem::ImageNet, &[2, 3, 2], Some(4), 0.5);
     let net = model(cfg.clone(), 6);
     let plan = InferencePlan::new(&net, 2, 64, 64, PlanOptions::default()).unwrap();
@@ -248,6 +254,7 @@ fn arena_is_at_least_the_peak_and_reuses_memory() {
 
 #[test]
 fn invalid_sizes_and_inputs_are_refused() {
+    let _serial = alloc_counter::exclusive();
     let net = model(config(Stem::ImageNet, &[2, 2, 2], Some(4), 0.5), 7);
     for (n, h, w) in [(1, 3, 64), (1, 64, 2), (0, 64, 64), (1, 8, 8)] {
         let err = InferencePlan::new(&net, n, h, w, PlanOptions::default());
@@ -261,6 +268,7 @@ fn invalid_sizes_and_inputs_are_refused() {
 
 #[test]
 fn weights_round_trip_through_a_file_into_the_plan() {
+    let _serial = alloc_counter::exclusive();
     let cfg = config(Stem::ImageNet, &[2, 2], Some(4), 0.5);
     let mut a = model(cfg.clone(), 8);
     let dir = tempfile::tempdir().unwrap();
@@ -284,6 +292,7 @@ fn weights_round_trip_through_a_file_into_the_plan() {
 
 #[test]
 fn a_plan_from_a_consumed_model_is_the_same_plan() {
+    let _serial = alloc_counter::exclusive();
     let cfg = config(Stem::Cifar, &[2, 2], Some(4), 0.5);
     let mut net = model(cfg, 9);
     let x = input(2 * 3 * 12 * 12, 9);

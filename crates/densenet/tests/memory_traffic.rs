@@ -2,8 +2,6 @@
 //! closed form, the three strategies computing the same function, measured memory ordering,
 //! and the OSA block's gradients against finite differences.
 
-use std::sync::Mutex;
-
 use densenet::memory::mac::{
     dense_block_convs, densenet40_network_mac, osa_block_convs, total_mac, ConvShape,
 };
@@ -17,10 +15,8 @@ use densenet_kernels::alloc_counter::CountingAllocator;
 static ALLOC: CountingAllocator = CountingAllocator;
 
 /// The allocation counters are process-wide: tests that measure must not overlap with others.
-static SERIAL: Mutex<()> = Mutex::new(());
-
 fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+    densenet_kernels::alloc_counter::exclusive()
 }
 
 fn shape(k0: usize, layers: usize, growth: usize, bn_size: Option<usize>) -> BlockShape {

@@ -101,6 +101,17 @@ pub fn reset_peak() {
     PEAK.store(LIVE.load(Relaxed), Relaxed);
 }
 
+/// A process-wide lock for measurements that must not overlap.
+///
+/// The counters see every thread of the process, and a test harness runs the tests of one
+/// binary on several threads at once: a test measuring "nothing allocated" would count what a
+/// neighbour allocates meanwhile. Every test of a binary that measures takes this guard first,
+/// so its tests run one at a time. A test that panicked while holding it does not poison it.
+pub fn exclusive() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Runs `f` and returns its result with the allocations it made, the bytes it allocated, and
 /// its peak live bytes above what was live when it started.
 pub fn measure<R>(f: impl FnOnce() -> R) -> (R, AllocDelta) {

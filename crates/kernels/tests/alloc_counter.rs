@@ -1,11 +1,12 @@
 //! The counting allocator counts what a piece of code allocates.
-use densenet_kernels::alloc_counter::{measure, CountingAllocator};
+use densenet_kernels::alloc_counter::{exclusive, measure, CountingAllocator};
 
 #[global_allocator]
 static ALLOC: CountingAllocator = CountingAllocator;
 
 #[test]
 fn counts_an_allocation_and_its_peak() {
+    let _serial = exclusive();
     let (v, d) = measure(|| {
         let v = vec![1u8; 1 << 20];
         std::hint::black_box(&v);
@@ -19,6 +20,7 @@ fn counts_an_allocation_and_its_peak() {
 
 #[test]
 fn nothing_counted_for_arithmetic() {
+    let _serial = exclusive();
     let (_, d) = measure(|| std::hint::black_box(3u64).pow(5));
     assert_eq!(d.allocations, 0);
 }
