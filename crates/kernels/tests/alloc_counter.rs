@@ -15,7 +15,10 @@ fn counts_an_allocation_and_its_peak() {
     assert_eq!(v, 1 << 20);
     assert!(d.allocations >= 1);
     assert!(d.allocated_bytes >= 1 << 20);
-    assert!(d.peak_extra_bytes >= 1 << 20);
+    // The peak is taken over the whole process: the harness may free a little (a finished test's
+    // captured output) while this test measures, which lowers the peak by as much.
+    let harness_slack = 64 << 10;
+    assert!(d.peak_extra_bytes >= (1 << 20) - harness_slack);
 }
 
 #[test]
