@@ -41,6 +41,10 @@ pub(super) fn block_cols(depth: usize, cols: usize, images: usize, t: Tile) -> u
     gemm::b_block_cols(depth, cols, t).min(cap.max(t.nr))
 }
 
+/// Below this many output floats (256 KB) the store pass runs on the calling thread: waking the
+/// pool for a second region costs more than copying (3×3 128→32 at 7×7 stores 6 KB).
+const PARALLEL_STORE_MIN_FLOATS: usize = 1 << 16;
+
 /// Scratch floats one wave of tasks may hold (16 MB).
 const WAVE_FLOATS: usize = 4 << 20;
 
@@ -131,7 +135,7 @@ pub(super) fn run(
                 store(&task, row, values, out_row);
             }
         };
-        if parallel {
+        if parallel && out.len() >= PARALLEL_STORE_MIN_FLOATS {
             out.par_chunks_mut(out_row_len)
                 .enumerate()
                 .for_each(store_row);
