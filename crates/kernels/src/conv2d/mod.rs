@@ -22,7 +22,8 @@
 //! Paths, fastest first:
 //! - **1×1, stride 1, no padding**: one GEMM, output row groups as the parallel tasks.
 //! - **stride 1** (the 3×3 growth convs): *wide rows* (`stride1.rs`): the input padded once,
-//!   every row of `col` a contiguous run of it; the input gradient as a convolution of `d_out`
+//!   every row of `col` a contiguous run of it, read in place by the GEMM (no packing); the
+//!   input gradient as a convolution of `d_out`
 //!   with the flipped weight, the weight gradient with `col` read in place as the GEMM's rows.
 //! - **anything else** (the strided stem): implicit im2col per tap, `col2im` for the input
 //!   gradient.
@@ -105,7 +106,7 @@ pub fn conv2d_forward(
     }
     let block = tasks::block_cols(depth, cols, 1, t);
     let ntasks = cols.div_ceil(block);
-    let [b_len, c_len] = tasks::scratch_lens(rows, depth, block, ntasks, t);
+    let [b_len, c_len] = tasks::scratch_lens(rows, depth, block, ntasks, t, true);
     let [b, c] = gemm::carve(ws, [b_len, c_len]);
     let a = AView::RowMajor {
         data: weight,
@@ -128,7 +129,20 @@ pub fn conv2d_forward(
         }
     };
     tasks::run(
-        isa, rows, depth, a, block, ntasks, task_at, pack, store, out, cols, b, c, parallel,
+        isa,
+        rows,
+        depth,
+        a,
+        block,
+        ntasks,
+        task_at,
+        tasks::BSource::Packed(&pack),
+        store,
+        out,
+        cols,
+        b,
+        c,
+        parallel,
     );
 }
 
@@ -327,7 +341,8 @@ pub fn conv2d_workspace_len(g: &Conv2dGeom) -> usize {
             let m = g.batch * g.out_h() * g.out_w();
             let oc = g.out_channels;
             let fwd_block = tasks::block_cols(k, m, 1, t);
-            let [task_b, task_c] = tasks::scratch_lens(oc, k, fwd_block, m.div_ceil(fwd_block), t);
+            let [task_b, task_c] =
+                tasks::scratch_lens(oc, k, fwd_block, m.div_ceil(fwd_block), t, true);
             let forward = gemm::aligned_len(&[
                 gemm::packed_a_len(oc, k, t),
                 gemm::packed_b_len(k, fwd_block, t).max(task_b),

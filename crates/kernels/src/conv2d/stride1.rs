@@ -9,7 +9,12 @@
 //! col[(ic, ky, kx), m'] = P[ic, n, oy + ky, ox + kx] = P_flat[ic, n][m' + ky·Wp + kx]
 //! ```
 //!
-//! and packing `B` is a plain copy of `NR` floats per row, as fast as for a 1×1 convolution.
+//! so `B` is not packed at all: the micro-kernel loads `NR` floats of row `k` straight from `P`
+//! at `row_start(k) + m'` ([`crate::gemm::BView::Rows`]). For a 3×3 conv with 32 output
+//! channels, each value of `col` feeds only 32 multiply-adds, so copying it into a packed panel
+//! first cost a fifth of the convolution (3×3 128→32 at 56×56, one thread: 3.08 ms packed,
+//! 2.40 ms in place). The window a depth slice of 256 rows reads (28 channels × 3 rows of `P`
+//! around the panel) is a third of the packed panel's size, so it stays in L1 as well.
 //! The `(Wp − OW)/Wp` wasted columns cost 3.5% at 56×56, 7% at 28×28 and 22% at 7×7; the
 //! generic path's per-tap index arithmetic cost far more.
 //!
@@ -50,10 +55,11 @@ fn lens(g: &Conv2dGeom, t: Tile) -> [usize; 4] {
     let cols = (g.out_h() - 1) * wp + g.out_w();
     let block = tasks::block_cols(depth, cols, g.batch, t);
     let ntasks = g.batch * cols.div_ceil(block);
-    let [b, c] = tasks::scratch_lens(g.out_channels, depth, block, ntasks, t);
+    let [b, c] = tasks::scratch_lens(g.out_channels, depth, block, ntasks, t, false);
     [
         gemm::packed_a_len(g.out_channels, depth, t),
-        g.in_channels * g.batch * hp * wp,
+        // The last row of `col` is read `NR` floats wide (see `BView::Rows`): zeros past the end.
+        g.in_channels * g.batch * hp * wp + t.nr,
         b,
         c,
     ]
@@ -135,8 +141,18 @@ pub(super) fn conv_stride1(
     };
     let parallel = gemm::worth_parallel(rows * depth * cols * g.batch);
 
-    pad_input(padded, inp, pre, g, parallel);
+    let padded_len = g.in_channels * g.batch * plane;
+    padded[padded_len..].fill(0.0);
+    pad_input(&mut padded[..padded_len], inp, pre, g, parallel);
+    // `col` is never packed: its row `k = (ic·KH + ky)·KW + kx` is the run of the padded input
+    // starting at `ky·Wp + kx` in channel `ic`'s plane of the task's image, so the product reads
+    // it in place (`BView::Rows`) from the task's first column on.
     let padded = &*padded;
+    let taps = kh * kw;
+    let row_start = |k: usize| {
+        let (ic, tap) = (k / taps, k % taps);
+        ic * g.batch * plane + (tap / kw) * wp + tap % kw
+    };
 
     let blocks_per_image = cols.div_ceil(block);
     let task_at = |i: usize| {
@@ -145,28 +161,6 @@ pub(super) fn conv_stride1(
             n,
             col0,
             ncols: block.min(cols - col0),
-        }
-    };
-    let pack = |task: &Task, b: &mut [f32]| {
-        for (j, panel) in b
-            .chunks_exact_mut(depth * t.nr)
-            .take(task.ncols.div_ceil(t.nr))
-            .enumerate()
-        {
-            let m0 = task.col0 + j * t.nr;
-            let w = t.nr.min(task.ncols - j * t.nr);
-            let mut lanes = panel.chunks_exact_mut(t.nr);
-            for ic in 0..g.in_channels {
-                let image = &padded[(ic * g.batch + task.n) * plane..][..plane];
-                for ky in 0..kh {
-                    for kx in 0..kw {
-                        let lane = lanes.next().expect("depth rows");
-                        let start = m0 + ky * wp + kx;
-                        lane[..w].copy_from_slice(&image[start..start + w]);
-                        lane[w..].fill(0.0);
-                    }
-                }
-            }
         }
     };
     let store_values = |task: &Task, oc: usize, values: &[f32], out_row: &mut [f32]| {
@@ -182,7 +176,11 @@ pub(super) fn conv_stride1(
         block,
         ntasks,
         task_at,
-        pack,
+        tasks::BSource::InPlace {
+            data: padded,
+            image_len: plane,
+            row_start: &row_start,
+        },
         store_values,
         out,
         out_len,

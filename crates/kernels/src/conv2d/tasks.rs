@@ -12,7 +12,7 @@
 //! depend on the number of threads.
 
 use crate::dispatch::Isa;
-use crate::gemm::{self, AView, Tile};
+use crate::gemm::{self, AView, BView, Tile};
 use rayon::prelude::*;
 
 /// One block of output columns: image `n` (for the per-image column numbering of the stride-1
@@ -48,12 +48,28 @@ const PARALLEL_STORE_MIN_FLOATS: usize = 1 << 16;
 /// Scratch floats one wave of tasks may hold (16 MB).
 const WAVE_FLOATS: usize = 4 << 20;
 
-/// Per-task scratch: packed `B` of one block and the block's `C`.
-fn per_task(rows: usize, depth: usize, block: usize, t: Tile) -> (usize, usize) {
-    (
-        gemm::packed_b_len(depth, block, t),
-        rows.div_ceil(t.mr) * t.mr * block,
-    )
+/// Where a task's block of `B` comes from.
+#[derive(Clone, Copy)]
+pub(super) enum BSource<'e> {
+    /// `pack(task, scratch)` packs it into the task's own scratch.
+    Packed(&'e (dyn Fn(&Task, &mut [f32]) + Sync)),
+    /// Read in place, no scratch ([`BView::Rows`]): `B[k, j] = data[task.n·image_len + task.col0
+    /// + row_start(k) + j]`.
+    InPlace {
+        data: &'e [f32],
+        image_len: usize,
+        row_start: &'e (dyn Fn(usize) -> usize + Sync),
+    },
+}
+
+/// Per-task scratch: packed `B` of one block (none when read in place) and the block's `C`.
+fn per_task(rows: usize, depth: usize, block: usize, t: Tile, packs_b: bool) -> (usize, usize) {
+    let b = if packs_b {
+        gemm::packed_b_len(depth, block, t)
+    } else {
+        0
+    };
+    (b, rows.div_ceil(t.mr) * t.mr * block)
 }
 
 fn wave_len(ntasks: usize, per_task: usize) -> usize {
@@ -67,8 +83,9 @@ pub(super) fn scratch_lens(
     block: usize,
     ntasks: usize,
     t: Tile,
+    packs_b: bool,
 ) -> [usize; 2] {
-    let (b, c) = per_task(rows, depth, block, t);
+    let (b, c) = per_task(rows, depth, block, t, packs_b);
     let wave = wave_len(ntasks, b + c);
     [wave * b, wave * c]
 }
@@ -76,7 +93,7 @@ pub(super) fn scratch_lens(
 /// Runs `ntasks` column tasks of `out[rows, ·] (store)= A · B`.
 ///
 /// - `a`: `A` (`rows × depth`), read.
-/// - `pack(task, b)`: writes the task's packed `B` (`depth × task.ncols`) into `b`.
+/// - `source`: where each task's `B` (`depth × task.ncols`) comes from.
 /// - `store(task, row, values, out_row)`: moves the task's `values` (`task.ncols` floats) of
 ///   output row `row` into that row, `out_row` (`out_row_len` floats).
 /// - `b_scratch`, `c_scratch`: at least [`scratch_lens`].
@@ -89,7 +106,7 @@ pub(super) fn run(
     block: usize,
     ntasks: usize,
     task_at: impl Fn(usize) -> Task + Sync,
-    pack: impl Fn(&Task, &mut [f32]) + Sync,
+    source: BSource<'_>,
     store: impl Fn(&Task, usize, &[f32], &mut [f32]) + Sync,
     out: &mut [f32],
     out_row_len: usize,
@@ -98,34 +115,49 @@ pub(super) fn run(
     parallel: bool,
 ) {
     let t = gemm::tile(isa);
-    let (per_b, per_c) = per_task(rows, depth, block, t);
+    let packs_b = matches!(source, BSource::Packed(_));
+    let (per_b, per_c) = per_task(rows, depth, block, t, packs_b);
     let wave = wave_len(ntasks, per_b + per_c);
     for w0 in (0..ntasks).step_by(wave) {
         let nw = wave.min(ntasks - w0);
-        let compute = |(i, (b, c)): (usize, (&mut [f32], &mut [f32]))| {
+        let compute = |i: usize, b: &mut [f32], c: &mut [f32]| {
             let task = task_at(w0 + i);
-            pack(&task, b);
-            for (g, c_g) in c.chunks_mut(t.mr * block).enumerate() {
-                let rows_here = t.mr.min(rows - g * t.mr);
-                gemm::gemm_row_group(
-                    isa, g, rows_here, task.ncols, depth, a, b, c_g, block, false,
-                );
-            }
+            let b = match source {
+                BSource::Packed(pack) => {
+                    pack(&task, b);
+                    BView::Packed(b)
+                }
+                BSource::InPlace {
+                    data,
+                    image_len,
+                    row_start,
+                } => BView::Rows {
+                    data: &data[task.n * image_len + task.col0..],
+                    row_start,
+                },
+            };
+            gemm::gemm_block(isa, 0, rows, task.ncols, depth, a, b, c, block, false);
         };
-        let b_wave = &mut b_scratch[..nw * per_b];
         let c_wave = &mut c_scratch[..nw * per_c];
-        if parallel {
-            b_wave
+        match (packs_b, parallel) {
+            (false, true) => c_wave
+                .par_chunks_mut(per_c)
+                .enumerate()
+                .for_each(|(i, c)| compute(i, &mut [], c)),
+            (false, false) => c_wave
+                .chunks_mut(per_c)
+                .enumerate()
+                .for_each(|(i, c)| compute(i, &mut [], c)),
+            (true, true) => b_scratch[..nw * per_b]
                 .par_chunks_mut(per_b)
                 .zip(c_wave.par_chunks_mut(per_c))
                 .enumerate()
-                .for_each(compute);
-        } else {
-            b_wave
+                .for_each(|(i, (b, c))| compute(i, b, c)),
+            (true, false) => b_scratch[..nw * per_b]
                 .chunks_mut(per_b)
                 .zip(c_wave.chunks_mut(per_c))
                 .enumerate()
-                .for_each(compute);
+                .for_each(|(i, (b, c))| compute(i, b, c)),
         }
         let c_wave = &*c_wave;
         let store_row = |(row, out_row): (usize, &mut [f32])| {

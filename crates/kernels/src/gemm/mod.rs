@@ -142,6 +142,22 @@ pub enum AView<'a> {
     },
 }
 
+/// The `B` operand of a product over one column block.
+#[derive(Clone, Copy)]
+pub enum BView<'a> {
+    /// Packed (see the module docs): `cols.div_ceil(NR)` panels of `depth·NR` floats.
+    Packed(&'a [f32]),
+    /// Read in place, row by row: `B[k, j] = data[row_start(k) + j]`. Every row is a contiguous
+    /// run of the block's columns rounded up to `NR` (the values past the last column are read,
+    /// and their results dropped), so `data` must reach `NR` floats past the last column of
+    /// its last row. This is how the wide rows of a stride-1 convolution are multiplied
+    /// without packing: each row of `col` is already a contiguous run of the padded input.
+    Rows {
+        data: &'a [f32],
+        row_start: &'a (dyn Fn(usize) -> usize + Sync),
+    },
+}
+
 /// `C[rows, cols] (+)= A · B` for one column block, from packed `B`.
 ///
 /// # Shapes
@@ -183,7 +199,16 @@ pub fn gemm_packed(
         let row0 = i * per_task * t.mr;
         let rows_here = (per_task * t.mr).min(rows - row0);
         gemm_block(
-            isa, row0, rows_here, cols, depth, a, b, c_task, ldc, accumulate,
+            isa,
+            row0,
+            rows_here,
+            cols,
+            depth,
+            a,
+            BView::Packed(b),
+            c_task,
+            ldc,
+            accumulate,
         );
     };
     if parallel {
@@ -191,7 +216,18 @@ pub fn gemm_packed(
             .enumerate()
             .for_each(task);
     } else {
-        gemm_block(isa, 0, rows, cols, depth, a, b, c, ldc, accumulate);
+        gemm_block(
+            isa,
+            0,
+            rows,
+            cols,
+            depth,
+            a,
+            BView::Packed(b),
+            c,
+            ldc,
+            accumulate,
+        );
     }
 }
 
@@ -228,7 +264,7 @@ impl<'a> AView<'a> {
 ///
 /// # Shapes
 /// - `a`: all of `A` ([`AView`]), read.
-/// - `b`: packed `B`, `cols.div_ceil(NR)` panels of `depth·NR`, read.
+/// - `b`: `B` ([`BView`]), read.
 /// - `c`: the group's rows, `C[r, j] = c[r·ldc + j]`, written or accumulated.
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_row_group(
@@ -238,7 +274,7 @@ pub fn gemm_row_group(
     cols: usize,
     depth: usize,
     a: AView<'_>,
-    b: &[f32],
+    b: BView<'_>,
     c: &mut [f32],
     ldc: usize,
     accumulate: bool,
@@ -264,7 +300,7 @@ pub fn gemm_row_group(
 /// as [`gemm_row_group`], so results are identical.
 ///
 /// # Shapes
-/// As [`gemm_packed`].
+/// As [`gemm_packed`], with `B` packed or read in place ([`BView`]).
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_block(
     isa: Isa,
@@ -273,7 +309,7 @@ pub fn gemm_block(
     cols: usize,
     depth: usize,
     a: AView<'_>,
-    b: &[f32],
+    b: BView<'_>,
     c: &mut [f32],
     ldc: usize,
     accumulate: bool,
@@ -283,10 +319,12 @@ pub fn gemm_block(
         row0.is_multiple_of(t.mr),
         "gemm: row0 must start a row group"
     );
-    assert!(
-        b.len() >= packed_b_len(depth, cols, t),
-        "gemm: packed B too short"
-    );
+    if let BView::Packed(b) = b {
+        assert!(
+            b.len() >= packed_b_len(depth, cols, t),
+            "gemm: packed B too short"
+        );
+    }
     if rows == 0 || cols == 0 {
         return;
     }
@@ -308,6 +346,7 @@ pub fn gemm_block(
     // kernel never reads a row that does not exist.
     let pad_last = last_rows < t.mr && !matches!(a, AView::Packed(_));
     let mut edge = [0.0f32; MAX_MR * KC];
+    let mut starts = [0usize; KC];
     for p0 in (0..depth).step_by(KC) {
         let kc = KC.min(depth - p0);
         if pad_last {
@@ -322,14 +361,25 @@ pub fn gemm_block(
                 }
             }
         }
+        if let BView::Rows { row_start, .. } = b {
+            for (k, start) in starts[..kc].iter_mut().enumerate() {
+                *start = row_start(p0 + k);
+            }
+        }
+        let row_starts = RowStarts::new(&starts[..kc]);
         let edge = &edge[..kc * t.mr];
-        for (j, b_panel) in b
-            .chunks_exact(depth * t.nr)
-            .take(cols.div_ceil(t.nr))
-            .enumerate()
-        {
+        for j in 0..cols.div_ceil(t.nr) {
             let cols_here = t.nr.min(cols - j * t.nr);
-            let b_sub = &b_panel[p0 * t.nr..(p0 + kc) * t.nr];
+            let b_sub = match b {
+                BView::Packed(b) => {
+                    let panel = &b[j * depth * t.nr..(j + 1) * depth * t.nr];
+                    BSliver::Packed(&panel[p0 * t.nr..(p0 + kc) * t.nr])
+                }
+                BView::Rows { data, .. } => BSliver::Rows {
+                    data: &data[j * t.nr..],
+                    starts: row_starts,
+                },
+            };
             for g in 0..groups {
                 let rows_here = t.mr.min(rows - g * t.mr);
                 let sliver = if pad_last && g == groups - 1 {
@@ -363,6 +413,61 @@ pub(crate) enum ASliver<'a> {
     Rows(&'a [f32], [usize; MAX_MR]),
 }
 
+/// The `kc × NR` part of `B` one micro-kernel call reads.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum BSliver<'a> {
+    /// `B[k, t] = b[k·NR + t]`.
+    Packed(&'a [f32]),
+    /// `B[k, t] = data[starts[k] + t]`.
+    Rows {
+        data: &'a [f32],
+        starts: RowStarts<'a>,
+    },
+}
+
+/// The row starts of an in-place `B` slice with their maximum, taken once per depth slice, so
+/// a kernel bounds all `kc` rows with one comparison.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RowStarts<'a> {
+    starts: &'a [usize],
+    max: usize,
+}
+
+impl<'a> RowStarts<'a> {
+    fn new(starts: &'a [usize]) -> Self {
+        let max = starts.iter().copied().max().unwrap_or(0);
+        RowStarts { starts, max }
+    }
+
+    /// The start of each row.
+    pub(crate) fn starts(&self) -> &'a [usize] {
+        self.starts
+    }
+}
+
+impl BSliver<'_> {
+    /// For a kernel of `nr` columns over depth `kc`: the base pointer, and the row starts (null
+    /// when packed), after checking that every one of the `kc·nr` reads is in bounds.
+    ///
+    /// # Panics
+    /// If a read would fall outside the sliver.
+    pub(crate) fn checked(&self, kc: usize, nr: usize) -> (*const f32, *const usize) {
+        match *self {
+            BSliver::Packed(b) => {
+                assert!(b.len() >= kc * nr, "gemm: packed B sliver too short");
+                (b.as_ptr(), std::ptr::null())
+            }
+            BSliver::Rows { data, starts } => {
+                assert!(
+                    starts.starts.len() >= kc && starts.max + nr <= data.len(),
+                    "gemm: in-place B row out of bounds"
+                );
+                (data.as_ptr(), starts.starts.as_ptr())
+            }
+        }
+    }
+}
+
 /// Largest `MR` of any tier.
 const MAX_MR: usize = 8;
 
@@ -378,7 +483,7 @@ fn micro_tile(
     t: Tile,
     kc: usize,
     a: ASliver<'_>,
-    b: &[f32],
+    b: BSliver<'_>,
     c: &mut [f32],
     ldc: usize,
     rows: usize,
@@ -407,7 +512,7 @@ fn micro_kernel(
     isa: Isa,
     kc: usize,
     a: ASliver<'_>,
-    b: &[f32],
+    b: BSliver<'_>,
     c: &mut [f32],
     ldc: usize,
     accumulate: bool,

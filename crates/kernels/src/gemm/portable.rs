@@ -8,7 +8,7 @@
 //! add), one thread, GFLOP per CPU-second: 1×1 256→128 @28: 39 GFLOP/s; 3×3 128→32 @28: 31;
 //! 1×1 1024→128 @7: 34; 3×3 128→32 @7: 25. It is the fallback, and the Arm (NEON) tier.
 
-use super::ASliver;
+use super::{ASliver, BSliver};
 use wide::f32x8;
 
 /// Rows per micro-tile.
@@ -18,22 +18,29 @@ pub const NR: usize = 8;
 /// Kernel name for logs and bench IDs.
 pub const NAME: &str = "portable_gemm_f32_6x8";
 
-/// `C[MR, NR] (+)= Σ_k A[·, k] ⊗ b[k·NR..][..NR]`, `C[r, j] = c[r·ldc + j]`.
+/// `C[MR, NR] (+)= Σ_k A[·, k] ⊗ B[k, ..NR]`, `C[r, j] = c[r·ldc + j]`, with `B` packed
+/// (`B[k, ..] = b[k·NR..][..NR]`) or read in place from its rows.
 #[inline]
 pub(crate) fn kernel(
     kc: usize,
     a: ASliver<'_>,
-    b: &[f32],
+    b: BSliver<'_>,
     c: &mut [f32],
     ldc: usize,
     accumulate: bool,
 ) {
-    let b = &b[..kc * NR];
+    let b_row = |k: usize| -> f32x8 {
+        let lanes = match b {
+            BSliver::Packed(b) => &b[k * NR..(k + 1) * NR],
+            BSliver::Rows { data, starts } => &data[starts.starts()[k]..][..NR],
+        };
+        f32x8::from(<[f32; NR]>::try_from(lanes).expect("NR lanes"))
+    };
     let mut acc = [f32x8::ZERO; MR];
     match a {
         ASliver::Packed(a) => {
-            for (a_k, b_k) in a[..kc * MR].chunks_exact(MR).zip(b.chunks_exact(NR)) {
-                let b_vec = f32x8::from(<[f32; NR]>::try_from(b_k).expect("NR lanes"));
+            for (k, a_k) in a[..kc * MR].chunks_exact(MR).enumerate() {
+                let b_vec = b_row(k);
                 for (acc_r, &a_r) in acc.iter_mut().zip(a_k) {
                     *acc_r = f32x8::splat(a_r).mul_add(b_vec, *acc_r);
                 }
@@ -41,8 +48,8 @@ pub(crate) fn kernel(
         }
         ASliver::Rows(data, starts) => {
             let rows: [&[f32]; MR] = std::array::from_fn(|r| &data[starts[r]..starts[r] + kc]);
-            for (k, b_k) in b.chunks_exact(NR).enumerate() {
-                let b_vec = f32x8::from(<[f32; NR]>::try_from(b_k).expect("NR lanes"));
+            for k in 0..kc {
+                let b_vec = b_row(k);
                 for (acc_r, row) in acc.iter_mut().zip(&rows) {
                     *acc_r = f32x8::splat(row[k]).mul_add(b_vec, *acc_r);
                 }

@@ -9,7 +9,7 @@
 //! nominal peak), 3×3 128→32 106–150, average of the 16 bottleneck and growth shapes 174 (99%).
 //! 1×1 256→128 @28: 219 vs 105 for the AVX2 kernel and 39 for the portable one.
 
-use super::ASliver;
+use super::{ASliver, BSliver};
 use std::arch::x86_64::*;
 
 /// Rows per micro-tile.
@@ -19,7 +19,8 @@ pub const NR: usize = 32;
 /// Kernel name for logs and bench IDs.
 pub const NAME: &str = "avx512_gemm_f32_8x32";
 
-/// `C[MR, NR] (+)= Σ_k A[·, k] ⊗ b[k·NR..][..NR]`, `C[r, j] = c[r·ldc + j]`.
+/// `C[MR, NR] (+)= Σ_k A[·, k] ⊗ B[k, ..NR]`, `C[r, j] = c[r·ldc + j]`, with `B` packed
+/// (`B[k, ..] = b[k·NR..][..NR]`) or read in place from its rows.
 ///
 /// # Panics
 /// If a buffer is too short for `kc` or the tile, or the CPU lacks the tier's features.
@@ -27,12 +28,12 @@ pub const NAME: &str = "avx512_gemm_f32_8x32";
 pub(crate) fn kernel(
     kc: usize,
     a: ASliver<'_>,
-    b: &[f32],
+    b: BSliver<'_>,
     c: &mut [f32],
     ldc: usize,
     accumulate: bool,
 ) {
-    assert!(b.len() >= kc * NR);
+    let (b_ptr, b_starts) = b.checked(kc, NR);
     assert!(c.len() >= (MR - 1) * ldc + NR);
     assert!(is_x86_feature_detected!("avx512f"));
     let (packed, rows) = match a {
@@ -46,58 +47,62 @@ pub(crate) fn kernel(
             (std::ptr::null(), rows)
         }
     };
-    // SAFETY: the asserts bound every read of `A` (kc·MR packed floats, or kc floats from each
-    // row start), of `b` (kc·NR) and every access to `c` ((MR−1)·ldc + NR), and the CPU has
-    // the features.
+    // SAFETY: the asserts (and `BSliver::checked`) bound every read of `A` (kc·MR packed
+    // floats, or kc floats from each row start), of `B` (kc·NR packed floats, or NR floats from
+    // each of kc row starts) and every access to `c` ((MR−1)·ldc + NR), and the CPU has the
+    // features.
     unsafe {
-        if packed.is_null() {
-            kernel_8x32::<false>(
-                kc,
-                packed,
-                rows,
-                b.as_ptr(),
-                c.as_mut_ptr(),
-                ldc,
-                accumulate,
-            )
-        } else {
-            kernel_8x32::<true>(
-                kc,
-                packed,
-                rows,
-                b.as_ptr(),
-                c.as_mut_ptr(),
-                ldc,
-                accumulate,
-            )
+        let c = c.as_mut_ptr();
+        match (packed.is_null(), b_starts.is_null()) {
+            (true, true) => {
+                kernel_8x32::<false, true>(kc, packed, rows, b_ptr, b_starts, c, ldc, accumulate)
+            }
+            (true, false) => {
+                kernel_8x32::<false, false>(kc, packed, rows, b_ptr, b_starts, c, ldc, accumulate)
+            }
+            (false, true) => {
+                kernel_8x32::<true, true>(kc, packed, rows, b_ptr, b_starts, c, ldc, accumulate)
+            }
+            (false, false) => {
+                kernel_8x32::<true, false>(kc, packed, rows, b_ptr, b_starts, c, ldc, accumulate)
+            }
         }
     }
 }
 
-/// With `PACKED`, `A[r, k] = a[k·MR + r]`; otherwise `A[r, k] = rows[r][k]`.
+/// With `A_PACKED`, `A[r, k] = a[k·MR + r]`, otherwise `A[r, k] = rows[r][k]`; with `B_PACKED`,
+/// `B[k, t] = b[k·NR + t]`, otherwise `B[k, t] = b[b_starts[k] + t]`.
 ///
 /// # Safety
-/// `a` (packed) or each `rows[r]` holds the `kc` values of `A` so addressed, `b` holds `kc·NR` floats, `c` holds
+/// `a` (packed) or each `rows[r]` holds the `kc` values of `A` so addressed; `b` holds the
+/// `kc·NR` values of `B` so addressed (with `b_starts` holding `kc` offsets); `c` holds
 /// `(MR−1)·ldc + NR`; the CPU has the enabled features.
 #[target_feature(enable = "avx512f")]
-unsafe fn kernel_8x32<const PACKED: bool>(
+#[allow(clippy::too_many_arguments)]
+unsafe fn kernel_8x32<const A_PACKED: bool, const B_PACKED: bool>(
     kc: usize,
     a: *const f32,
     rows: [*const f32; MR],
     b: *const f32,
+    b_starts: *const usize,
     c: *mut f32,
     ldc: usize,
     accumulate: bool,
 ) {
     let mut acc = [[_mm512_setzero_ps(); 2]; MR];
     for k in 0..kc {
-        // SAFETY: k < kc, so the NR floats at b + k·NR are in bounds, and so is A[r, k] for
-        // every r < MR in either layout.
+        // SAFETY: k < kc, so B[k, ..NR] and A[r, k] for every r < MR are in bounds in either
+        // layout.
         unsafe {
-            let b0 = _mm512_loadu_ps(b.add(k * NR));
-            let b1 = _mm512_loadu_ps(b.add(k * NR + 16));
+            let b_k = if B_PACKED {
+                b.add(k * NR)
+            } else {
+                b.add(*b_starts.add(k))
+            };
+            let b0 = _mm512_loadu_ps(b_k);
+            let b1 = _mm512_loadu_ps(b_k.add(16));
             for (r, acc_r) in acc.iter_mut().enumerate() {
-                let a_rk = if PACKED {
+                let a_rk = if A_PACKED {
                     *a.add(k * MR + r)
                 } else {
                     *rows[r].add(k)
