@@ -338,7 +338,7 @@ impl ChannelMap {
     }
 
     #[inline(always)]
-    fn apply(&self, x: f32) -> f32 {
+    pub(super) fn apply(&self, x: f32) -> f32 {
         if self.identity {
             return x;
         }

@@ -25,8 +25,10 @@
 //!   every row of `col` a contiguous run of it, read in place by the GEMM (no packing); the
 //!   input gradient as a convolution of `d_out`
 //!   with the flipped weight, the weight gradient with `col` read in place as the GEMM's rows.
-//! - **anything else** (the strided stem): implicit im2col per tap, `col2im` for the input
-//!   gradient.
+//! - **strided, forward** (the 7×7/s2 stem): wide rows too, over the input split into its
+//!   `sh·sw` phases (`stride1.rs`, `WideInput`).
+//! - **anything else** (the strided backward passes): implicit im2col per tap, `col2im` for the
+//!   input gradient.
 //!
 //! The non-pointwise forward paths run as *column tasks* (`tasks.rs`). Whatever the path and the
 //! thread count, each output value is summed in one fixed order: results are bit-identical on 1
@@ -86,7 +88,7 @@ pub fn conv2d_forward(
         }
         return;
     }
-    if !is_pointwise(g) && stride1::applies(g) {
+    if !is_pointwise(g) && stride1::applies_forward(g) {
         let weights = stride1::Weights::RowMajor(weight);
         let store = stride1::Store::Overwrite(bias);
         stride1::conv_stride1(isa, out, inp, weights, pre, store, g, ws);
@@ -360,13 +362,18 @@ pub fn conv2d_workspace_len(g: &Conv2dGeom) -> usize {
                 gemm::packed_a_len(oc, m, t),
                 gemm::packed_b_len(m, w_block, t),
             ]);
-            let wide = if !is_pointwise(g) && stride1::applies(g) {
+            let wide_forward = if !is_pointwise(g) && stride1::applies_forward(g) {
                 stride1::workspace_len(g, t)
-                    .max(stride1::workspace_len(&stride1::transposed_geometry(g), t))
+            } else {
+                0
+            };
+            let wide_backward = if !is_pointwise(g) && stride1::applies(g) {
+                stride1::workspace_len(&stride1::transposed_geometry(g), t)
                     .max(stride1::backward_weight_workspace_len(g, t))
             } else {
                 0
             };
+            let wide = wide_forward.max(wide_backward);
             forward.max(backward_input).max(backward_weight).max(wide)
         })
         .max()
