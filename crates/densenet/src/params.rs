@@ -381,6 +381,12 @@ impl ParamStore {
         &self.params
     }
 
+    /// Moves the parameter vector out, leaving the store without parameters: for a consumer
+    /// that keeps the weights and drops the model (see `InferencePlan::from_model`).
+    pub(crate) fn take_params(&mut self) -> Vec<f32> {
+        std::mem::take(&mut self.params)
+    }
+
     /// All gradients, flat.
     pub fn grads(&self) -> &[f32] {
         &self.grads

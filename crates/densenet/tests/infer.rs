@@ -115,13 +115,6 @@ fn option_sets() -> Vec<(&'static str, PlanOptions)> {
                 ..none
             },
         ),
-        (
-            "prepack_weights",
-            PlanOptions {
-                prepack_weights: true,
-                ..none
-            },
-        ),
         ("all", PlanOptions::default()),
     ]
 }

@@ -37,7 +37,7 @@ pub struct BenchArgs {
     /// Also report the median time of each stage.
     #[arg(long)]
     pub stages: bool,
-    /// Turn every plan rewrite off (BN folding, pooling first, fused packing, pre-packing).
+    /// Turn every plan rewrite off (BN folding, pooling first, fused packing).
     #[arg(long)]
     pub plain: bool,
 }

@@ -1,40 +1,46 @@
-//! Building an [`InferencePlan`]: weights pre-transformed (BN folding, packing) and the arena
-//! laid out by buffer liveness.
+//! Building an [`InferencePlan`]: weights pre-transformed (BN folding) in place in the model's
+//! own parameter vector, and the arena laid out by buffer liveness.
 
 use densenet_kernels::conv2d::conv2d_forward;
+use std::ops::Range;
+
 use densenet_kernels::{Conv2dGeom, Isa, Workspace};
 
 use super::arena::{self, Request};
-use super::ops::{pointwise_forward, pointwise_scratch_len, Affine, PackedPointwise};
+use super::ops::{pointwise_forward, pointwise_scratch_len, Affine};
 use super::{InferencePlan, PlanOptions};
 use crate::config::Stem;
 use crate::error::{Error, Result};
 use crate::model::DenseNet;
 use crate::params::{BnP, ConvP};
 
-/// A convolution ready for inference: its (possibly BN-folded) weight and bias, packed once for
-/// the GEMM when it is a 1×1 convolution and the plan pre-packs.
+/// A convolution ready for inference: where its (possibly BN-folded) weight lives in the plan's
+/// weight vector, and its bias.
 #[derive(Clone, Debug)]
 pub(crate) struct Conv {
-    /// `[OC, IC, KH, KW]`; empty when `packed` holds the weight instead.
-    pub weight: Vec<f32>,
+    /// `[OC, IC, KH, KW]`: `weights[weight]` of the plan.
+    pub weight: Range<usize>,
     /// `[OC]`: the folded batch norm's shift.
     pub bias: Option<Vec<f32>>,
-    pub packed: Option<PackedPointwise>,
     pub ic: usize,
     pub oc: usize,
     pub kernel: usize,
     pub stride: usize,
     pub pad: usize,
+    /// The tier the plan's own 1×1 products run on (sizes its packing scratch).
+    pub isa: Isa,
 }
 
 impl Conv {
-    fn new(p: &ConvP, params: &[f32], fold: Option<&Affine>) -> Conv {
-        let mut weight = p.weight.of(params).to_vec();
+    /// The convolution `p` of the parameter vector `weights`, with the batch norm that follows it
+    /// folded in (`fold`): its weight rows are scaled in place.
+    fn new(p: &ConvP, weights: &mut [f32], fold: Option<&Affine>, isa: Isa) -> Conv {
+        let weight = p.weight.off..p.weight.off + p.weight.len;
         let bias = fold.map(|bn| {
             // BN(conv(x))[oc] = scale[oc]·(W·x)[oc] + shift[oc] = ((scale[oc]·W)·x)[oc] + shift[oc].
-            let per_oc = weight.len() / p.oc;
-            for (row, &s) in weight.chunks_exact_mut(per_oc).zip(&bn.scale) {
+            let w = &mut weights[weight.clone()];
+            let per_oc = w.len() / p.oc;
+            for (row, &s) in w.chunks_exact_mut(per_oc).zip(&bn.scale) {
                 row.iter_mut().for_each(|w| *w *= s);
             }
             bn.shift.clone()
@@ -42,21 +48,18 @@ impl Conv {
         Conv {
             weight,
             bias,
-            packed: None,
             ic: p.ic,
             oc: p.oc,
             kernel: p.kernel,
             stride: p.stride,
             pad: p.pad,
+            isa,
         }
     }
 
-    /// Packs a 1×1 stride-1 unpadded convolution's weight for `isa` (and drops the plain copy).
-    fn prepack(&mut self, isa: Isa) {
-        if self.kernel == 1 && self.stride == 1 && self.pad == 0 {
-            self.packed = Some(PackedPointwise::new(&self.weight, self.oc, self.ic, isa));
-            self.weight = Vec::new();
-        }
+    /// A 1×1, stride-1, unpadded convolution: a plain product, run by the plan itself.
+    pub fn is_pointwise(&self) -> bool {
+        self.kernel == 1 && self.stride == 1 && self.pad == 0
     }
 
     pub fn geom(&self, batch: usize, h: usize, w: usize) -> Conv2dGeom {
@@ -72,10 +75,12 @@ impl Conv {
         )
     }
 
-    /// `out = conv(pre(inp)) (+ bias)` on a batch of `h×w` maps (CNHW).
+    /// `out = conv(pre(inp)) (+ bias)` on a batch of `h×w` maps (CNHW), the weight read from
+    /// the plan's `weights`.
     #[allow(clippy::too_many_arguments)]
     pub fn run(
         &self,
+        weights: &[f32],
         out: &mut [f32],
         inp: &[f32],
         pre: Option<densenet_kernels::ChannelAffine<'_>>,
@@ -83,35 +88,38 @@ impl Conv {
         h: usize,
         w: usize,
         ws: &mut Workspace,
-        pack_b: &mut [f32],
     ) {
-        match &self.packed {
-            Some(p) => pointwise_forward(
+        let weight = &weights[self.weight.clone()];
+        if self.is_pointwise() {
+            let m = batch * h * w;
+            let pack_b = ws.get(pointwise_scratch_len(self.ic, m, self.isa));
+            pointwise_forward(
                 out,
                 inp,
-                p,
+                weight,
+                [self.oc, self.ic],
+                self.isa,
                 self.bias.as_deref(),
                 pre,
-                batch * h * w,
+                m,
                 pack_b,
-            ),
-            None => conv2d_forward(
+            );
+        } else {
+            conv2d_forward(
                 out,
                 inp,
-                &self.weight,
+                weight,
                 self.bias.as_deref(),
                 pre,
                 &self.geom(batch, h, w),
                 ws,
-            ),
+            );
         }
     }
 
-    /// Floats held (weight, bias, packed weight).
-    pub fn floats(&self) -> usize {
-        self.weight.len()
-            + self.bias.as_ref().map_or(0, Vec::len)
-            + self.packed.as_ref().map_or(0, |p| p.packed.len())
+    /// Floats held outside the weight vector (the bias).
+    pub fn own_floats(&self) -> usize {
+        self.bias.as_ref().map_or(0, Vec::len)
     }
 }
 
@@ -162,8 +170,12 @@ pub(crate) struct Buffers {
     pub logits: usize,
 }
 
+/// Builds the plan from `model`'s configuration, layout and running statistics, and `weights`:
+/// a copy of (or the very vector of) its parameters, which the plan keeps, folding batch norms
+/// into it in place, so the weights exist once.
 pub(crate) fn build(
     model: &DenseNet,
+    mut weights: Vec<f32>,
     batch: usize,
     h: usize,
     w: usize,
@@ -178,7 +190,6 @@ pub(crate) fn build(
     let sizes = cfg.block_sizes(h, w)?;
     let isa = densenet_kernels::active_isa();
     let arch = &model.arch;
-    let params = model.store.params();
     let buffers = model.store.buffers();
     let eps = model.bn.eps;
 
@@ -186,9 +197,14 @@ pub(crate) fn build(
     let norm0 = arch
         .norm0
         .as_ref()
-        .map(|p| bn_eval(p, params, buffers, eps));
+        .map(|p| bn_eval(p, &weights, buffers, eps));
     let fold0 = opts.fold_norm0 && norm0.is_some();
-    let conv0 = Conv::new(&arch.conv0, params, norm0.as_ref().filter(|_| fold0));
+    let conv0 = Conv::new(
+        &arch.conv0,
+        &mut weights,
+        norm0.as_ref().filter(|_| fold0),
+        isa,
+    );
     let norm0 = if fold0 { None } else { norm0 };
     let stem_hw = match cfg.stem {
         Stem::ImageNet => Some(((h + 6 - 7) / 2 + 1, (w + 6 - 7) / 2 + 1)),
@@ -200,25 +216,25 @@ pub(crate) fn build(
     for block in &arch.blocks {
         let mut out = Vec::with_capacity(block.len());
         for lp in block {
-            let norm1 = bn_eval(&lp.norm1, params, buffers, eps);
+            let norm1 = bn_eval(&lp.norm1, &weights, buffers, eps);
             let layer = match &lp.bottleneck {
                 None => Layer {
                     norm1,
-                    conv1: Conv::new(&lp.conv1, params, None),
+                    conv1: Conv::new(&lp.conv1, &mut weights, None, isa),
                     bottleneck: None,
                 },
                 Some((n2, c2)) => {
-                    let norm2 = bn_eval(n2, params, buffers, eps);
+                    let norm2 = bn_eval(n2, &weights, buffers, eps);
                     let (conv1, pre2) = if opts.fold_norm2 {
-                        let conv1 = Conv::new(&lp.conv1, params, Some(&norm2));
+                        let conv1 = Conv::new(&lp.conv1, &mut weights, Some(&norm2), isa);
                         (conv1, Affine::identity(n2.channels))
                     } else {
-                        (Conv::new(&lp.conv1, params, None), norm2)
+                        (Conv::new(&lp.conv1, &mut weights, None, isa), norm2)
                     };
                     Layer {
                         norm1,
                         conv1,
-                        bottleneck: Some((pre2, Conv::new(c2, params, None))),
+                        bottleneck: Some((pre2, Conv::new(c2, &mut weights, None, isa))),
                     }
                 }
             };
@@ -226,36 +242,16 @@ pub(crate) fn build(
         }
         layers.push(out);
     }
-    let mut transitions: Vec<Transition> = arch
-        .transitions
-        .iter()
-        .map(|t| Transition {
-            norm: bn_eval(&t.norm, params, buffers, eps),
-            conv: Conv::new(&t.conv, params, None),
-        })
-        .collect();
-    let mut conv0 = conv0;
-    if opts.prepack_weights {
-        conv0.prepack(isa);
-        for l in layers.iter_mut().flatten() {
-            l.conv1.prepack(isa);
-            if let Some((_, c2)) = &mut l.bottleneck {
-                c2.prepack(isa);
-            }
-        }
-        for t in &mut transitions {
-            t.conv.prepack(isa);
-        }
+    let mut transitions = Vec::with_capacity(arch.transitions.len());
+    for t in &arch.transitions {
+        let norm = bn_eval(&t.norm, &weights, buffers, eps);
+        let conv = Conv::new(&t.conv, &mut weights, None, isa);
+        transitions.push(Transition { norm, conv });
     }
-    let norm5 = bn_eval(&arch.norm5, params, buffers, eps);
-    let classes = arch.classifier.out_features;
-    let classifier = PackedPointwise::new(
-        arch.classifier.weight.of(params),
-        classes,
-        cfg.final_channels(),
-        isa,
-    );
-    let classifier_b = arch.classifier.bias.of(params).to_vec();
+    let norm5 = bn_eval(&arch.norm5, &weights, buffers, eps);
+    let classifier =
+        arch.classifier.weight.off..arch.classifier.weight.off + arch.classifier.weight.len;
+    let classifier_b = arch.classifier.bias.of(&weights).to_vec();
 
     // Buffers and their liveness: step 0 is the stem, 2b+1 block b, 2b+2 transition b, 2B the
     // head (B blocks).
@@ -270,13 +266,6 @@ pub(crate) fn build(
         ..Buffers::default()
     };
     bufs.stem = stem_hw.map(|(sh, sw)| req(cfg.init_features * batch * sh * sw, 0, 0));
-    let mut pack_b_len = 0;
-    let mut note_conv = |c: &Conv, m: usize| {
-        if let Some(p) = &c.packed {
-            pack_b_len = pack_b_len.max(pointwise_scratch_len(p.ic, m, isa));
-        }
-    };
-    note_conv(&conv0, batch * h * w);
     for (b, &(bh, bw)) in sizes.iter().enumerate() {
         let m = batch * bh * bw;
         let c_out = cfg.block_out_channels(b);
@@ -288,31 +277,22 @@ pub(crate) fn build(
         let widest = (c_out - cfg.growth_rate).max(bk.unwrap_or(0));
         bufs.mapped
             .push((!opts.fuse_bn_relu_into_packing).then(|| req(widest * m, 2 * b + 1, 2 * b + 1)));
-        for l in &layers[b] {
-            note_conv(&l.conv1, m);
-            if let Some((_, c2)) = &l.bottleneck {
-                note_conv(c2, m);
-            }
-        }
         if let Some(t) = transitions.get(b) {
             let step = 2 * b + 2;
             let (oh, ow) = (bh / 2, bw / 2);
             if opts.pool_before_transition_conv {
                 bufs.trans.push(req(c_out * batch * oh * ow, step, step));
                 bufs.trans_mapped.push(None);
-                note_conv(&t.conv, batch * oh * ow);
             } else {
                 bufs.trans.push(req(t.conv.oc * m, step, step));
                 bufs.trans_mapped
                     .push((!opts.fuse_bn_relu_into_packing).then(|| req(c_out * m, step, step)));
-                note_conv(&t.conv, m);
             }
         }
     }
     bufs.pooled = req(batch * cfg.final_channels(), 2 * nb, 2 * nb);
     bufs.logits_t = req(batch * cfg.num_classes, 2 * nb, 2 * nb);
     bufs.logits = req(batch * cfg.num_classes, 2 * nb, 2 * nb);
-    pack_b_len = pack_b_len.max(pointwise_scratch_len(cfg.final_channels(), batch, isa));
     let layout = arena::layout(&reqs);
 
     Ok(InferencePlan {
@@ -329,13 +309,13 @@ pub(crate) fn build(
         layers,
         transitions,
         norm5,
+        weights,
         classifier,
         classifier_b,
         arena: vec![0.0; layout.len],
         ranges: layout.ranges,
         peak_floats: layout.peak,
         bufs,
-        pack_b: vec![0.0; pack_b_len],
         kernels: Workspace::new(),
     })
 }

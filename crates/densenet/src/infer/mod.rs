@@ -21,9 +21,11 @@
 //!   is `relu(bn(x))`; instead of writing that to a scratch buffer the GEMM's operand packing
 //!   applies it per channel while copying ([`densenet_kernels::ChannelAffine`] as `pre`). After
 //!   folding `norm2`, the map before each 3×3 convolution is a bare ReLU (scale 1, shift 0).
-//! - **Pre-packed weights** (`prepack_weights`): 1×1 convolution weights (the bottleneck and
-//!   transition convolutions, most of DenseNet's FLOPs) are packed once into the GEMM's panel
-//!   layout for the CPU tier active when the plan was built, instead of on every call.
+//!
+//! The weights are not copied: the plan takes the model's parameter vector (or a copy of it, from
+//! a borrowed model), folds batch norms into it in place, and every convolution reads its weight
+//! from there, row-major (the GEMM broadcasts from weight rows; packing them once measured no
+//! faster and would double the weights' memory).
 //!
 //! # Memory
 //!
@@ -49,7 +51,7 @@ use crate::model::DenseNet;
 use build::{Buffers, Conv, Layer, Transition};
 use ops::{
     affine_forward, affine_relu_avgpool2, affine_relu_global_avgpool, pointwise_forward,
-    relu_inplace, Affine, PackedPointwise,
+    pointwise_scratch_len, relu_inplace, Affine,
 };
 
 /// Which rewrites an [`InferencePlan`] applies (see the module doc). [`Default`] turns all on;
@@ -65,8 +67,6 @@ pub struct PlanOptions {
     pub pool_before_transition_conv: bool,
     /// Apply BN + ReLU while packing each convolution's input instead of into a scratch buffer.
     pub fuse_bn_relu_into_packing: bool,
-    /// Pack 1×1 convolution weights once, at plan time.
-    pub prepack_weights: bool,
 }
 
 impl Default for PlanOptions {
@@ -76,7 +76,6 @@ impl Default for PlanOptions {
             fold_norm2: true,
             pool_before_transition_conv: true,
             fuse_bn_relu_into_packing: true,
-            prepack_weights: true,
         }
     }
 }
@@ -89,7 +88,6 @@ impl PlanOptions {
             fold_norm2: false,
             pool_before_transition_conv: false,
             fuse_bn_relu_into_packing: false,
-            prepack_weights: false,
         }
     }
 }
@@ -114,16 +112,16 @@ pub struct InferencePlan {
     layers: Vec<Vec<Layer>>,
     transitions: Vec<Transition>,
     norm5: Affine,
-    /// `[classes, C]`, packed.
-    classifier: PackedPointwise,
+    /// The model's parameters, batch norms folded in place: every weight of the plan.
+    weights: Vec<f32>,
+    /// `[classes, C]`: `weights[classifier]`.
+    classifier: std::ops::Range<usize>,
     /// `[classes]`.
     classifier_b: Vec<f32>,
     arena: Vec<f32>,
     ranges: Vec<std::ops::Range<usize>>,
     peak_floats: usize,
     bufs: Buffers,
-    /// Packed `B` of the plan's own 1×1 convolutions.
-    pack_b: Vec<f32>,
     /// Scratch of the kernels crate's convolutions.
     kernels: Workspace,
 }
@@ -147,22 +145,25 @@ impl InferencePlan {
         w: usize,
         opts: PlanOptions,
     ) -> Result<Self> {
-        let mut plan = build::build(model, batch, h, w, opts)?;
+        let weights = model.store.params().to_vec();
+        let mut plan = build::build(model, weights, batch, h, w, opts)?;
         build::warm_up(&mut plan)?;
         Ok(plan)
     }
 
-    /// [`InferencePlan::new`], consuming the model: it is dropped as soon as the weights are
-    /// prepared, before the kernels' scratch is sized, so the two never coexist (a lower peak
-    /// resident memory for programs that only infer).
+    /// [`InferencePlan::new`], consuming the model: the plan takes over the model's parameter
+    /// vector instead of copying it, and the rest of the model is dropped before the kernels'
+    /// scratch is sized, so the weights exist once (the lowest peak resident memory, for
+    /// programs that only infer).
     pub fn from_model(
-        model: DenseNet,
+        mut model: DenseNet,
         batch: usize,
         h: usize,
         w: usize,
         opts: PlanOptions,
     ) -> Result<Self> {
-        let mut plan = build::build(&model, batch, h, w, opts)?;
+        let weights = model.store.take_params();
+        let mut plan = build::build(&model, weights, batch, h, w, opts)?;
         drop(model);
         build::warm_up(&mut plan)?;
         Ok(plan)
@@ -188,7 +189,7 @@ impl InferencePlan {
         &self.config
     }
 
-    /// The CPU tier the weights were packed for.
+    /// The CPU tier the plan's own 1×1 products run on (chosen when the plan was built).
     pub fn isa(&self) -> Isa {
         self.isa
     }
@@ -211,23 +212,24 @@ impl InferencePlan {
 
     /// Bytes of packing scratch (the plan's own and the kernels').
     pub fn scratch_bytes(&self) -> usize {
-        self.pack_b.len() * 4 + self.kernels.bytes()
+        self.kernels.bytes()
     }
 
     /// Bytes of the prepared weights (folded, packed), biases and batch-norm maps.
     pub fn weight_bytes(&self) -> usize {
         let aff = |a: &Affine| a.scale.len() + a.shift.len();
-        let mut floats = self.conv0.floats() + self.norm0.as_ref().map_or(0, aff);
+        let mut floats = self.weights.len() + self.conv0.own_floats();
+        floats += self.norm0.as_ref().map_or(0, aff);
         for l in self.layers.iter().flatten() {
-            floats += aff(&l.norm1) + l.conv1.floats();
+            floats += aff(&l.norm1) + l.conv1.own_floats();
             if let Some((a, c)) = &l.bottleneck {
-                floats += aff(a) + c.floats();
+                floats += aff(a) + c.own_floats();
             }
         }
         for t in &self.transitions {
-            floats += aff(&t.norm) + t.conv.floats();
+            floats += aff(&t.norm) + t.conv.own_floats();
         }
-        floats += aff(&self.norm5) + self.classifier.packed.len() + self.classifier_b.len();
+        floats += aff(&self.norm5) + self.classifier_b.len();
         floats * 4
     }
 
@@ -312,14 +314,11 @@ impl InferencePlan {
             arena::parts(&mut self.arena, [&r[b.input], &r[b.feats[0]], &stem_range]);
         nchw_to_cnhw(inp, input, n, h * w);
         let first = &mut feats[..c0 * n * bh * bw];
-        let ws = &mut self.kernels;
+        let (weights, ws) = (&self.weights[..], &mut self.kernels);
         match self.stem_hw {
-            None => self
-                .conv0
-                .run(first, inp, None, n, h, w, ws, &mut self.pack_b),
+            None => self.conv0.run(weights, first, inp, None, n, h, w, ws),
             Some((sh, sw)) => {
-                self.conv0
-                    .run(stem, inp, None, n, h, w, ws, &mut self.pack_b);
+                self.conv0.run(weights, stem, inp, None, n, h, w, ws);
                 match &self.norm0 {
                     // ReLU commutes with max pooling, but applying it first keeps the
                     // unfolded path identical to the training code.
@@ -352,8 +351,7 @@ impl InferencePlan {
         let (z_range, map_range) = (opt(bf.bottleneck[b]), opt(bf.mapped[b]));
         let [feats, z, mapped] =
             arena::parts(&mut self.arena, [&r[bf.feats[b]], &z_range, &map_range]);
-        let ws = &mut self.kernels;
-        let pack_b = &mut self.pack_b[..];
+        let (weights, ws) = (&self.weights[..], &mut self.kernels);
         for (l, layer) in self.layers[b].iter().enumerate() {
             let c = k0 + l * k;
             let (prefix, rest) = feats.split_at_mut(c * m);
@@ -366,11 +364,11 @@ impl InferencePlan {
             if fuse {
                 layer
                     .conv1
-                    .run(out1, prefix, Some(pre1), n, h, w, ws, pack_b);
+                    .run(weights, out1, prefix, Some(pre1), n, h, w, ws);
             } else {
                 let a = &mut mapped[..c * m];
                 affine_forward(a, prefix, &pre1, m);
-                layer.conv1.run(out1, a, None, n, h, w, ws, pack_b);
+                layer.conv1.run(weights, out1, a, None, n, h, w, ws);
             }
             if let Some((pre2, conv2)) = &layer.bottleneck {
                 let bk = conv2.ic;
@@ -378,11 +376,11 @@ impl InferencePlan {
                 let z = &z[..bk * m];
                 let pre2 = pre2.prefix(bk, true);
                 if fuse {
-                    conv2.run(slot, z, Some(pre2), n, h, w, ws, pack_b);
+                    conv2.run(weights, slot, z, Some(pre2), n, h, w, ws);
                 } else {
                     let a = &mut mapped[..bk * m];
                     affine_forward(a, z, &pre2, m);
-                    conv2.run(slot, a, None, n, h, w, ws, pack_b);
+                    conv2.run(weights, slot, a, None, n, h, w, ws);
                 }
             }
         }
@@ -409,19 +407,19 @@ impl InferencePlan {
         );
         let next = &mut next[..oc * n * oh * ow];
         let pre = t.norm.prefix(c, true);
-        let (ws, pack_b) = (&mut self.kernels, &mut self.pack_b[..]);
+        let (weights, ws) = (&self.weights[..], &mut self.kernels);
         if self.opts.pool_before_transition_conv {
             let pooled = &mut scratch[..c * n * oh * ow];
             affine_relu_avgpool2(pooled, feats, &pre, n, h, w);
-            t.conv.run(next, pooled, None, n, oh, ow, ws, pack_b);
+            t.conv.run(weights, next, pooled, None, n, oh, ow, ws);
             return;
         }
         let conv_out = &mut scratch[..oc * n * h * w];
         if self.opts.fuse_bn_relu_into_packing {
-            t.conv.run(conv_out, feats, Some(pre), n, h, w, ws, pack_b);
+            t.conv.run(weights, conv_out, feats, Some(pre), n, h, w, ws);
         } else {
             affine_forward(mapped, feats, &pre, n * h * w);
-            t.conv.run(conv_out, mapped, None, n, h, w, ws, pack_b);
+            t.conv.run(weights, conv_out, mapped, None, n, h, w, ws);
         }
         let g = Pool2dGeom {
             planes: oc * n,
@@ -447,19 +445,21 @@ impl InferencePlan {
         );
         affine_relu_global_avgpool(pooled, feats, &self.norm5.prefix(cf, true), n, h * w);
         // logitsᵀ[classes, N] = W[classes, C] · pooled[C, N] + b: a 1×1 convolution over N
-        // columns, on pre-packed weights (matrixmultiply, under `linear_forward`, allocates its
-        // packing buffers on every call).
+        // columns (matrixmultiply, under `linear_forward`, allocates its packing buffers on every
+        // call).
+        let classes = self.config.num_classes;
         let bias = Some(&self.classifier_b[..]);
         pointwise_forward(
             logits_t,
             pooled,
-            &self.classifier,
+            &self.weights[self.classifier.clone()],
+            [classes, cf],
+            self.isa,
             bias,
             None,
             n,
-            &mut self.pack_b,
+            self.kernels.get(pointwise_scratch_len(cf, n, self.isa)),
         );
-        let classes = self.classifier.oc;
         for (o, row) in logits_t.chunks_exact(n).enumerate() {
             for (i, &v) in row.iter().enumerate() {
                 logits[i * classes + o] = v;

@@ -1,4 +1,4 @@
-//! The inference plan's own kernels: a 1×1 convolution over pre-packed weights with batch norm +
+//! The inference plan's own kernels: a 1×1 convolution over in-place weights with batch norm +
 //! ReLU fused into the packing of its input, the transition's fused BN-ReLU-AvgPool, and the
 //! head's fused BN-ReLU-global-average pool. Everything else is the kernels crate's.
 //!
@@ -83,58 +83,42 @@ pub(crate) fn relu_inplace(x: &mut [f32]) {
 /// Element counts below which a pass stays on the calling thread.
 const PAR_MIN: usize = 1 << 15;
 
-/// A 1×1 convolution weight `[OC, IC]`, packed once as the GEMM's `A` operand for one tier.
-#[derive(Clone, Debug)]
-pub(crate) struct PackedPointwise {
-    pub packed: Vec<f32>,
-    pub oc: usize,
-    pub ic: usize,
-    pub isa: Isa,
-}
-
-impl PackedPointwise {
-    /// Packs `weight` (`[OC, IC]`, row-major) for the tier `isa`.
-    pub fn new(weight: &[f32], oc: usize, ic: usize, isa: Isa) -> Self {
-        let t = gemm::tile(isa);
-        let mut packed = vec![0.0; gemm::packed_a_len(oc, ic, t)];
-        gemm::pack_a(&mut packed, weight, oc, ic, ic, 1, t);
-        PackedPointwise {
-            packed,
-            oc,
-            ic,
-            isa,
-        }
-    }
-}
-
 /// Floats of packed `B` [`pointwise_forward`] needs for `ic` input channels and `m` columns.
 pub(crate) fn pointwise_scratch_len(ic: usize, m: usize, isa: Isa) -> usize {
     let t = gemm::tile(isa);
     gemm::packed_b_len(ic, gemm::b_block_cols(ic, m, t), t)
 }
 
-/// A 1×1 convolution over pre-packed weights, its input mapped by `pre` while it is packed:
-/// `out[oc, j] = bias[oc] + Σ_ic W[oc, ic] · pre(inp)[ic, j]`.
+/// A 1×1 convolution whose input is mapped by `pre` while it is packed:
+/// `out[oc, j] = bias[oc] + Σ_ic W[oc, ic] · pre(inp)[ic, j]`, on the tier `isa`.
+///
+/// The weight is read in place, row-major (the micro-kernel broadcasts from its rows; packing
+/// it once at plan time measured no faster and would double the weights' memory).
 ///
 /// # Shapes
 /// - `out`: `[OC, M]`, written. `inp`: `[IC, M]` (a channel prefix of a block buffer), read.
-/// - `bias`: `[OC]`; `pre`: `[IC]`; `b_scratch`: at least [`pointwise_scratch_len`] floats.
+/// - `weight`: `[OC, IC]` (`[oc, ic]` gives the two); `bias`: `[OC]`; `pre`: `[IC]`; `b_scratch`: at least
+///   [`pointwise_scratch_len`] floats.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn pointwise_forward(
     out: &mut [f32],
     inp: &[f32],
-    w: &PackedPointwise,
+    weight: &[f32],
+    [oc, ic]: [usize; 2],
+    isa: Isa,
     bias: Option<&[f32]>,
     pre: Option<ChannelAffine<'_>>,
     m: usize,
     b_scratch: &mut [f32],
 ) {
-    let (rows, depth, cols) = (w.oc, w.ic, m);
+    let (rows, depth, cols) = (oc, ic, m);
+    assert_eq!(weight.len(), rows * depth, "pointwise: weight length");
     assert_eq!(out.len(), rows * cols, "pointwise: output length");
     assert_eq!(inp.len(), depth * cols, "pointwise: input length");
     if rows == 0 || cols == 0 {
         return;
     }
-    let t = gemm::tile(w.isa);
+    let t = gemm::tile(isa);
     if let Some(b) = bias {
         for (row, &b) in out.chunks_exact_mut(cols).zip(b) {
             row.fill(b);
@@ -168,11 +152,14 @@ pub(crate) fn pointwise_forward(
             b.chunks_mut(depth * t.nr).enumerate().for_each(pack);
         }
         gemm::gemm_packed(
-            w.isa,
+            isa,
             rows,
             ncols,
             depth,
-            gemm::AView::Packed(&w.packed),
+            gemm::AView::RowMajor {
+                data: weight,
+                ld: depth,
+            },
             b,
             &mut out[col0..],
             cols,
