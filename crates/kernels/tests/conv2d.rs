@@ -399,13 +399,17 @@ fn finite_differences_match_backward() {
 fn one_and_two_threads_agree_bitwise() {
     // (geometry, bias): the 1×1 without bias takes a direct path on one thread and column
     // tasks on two, with different column blocks (several L2 blocks at 256 channels × 28²).
+    // Every shape is above `gemm::worth_parallel`'s 2²¹ multiply-adds, so two threads split it.
     let shapes = [
         (Conv2dGeom::square(2, 48, 24, 16, 16, 3, 1, 1), true),
-        (Conv2dGeom::square(2, 96, 40, 16, 16, 1, 1, 0), true),
-        (Conv2dGeom::square(2, 96, 40, 16, 16, 1, 1, 0), false),
+        (Conv2dGeom::square(2, 96, 40, 24, 24, 1, 1, 0), true),
+        (Conv2dGeom::square(2, 96, 40, 24, 24, 1, 1, 0), false),
         (Conv2dGeom::square(1, 256, 16, 28, 28, 1, 1, 0), false),
-        (Conv2dGeom::square(1, 3, 16, 40, 40, 7, 2, 3), true),
+        (Conv2dGeom::square(1, 3, 16, 96, 96, 7, 2, 3), true),
     ];
+    for (g, _) in &shapes {
+        assert!(g.macs() >= 1 << 21, "{g:?} would run on one thread");
+    }
     for (g, bias) in shapes {
         let p = Problem::new(g, 5, false, bias, true, true);
         for isa in Isa::ALL.into_iter().filter(|i| i.is_supported()) {

@@ -116,9 +116,11 @@ pub fn packed_b_len(depth: usize, block_cols: usize, t: Tile) -> usize {
     block_cols.div_ceil(t.nr) * t.nr * depth
 }
 
-/// Below this many multiply-adds a product runs on the calling thread: waking the pool costs
-/// more than it saves.
-const PARALLEL_MIN_MACS: usize = 1 << 18;
+/// Below this many multiply-adds (about 20 µs of one core's work) a product runs on the calling
+/// thread: waking a sleeping worker costs tens of µs on a virtual machine. Measured with 2
+/// threads, DenseNet-BC-100 batch 1 inference: 8.5–10.5 ms at 2¹⁸, 7.6–7.7 ms at 2²¹;
+/// densenet121 batch 1 unchanged (40–43 ms); at 2²³ densenet121 loses (45–47 ms).
+const PARALLEL_MIN_MACS: usize = 1 << 21;
 
 /// Whether work of this size is worth handing to the thread pool.
 pub fn worth_parallel(macs: usize) -> bool {
