@@ -286,11 +286,44 @@ fn weights_round_trip_through_a_file_into_the_plan() {
 #[test]
 fn a_plan_from_a_consumed_model_is_the_same_plan() {
     let _serial = alloc_counter::exclusive();
-    let cfg = config(Stem::Cifar, &[2, 2], Some(4), 0.5);
-    let mut net = model(cfg, 9);
-    let x = input(2 * 3 * 12 * 12, 9);
-    let want = eval_reference(&mut net, &x, 2, 12, 12);
-    let mut plan = InferencePlan::from_model(net, 2, 12, 12, PlanOptions::default()).unwrap();
-    let err = relative_error(plan.forward(&x).unwrap(), &want);
+    // The ImageNet stem, so that `norm0` is folded into the taken-over parameter vector too.
+    let cfg = config(Stem::ImageNet, &[2, 2], Some(4), 0.5);
+    let mut net = model(cfg.clone(), 9);
+    let x = input(2 * 3 * 37 * 41, 9);
+    let want = eval_reference(&mut net, &x, 2, 37, 41);
+    let before = net.store().params().to_vec();
+    let mut borrowed = InferencePlan::new(&net, 2, 37, 41, PlanOptions::default()).unwrap();
+    assert_eq!(net.store().params(), &before[..], "new() changed the model");
+    let want_plan = borrowed.forward(&x).unwrap().to_vec();
+    let mut plan = InferencePlan::from_model(net, 2, 37, 41, PlanOptions::default()).unwrap();
+    let got = plan.forward(&x).unwrap();
+    assert_eq!(got, &want_plan[..], "from_model and new differ");
+    let err = relative_error(got, &want);
     assert!(err <= TOL, "{err:e}");
+}
+
+/// The plan's work split depends on shapes only: logits are bit-identical on 1 and 2 threads.
+#[test]
+fn one_and_two_threads_give_the_same_logits() {
+    let _serial = alloc_counter::exclusive();
+    let cfg = DenseNetConfig {
+        growth_rate: 16,
+        init_features: 32,
+        ..config(Stem::ImageNet, &[3, 3], Some(4), 0.5)
+    };
+    let net = model(cfg, 12);
+    let x = input(2 * 3 * 64 * 64, 12);
+    let logits = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let mut plan = InferencePlan::new(&net, 2, 64, 64, PlanOptions::default()).unwrap();
+            plan.forward(&x).unwrap().to_vec()
+        })
+    };
+    let (one, two) = (logits(1), logits(2));
+    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<u32>>();
+    assert_eq!(bits(&one), bits(&two));
 }

@@ -32,13 +32,15 @@ fn warm_conv_allocates_nothing() {
 }
 
 fn check_shapes(max_bytes: u64) {
-    // Large enough to run on the thread pool; the pool is started (and warm) before measuring.
+    // Large enough to run on the thread pool (`gemm::worth_parallel`: 2²¹ multiply-adds); the
+    // pool is started (and warm) before measuring.
     let shapes = [
         Conv2dGeom::square(2, 64, 32, 16, 16, 3, 1, 1),
-        Conv2dGeom::square(1, 96, 48, 20, 20, 1, 1, 0),
-        Conv2dGeom::square(1, 3, 16, 48, 48, 7, 2, 3),
+        Conv2dGeom::square(1, 96, 48, 28, 28, 1, 1, 0),
+        Conv2dGeom::square(1, 3, 16, 96, 96, 7, 2, 3),
     ];
     for g in shapes {
+        assert!(g.macs() >= 1 << 21, "{g:?} would run on one thread");
         let inp = vec![0.5f32; g.input_len()];
         let weight = vec![0.25f32; g.weight_len()];
         let (scale, shift) = (vec![1.5f32; g.in_channels], vec![-0.5f32; g.in_channels]);

@@ -83,3 +83,41 @@ fn gemm_many_column_blocks() {
         check(isa, 19, 1500, 600, false, true, 3);
     }
 }
+
+/// An in-place `B` whose row starts lie out of `data` is refused with a panic before any read,
+/// even when `start + NR` would wrap around `usize`.
+#[test]
+fn in_place_b_out_of_bounds_is_refused() {
+    for isa in Isa::ALL.into_iter().filter(|i| i.is_supported()) {
+        // (start of row 1, in bounds): 64 floats of data hold a row at 0 for every tier's NR.
+        for (start, in_bounds) in [(0, true), (60, false), (usize::MAX - 3, false)] {
+            let result = std::panic::catch_unwind(|| {
+                let t = gemm::tile(isa);
+                let (rows, cols, depth) = (t.mr, t.nr, 2);
+                let a = vec![1.0f32; rows * depth];
+                let data = vec![1.0f32; 64];
+                let row_start = move |k: usize| if k == 0 { 0 } else { start };
+                let mut c = vec![0.0f32; rows * cols];
+                gemm::gemm_block(
+                    isa,
+                    0,
+                    rows,
+                    cols,
+                    depth,
+                    gemm::AView::RowMajor {
+                        data: &a,
+                        ld: depth,
+                    },
+                    gemm::BView::Rows {
+                        data: &data,
+                        row_start: &row_start,
+                    },
+                    &mut c,
+                    cols,
+                    false,
+                );
+            });
+            assert_eq!(result.is_ok(), in_bounds, "[{isa}] row start {start}");
+        }
+    }
+}

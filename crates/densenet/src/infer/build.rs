@@ -251,7 +251,8 @@ pub(crate) fn build(
     let norm5 = bn_eval(&arch.norm5, &weights, buffers, eps);
     let classifier =
         arch.classifier.weight.off..arch.classifier.weight.off + arch.classifier.weight.len;
-    let classifier_b = arch.classifier.bias.of(&weights).to_vec();
+    let classifier_b =
+        arch.classifier.bias.off..arch.classifier.bias.off + arch.classifier.bias.len;
 
     // Buffers and their liveness: step 0 is the stem, 2b+1 block b, 2b+2 transition b, 2B the
     // head (B blocks).

@@ -116,8 +116,8 @@ pub struct InferencePlan {
     weights: Vec<f32>,
     /// `[classes, C]`: `weights[classifier]`.
     classifier: std::ops::Range<usize>,
-    /// `[classes]`.
-    classifier_b: Vec<f32>,
+    /// `[classes]`: `weights[classifier_b]`.
+    classifier_b: std::ops::Range<usize>,
     arena: Vec<f32>,
     ranges: Vec<std::ops::Range<usize>>,
     peak_floats: usize,
@@ -229,7 +229,7 @@ impl InferencePlan {
         for t in &self.transitions {
             floats += aff(&t.norm) + t.conv.own_floats();
         }
-        floats += aff(&self.norm5) + self.classifier_b.len();
+        floats += aff(&self.norm5);
         floats * 4
     }
 
@@ -448,7 +448,7 @@ impl InferencePlan {
         // columns (matrixmultiply, under `linear_forward`, allocates its packing buffers on every
         // call).
         let classes = self.config.num_classes;
-        let bias = Some(&self.classifier_b[..]);
+        let bias = Some(&self.weights[self.classifier_b.clone()]);
         pointwise_forward(
             logits_t,
             pooled,

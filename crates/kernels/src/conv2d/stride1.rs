@@ -1,6 +1,6 @@
 //! Convolutions by *wide rows*: every stride-1 convolution (the 3×3/p1 growth convs) forward
 //! and backward, and the forward of strided ones (the 7×7/s2 stem) through the input's phases
-//! (see `WideInput`: with stride `s` the input is split into `s²` phase planes, in which every
+//! (see `WideInput`: with stride `(sh, sw)` the input is split into `sh·sw` phase planes, in which every
 //! tap again reads a contiguous run; the stem runs at 3.9 ms instead of 5.5 ms this way).
 //!
 //! The stride-1 case:
@@ -51,7 +51,8 @@ pub(super) fn applies(g: &Conv2dGeom) -> bool {
 }
 
 /// Whether [`conv_stride1`] handles the geometry: padding smaller than the kernel and a stride
-/// no larger than it (a larger stride would leave whole phases of the input unread).
+/// no larger than it (a larger stride would be computed correctly too, but would fill whole
+/// phases of the input that no tap reads).
 pub(super) fn applies_forward(g: &Conv2dGeom) -> bool {
     g.pad_h < g.kernel_h
         && g.pad_w < g.kernel_w

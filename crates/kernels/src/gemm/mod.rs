@@ -149,10 +149,10 @@ pub enum AView<'a> {
 pub enum BView<'a> {
     /// Packed (see the module docs): `cols.div_ceil(NR)` panels of `depth·NR` floats.
     Packed(&'a [f32]),
-    /// Read in place, row by row: `B[k, j] = data[row_start(k) + j]`. Every row is a contiguous
-    /// run of the block's columns rounded up to `NR` (the values past the last column are read,
-    /// and their results dropped), so `data` must reach `NR` floats past the last column of
-    /// its last row. This is how the wide rows of a stride-1 convolution are multiplied
+    /// Read in place, row by row: `B[k, j] = data[row_start(k) + j]`. Every row is read as a
+    /// contiguous run of the block's columns rounded up to `NR` (the values past the last column
+    /// are read, and their results dropped), so `data` must hold those rounded-up runs for every
+    /// row (checked; a short `data` panics). This is how the wide rows of a stride-1 convolution are multiplied
     /// without packing: each row of `col` is already a contiguous run of the padded input.
     Rows {
         data: &'a [f32],
@@ -260,46 +260,11 @@ impl<'a> AView<'a> {
     }
 }
 
-/// One task of [`gemm_packed`]: row group `g`, whose `rows ≤ MR` rows are
-/// `C[rows, cols] (+)= A[g·MR.., ·] · B`, for callers that run their own parallel loop (and, say,
-/// copy the group's result somewhere right after).
-///
-/// # Shapes
-/// - `a`: all of `A` ([`AView`]), read.
-/// - `b`: `B` ([`BView`]), read.
-/// - `c`: the group's rows, `C[r, j] = c[r·ldc + j]`, written or accumulated.
-#[allow(clippy::too_many_arguments)]
-pub fn gemm_row_group(
-    isa: Isa,
-    g: usize,
-    rows: usize,
-    cols: usize,
-    depth: usize,
-    a: AView<'_>,
-    b: BView<'_>,
-    c: &mut [f32],
-    ldc: usize,
-    accumulate: bool,
-) {
-    assert!(rows <= tile(isa).mr);
-    gemm_block(
-        isa,
-        g * tile(isa).mr,
-        rows,
-        cols,
-        depth,
-        a,
-        b,
-        c,
-        ldc,
-        accumulate,
-    );
-}
-
 /// `C[rows, cols] (+)= A · B` for one column block on this thread, sweeping every row group
 /// of `A` past each `B` panel: one `KC × NR` slice of `B` (32 KB for 256×32) stays in L1 while
-/// `A` streams from L2, 8 floats per depth step instead of `B`'s 32. Same per-value arithmetic
-/// as [`gemm_row_group`], so results are identical.
+/// `A` streams from L2, 8 floats per depth step instead of `B`'s 32. Every value is summed over
+/// the depth in the same order whichever rows or columns a call covers, so callers may split the
+/// work any way and get identical results.
 ///
 /// # Shapes
 /// As [`gemm_packed`], with `B` packed or read in place ([`BView`]).
@@ -363,12 +328,15 @@ pub fn gemm_block(
                 }
             }
         }
-        if let BView::Rows { row_start, .. } = b {
-            for (k, start) in starts[..kc].iter_mut().enumerate() {
-                *start = row_start(p0 + k);
+        let row_starts = match b {
+            BView::Rows { row_start, .. } => {
+                for (k, start) in starts[..kc].iter_mut().enumerate() {
+                    *start = row_start(p0 + k);
+                }
+                Some(RowStarts::new(&starts[..kc]))
             }
-        }
-        let row_starts = RowStarts::new(&starts[..kc]);
+            BView::Packed(_) => None,
+        };
         let edge = &edge[..kc * t.mr];
         for j in 0..cols.div_ceil(t.nr) {
             let cols_here = t.nr.min(cols - j * t.nr);
@@ -379,7 +347,7 @@ pub fn gemm_block(
                 }
                 BView::Rows { data, .. } => BSliver::Rows {
                     data: &data[j * t.nr..],
-                    starts: row_starts,
+                    starts: row_starts.expect("row starts of an in-place B"),
                 },
             };
             for g in 0..groups {
@@ -460,8 +428,14 @@ impl BSliver<'_> {
                 (b.as_ptr(), std::ptr::null())
             }
             BSliver::Rows { data, starts } => {
+                // `checked_add`: a caller's `row_start` near `usize::MAX` must not wrap past
+                // the check.
                 assert!(
-                    starts.starts.len() >= kc && starts.max + nr <= data.len(),
+                    starts.starts.len() >= kc
+                        && starts
+                            .max
+                            .checked_add(nr)
+                            .is_some_and(|end| end <= data.len()),
                     "gemm: in-place B row out of bounds"
                 );
                 (data.as_ptr(), starts.starts.as_ptr())

@@ -40,7 +40,9 @@ pub(crate) fn kernel(
             (a.as_ptr(), [std::ptr::null(); MR])
         }
         ASliver::Rows(data, starts) => {
-            assert!(starts[..MR].iter().all(|&s| s + kc <= data.len()));
+            assert!(starts[..MR]
+                .iter()
+                .all(|&s| s.checked_add(kc).is_some_and(|end| end <= data.len())));
             let rows = std::array::from_fn(|r| data.as_ptr().wrapping_add(starts[r]));
             (std::ptr::null(), rows)
         }
