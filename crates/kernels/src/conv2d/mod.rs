@@ -21,12 +21,12 @@
 //!
 //! Paths, fastest first:
 //! - **1×1, stride 1, no padding**: one GEMM, output row groups as the parallel tasks.
-//! - **stride 1** (the 3×3 growth convs): *wide rows* (`stride1.rs`): the input padded once,
+//! - **stride 1** (the 3×3 growth convs): *wide rows* (`wide.rs`): the input padded once,
 //!   every row of `col` a contiguous run of it, read in place by the GEMM (no packing); the
 //!   input gradient as a convolution of `d_out`
 //!   with the flipped weight, the weight gradient with `col` read in place as the GEMM's rows.
 //! - **strided, forward** (the 7×7/s2 stem): wide rows too, over the input split into its
-//!   `sh·sw` phases (`stride1.rs`, `WideInput`).
+//!   `sh·sw` phases (`wide.rs`, `WideInput`).
 //! - **anything else** (the strided backward passes): implicit im2col per tap, `col2im` for the
 //!   input gradient.
 //!
@@ -39,8 +39,8 @@
 //! the floats needed, after which the kernels allocate nothing.
 
 mod im2col;
-mod stride1;
 mod tasks;
+mod wide;
 
 use crate::dispatch::{active_isa, Isa};
 use crate::gemm::{self, AView, Tile};
@@ -88,10 +88,10 @@ pub fn conv2d_forward(
         }
         return;
     }
-    if !is_pointwise(g) && stride1::applies_forward(g) {
-        let weights = stride1::Weights::RowMajor(weight);
-        let store = stride1::Store::Overwrite(bias);
-        stride1::conv_stride1(isa, out, inp, weights, pre, store, g, ws);
+    if !is_pointwise(g) && wide::applies_forward(g) {
+        let weights = wide::Weights::RowMajor(weight);
+        let store = wide::Store::Overwrite(bias);
+        wide::conv_wide(isa, out, inp, weights, pre, store, g, ws);
         return;
     }
     let parallel = gemm::worth_parallel(rows * depth * cols);
@@ -208,16 +208,16 @@ pub fn conv2d_backward_input(
         return;
     }
     let pointwise = is_pointwise(g);
-    if !pointwise && stride1::applies(g) {
+    if !pointwise && wide::applies(g) {
         // d_in = d_out ⋆ flip(W)ᵀ: W'[ic, (oc, ky', kx')] = W[oc, ic, KH−1−ky', KW−1−kx'].
-        let tg = stride1::transposed_geometry(g);
-        stride1::conv_stride1(
+        let tg = wide::transposed_geometry(g);
+        wide::conv_wide(
             isa,
             d_inp,
             d_out,
-            stride1::Weights::Flipped(weight),
+            wide::Weights::Flipped(weight),
             None,
-            stride1::Store::Accumulate,
+            wide::Store::Accumulate,
             &tg,
             ws,
         );
@@ -305,8 +305,8 @@ pub fn conv2d_backward_weight(
     if rows == 0 || cols == 0 || depth == 0 {
         return;
     }
-    if !is_pointwise(g) && stride1::applies(g) {
-        stride1::backward_weight_stride1(isa, d_weight, d_out, inp, pre, g, ws);
+    if !is_pointwise(g) && wide::applies(g) {
+        wide::backward_weight_stride1(isa, d_weight, d_out, inp, pre, g, ws);
         return;
     }
     let block = gemm::b_block_cols(depth, cols, t);
@@ -362,14 +362,14 @@ pub fn conv2d_workspace_len(g: &Conv2dGeom) -> usize {
                 gemm::packed_a_len(oc, m, t),
                 gemm::packed_b_len(m, w_block, t),
             ]);
-            let wide_forward = if !is_pointwise(g) && stride1::applies_forward(g) {
-                stride1::workspace_len(g, t)
+            let wide_forward = if !is_pointwise(g) && wide::applies_forward(g) {
+                wide::workspace_len(g, t)
             } else {
                 0
             };
-            let wide_backward = if !is_pointwise(g) && stride1::applies(g) {
-                stride1::workspace_len(&stride1::transposed_geometry(g), t)
-                    .max(stride1::backward_weight_workspace_len(g, t))
+            let wide_backward = if !is_pointwise(g) && wide::applies(g) {
+                wide::workspace_len(&wide::transposed_geometry(g), t)
+                    .max(wide::backward_weight_workspace_len(g, t))
             } else {
                 0
             };

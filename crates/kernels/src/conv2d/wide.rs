@@ -1,7 +1,7 @@
 //! Convolutions by *wide rows*: every stride-1 convolution (the 3×3/p1 growth convs) forward
 //! and backward, and the forward of strided ones (the 7×7/s2 stem) through the input's phases
-//! (see `WideInput`: with stride `(sh, sw)` the input is split into `sh·sw` phase planes, in which every
-//! tap again reads a contiguous run; the stem runs at 3.9 ms instead of 5.5 ms this way).
+//! (see `WideInput`: with stride `(sh, sw)` the input is split into `sh·sw` phase planes, in
+//! which every tap again reads a contiguous run; the stem runs at 3.9 ms instead of 5.5 ms).
 //!
 //! The stride-1 case:
 //!
@@ -50,7 +50,7 @@ pub(super) fn applies(g: &Conv2dGeom) -> bool {
     g.stride_h == 1 && g.stride_w == 1 && applies_forward(g)
 }
 
-/// Whether [`conv_stride1`] handles the geometry: padding smaller than the kernel and a stride
+/// Whether [`conv_wide`] handles the geometry: padding smaller than the kernel and a stride
 /// no larger than it (a larger stride would be computed correctly too, but would fill whole
 /// phases of the input that no tap reads).
 pub(super) fn applies_forward(g: &Conv2dGeom) -> bool {
@@ -116,7 +116,7 @@ impl WideInput {
     }
 }
 
-/// Floats of workspace [`conv_stride1`] needs.
+/// Floats of workspace [`conv_wide`] needs.
 pub(super) fn workspace_len(g: &Conv2dGeom, t: Tile) -> usize {
     gemm::aligned_len(&lens(g, t))
 }
@@ -182,7 +182,7 @@ fn pack_flipped(dst: &mut [f32], w: &[f32], tg: &Conv2dGeom, t: Tile) {
 /// # Shapes
 /// - `out`: `[OC, N, OH, OW]`, written or accumulated per `store`. `inp`: `[IC, N, H, W]`.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn conv_stride1(
+pub(super) fn conv_wide(
     isa: Isa,
     out: &mut [f32],
     inp: &[f32],
