@@ -2,7 +2,7 @@
 //! inference plan ([`densenet::infer`]).
 
 use crate::error::{fail, CliResult};
-use densenet::infer::npy::{npy_bytes, read_npy};
+use densenet::infer::npy::{npy_bytes, read_npy, NpyError};
 use densenet::infer::preprocess::load_image;
 use densenet::infer::{InferencePlan, PlanOptions};
 use densenet::{DenseNet, DenseNetConfig};
@@ -169,7 +169,11 @@ fn read_labels(path: &Path, classes: usize) -> CliResult<Vec<String>> {
 
 /// An `.npy` input as NCHW: `[N, C, H, W]` or `[C, H, W]` (one image) with `C == channels`.
 fn read_input(path: &Path, channels: usize) -> CliResult<(Vec<f32>, [usize; 4])> {
-    let a = read_npy(path).map_err(|e| fail!("{}: {e}", path.display()))?;
+    let a = read_npy(path).map_err(|e| match e {
+        // The I/O error names the file already.
+        NpyError::Io { .. } => fail!("{e}"),
+        NpyError::Format(_) => fail!("{}: {e}", path.display()),
+    })?;
     let shape = match a.shape[..] {
         [n, c, h, w] => [n, c, h, w],
         [c, h, w] => [1, c, h, w],
