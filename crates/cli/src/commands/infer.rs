@@ -73,7 +73,13 @@ pub fn load_model(spec: &str, weights: Option<&Path>, seed: u64) -> CliResult<De
         model.load_weights(path).map_err(|e| {
             // One line: the report's per-tensor lines joined.
             let text = e.to_string().replace("\n  ", "; ");
-            fail!("{}: {text}", path.display())
+            let shown = path.display().to_string();
+            if text.starts_with(&shown) {
+                // An I/O error names the file already.
+                fail!("{text}")
+            } else {
+                fail!("{shown}: {text}")
+            }
         })?;
     }
     Ok(model)
