@@ -9,15 +9,11 @@ use densenet::memory::{
     measure_block, naive_copy_bytes_closed_form, random_values, BlockParams, BlockRunner,
     BlockShape, OsaBlock, OsaShape, Pass, Strategy,
 };
-use densenet_kernels::alloc_counter::CountingAllocator;
+// The counters are process-wide: every test here holds `exclusive()` so none overlaps another.
+use densenet_kernels::alloc_counter::{exclusive, CountingAllocator};
 
 #[global_allocator]
 static ALLOC: CountingAllocator = CountingAllocator;
-
-/// The allocation counters are process-wide: tests that measure must not overlap with others.
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    densenet_kernels::alloc_counter::exclusive()
-}
 
 fn shape(k0: usize, layers: usize, growth: usize, bn_size: Option<usize>) -> BlockShape {
     BlockShape {
@@ -33,7 +29,7 @@ fn shape(k0: usize, layers: usize, growth: usize, bn_size: Option<usize>) -> Blo
 
 #[test]
 fn mac_of_small_blocks_by_hand() {
-    let _g = serial();
+    let _g = exclusive();
     // Plain block, k0 = 2, L = 2, k = 1, 4×4 (MAC = h·w·(c_in + c_out) + k²·c_in·c_out):
     //   layer 0, 3×3 2→1: 16·(2+1) + 9·2·1 = 48 + 18 = 66
     //   layer 1, 3×3 3→1: 16·(3+1) + 9·3·1 = 64 + 27 = 91        total 157
@@ -64,7 +60,7 @@ fn mac_of_small_blocks_by_hand() {
 
 #[test]
 fn densenet40_against_vovnet() {
-    let _g = serial();
+    let _g = exclusive();
     // DenseNet-40's first block: 12 plain layers, k = 12, c_in = 16 + 12·l, 32×32:
     //   Σ c_in = 12·16 + 12·(0+…+11) = 192 + 792 = 984
     //   Σ hw·(c_in + 12) = 1024·(984 + 144) = 1 155 072;  Σ 9·12·c_in = 108·984 = 106 272
@@ -102,7 +98,7 @@ fn densenet40_against_vovnet() {
 
 #[test]
 fn naive_copies_equal_the_closed_form() {
-    let _g = serial();
+    let _g = exclusive();
     for s in [shape(3, 4, 2, Some(2)), shape(5, 3, 3, None)] {
         let mut p = BlockParams::new(s, 1).unwrap();
         let mut r = BlockRunner::new(&p, Strategy::Naive).unwrap();
@@ -137,7 +133,7 @@ fn max_rel_diff(a: &[f32], b: &[f32]) -> f32 {
 
 #[test]
 fn three_strategies_compute_the_same_block() {
-    let _g = serial();
+    let _g = exclusive();
     for s in [shape(3, 4, 2, Some(2)), shape(4, 3, 3, None)] {
         let x = random_values(s.k0 * s.per_channel(), 21);
         let d = random_values(s.out_channels() * s.per_channel(), 22);
@@ -172,7 +168,7 @@ fn three_strategies_compute_the_same_block() {
 
 #[test]
 fn measured_memory_naive_above_shared_above_efficient() {
-    let _g = serial();
+    let _g = exclusive();
     let mut peaks = Vec::new();
     for layers in [8, 16] {
         let s = BlockShape {
@@ -231,7 +227,7 @@ fn osa_loss(block: &mut OsaBlock, x: &[f32], g: &[f32]) -> f64 {
 
 #[test]
 fn osa_input_gradient_matches_finite_differences() {
-    let _g = serial();
+    let _g = exclusive();
     let s = OsaShape {
         c_in: 3,
         layers: 3,
@@ -299,7 +295,7 @@ fn osa_input_gradient_matches_finite_differences() {
 
 #[test]
 fn bad_shapes_are_errors() {
-    let _g = serial();
+    let _g = exclusive();
     assert!(BlockParams::new(shape(0, 2, 2, None), 1).is_err());
     let mut one = shape(2, 2, 2, None);
     (one.batch, one.h, one.w) = (1, 1, 1);

@@ -4,7 +4,7 @@
 use densenet_kernels::conv2d::conv2d_forward;
 use std::ops::Range;
 
-use densenet_kernels::{Conv2dGeom, Isa, Workspace};
+use densenet_kernels::{Conv2dGeom, Workspace};
 
 use super::arena::{self, Request};
 use super::ops::{pointwise_forward, pointwise_scratch_len, Affine};
@@ -27,14 +27,12 @@ pub(crate) struct Conv {
     pub kernel: usize,
     pub stride: usize,
     pub pad: usize,
-    /// The tier the plan's own 1×1 products run on (sizes its packing scratch).
-    pub isa: Isa,
 }
 
 impl Conv {
     /// The convolution `p` of the parameter vector `weights`, with the batch norm that follows it
     /// folded in (`fold`): its weight rows are scaled in place.
-    fn new(p: &ConvP, weights: &mut [f32], fold: Option<&Affine>, isa: Isa) -> Conv {
+    fn new(p: &ConvP, weights: &mut [f32], fold: Option<&Affine>) -> Conv {
         let weight = p.weight.off..p.weight.off + p.weight.len;
         let bias = fold.map(|bn| {
             // BN(conv(x))[oc] = scale[oc]·(W·x)[oc] + shift[oc] = ((scale[oc]·W)·x)[oc] + shift[oc].
@@ -53,7 +51,6 @@ impl Conv {
             kernel: p.kernel,
             stride: p.stride,
             pad: p.pad,
-            isa,
         }
     }
 
@@ -91,14 +88,16 @@ impl Conv {
     ) {
         let weight = &weights[self.weight.clone()];
         if self.is_pointwise() {
+            // The tier is read on each call, as `conv2d_forward` does for the other convolutions.
+            let isa = densenet_kernels::active_isa();
             let m = batch * h * w;
-            let pack_b = ws.get(pointwise_scratch_len(self.ic, m, self.isa));
+            let pack_b = ws.get(pointwise_scratch_len(self.ic, m, isa));
             pointwise_forward(
                 out,
                 inp,
                 weight,
                 [self.oc, self.ic],
-                self.isa,
+                isa,
                 self.bias.as_deref(),
                 pre,
                 m,
@@ -199,12 +198,7 @@ pub(crate) fn build(
         .as_ref()
         .map(|p| bn_eval(p, &weights, buffers, eps));
     let fold0 = opts.fold_norm0 && norm0.is_some();
-    let conv0 = Conv::new(
-        &arch.conv0,
-        &mut weights,
-        norm0.as_ref().filter(|_| fold0),
-        isa,
-    );
+    let conv0 = Conv::new(&arch.conv0, &mut weights, norm0.as_ref().filter(|_| fold0));
     let norm0 = if fold0 { None } else { norm0 };
     let stem_hw = match cfg.stem {
         Stem::ImageNet => Some(((h + 6 - 7) / 2 + 1, (w + 6 - 7) / 2 + 1)),
@@ -220,21 +214,21 @@ pub(crate) fn build(
             let layer = match &lp.bottleneck {
                 None => Layer {
                     norm1,
-                    conv1: Conv::new(&lp.conv1, &mut weights, None, isa),
+                    conv1: Conv::new(&lp.conv1, &mut weights, None),
                     bottleneck: None,
                 },
                 Some((n2, c2)) => {
                     let norm2 = bn_eval(n2, &weights, buffers, eps);
                     let (conv1, pre2) = if opts.fold_norm2 {
-                        let conv1 = Conv::new(&lp.conv1, &mut weights, Some(&norm2), isa);
+                        let conv1 = Conv::new(&lp.conv1, &mut weights, Some(&norm2));
                         (conv1, Affine::identity(n2.channels))
                     } else {
-                        (Conv::new(&lp.conv1, &mut weights, None, isa), norm2)
+                        (Conv::new(&lp.conv1, &mut weights, None), norm2)
                     };
                     Layer {
                         norm1,
                         conv1,
-                        bottleneck: Some((pre2, Conv::new(c2, &mut weights, None, isa))),
+                        bottleneck: Some((pre2, Conv::new(c2, &mut weights, None))),
                     }
                 }
             };
@@ -245,7 +239,7 @@ pub(crate) fn build(
     let mut transitions = Vec::with_capacity(arch.transitions.len());
     for t in &arch.transitions {
         let norm = bn_eval(&t.norm, &weights, buffers, eps);
-        let conv = Conv::new(&t.conv, &mut weights, None, isa);
+        let conv = Conv::new(&t.conv, &mut weights, None);
         transitions.push(Transition { norm, conv });
     }
     let norm5 = bn_eval(&arch.norm5, &weights, buffers, eps);

@@ -189,7 +189,8 @@ impl InferencePlan {
         &self.config
     }
 
-    /// The CPU tier the plan's own 1×1 products run on (chosen when the plan was built).
+    /// The CPU tier active when the plan was built. The kernels read the active tier on each
+    /// call, so `dispatch::with_max_isa` around `forward` applies to it too.
     pub fn isa(&self) -> Isa {
         self.isa
     }
@@ -448,17 +449,18 @@ impl InferencePlan {
         // columns (matrixmultiply, under `linear_forward`, allocates its packing buffers on every
         // call).
         let classes = self.config.num_classes;
+        let isa = densenet_kernels::active_isa();
         let bias = Some(&self.weights[self.classifier_b.clone()]);
         pointwise_forward(
             logits_t,
             pooled,
             &self.weights[self.classifier.clone()],
             [classes, cf],
-            self.isa,
+            isa,
             bias,
             None,
             n,
-            self.kernels.get(pointwise_scratch_len(cf, n, self.isa)),
+            self.kernels.get(pointwise_scratch_len(cf, n, isa)),
         );
         for (o, row) in logits_t.chunks_exact(n).enumerate() {
             for (i, &v) in row.iter().enumerate() {
