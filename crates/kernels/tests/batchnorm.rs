@@ -231,7 +231,19 @@ fn check_problem(p: &Problem, large_mean: bool) {
             let scale = if large_mean { 10.0 } else { 1.0 };
             assert_close(&l("d_beta"), &g[2], &w[2], 1e-4, 1e-5);
             assert_close(&l("d_gamma"), &g[1], &w[1], 1e-4 * scale, 1e-4);
-            assert_close(&l("d_inp"), &g[0], &w[0], 1e-4 * scale, 1e-4);
+            // `d_inp` is a difference of terms of size |γ·invstd·dy|; a channel of (nearly)
+            // constant values has invstd up to 1/√eps ≈ 316, and the f32 kernel's rounding of
+            // those terms (a few ulps) can leave ~1e-4 where the exact answer is 0.
+            let terms = dy
+                .iter()
+                .enumerate()
+                .map(|(i, &d)| {
+                    let c = i / p.g.per_channel;
+                    (p.gamma[c] * got.invstd[c] * d).abs()
+                })
+                .fold(0.0f32, f32::max);
+            let d_inp_atol = (1e-4 * scale).max(2e-6 * terms);
+            assert_close(&l("d_inp"), &g[0], &w[0], d_inp_atol, 1e-4);
         });
     }
 }

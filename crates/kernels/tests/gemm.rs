@@ -121,3 +121,161 @@ fn in_place_b_out_of_bounds_is_refused() {
         }
     }
 }
+
+/// `C += A·Bᵀ` by [`gemm::gemm_abt`] against the naive sum, with small integer values (exact
+/// sums, so bit-equal): rows that do not fill a register tile, depths across several chunks
+/// with a partial last lane group, `B` in place and mapped, row offsets with gaps, one and two
+/// threads (which must give the same bits).
+fn check_abt(isa: Isa, a_count: usize, b_count: usize, depth: usize, mapped: bool, seed: u64) {
+    let mut x = seed | 1;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x % 7) as f32 - 3.0
+    };
+    // Rows `gap` floats apart, so a row read past its depth would pick up the next row's values.
+    let gap = depth + 3;
+    let a: Vec<f32> = (0..a_count * gap).map(|_| next()).collect();
+    let b: Vec<f32> = (0..b_count * gap).map(|_| next()).collect();
+    let ldc = b_count + 2;
+    let c0: Vec<f32> = (0..a_count * ldc).map(|_| next()).collect();
+    let mut want = c0.clone();
+    for i in 0..a_count {
+        for j in 0..b_count {
+            let s: f32 = (0..depth).map(|m| a[i * gap + m] * b[j * gap + m]).sum();
+            want[i * ldc + j] += s;
+        }
+    }
+    let start = |r: usize| r * gap;
+    // A mapped row is the in-place row doubled, then halved by dividing `A` in the check: keeps
+    // the sums exact while proving the mapped values (not the in-place ones) were read.
+    let fill = |r: usize, m0: usize, dst: &mut [f32]| {
+        for (d, &v) in dst.iter_mut().zip(&b[r * gap + m0..]) {
+            *d = 2.0 * v;
+        }
+    };
+    let a_half: Vec<f32> = a.iter().map(|v| v / 2.0).collect();
+    let run = |threads: usize| {
+        let a_rows = gemm::Rows {
+            data: if mapped { &a_half } else { &a },
+            count: a_count,
+            start: &start,
+        };
+        let b_rows = if mapped {
+            gemm::BRows::Mapped {
+                count: b_count,
+                fill: &fill,
+            }
+        } else {
+            gemm::BRows::InPlace(gemm::Rows {
+                data: &b,
+                count: b_count,
+                start: &start,
+            })
+        };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let parallel = threads > 1;
+            let len = gemm::gemm_abt_scratch_len(isa, a_count, b_count, mapped, parallel);
+            let mut scratch = vec![f32::NAN; len];
+            let mut c = c0.clone();
+            with_max_isa(isa, || {
+                gemm::gemm_abt(
+                    isa,
+                    &mut c,
+                    ldc,
+                    a_rows,
+                    &b_rows,
+                    depth,
+                    &mut scratch,
+                    parallel,
+                )
+            });
+            c
+        })
+    };
+    let (one, two) = (run(1), run(2));
+    let label = format!("[{isa}] {a_count}x{b_count}x{depth} mapped={mapped}");
+    assert_eq!(one, want, "{label}");
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&one), bits(&two), "{label}: one vs two threads");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+    #[test]
+    fn gemm_abt_matches_naive(
+        a_count in 1usize..14,
+        b_count in 1usize..80,
+        depth in 1usize..2600,
+        mapped: bool,
+        seed: u64,
+    ) {
+        for isa in Isa::ALL.into_iter().filter(|i| i.is_supported()) {
+            check_abt(isa, a_count, b_count, depth, mapped, seed);
+        }
+    }
+}
+
+#[test]
+fn gemm_abt_short_row_is_refused() {
+    let a = vec![1.0f32; 10];
+    let b = vec![1.0f32; 10];
+    let mut c = vec![0.0f32; 1];
+    let result = std::panic::catch_unwind(move || {
+        let a_rows = gemm::Rows {
+            data: &a,
+            count: 1,
+            start: &|_| 0,
+        };
+        // Row 0 of B starts at 5: 10 values would run past the end.
+        let b_rows = gemm::BRows::InPlace(gemm::Rows {
+            data: &b,
+            count: 1,
+            start: &|_| 5,
+        });
+        let mut scratch = vec![0.0; 4096];
+        gemm::gemm_abt(
+            Isa::Portable,
+            &mut c,
+            1,
+            a_rows,
+            &b_rows,
+            10,
+            &mut scratch,
+            false,
+        );
+    });
+    assert!(result.is_err());
+    // A start near usize::MAX must not wrap around the bounds check either.
+    let a = vec![1.0f32; 10];
+    let result = std::panic::catch_unwind(move || {
+        let a_rows = gemm::Rows {
+            data: &a,
+            count: 1,
+            start: &|_| usize::MAX - 2,
+        };
+        let b_rows = gemm::BRows::InPlace(gemm::Rows {
+            data: &a,
+            count: 1,
+            start: &|_| 0,
+        });
+        let mut scratch = vec![0.0; 4096];
+        let mut c = vec![0.0f32; 1];
+        gemm::gemm_abt(
+            Isa::Portable,
+            &mut c,
+            1,
+            a_rows,
+            &b_rows,
+            10,
+            &mut scratch,
+            false,
+        );
+    });
+    assert!(result.is_err());
+}

@@ -292,7 +292,6 @@ pub fn conv2d_backward_weight(
 ) {
     check(g, inp.len(), d_out.len(), d_weight.len(), pre.as_ref());
     let isa = active_isa();
-    let t = gemm::tile(isa);
     let src = Im2col::new(inp, g, pre);
     // dW[OC, K] = d_out[OC, M] · colᵀ[M, K]: the depth is M.
     let (rows, cols, depth) = (g.out_channels, src.rows(), src.cols());
@@ -309,26 +308,30 @@ pub fn conv2d_backward_weight(
         wide::backward_weight_stride1(isa, d_weight, d_out, inp, pre, g, ws);
         return;
     }
-    let block = gemm::b_block_cols(depth, cols, t);
-    let [b] = gemm::carve(ws, [gemm::packed_b_len(depth, block, t)]);
-    let a = AView::RowMajor {
-        data: d_out,
-        ld: depth,
-    };
+    // Both factors are rows along M: d_out's rows in place, col's rows read (through `pre`)
+    // chunk by chunk, or in place for an unmapped 1×1 convolution, whose col is the input.
     let parallel = gemm::worth_parallel(rows * depth * cols);
-    for col0 in (0..cols).step_by(block) {
-        let ncols = block.min(cols - col0);
-        let b = &mut b[..gemm::packed_b_len(depth, ncols, t)];
-        if parallel {
-            b.par_chunks_mut(depth * t.nr)
-                .enumerate()
-                .for_each(|(j, panel)| src.pack_b_transposed(isa, panel, col0, ncols, j, t));
-        } else {
-            src.pack_b_transposed(isa, b, col0, ncols, 0, t);
+    let a = gemm::Rows {
+        data: d_out,
+        count: rows,
+        start: &|oc| oc * depth,
+    };
+    let fill = |k: usize, m0: usize, dst: &mut [f32]| src.row_on_tier(isa, k, m0, dst);
+    let b = if is_pointwise(g) && pre.is_none() {
+        gemm::BRows::InPlace(gemm::Rows {
+            data: inp,
+            count: cols,
+            start: &|ic| ic * depth,
+        })
+    } else {
+        gemm::BRows::Mapped {
+            count: cols,
+            fill: &fill,
         }
-        let c = &mut d_weight[col0..];
-        gemm::gemm_packed(isa, rows, ncols, depth, a, b, c, cols, true, parallel);
-    }
+    };
+    let scratch_len = gemm::gemm_abt_scratch_len(isa, rows, cols, b.is_mapped(), parallel);
+    let [scratch] = gemm::carve(ws, [scratch_len]);
+    gemm::gemm_abt(isa, d_weight, cols, a, &b, depth, scratch, parallel);
 }
 
 /// Floats of [`Workspace`] that the three convolution kernels need for this geometry on any
@@ -357,11 +360,10 @@ pub fn conv2d_workspace_len(g: &Conv2dGeom) -> usize {
                 gemm::packed_b_len(oc, bwd_block, t),
                 d_col,
             ]);
-            let w_block = gemm::b_block_cols(m, k, t);
-            let backward_weight = gemm::aligned_len(&[
-                gemm::packed_a_len(oc, m, t),
-                gemm::packed_b_len(m, w_block, t),
-            ]);
+            // Sized for rows mapped through `pre` (the larger case).
+            let w_parallel = gemm::worth_parallel(oc * k * m);
+            let backward_weight =
+                gemm::aligned_len(&[gemm::gemm_abt_scratch_len(isa, oc, k, true, w_parallel)]);
             let wide_forward = if !is_pointwise(g) && wide::applies_forward(g) {
                 wide::workspace_len(g, t)
             } else {
@@ -369,7 +371,7 @@ pub fn conv2d_workspace_len(g: &Conv2dGeom) -> usize {
             };
             let wide_backward = if !is_pointwise(g) && wide::applies(g) {
                 wide::workspace_len(&wide::transposed_geometry(g), t)
-                    .max(wide::backward_weight_workspace_len(g, t))
+                    .max(wide::backward_weight_workspace_len(g, isa))
             } else {
                 0
             };

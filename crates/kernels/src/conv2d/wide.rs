@@ -357,31 +357,39 @@ fn fill_wide_input(
 }
 
 /// Floats of workspace [`backward_weight_stride1`] needs.
-pub(super) fn backward_weight_workspace_len(g: &Conv2dGeom, t: Tile) -> usize {
-    gemm::aligned_len(&backward_weight_lens(g, t))
+pub(super) fn backward_weight_workspace_len(g: &Conv2dGeom, isa: Isa) -> usize {
+    gemm::aligned_len(&backward_weight_lens(g, isa))
 }
 
-fn backward_weight_lens(g: &Conv2dGeom, t: Tile) -> [usize; 3] {
-    let (hp, wp) = (g.in_h + 2 * g.pad_h, g.in_w + 2 * g.pad_w);
-    let depth = (g.out_h() - 1) * wp + g.out_w();
+/// `[padded input, padded d_out, dot-product scratch]`.
+fn backward_weight_lens(g: &Conv2dGeom, isa: Isa) -> [usize; 3] {
+    let plane = (g.in_h + 2 * g.pad_h) * (g.in_w + 2 * g.pad_w);
     let k = g.in_channels * g.kernel_h * g.kernel_w;
+    let parallel = backward_weight_parallel(g);
     [
-        g.in_channels * g.batch * hp * wp,
-        gemm::packed_b_len(depth, g.out_channels, t),
-        k * g.out_channels,
+        g.in_channels * g.batch * plane,
+        g.out_channels * g.batch * plane,
+        gemm::gemm_abt_scratch_len(isa, g.out_channels, k, false, parallel),
     ]
 }
 
-/// The weight gradient of a stride-1 convolution by wide rows:
+fn backward_weight_parallel(g: &Conv2dGeom) -> bool {
+    gemm::worth_parallel(usize::try_from(g.macs()).unwrap_or(usize::MAX))
+}
+
+/// The weight gradient of a stride-1 convolution by wide rows, as dot products along the whole
+/// batch:
 ///
 /// ```text
-/// dWᵀ[K, OC] = Σ_n col'_n[K, M'] · d_out'_nᵀ[M', OC],    dW += (dWᵀ)ᵀ
+/// dW[oc, k] += Σ_{m'} d_out'[oc, m'] · col'[k, m'],   m' ∈ [0, (N−1)·P + (OH−1)·Wp + OW)
 /// ```
 ///
-/// where `col'_n` is read in place from the padded input (each row a contiguous run of `P`, see
-/// the module doc) and `d_out'_n` is `d_out` on the padded width with zeros in the dropped
-/// columns. The `K` rows of `col'` are the GEMM's rows, so the wide `K` dimension is what the
-/// tasks split, and only the small `d_out` needs packing.
+/// Every image's padded input is a plane of `P = Hp·Wp` values and the planes of one channel
+/// follow each other, so a tap's row of `col'` is one contiguous run of the padded input
+/// across all `N` images (`col'[(ic, ky, kx), m'] = padded[ic, m' + ky·Wp + kx]`, see the module
+/// doc). `d_out'` is `d_out` laid out on the same planes, zero at every position that is not an
+/// output (the dropped columns and the rows below the last output row), so those products
+/// vanish. Neither operand is packed: [`gemm::gemm_abt`] reads both in place.
 ///
 /// # Shapes
 /// - `d_weight`: `[OC, IC, KH, KW]`, accumulated. `d_out`: `[OC, N, OH, OW]`, read.
@@ -395,60 +403,51 @@ pub(super) fn backward_weight_stride1(
     g: &Conv2dGeom,
     ws: &mut Workspace,
 ) {
-    let t = gemm::tile(isa);
-    let (hp, wp) = (g.in_h + 2 * g.pad_h, g.in_w + 2 * g.pad_w);
+    let wp = g.in_w + 2 * g.pad_w;
+    let plane = (g.in_h + 2 * g.pad_h) * wp;
     let (oh, ow) = (g.out_h(), g.out_w());
     let (kh, kw) = (g.kernel_h, g.kernel_w);
-    let plane = hp * wp;
-    let oc_n = g.out_channels;
     let taps = kh * kw;
     let k_n = g.in_channels * taps;
-    let depth = (oh - 1) * wp + ow;
-    let out_len = g.batch * oh * ow;
-    let [padded, b, d_weight_t] = gemm::carve(ws, backward_weight_lens(g, t));
-    let parallel = gemm::worth_parallel(k_n * oc_n * depth * g.batch);
+    let channel = g.batch * plane;
+    let depth = (g.batch - 1) * plane + (oh - 1) * wp + ow;
+    let [padded, d_out_wide, scratch] = gemm::carve(ws, backward_weight_lens(g, isa));
+    let parallel = backward_weight_parallel(g);
     fill_wide_input(padded, inp, pre, g, &WideInput::new(g), parallel);
-    let padded = &*padded;
-    for n in 0..g.batch {
-        // B = d_out'ᵀ: panel[m'·NR + t] = d_out[oc = j·NR + t, n, m' / Wp, m' % Wp], 0 where
-        // m' % Wp >= OW or the channel does not exist.
-        for (j, panel) in b.chunks_exact_mut(depth * t.nr).enumerate() {
-            for (m, lanes) in panel.chunks_exact_mut(t.nr).enumerate() {
-                let (oy, ox) = (m / wp, m % wp);
-                for (tt, lane) in lanes.iter_mut().enumerate() {
-                    let oc = j * t.nr + tt;
-                    *lane = if ox < ow && oc < oc_n {
-                        d_out[oc * out_len + (n * oh + oy) * ow + ox]
-                    } else {
-                        0.0
-                    };
+    let out_len = g.batch * oh * ow;
+    let spread = |(oc, wide): (usize, &mut [f32])| {
+        for (n, image) in wide.chunks_exact_mut(plane).enumerate() {
+            for (oy, row) in image.chunks_exact_mut(wp).enumerate() {
+                if oy < oh {
+                    let src = &d_out[oc * out_len + (n * oh + oy) * ow..][..ow];
+                    row[..ow].copy_from_slice(src);
+                    row[ow..].fill(0.0);
+                } else {
+                    row.fill(0.0);
                 }
             }
         }
-        let row_start = |k: usize| {
+    };
+    if parallel {
+        d_out_wide
+            .par_chunks_mut(channel)
+            .enumerate()
+            .for_each(spread);
+    } else {
+        d_out_wide.chunks_mut(channel).enumerate().for_each(spread);
+    }
+    let a = gemm::Rows {
+        data: d_out_wide,
+        count: g.out_channels,
+        start: &|oc| oc * channel,
+    };
+    let b = gemm::BRows::InPlace(gemm::Rows {
+        data: padded,
+        count: k_n,
+        start: &|k| {
             let (ic, tap) = (k / taps, k % taps);
-            (ic * g.batch + n) * plane + (tap / kw) * wp + tap % kw
-        };
-        let a = AView::Gathered {
-            data: padded,
-            row_start: &row_start,
-        };
-        gemm::gemm_packed(
-            isa,
-            k_n,
-            oc_n,
-            depth,
-            a,
-            b,
-            d_weight_t,
-            oc_n,
-            n > 0,
-            parallel,
-        );
-    }
-    for (oc, d_row) in d_weight.chunks_exact_mut(k_n).enumerate() {
-        for (k, d) in d_row.iter_mut().enumerate() {
-            *d += d_weight_t[k * oc_n + oc];
-        }
-    }
+            ic * channel + (tap / kw) * wp + tap % kw
+        },
+    });
+    gemm::gemm_abt(isa, d_weight, k_n, a, &b, depth, scratch, parallel);
 }

@@ -31,6 +31,7 @@
 //! Each tier has its own micro-kernel and tile shape ([`Tile`]); the tier is chosen once by the
 //! caller ([`crate::active_isa`]) and passed down.
 
+mod dot;
 mod pack;
 mod portable;
 #[cfg(target_arch = "x86_64")]
@@ -38,6 +39,7 @@ mod x86_64_avx2;
 #[cfg(target_arch = "x86_64")]
 mod x86_64_avx512;
 
+pub use dot::{gemm_abt, gemm_abt_scratch_len, BRows, Rows};
 pub use pack::{pack_a, pack_a_with, pack_b_matrix};
 
 use crate::dispatch::Isa;

@@ -22,6 +22,11 @@ pub trait Lanes: Copy {
     fn add(self, o: Self) -> Self;
     fn sub(self, o: Self) -> Self;
     fn mul(self, o: Self) -> Self;
+    /// `self + a·b`: one fused multiply-add (a single rounding) on AVX2 and AVX-512. The
+    /// portable lanes multiply, then add (two roundings: a fused multiply-add is a library call
+    /// on the baseline x86-64 target), so bodies that need every tier to agree bit for bit do
+    /// not use it.
+    fn mul_add(self, a: Self, b: Self) -> Self;
     /// `self` where `gate > 0`, else `0` (a NaN gate gives `0`), lane by lane.
     fn where_positive(self, gate: Self) -> Self;
 }
@@ -79,6 +84,10 @@ impl Lanes for Portable {
     #[inline(always)]
     fn mul(self, o: Self) -> Self {
         Portable(std::array::from_fn(|l| self.0[l] * o.0[l]))
+    }
+    #[inline(always)]
+    fn mul_add(self, a: Self, b: Self) -> Self {
+        Portable(std::array::from_fn(|l| self.0[l] + a.0[l] * b.0[l]))
     }
     #[inline(always)]
     fn where_positive(self, gate: Self) -> Self {
@@ -150,6 +159,11 @@ mod x86 {
             Avx512(unsafe { _mm512_mul_ps(self.0, o.0) })
         }
         #[inline(always)]
+        fn mul_add(self, a: Self, b: Self) -> Self {
+            // SAFETY: AVX-512F is present.
+            Avx512(unsafe { _mm512_fmadd_ps(a.0, b.0, self.0) })
+        }
+        #[inline(always)]
         fn where_positive(self, gate: Self) -> Self {
             // SAFETY: AVX-512F is present. `_CMP_GT_OQ` is false for NaN, as `gate > 0.0`.
             Avx512(unsafe {
@@ -206,6 +220,16 @@ mod x86 {
         fn mul(self, o: Self) -> Self {
             // SAFETY: AVX is present.
             unsafe { Avx2(_mm256_mul_ps(self.0, o.0), _mm256_mul_ps(self.1, o.1)) }
+        }
+        #[inline(always)]
+        fn mul_add(self, a: Self, b: Self) -> Self {
+            // SAFETY: FMA is present (see the type's invariant).
+            unsafe {
+                Avx2(
+                    _mm256_fmadd_ps(a.0, b.0, self.0),
+                    _mm256_fmadd_ps(a.1, b.1, self.1),
+                )
+            }
         }
         #[inline(always)]
         fn where_positive(self, gate: Self) -> Self {

@@ -1,0 +1,399 @@
+//! `C += A·Bᵀ` for operands whose rows run along the depth: the engine of the weight gradients.
+//!
+//! A convolution's weight gradient sums over the `M = N·OH·OW` output positions,
+//! `dW[oc, k] = Σ_m d_out[oc, m] · col[k, m]`, and in CNHW both factors are rows contiguous
+//! along `m`, the depth of the product. The packed GEMM ([`super::gemm_packed`]) wants the
+//! columns of `B` contiguous instead, so it had to transpose every value of `col` while packing
+//! (9% of a DenseNet-BC-100 training step), and the growth convolutions' 12 output channels
+//! filled 12 of its 32 lanes. Here every output is a dot product of an `A` row and a `B` row,
+//! both read as they lie:
+//!
+//! ```text
+//! for each chunk of KC depth values, in order:
+//!     for each register tile of MR rows of A × NR rows of B:
+//!         acc[r][s] += A[r, m .. m+16] ⊙ B[s, m .. m+16]      (16 lanes, m in the chunk, step 16)
+//! C[i, j] += Σ_lanes acc[i][j]                                (once, at the end)
+//! ```
+//!
+//! The AVX-512 tile is 4×6: 24 accumulators, 10 vector loads per 24 FMAs. Between chunks the
+//! lane partials wait in a per-task scratch (one load and one store per accumulator per chunk,
+//! against `KC / 16` FMAs each); a task is a block of `B` rows, whose partials for every row of
+//! `A` stay in L2 with the chunk's rows.
+//!
+//! `B` rows are read in place ([`BRows::InPlace`], e.g. the padded input of a 3×3 convolution,
+//! where each tap's row is a shifted run of one channel) or produced chunk by chunk into the
+//! task's scratch ([`BRows::Mapped`], e.g. batch norm + ReLU applied to a 1×1 convolution's
+//! input on the fly, so the mapped input is never stored whole).
+//!
+//! # Order of the sums
+//!
+//! Lane `l` of `acc[i][j]` adds the products at depths `m ≡ l (mod 16)` in increasing `m`, one
+//! fused multiply-add each (the last partial group padded with zeros); the sixteen lanes are then
+//! added in a fixed tree and the result added to `C`. Neither the thread count, nor the chunk
+//! length, nor how the rows are grouped into tasks changes any of it: results are bit-identical
+//! on any pool. The portable lanes multiply and add separately (see [`Lanes::mul_add`]), so that
+//! tier differs from the x86 ones in the last bits.
+
+use rayon::prelude::*;
+
+use crate::dispatch::{detected_isa, Isa};
+use crate::simd::lanes::{with_lanes, Lanes, LanesBody};
+use crate::simd::LANES;
+
+/// Depth values per chunk: the rows of one register tile (4 KiB each) stay in L1, the rows of
+/// a whole chunk (both operands) and the partials in L2.
+const KC: usize = 1024;
+
+/// Upper bound on one task's lane partials, in floats (192 KiB: L2 holds them beside the chunk).
+const PARTIALS_FLOATS: usize = 48 * 1024;
+
+/// Most `B` rows a task maps into its scratch per chunk (`64 × KC` floats, 256 KiB).
+const MAX_MAPPED_ROWS: usize = 64;
+
+/// Rows of an operand read in place: row `r` is `data[start(r) ..][.. depth]`.
+#[derive(Clone, Copy)]
+pub struct Rows<'a> {
+    /// The storage every row lies in.
+    pub data: &'a [f32],
+    /// Number of rows.
+    pub count: usize,
+    /// Offset of row `r` in `data`.
+    pub start: &'a (dyn Fn(usize) -> usize + Sync),
+}
+
+impl Rows<'_> {
+    /// Depth values `[m0, m0 + len)` of row `r`.
+    #[inline]
+    fn chunk(&self, r: usize, m0: usize, len: usize) -> &[f32] {
+        &self.data[(self.start)(r) + m0..][..len]
+    }
+
+    /// Panics unless every row holds `depth` values inside `data`.
+    fn check(&self, depth: usize, what: &str) {
+        for r in 0..self.count {
+            let end = (self.start)(r).checked_add(depth);
+            assert!(
+                end.is_some_and(|end| end <= self.data.len()),
+                "gemm_abt: row {r} of {what} runs past its data"
+            );
+        }
+    }
+}
+
+/// The `B` operand of [`gemm_abt`].
+pub enum BRows<'a> {
+    /// Rows read in place.
+    InPlace(Rows<'a>),
+    /// `count` rows computed on demand: `fill(r, m0, dst)` writes depth values
+    /// `[m0, m0 + dst.len())` of row `r` into `dst`.
+    Mapped {
+        count: usize,
+        fill: &'a (dyn Fn(usize, usize, &mut [f32]) + Sync),
+    },
+}
+
+impl BRows<'_> {
+    fn count(&self) -> usize {
+        match self {
+            BRows::InPlace(rows) => rows.count,
+            BRows::Mapped { count, .. } => *count,
+        }
+    }
+
+    /// Whether the rows are computed into scratch.
+    pub fn is_mapped(&self) -> bool {
+        matches!(self, BRows::Mapped { .. })
+    }
+}
+
+/// The register tile of a tier: `(MR, NR)`, rows of `A` × rows of `B`. Sixteen lanes are one
+/// `zmm` on AVX-512 (24 accumulators of 32 registers) but two `ymm` on AVX2 (12 of 16).
+fn tile(isa: Isa) -> (usize, usize) {
+    match isa {
+        Isa::Avx512 => (4, 6),
+        Isa::Avx2 | Isa::Portable => (2, 3),
+    }
+}
+
+/// How [`gemm_abt`] cuts a product into tasks.
+#[derive(Clone, Copy, Debug)]
+struct Plan {
+    mr: usize,
+    nr: usize,
+    /// Rows of `A` rounded up to whole tiles.
+    a_rows: usize,
+    /// `B` rows per task (whole tiles).
+    block: usize,
+    tasks: usize,
+    /// Tasks in flight at once, each with its own scratch slot.
+    slots: usize,
+    /// Floats of one slot: sums, lane partials, mapped `B` chunk.
+    slot_len: usize,
+}
+
+impl Plan {
+    fn new(isa: Isa, a_count: usize, b_count: usize, mapped: bool, parallel: bool) -> Plan {
+        let (mr, nr) = tile(isa);
+        let a_rows = a_count.div_ceil(mr).max(1) * mr;
+        let mut tiles = (PARTIALS_FLOATS / (a_rows * LANES) / nr).max(1);
+        if mapped {
+            tiles = tiles.min(MAX_MAPPED_ROWS / nr);
+        }
+        let threads = if parallel {
+            rayon::current_num_threads()
+        } else {
+            1
+        };
+        // With several threads, at least two tasks per thread where the rows allow (the tasks
+        // are equal, so this bounds the idle tail at half a task per thread).
+        let b_tiles = b_count.div_ceil(nr).max(1);
+        let tiles = tiles.min(b_tiles.div_ceil(2 * threads).max(1));
+        let block = tiles * nr;
+        let tasks = b_count.div_ceil(block);
+        let slots = tasks.min(threads).max(1);
+        let slot_len = a_rows * block * (1 + LANES) + if mapped { block * KC } else { 0 };
+        Plan {
+            mr,
+            nr,
+            a_rows,
+            block,
+            tasks,
+            slots,
+            slot_len,
+        }
+    }
+}
+
+/// Floats of scratch [`gemm_abt`] needs for these operands on the tier `isa`.
+pub fn gemm_abt_scratch_len(
+    isa: Isa,
+    a_count: usize,
+    b_count: usize,
+    mapped: bool,
+    parallel: bool,
+) -> usize {
+    let p = Plan::new(isa, a_count, b_count, mapped, parallel);
+    p.slots * p.slot_len
+}
+
+/// `C[i, j] += Σ_m A[i, m] · B[j, m]` for `i < a.count`, `j < b.count`, `m < depth`, with
+/// `C[i, j] = c[i·ldc + j]`. Both operands are rows along the depth (see the module doc).
+///
+/// `scratch` holds at least [`gemm_abt_scratch_len`] floats (same arguments). With `parallel`
+/// the blocks of `B` rows run as rayon tasks; the result is the same bits either way.
+///
+/// # Panics
+/// If a row of `A` or an in-place row of `B` runs past its data, `c` is too short, or `scratch`
+/// is.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_abt(
+    isa: Isa,
+    c: &mut [f32],
+    ldc: usize,
+    a: Rows<'_>,
+    b: &BRows<'_>,
+    depth: usize,
+    scratch: &mut [f32],
+    parallel: bool,
+) {
+    let isa = isa.min(detected_isa());
+    let b_count = b.count();
+    if a.count == 0 || b_count == 0 || depth == 0 {
+        return;
+    }
+    assert!(ldc >= b_count, "gemm_abt: ldc shorter than a row of C");
+    assert!(
+        c.len() >= (a.count - 1) * ldc + b_count,
+        "gemm_abt: C too short"
+    );
+    a.check(depth, "A");
+    if let BRows::InPlace(rows) = b {
+        rows.check(depth, "B");
+    }
+    let plan = Plan::new(isa, a.count, b_count, b.is_mapped(), parallel);
+    let scratch = &mut scratch[..plan.slots * plan.slot_len];
+    for first in (0..plan.tasks).step_by(plan.slots) {
+        let in_flight = plan.slots.min(plan.tasks - first);
+        let slots = &mut scratch[..in_flight * plan.slot_len];
+        let run = |(i, slot): (usize, &mut [f32])| task(isa, &plan, first + i, a, b, depth, slot);
+        if parallel && in_flight > 1 {
+            slots
+                .par_chunks_mut(plan.slot_len)
+                .enumerate()
+                .for_each(run);
+        } else {
+            slots.chunks_mut(plan.slot_len).enumerate().for_each(run);
+        }
+        // Each task left its block's sums at the head of its slot; adding them into `C` here,
+        // on one thread, keeps the tasks free of shared writes.
+        for (i, slot) in slots.chunks(plan.slot_len).enumerate() {
+            let j0 = (first + i) * plan.block;
+            let width = plan.block.min(b_count - j0);
+            for (row, sums) in c.chunks_mut(ldc).zip(slot.chunks(plan.block)).take(a.count) {
+                for (cv, &s) in row[j0..j0 + width].iter_mut().zip(sums) {
+                    *cv += s;
+                }
+            }
+        }
+    }
+}
+
+/// One block of `B` rows against every row of `A`, over the whole depth. Leaves
+/// `sums[i·block + jj] = Σ_m A[i, m]·B[j0 + jj, m]` at the head of `slot`.
+fn task(isa: Isa, p: &Plan, t: usize, a: Rows<'_>, b: &BRows<'_>, depth: usize, slot: &mut [f32]) {
+    let j0 = t * p.block;
+    let width = p.block.min(b.count() - j0);
+    let (sums, rest) = slot.split_at_mut(p.a_rows * p.block);
+    let (partials, mapped) = rest.split_at_mut(p.a_rows * p.block * LANES);
+    partials.fill(0.0);
+    let tile_len = p.mr * p.nr * LANES;
+    let a_tiles = p.a_rows / p.mr;
+    for m0 in (0..depth).step_by(KC) {
+        let len = KC.min(depth - m0);
+        if let BRows::Mapped { fill, .. } = b {
+            for (jj, row) in mapped.chunks_exact_mut(KC).take(width).enumerate() {
+                fill(j0 + jj, m0, &mut row[..len]);
+            }
+        }
+        for (bt, jt) in (0..width).step_by(p.nr).enumerate() {
+            // Rows past the end repeat the last one; their sums are never read.
+            let b_row = |s: usize| -> &[f32] {
+                let jj = (jt + s).min(width - 1);
+                match b {
+                    BRows::InPlace(rows) => rows.chunk(j0 + jj, m0, len),
+                    BRows::Mapped { .. } => &mapped[jj * KC..][..len],
+                }
+            };
+            for at in 0..a_tiles {
+                let a_row = |r: usize| a.chunk((at * p.mr + r).min(a.count - 1), m0, len);
+                let acc = &mut partials[(bt * a_tiles + at) * tile_len..][..tile_len];
+                match (p.mr, p.nr) {
+                    (4, 6) => with_lanes(isa, TileBody::<4, 6>::new(a_row, b_row, acc)),
+                    _ => with_lanes(isa, TileBody::<2, 3>::new(a_row, b_row, acc)),
+                }
+            }
+        }
+    }
+    // Lane partials to sums, in a fixed tree.
+    for (bt, jt) in (0..width).step_by(p.nr).enumerate() {
+        for at in 0..a_tiles {
+            let acc = &partials[(bt * a_tiles + at) * tile_len..][..tile_len];
+            for (rs, lanes) in acc.chunks_exact(LANES).enumerate() {
+                let (r, s) = (rs / p.nr, rs % p.nr);
+                sums[(at * p.mr + r) * p.block + jt + s] = lane_tree_sum(lanes);
+            }
+        }
+    }
+}
+
+/// `Σ lanes` as `((l0 + l8) + (l4 + l12)) + …`: halving pairwise, the same on every tier.
+fn lane_tree_sum(lanes: &[f32]) -> f32 {
+    let mut v: [f32; LANES] = lanes.try_into().expect("LANES lanes");
+    let mut width = LANES / 2;
+    while width > 0 {
+        for l in 0..width {
+            v[l] += v[l + width];
+        }
+        width /= 2;
+    }
+    v[0]
+}
+
+/// One register tile over one chunk: `acc[r][s] += A_r ⊙ B_s` lane-wise, the partials loaded
+/// from and stored back to `acc` (`[MR][NR][LANES]`).
+struct TileBody<'d, 'p, const MR: usize, const NR: usize> {
+    a: [&'d [f32]; MR],
+    b: [&'d [f32]; NR],
+    acc: &'p mut [f32],
+}
+
+impl<'d, 'p, const MR: usize, const NR: usize> TileBody<'d, 'p, MR, NR> {
+    fn new(
+        a_row: impl Fn(usize) -> &'d [f32],
+        b_row: impl Fn(usize) -> &'d [f32],
+        acc: &'p mut [f32],
+    ) -> Self {
+        TileBody {
+            a: std::array::from_fn(a_row),
+            b: std::array::from_fn(b_row),
+            acc,
+        }
+    }
+}
+
+impl<const MR: usize, const NR: usize> LanesBody for TileBody<'_, '_, MR, NR> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run<L: Lanes>(self) {
+        let len = self.a[0].len();
+        let groups = len / LANES;
+        // Whole 16-lane groups of every row, as arrays: indexing them below needs no length
+        // checks beyond `v < groups`.
+        let mut a_groups: [&[[f32; LANES]]; MR] = [&[]; MR];
+        for (g, row) in a_groups.iter_mut().zip(self.a) {
+            *g = &row.as_chunks::<LANES>().0[..groups];
+        }
+        let mut b_groups: [&[[f32; LANES]]; NR] = [&[]; NR];
+        for (g, row) in b_groups.iter_mut().zip(self.b) {
+            *g = &row.as_chunks::<LANES>().0[..groups];
+        }
+        let (acc_groups, _) = self.acc.as_chunks_mut::<LANES>();
+        let mut acc = [[L::splat(0.0); NR]; MR];
+        for r in 0..MR {
+            for s in 0..NR {
+                acc[r][s] = L::load(&acc_groups[r * NR + s]);
+            }
+        }
+        for v in 0..groups {
+            let mut av = [L::splat(0.0); MR];
+            for r in 0..MR {
+                av[r] = L::load(&a_groups[r][v]);
+            }
+            let mut bv = [L::splat(0.0); NR];
+            for s in 0..NR {
+                bv[s] = L::load(&b_groups[s][v]);
+            }
+            fma_tile(&mut acc, &av, &bv);
+        }
+        if groups * LANES < len {
+            // The last partial group, zero-padded in both operands: the padded products are 0.
+            let mut av = [L::splat(0.0); MR];
+            for (lanes, row) in av.iter_mut().zip(self.a) {
+                *lanes = load_padded(&row[groups * LANES..]);
+            }
+            let mut bv = [L::splat(0.0); NR];
+            for (lanes, row) in bv.iter_mut().zip(self.b) {
+                *lanes = load_padded(&row[groups * LANES..]);
+            }
+            fma_tile(&mut acc, &av, &bv);
+        }
+        for r in 0..MR {
+            for s in 0..NR {
+                acc_groups[r * NR + s] = acc[r][s].to_array();
+            }
+        }
+    }
+}
+
+/// `acc[r][s] += av[r] ⊙ bv[s]`: the tile's `MR·NR` fused multiply-adds of one depth step.
+#[inline(always)]
+fn fma_tile<L: Lanes, const MR: usize, const NR: usize>(
+    acc: &mut [[L; NR]; MR],
+    av: &[L; MR],
+    bv: &[L; NR],
+) {
+    for (acc_row, &a) in acc.iter_mut().zip(av) {
+        for (acc, &b) in acc_row.iter_mut().zip(bv) {
+            *acc = acc.mul_add(a, b);
+        }
+    }
+}
+
+/// Fewer than sixteen values as lanes, zero-padded.
+#[inline(always)]
+fn load_padded<L: Lanes>(rest: &[f32]) -> L {
+    let mut lanes = [0.0f32; LANES];
+    lanes[..rest.len()].copy_from_slice(rest);
+    L::load(&lanes)
+}
