@@ -20,7 +20,7 @@
 use densenet_kernels::batchnorm::{
     batchnorm_relu_backward, batchnorm_statistics, batchnorm_update_running,
 };
-use densenet_kernels::conv2d::{conv2d_backward_input, conv2d_backward_weight, conv2d_forward};
+use densenet_kernels::conv2d::{conv2d_backward_input_to, conv2d_backward_weight, conv2d_forward};
 use densenet_kernels::elementwise::{dropout_backward, dropout_forward};
 use densenet_kernels::pool::{avgpool2d_backward, avgpool2d_forward};
 use densenet_kernels::{BatchNormConfig, BatchNormGeom, ChannelAffine, Conv2dGeom, Pool2dGeom};
@@ -354,8 +354,7 @@ pub(crate) fn layer_backward(
                 conv2d_backward_weight(dw2, None, d_out, &blk.stored_h2[l], None, &g2, kernels);
             }
             let d_h = &mut b[..bk * m];
-            d_h.fill(0.0);
-            conv2d_backward_input(d_h, d_out, w2, &g2, kernels);
+            conv2d_backward_input_to(d_h, d_out, w2, &g2, kernels, false);
             let d_z = &mut sc[..bk * m];
             d_z.fill(0.0);
             let (dg, db) = two_mut(grads, norm2.gamma, norm2.beta);
@@ -392,8 +391,14 @@ pub(crate) fn layer_backward(
         );
     }
     let d_a = &mut a[..c * m];
-    d_a.fill(0.0);
-    conv2d_backward_input(d_a, d_conv1_out, p.conv1.weight.of(params), &g1, kernels);
+    conv2d_backward_input_to(
+        d_a,
+        d_conv1_out,
+        p.conv1.weight.of(params),
+        &g1,
+        kernels,
+        false,
+    );
     let (dg, db) = two_mut(grads, p.norm1.gamma, p.norm1.beta);
     batchnorm_relu_backward(
         d_prefix,
@@ -546,8 +551,14 @@ pub(crate) fn transition_backward(
         Some(a) => conv2d_backward_weight(dw, None, d_t, a, None, &g, &mut s.kernels),
     }
     let d_a = &mut s.a[..cin * m];
-    d_a.fill(0.0);
-    conv2d_backward_input(d_a, d_t, p.conv.weight.of(params), &g, &mut s.kernels);
+    conv2d_backward_input_to(
+        d_a,
+        d_t,
+        p.conv.weight.of(params),
+        &g,
+        &mut s.kernels,
+        false,
+    );
     let (dg, db) = two_mut(grads, p.norm.gamma, p.norm.beta);
     batchnorm_relu_backward(
         blk.grads.as_mut_slice(),

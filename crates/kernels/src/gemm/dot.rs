@@ -9,16 +9,27 @@
 //! both read as they lie:
 //!
 //! ```text
-//! for each chunk of KC depth values, in order:
-//!     for each register tile of MR rows of A × NR rows of B:
-//!         acc[r][s] += A[r, m .. m+16] ⊙ B[s, m .. m+16]      (16 lanes, m in the chunk, step 16)
-//! C[i, j] += Σ_lanes acc[i][j]                                (once, at the end)
+//! for each chunk of the depth, in order:
+//!     copy the chunk of every A row (read from memory once per task)
+//!     for each register tile of NR rows of B (mapped into scratch, or in place):
+//!         for each register tile of MR rows of A:
+//!             acc[r][s] += A[r, m .. m+16] ⊙ B[s, m .. m+16]   (16 lanes, m in the chunk, step 16)
+//! C[i, j] += Σ_lanes acc[i][j]                                 (once, at the end)
 //! ```
 //!
-//! The AVX-512 tile is 4×6: 24 accumulators, 10 vector loads per 24 FMAs. Between chunks the
-//! lane partials wait in a per-task scratch (one load and one store per accumulator per chunk,
-//! against `KC / 16` FMAs each); a task is a block of `B` rows, whose partials for every row of
-//! `A` stay in L2 with the chunk's rows.
+//! The AVX-512 tile is 4×6: 24 accumulators, 10 vector loads per 24 FMAs, and it runs at the
+//! FMA peak (perf: the loop is nothing but those 34 instructions). Between chunks the lane
+//! partials wait in the task's scratch: one load and one store per accumulator per chunk,
+//! against `chunk / 16` FMAs each. A task is a block of `B` rows, as large as a bound on its
+//! partials allows, since every task reads all of `A` again. Chunks are copied at a stride of
+//! one cache line more than their length: a channel-major tensor's rows lie a multiple of 4 KiB
+//! apart and would otherwise share cache sets.
+//!
+//! What limits it on a large batch is memory, not arithmetic: the copies and the mapping of
+//! `B` read from DRAM between the compute phases. Measured one thread, DenseNet-BC-100 shapes
+//! at batch 64 (`examples/bc100_ops.rs`): 66–78 GFLOP/s where the same shapes at batch 4,
+//! cache-resident, reach 79–95; longer chunks helped (512 → 4096 values: 57 → 69 on the
+//! 216→48 1×1), software prefetching of the next chunk did not.
 //!
 //! `B` rows are read in place ([`BRows::InPlace`], e.g. the padded input of a 3×3 convolution,
 //! where each tap's row is a shifted run of one channel) or produced chunk by chunk into the
@@ -40,15 +51,36 @@ use crate::dispatch::{detected_isa, Isa};
 use crate::simd::lanes::{with_lanes, Lanes, LanesBody};
 use crate::simd::LANES;
 
-/// Depth values per chunk: the rows of one register tile (4 KiB each) stay in L1, the rows of
-/// a whole chunk (both operands) and the partials in L2.
-const KC: usize = 1024;
+/// Floats of the `A` chunk a task copies per depth chunk (768 KiB, most of a 1 MiB L2, read
+/// again by every tile of `B` rows). The chunk length follows: `A_CHUNK_FLOATS / rows of A`,
+/// 4096 for DenseNet-BC's 12 or 48 output channels, 1536 for DenseNet-121's 128. Measured
+/// (one thread, 1×1 216→48 at 32×32, batch 64): a 64 Ki-float chunk 59 GFLOP/s, 192 Ki 67–69,
+/// 256 Ki and 512 Ki with chunks up to 8192 no better (70–71).
+const A_CHUNK_FLOATS: usize = 192 * 1024;
 
-/// Upper bound on one task's lane partials, in floats (192 KiB: L2 holds them beside the chunk).
-const PARTIALS_FLOATS: usize = 48 * 1024;
+/// Bounds on the depth chunk: long enough that the per-chunk work (loading and storing the
+/// partials, copying rows) is small beside the `chunk / 16` FMAs per accumulator, and long
+/// contiguous runs from memory.
+const MIN_CHUNK: usize = 512;
+const MAX_CHUNK: usize = 4096;
 
-/// Most `B` rows a task maps into its scratch per chunk (`64 × KC` floats, 256 KiB).
-const MAX_MAPPED_ROWS: usize = 64;
+/// Upper bound on one task's lane partials, in floats (512 KiB). Each partial is loaded and
+/// stored once per chunk, in order; the bound keeps them in L2/L3 and, through the task
+/// size, limits how many tasks re-read `A`.
+const PARTIALS_FLOATS: usize = 128 * 1024;
+
+/// The depth chunk for `a_count` rows of `A`: a multiple of 16 in `[MIN_CHUNK, MAX_CHUNK]`.
+fn chunk_len(a_count: usize) -> usize {
+    (A_CHUNK_FLOATS / a_count.max(1)).clamp(MIN_CHUNK, MAX_CHUNK) / LANES * LANES
+}
+
+/// Row stride of the chunk copies in a task's scratch: the chunk plus one cache line, so that
+/// the rows of a tile fall into different cache sets. Rows of a channel-major tensor lie a
+/// multiple of 4 KiB apart (`N·H·W` floats); read in place they all map to the same few sets
+/// of L1 and, at 128 KiB multiples, of L2.
+fn row_stride(chunk: usize) -> usize {
+    chunk + LANES
+}
 
 /// Rows of an operand read in place: row `r` is `data[start(r) ..][.. depth]`.
 #[derive(Clone, Copy)]
@@ -122,12 +154,15 @@ struct Plan {
     nr: usize,
     /// Rows of `A` rounded up to whole tiles.
     a_rows: usize,
+    /// Depth chunk and the row stride of its copies.
+    chunk: usize,
+    stride: usize,
     /// `B` rows per task (whole tiles).
     block: usize,
     tasks: usize,
     /// Tasks in flight at once, each with its own scratch slot.
     slots: usize,
-    /// Floats of one slot: sums, lane partials, mapped `B` chunk.
+    /// Floats of one slot: sums, lane partials, `A` chunk, one tile of mapped `B` rows.
     slot_len: usize,
 }
 
@@ -135,27 +170,30 @@ impl Plan {
     fn new(isa: Isa, a_count: usize, b_count: usize, mapped: bool, parallel: bool) -> Plan {
         let (mr, nr) = tile(isa);
         let a_rows = a_count.div_ceil(mr).max(1) * mr;
-        let mut tiles = (PARTIALS_FLOATS / (a_rows * LANES) / nr).max(1);
-        if mapped {
-            tiles = tiles.min(MAX_MAPPED_ROWS / nr);
-        }
+        let chunk = chunk_len(a_count);
+        let stride = row_stride(chunk);
         let threads = if parallel {
             rayon::current_num_threads()
         } else {
             1
         };
-        // With several threads, at least two tasks per thread where the rows allow (the tasks
-        // are equal, so this bounds the idle tail at half a task per thread).
+        // As few tasks as the partials allow (each task reads all of `A` again), and with
+        // several threads at least one per thread.
         let b_tiles = b_count.div_ceil(nr).max(1);
-        let tiles = tiles.min(b_tiles.div_ceil(2 * threads).max(1));
+        let tiles = (PARTIALS_FLOATS / (a_rows * LANES) / nr)
+            .max(1)
+            .min(b_tiles.div_ceil(threads));
         let block = tiles * nr;
         let tasks = b_count.div_ceil(block);
         let slots = tasks.min(threads).max(1);
-        let slot_len = a_rows * block * (1 + LANES) + if mapped { block * KC } else { 0 };
+        let b_tile = if mapped { nr * stride } else { 0 };
+        let slot_len = a_rows * block * (1 + LANES) + a_count * stride + b_tile;
         Plan {
             mr,
             nr,
             a_rows,
+            chunk,
+            stride,
             block,
             tasks,
             slots,
@@ -240,32 +278,50 @@ pub fn gemm_abt(
 
 /// One block of `B` rows against every row of `A`, over the whole depth. Leaves
 /// `sums[i·block + jj] = Σ_m A[i, m]·B[j0 + jj, m]` at the head of `slot`.
+///
+/// Per depth chunk: the chunk of every `A` row is copied once (read from memory once per
+/// task), then each register tile of `B` rows (mapped into the slot, or in place) meets every
+/// tile of `A` rows from L2.
 fn task(isa: Isa, p: &Plan, t: usize, a: Rows<'_>, b: &BRows<'_>, depth: usize, slot: &mut [f32]) {
     let j0 = t * p.block;
     let width = p.block.min(b.count() - j0);
     let (sums, rest) = slot.split_at_mut(p.a_rows * p.block);
-    let (partials, mapped) = rest.split_at_mut(p.a_rows * p.block * LANES);
+    let (partials, rest) = rest.split_at_mut(p.a_rows * p.block * LANES);
+    let (a_chunk, b_tile) = rest.split_at_mut(a.count * p.stride);
     partials.fill(0.0);
     let tile_len = p.mr * p.nr * LANES;
     let a_tiles = p.a_rows / p.mr;
-    for m0 in (0..depth).step_by(KC) {
-        let len = KC.min(depth - m0);
-        if let BRows::Mapped { fill, .. } = b {
-            for (jj, row) in mapped.chunks_exact_mut(KC).take(width).enumerate() {
-                fill(j0 + jj, m0, &mut row[..len]);
-            }
+    for m0 in (0..depth).step_by(p.chunk) {
+        let len = p.chunk.min(depth - m0);
+        for (i, row) in a_chunk.chunks_exact_mut(p.stride).enumerate() {
+            row[..len].copy_from_slice(a.chunk(i, m0, len));
         }
+        let a_chunk = &*a_chunk;
         for (bt, jt) in (0..width).step_by(p.nr).enumerate() {
+            let rows_here = p.nr.min(width - jt);
+            if let BRows::Mapped { fill, .. } = b {
+                for (s, row) in b_tile
+                    .chunks_exact_mut(p.stride)
+                    .take(rows_here)
+                    .enumerate()
+                {
+                    fill(j0 + jt + s, m0, &mut row[..len]);
+                }
+            }
+            let b_tile = &*b_tile;
             // Rows past the end repeat the last one; their sums are never read.
             let b_row = |s: usize| -> &[f32] {
-                let jj = (jt + s).min(width - 1);
+                let s = s.min(rows_here - 1);
                 match b {
-                    BRows::InPlace(rows) => rows.chunk(j0 + jj, m0, len),
-                    BRows::Mapped { .. } => &mapped[jj * KC..][..len],
+                    BRows::InPlace(rows) => rows.chunk(j0 + jt + s, m0, len),
+                    BRows::Mapped { .. } => &b_tile[s * p.stride..][..len],
                 }
             };
             for at in 0..a_tiles {
-                let a_row = |r: usize| a.chunk((at * p.mr + r).min(a.count - 1), m0, len);
+                let a_row = |r: usize| {
+                    let i = (at * p.mr + r).min(a.count - 1);
+                    &a_chunk[i * p.stride..][..len]
+                };
                 let acc = &mut partials[(bt * a_tiles + at) * tile_len..][..tile_len];
                 match (p.mr, p.nr) {
                     (4, 6) => with_lanes(isa, TileBody::<4, 6>::new(a_row, b_row, acc)),
