@@ -444,3 +444,33 @@ fn one_and_two_threads_agree_bitwise() {
         }
     }
 }
+
+/// `conv2d_backward_input_to(.., accumulate = false)` overwrites whatever `d_inp` held (NaN
+/// here) with the values accumulating into zeros gives, on every path: 1×1, stride-1 wide rows,
+/// strided (col2im), and a degenerate one without output channels. (Bits compared with zeros
+/// normalised: an overwritten sum of −0 stays −0 where `0 + −0` is +0.)
+#[test]
+fn backward_input_overwrite_equals_accumulating_into_zeros() {
+    let shapes = [
+        Conv2dGeom::square(2, 40, 24, 12, 12, 1, 1, 0),
+        Conv2dGeom::square(2, 12, 8, 9, 9, 3, 1, 1),
+        Conv2dGeom::square(1, 5, 7, 13, 13, 3, 2, 1),
+        Conv2dGeom::square(1, 3, 0, 6, 6, 3, 1, 1),
+    ];
+    for g in shapes {
+        let mut rng = Rng(17);
+        let d_out = rng.vec(g.output_len(), false);
+        let weight = rng.vec(g.weight_len(), false);
+        for isa in Isa::ALL.into_iter().filter(|i| i.is_supported()) {
+            let mut ws = Workspace::new();
+            let mut want = vec![0.0f32; g.input_len()];
+            let mut got = vec![f32::NAN; g.input_len()];
+            with_max_isa(isa, || {
+                conv2d::conv2d_backward_input(&mut want, &d_out, &weight, &g, &mut ws);
+                conv2d::conv2d_backward_input_to(&mut got, &d_out, &weight, &g, &mut ws, false);
+            });
+            let bits = |v: &[f32]| v.iter().map(|x| (x + 0.0).to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "[{isa}] {g:?}");
+        }
+    }
+}

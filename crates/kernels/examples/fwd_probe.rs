@@ -1,0 +1,71 @@
+use densenet_kernels::conv2d::*;
+use densenet_kernels::{ChannelAffine, Conv2dGeom, Workspace};
+use std::time::Instant;
+
+fn main() {
+    let mut ws = Workspace::with_capacity(0);
+    for &(n, c, oc, hw) in &[
+        (64usize, 120usize, 48usize, 32usize),
+        (4, 120, 48, 32),
+        (64, 216, 48, 32),
+        (4, 216, 48, 32),
+        (64, 24, 48, 32),
+    ] {
+        let g = Conv2dGeom {
+            batch: n,
+            in_channels: c,
+            out_channels: oc,
+            in_h: hw,
+            in_w: hw,
+            kernel_h: 1,
+            kernel_w: 1,
+            stride_h: 1,
+            stride_w: 1,
+            pad_h: 0,
+            pad_w: 0,
+        };
+        let x: Vec<f32> = (0..g.input_len())
+            .map(|i| (i % 7) as f32 * 0.1 - 0.3)
+            .collect();
+        let w = vec![0.01f32; g.weight_len()];
+        let mut out = vec![0f32; g.output_len()];
+        let mut dx = vec![0f32; g.input_len()];
+        let sc = vec![1.1f32; c];
+        let sh = vec![0.1f32; c];
+        let flops = 2.0 * g.macs() as f64;
+        for (name, pre) in [
+            ("nopre", None),
+            (
+                "pre",
+                Some(ChannelAffine {
+                    scale: &sc,
+                    shift: &sh,
+                    relu: true,
+                }),
+            ),
+        ] {
+            let mut best = f64::MAX;
+            for _ in 0..5 {
+                let s = Instant::now();
+                conv2d_forward(&mut out, &x, &w, None, pre, &g, &mut ws);
+                best = best.min(s.elapsed().as_secs_f64());
+            }
+            println!(
+                "fwd n{n} c{c}->{oc} {name}: {:.2} ms {:.1} GFLOP/s",
+                best * 1e3,
+                flops / best / 1e9
+            );
+        }
+        let mut best = f64::MAX;
+        for _ in 0..5 {
+            let s = Instant::now();
+            conv2d_backward_input(&mut dx, &out, &w, &g, &mut ws);
+            best = best.min(s.elapsed().as_secs_f64());
+        }
+        println!(
+            "bi  n{n} c{c}->{oc}: {:.2} ms {:.1} GFLOP/s",
+            best * 1e3,
+            flops / best / 1e9
+        );
+    }
+}
