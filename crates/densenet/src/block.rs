@@ -22,6 +22,7 @@ use densenet_kernels::batchnorm::{
 };
 use densenet_kernels::conv2d::{conv2d_backward_input_to, conv2d_backward_weight, conv2d_forward};
 use densenet_kernels::elementwise::{dropout_backward, dropout_forward};
+use densenet_kernels::gemm;
 use densenet_kernels::pool::{avgpool2d_backward, avgpool2d_forward};
 use densenet_kernels::{BatchNormConfig, BatchNormGeom, ChannelAffine, Conv2dGeom, Pool2dGeom};
 
@@ -390,7 +391,7 @@ pub(crate) fn layer_backward(
             kernels,
         );
     }
-    let d_a = &mut a[..c * m];
+    let d_a = &mut gemm::align64(a)[..c * m];
     conv2d_backward_input_to(
         d_a,
         d_conv1_out,
@@ -550,7 +551,7 @@ pub(crate) fn transition_backward(
         ),
         Some(a) => conv2d_backward_weight(dw, None, d_t, a, None, &g, &mut s.kernels),
     }
-    let d_a = &mut s.a[..cin * m];
+    let d_a = &mut gemm::align64(&mut s.a)[..cin * m];
     conv2d_backward_input_to(
         d_a,
         d_t,

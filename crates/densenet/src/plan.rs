@@ -271,7 +271,9 @@ impl TrainWorkspace {
             d_pooled: vec![0.0; batch * cf],
             labels: Vec::with_capacity(batch),
             scratch: Scratch {
-                a: vec![0.0; a_len],
+                // One cache line of slack: the input-gradient GEMMs align their output into it
+                // (`gemm::align64`), which their streaming stores need.
+                a: vec![0.0; a_len + 16],
                 b: vec![0.0; b_len],
                 c: vec![0.0; c_len],
                 drop: vec![0.0; drop_len],

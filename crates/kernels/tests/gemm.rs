@@ -114,7 +114,7 @@ fn in_place_b_out_of_bounds_is_refused() {
                     },
                     &mut c,
                     cols,
-                    false,
+                    gemm::CStore::Write,
                 );
             });
             assert_eq!(result.is_ok(), in_bounds, "[{isa}] row start {start}");
@@ -278,4 +278,55 @@ fn gemm_abt_short_row_is_refused() {
         );
     });
     assert!(result.is_err());
+}
+
+/// `CStore::Stream` writes the same values as `CStore::Write`, whether the rows of `C` are
+/// 64-byte aligned (non-temporal stores on AVX-512) or not (ordinary stores), with full and
+/// edge tiles, and on one depth slice or several (only the first may stream).
+#[test]
+fn streamed_stores_equal_plain_writes() {
+    for isa in Isa::ALL.into_iter().filter(|i| i.is_supported()) {
+        let t = gemm::tile(isa);
+        for (rows, cols, depth) in [(2 * t.mr, 4 * t.nr, 37), (2 * t.mr + 3, 3 * t.nr + 5, 300)] {
+            let a: Vec<f32> = (0..rows * depth).map(|i| (i % 7) as f32 - 3.0).collect();
+            let b: Vec<f32> = (0..depth * cols).map(|i| (i % 5) as f32 - 2.0).collect();
+            let mut b_packed = vec![0.0; gemm::packed_b_len(depth, cols, t)];
+            gemm::pack_b_matrix(&mut b_packed, &b, cols, depth, 0, cols, t);
+            // A row stride that keeps every row on a 64-byte boundary when the base is.
+            let ldc = cols.div_ceil(16) * 16;
+            let run = |store: gemm::CStore, offset: usize| {
+                let mut buf = vec![f32::NAN; rows * ldc + 32];
+                let base = buf.as_ptr().align_offset(64) + offset;
+                let c = &mut buf[base..base + (rows - 1) * ldc + cols];
+                with_max_isa(isa, || {
+                    gemm::gemm_packed(
+                        isa,
+                        rows,
+                        cols,
+                        depth,
+                        gemm::AView::RowMajor {
+                            data: &a,
+                            ld: depth,
+                        },
+                        &b_packed,
+                        c,
+                        ldc,
+                        store,
+                        false,
+                    )
+                });
+                c.chunks(ldc)
+                    .map(|r| r[..cols].to_vec())
+                    .collect::<Vec<_>>()
+            };
+            let want = run(gemm::CStore::Write, 0);
+            for offset in [0, 1] {
+                assert_eq!(
+                    run(gemm::CStore::Stream, offset),
+                    want,
+                    "[{isa}] {rows}x{cols}x{depth} offset {offset}"
+                );
+            }
+        }
+    }
 }

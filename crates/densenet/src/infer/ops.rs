@@ -163,7 +163,7 @@ pub(crate) fn pointwise_forward(
             b,
             &mut out[col0..],
             cols,
-            bias.is_some(),
+            gemm::CStore::from_accumulate(bias.is_some()),
             parallel,
         );
     }

@@ -43,11 +43,16 @@ mod tasks;
 mod wide;
 
 use crate::dispatch::{active_isa, Isa};
-use crate::gemm::{self, AView, Tile};
+use crate::gemm::{self, AView, CStore, Tile};
 use crate::geom::{ChannelAffine, Conv2dGeom};
 use crate::workspace::Workspace;
 use im2col::{is_pointwise, Im2col};
 use rayon::prelude::*;
+
+/// Outputs at least this large (16 MiB, half this machine's L3, which two cores share with
+/// everything else a step touches) are written with [`CStore::Stream`] where the next pass
+/// reads them from memory anyway.
+const STREAM_MIN_BYTES: usize = 16 << 20;
 
 /// Convolution forward, optionally applying a per-input-channel affine map (+ReLU) to the input
 /// on the fly (batch norm + ReLU fused into the convolution's input packing).
@@ -173,7 +178,7 @@ fn pointwise_serial(
         let b = &mut b[..gemm::packed_b_len(depth, ncols, t)];
         src.pack_b(isa, b, col0, ncols, 0, t);
         let c = &mut out[col0..];
-        gemm::gemm_packed(isa, rows, ncols, depth, a, b, c, cols, false, false);
+        gemm::gemm_packed(isa, rows, ncols, depth, a, b, c, cols, CStore::Write, false);
     }
 }
 
@@ -263,6 +268,13 @@ pub fn conv2d_backward_input_to(
     let parallel = gemm::worth_parallel(rows * depth * cols);
     let geometry = Im2col::new(&[], g, None);
     let chan_len = g.batch * g.in_h * g.in_w;
+    // A fresh input gradient far larger than the caches goes straight to memory: the batch
+    // norm backward that reads it next streams it from there anyway.
+    let store = match accumulate {
+        true => CStore::Add,
+        false if d_inp.len() * 4 >= STREAM_MIN_BYTES => CStore::Stream,
+        false => CStore::Write,
+    };
     if !pointwise && !accumulate {
         // col2im adds into every input position a tap reaches (and skips the rest).
         d_inp.fill(0.0);
@@ -273,11 +285,12 @@ pub fn conv2d_backward_input_to(
         pack_matrix_b(b, d_out, cols, depth, col0, ncols, t, parallel);
         if pointwise {
             let c = &mut d_inp[col0..];
-            gemm::gemm_packed(isa, rows, ncols, depth, a, b, c, cols, accumulate, parallel);
+            gemm::gemm_packed(isa, rows, ncols, depth, a, b, c, cols, store, parallel);
             continue;
         }
         let d_col = &mut d_col[..rows * ncols];
-        gemm::gemm_packed(isa, rows, ncols, depth, a, b, d_col, ncols, false, parallel);
+        let store = CStore::Write;
+        gemm::gemm_packed(isa, rows, ncols, depth, a, b, d_col, ncols, store, parallel);
         // col2im: each input channel gathers its own KH·KW rows, so channels are independent
         // tasks and every value is summed in the same order on any number of threads.
         let d_col = &*d_col;

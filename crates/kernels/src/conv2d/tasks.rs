@@ -140,7 +140,18 @@ pub(super) fn run(
                     row_start,
                 },
             };
-            gemm::gemm_block(isa, 0, rows, task.ncols, depth, a, b, c, block, false);
+            gemm::gemm_block(
+                isa,
+                0,
+                rows,
+                task.ncols,
+                depth,
+                a,
+                b,
+                c,
+                block,
+                gemm::CStore::Write,
+            );
         };
         let c_wave = &mut c_scratch[..nw * per_c];
         match (packs_b, parallel) {

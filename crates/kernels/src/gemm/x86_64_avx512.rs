@@ -9,7 +9,7 @@
 //! nominal peak), 3×3 128→32 106–150, average of the 16 bottleneck and growth shapes 174 (99%).
 //! 1×1 256→128 @28: 219 vs 105 for the AVX2 kernel and 39 for the portable one.
 
-use super::{ASliver, BSliver};
+use super::{ASliver, BSliver, CStore};
 use std::arch::x86_64::*;
 
 /// Rows per micro-tile.
@@ -31,7 +31,7 @@ pub(crate) fn kernel(
     b: BSliver<'_>,
     c: &mut [f32],
     ldc: usize,
-    accumulate: bool,
+    store: CStore,
 ) {
     let (b_ptr, b_starts) = b.checked(kc, NR);
     assert!(c.len() >= (MR - 1) * ldc + NR);
@@ -57,16 +57,16 @@ pub(crate) fn kernel(
         let c = c.as_mut_ptr();
         match (packed.is_null(), b_starts.is_null()) {
             (true, true) => {
-                kernel_8x32::<false, true>(kc, packed, rows, b_ptr, b_starts, c, ldc, accumulate)
+                kernel_8x32::<false, true>(kc, packed, rows, b_ptr, b_starts, c, ldc, store)
             }
             (true, false) => {
-                kernel_8x32::<false, false>(kc, packed, rows, b_ptr, b_starts, c, ldc, accumulate)
+                kernel_8x32::<false, false>(kc, packed, rows, b_ptr, b_starts, c, ldc, store)
             }
             (false, true) => {
-                kernel_8x32::<true, true>(kc, packed, rows, b_ptr, b_starts, c, ldc, accumulate)
+                kernel_8x32::<true, true>(kc, packed, rows, b_ptr, b_starts, c, ldc, store)
             }
             (false, false) => {
-                kernel_8x32::<true, false>(kc, packed, rows, b_ptr, b_starts, c, ldc, accumulate)
+                kernel_8x32::<true, false>(kc, packed, rows, b_ptr, b_starts, c, ldc, store)
             }
         }
     }
@@ -89,7 +89,7 @@ unsafe fn kernel_8x32<const A_PACKED: bool, const B_PACKED: bool>(
     b_starts: *const usize,
     c: *mut f32,
     ldc: usize,
-    accumulate: bool,
+    store: CStore,
 ) {
     let mut acc = [[_mm512_setzero_ps(); 2]; MR];
     for k in 0..kc {
@@ -120,12 +120,27 @@ unsafe fn kernel_8x32<const A_PACKED: bool, const B_PACKED: bool>(
         unsafe {
             let row = c.add(r * ldc);
             let (mut v0, mut v1) = (acc_r[0], acc_r[1]);
-            if accumulate {
-                v0 = _mm512_add_ps(_mm512_loadu_ps(row), v0);
-                v1 = _mm512_add_ps(_mm512_loadu_ps(row.add(16)), v1);
+            match store {
+                CStore::Add => {
+                    v0 = _mm512_add_ps(_mm512_loadu_ps(row), v0);
+                    v1 = _mm512_add_ps(_mm512_loadu_ps(row.add(16)), v1);
+                }
+                // Two full, 64-byte-aligned lines per row: straight to memory.
+                CStore::Stream if (row as usize).is_multiple_of(64) => {
+                    _mm512_stream_ps(row, v0);
+                    _mm512_stream_ps(row.add(16), v1);
+                    continue;
+                }
+                _ => {}
             }
             _mm512_storeu_ps(row, v0);
             _mm512_storeu_ps(row.add(16), v1);
         }
+    }
+    if store == CStore::Stream {
+        // Non-temporal stores are weakly ordered: fence them before whatever hands `C` on (a
+        // rayon join, another thread's reads).
+        // SAFETY (of this call in an `unsafe fn`): SSE, which has `sfence`, is part of x86-64.
+        _mm_sfence();
     }
 }
