@@ -8,7 +8,7 @@
 //! prefix. Parameter gradients accumulate into [`ParamStore`](crate::ParamStore)'s gradients;
 //! zero them first for a fresh step.
 
-use densenet_kernels::batchnorm::batchnorm_relu_backward;
+use densenet_kernels::batchnorm::batchnorm_relu_backward_to;
 use densenet_kernels::conv2d::conv2d_backward_weight;
 use densenet_kernels::linear::{linear_backward_input, linear_backward_weight};
 use densenet_kernels::loss::softmax_cross_entropy_backward;
@@ -59,10 +59,10 @@ impl DenseNet {
         linear_backward_input(&mut ws.d_pooled, &ws.d_logits, cls.weight.of(params), n);
 
         // Global pool and norm5 + ReLU into the last block's gradient buffer.
+        // Each block's gradient buffer is first written whole by the batch norm after it
+        // (norm5, or its transition's), overwriting the previous step's values, so no buffer
+        // is cleared; the dense layers then add into it.
         let nb = ws.blocks.len();
-        for b in &mut ws.blocks {
-            b.grads.zero();
-        }
         {
             let last = &mut ws.blocks[nb - 1];
             let cf = arch.norm5.channels;
@@ -72,7 +72,7 @@ impl DenseNet {
             global_avgpool_backward(d_a, &ws.d_pooled, cf, n, last.h * last.w);
             let norm5 = &arch.norm5;
             let (dg, db) = two_mut(grads, norm5.gamma, norm5.beta);
-            batchnorm_relu_backward(
+            batchnorm_relu_backward_to(
                 last.grads.as_mut_slice(),
                 dg,
                 db,
@@ -86,6 +86,7 @@ impl DenseNet {
                     channels: cf,
                     per_channel: m,
                 },
+                false,
             );
         }
 
@@ -168,9 +169,8 @@ impl DenseNet {
                     },
                 );
                 let d_conv = &mut s.b[..c0 * m0];
-                d_conv.fill(0.0);
                 let (dg, db) = two_mut(grads, norm0.gamma, norm0.beta);
-                batchnorm_relu_backward(
+                batchnorm_relu_backward_to(
                     d_conv,
                     dg,
                     db,
@@ -184,6 +184,7 @@ impl DenseNet {
                         channels: c0,
                         per_channel: m0,
                     },
+                    false,
                 );
                 conv2d_backward_weight(
                     arch.conv0.weight.of_mut(grads),

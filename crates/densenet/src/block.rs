@@ -18,7 +18,8 @@
 //! from the same saved statistics and never touches the running statistics (gpleiss #73).
 
 use densenet_kernels::batchnorm::{
-    batchnorm_relu_backward, batchnorm_statistics, batchnorm_update_running,
+    batchnorm_relu_backward, batchnorm_relu_backward_to, batchnorm_statistics,
+    batchnorm_update_running,
 };
 use densenet_kernels::conv2d::{conv2d_backward_input_to, conv2d_backward_weight, conv2d_forward};
 use densenet_kernels::elementwise::{dropout_backward, dropout_forward};
@@ -357,9 +358,8 @@ pub(crate) fn layer_backward(
             let d_h = &mut b[..bk * m];
             conv2d_backward_input_to(d_h, d_out, w2, &g2, kernels, false);
             let d_z = &mut sc[..bk * m];
-            d_z.fill(0.0);
             let (dg, db) = two_mut(grads, norm2.gamma, norm2.beta);
-            batchnorm_relu_backward(
+            batchnorm_relu_backward_to(
                 d_z,
                 dg,
                 db,
@@ -373,6 +373,7 @@ pub(crate) fn layer_backward(
                     channels: bk,
                     per_channel: m,
                 },
+                false,
             );
             d_z
         }
@@ -560,8 +561,10 @@ pub(crate) fn transition_backward(
         &mut s.kernels,
         false,
     );
+    // The block's gradient buffer is written here first in a backward pass (overwriting the
+    // last step's values); its dense layers then add into it.
     let (dg, db) = two_mut(grads, p.norm.gamma, p.norm.beta);
-    batchnorm_relu_backward(
+    batchnorm_relu_backward_to(
         blk.grads.as_mut_slice(),
         dg,
         db,
@@ -575,5 +578,6 @@ pub(crate) fn transition_backward(
             channels: cin,
             per_channel: m,
         },
+        false,
     );
 }

@@ -388,7 +388,7 @@ impl<const RELU: bool> LanesBody for BackwardSums<'_, RELU> {
 
 /// `d_in += a·dy' + b·(x − μ) + k` over one channel, `dy'` masked as in [`BackwardSums`].
 #[inline(always)]
-fn backward_apply<const RELU: bool>(
+fn backward_apply<const RELU: bool, const ACCUMULATE: bool>(
     dx: &mut [f32],
     dy: &[f32],
     x: &[f32],
@@ -404,7 +404,8 @@ fn backward_apply<const RELU: bool>(
         } else {
             0.0
         };
-        *o += a * d + b * xm + k;
+        let v = a * d + b * xm + k;
+        *o = if ACCUMULATE { *o + v } else { v };
     }
 }
 
@@ -434,7 +435,7 @@ pub fn batchnorm_backward(
     g: &BatchNormGeom,
 ) {
     backward::<false>(
-        d_inp, d_gamma, d_beta, d_out, inp, gamma, None, mean, invstd, g,
+        d_inp, d_gamma, d_beta, d_out, inp, gamma, None, mean, invstd, g, true,
     );
 }
 
@@ -457,6 +458,31 @@ pub fn batchnorm_relu_backward(
     invstd: &[f32],
     g: &BatchNormGeom,
 ) {
+    batchnorm_relu_backward_to(
+        d_inp, d_gamma, d_beta, d_out, inp, gamma, beta, mean, invstd, g, true,
+    );
+}
+
+/// [`batchnorm_relu_backward`], overwriting `d_inp` instead of adding to it when `accumulate`
+/// is false (`d_gamma`, `d_beta` still accumulate). A fresh gradient buffer then needs no
+/// clearing first, a pass over it saved.
+///
+/// # Shapes
+/// As [`batchnorm_relu_backward`].
+#[allow(clippy::too_many_arguments)]
+pub fn batchnorm_relu_backward_to(
+    d_inp: &mut [f32],
+    d_gamma: &mut [f32],
+    d_beta: &mut [f32],
+    d_out: &[f32],
+    inp: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    mean: &[f32],
+    invstd: &[f32],
+    g: &BatchNormGeom,
+    accumulate: bool,
+) {
     backward::<true>(
         d_inp,
         d_gamma,
@@ -468,6 +494,7 @@ pub fn batchnorm_relu_backward(
         mean,
         invstd,
         g,
+        accumulate,
     );
 }
 
@@ -492,6 +519,7 @@ fn backward<const RELU: bool>(
     mean: &[f32],
     invstd: &[f32],
     g: &BatchNormGeom,
+    accumulate: bool,
 ) {
     check_geom(
         g,
@@ -513,7 +541,8 @@ fn backward<const RELU: bool>(
         let (mu, is) = (mean[c], invstd[c]);
         let scale = gamma[c] * is;
         let b = beta.map_or(0.0, |b| b[c]);
-        channel_backward::<RELU>(isa, dx, dg, db, dy, x, mu, is, gamma[c], scale, b, m);
+        let coef = (mu, is, gamma[c], scale, b);
+        channel_backward::<RELU>(isa, dx, dg, db, dy, x, coef, m, accumulate);
     };
     let pc = g.per_channel;
     if use_threads(g) {
@@ -543,12 +572,9 @@ fn channel_backward<const RELU: bool>(
     d_beta: &mut f32,
     dy: &[f32],
     x: &[f32],
-    mu: f32,
-    invstd: f32,
-    gamma: f32,
-    scale: f32,
-    beta: f32,
+    (mu, invstd, gamma, scale, beta): (f32, f32, f32, f32, f32),
     m: f64,
+    accumulate: bool,
 ) {
     let sums = BackwardSums::<RELU> {
         dy,
@@ -571,6 +597,12 @@ fn channel_backward<const RELU: bool>(
     on_tier(
         isa,
         #[inline(always)]
-        || backward_apply::<RELU>(dx, dy, x, mu, scale, beta, coef),
+        || {
+            if accumulate {
+                backward_apply::<RELU, true>(dx, dy, x, mu, scale, beta, coef)
+            } else {
+                backward_apply::<RELU, false>(dx, dy, x, mu, scale, beta, coef)
+            }
+        },
     );
 }

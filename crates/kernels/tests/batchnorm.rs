@@ -408,3 +408,29 @@ fn running_stats_follow_pytorch() {
     assert!((rm[0] - 0.3).abs() < 1e-6);
     assert!((rv[0] - (0.9 + 0.1 * 14.0 / 3.0)).abs() < 1e-5, "{}", rv[0]);
 }
+
+/// `batchnorm_relu_backward_to(.., accumulate = false)` overwrites `d_inp` (NaN here) with the
+/// values accumulating into zeros gives, and still accumulates `d_gamma`, `d_beta`.
+#[test]
+fn relu_backward_overwrite_equals_accumulating_into_zeros() {
+    for (channels, per_channel) in [(5, 37), (40, 4000)] {
+        let p = Problem::new(channels, per_channel, Values::Floats, 0.5, 23);
+        let fw = run_train(batchnorm_relu_forward_train, &p);
+        let run = |accumulate: bool, d_inp0: f32| {
+            let mut dx = vec![d_inp0; p.g.len()];
+            let (mut dg, mut db) = (p.dgamma0.clone(), p.dbeta0.clone());
+            batchnorm_relu_backward_to(
+                &mut dx, &mut dg, &mut db, &p.dy, &p.x, &p.gamma, &p.beta, &fw.mean, &fw.invstd,
+                &p.g, accumulate,
+            );
+            // `+ 0.0` folds −0 into +0: an overwritten −0 is the one bit pattern that differs.
+            let dx: Vec<f32> = dx.iter().map(|v| v + 0.0).collect();
+            [dx, dg, db]
+        };
+        let want = run(true, 0.0);
+        let got = run(false, f32::NAN);
+        for (k, name) in ["d_inp", "d_gamma", "d_beta"].iter().enumerate() {
+            assert_bits(name, &got[k], &want[k]);
+        }
+    }
+}

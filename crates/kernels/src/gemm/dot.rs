@@ -288,7 +288,6 @@ fn task(isa: Isa, p: &Plan, t: usize, a: Rows<'_>, b: &BRows<'_>, depth: usize, 
     let (sums, rest) = slot.split_at_mut(p.a_rows * p.block);
     let (partials, rest) = rest.split_at_mut(p.a_rows * p.block * LANES);
     let (a_chunk, b_tile) = rest.split_at_mut(a.count * p.stride);
-    partials.fill(0.0);
     let tile_len = p.mr * p.nr * LANES;
     let a_tiles = p.a_rows / p.mr;
     for m0 in (0..depth).step_by(p.chunk) {
@@ -323,9 +322,10 @@ fn task(isa: Isa, p: &Plan, t: usize, a: Rows<'_>, b: &BRows<'_>, depth: usize, 
                     &a_chunk[i * p.stride..][..len]
                 };
                 let acc = &mut partials[(bt * a_tiles + at) * tile_len..][..tile_len];
+                let fresh = m0 == 0;
                 match (p.mr, p.nr) {
-                    (4, 6) => with_lanes(isa, TileBody::<4, 6>::new(a_row, b_row, acc)),
-                    _ => with_lanes(isa, TileBody::<2, 3>::new(a_row, b_row, acc)),
+                    (4, 6) => with_lanes(isa, TileBody::<4, 6>::new(a_row, b_row, acc, fresh)),
+                    _ => with_lanes(isa, TileBody::<2, 3>::new(a_row, b_row, acc, fresh)),
                 }
             }
         }
@@ -356,11 +356,13 @@ fn lane_tree_sum(lanes: &[f32]) -> f32 {
 }
 
 /// One register tile over one chunk: `acc[r][s] += A_r ⊙ B_s` lane-wise, the partials loaded
-/// from and stored back to `acc` (`[MR][NR][LANES]`).
+/// from (unless `fresh`: the first chunk starts from zero) and stored back to `acc`
+/// (`[MR][NR][LANES]`).
 struct TileBody<'d, 'p, const MR: usize, const NR: usize> {
     a: [&'d [f32]; MR],
     b: [&'d [f32]; NR],
     acc: &'p mut [f32],
+    fresh: bool,
 }
 
 impl<'d, 'p, const MR: usize, const NR: usize> TileBody<'d, 'p, MR, NR> {
@@ -368,11 +370,13 @@ impl<'d, 'p, const MR: usize, const NR: usize> TileBody<'d, 'p, MR, NR> {
         a_row: impl Fn(usize) -> &'d [f32],
         b_row: impl Fn(usize) -> &'d [f32],
         acc: &'p mut [f32],
+        fresh: bool,
     ) -> Self {
         TileBody {
             a: std::array::from_fn(a_row),
             b: std::array::from_fn(b_row),
             acc,
+            fresh,
         }
     }
 }
@@ -396,9 +400,11 @@ impl<const MR: usize, const NR: usize> LanesBody for TileBody<'_, '_, MR, NR> {
         }
         let (acc_groups, _) = self.acc.as_chunks_mut::<LANES>();
         let mut acc = [[L::splat(0.0); NR]; MR];
-        for r in 0..MR {
-            for s in 0..NR {
-                acc[r][s] = L::load(&acc_groups[r * NR + s]);
+        if !self.fresh {
+            for r in 0..MR {
+                for s in 0..NR {
+                    acc[r][s] = L::load(&acc_groups[r * NR + s]);
+                }
             }
         }
         for v in 0..groups {
