@@ -176,6 +176,9 @@ fn bench_backward(c: &mut Criterion) {
         shape("d121", 1, 256, 128, 28, 1, 1, 0),
         shape("d121", 1, 128, 32, 28, 3, 1, 1),
         shape("d121", 1, 128, 32, 7, 3, 1, 1),
+        // DenseNet-BC-100's training shapes at batch 64 (block 1): far larger than the caches.
+        shape("bc100", 64, 216, 48, 32, 1, 1, 0),
+        shape("bc100", 64, 48, 12, 32, 3, 1, 1),
     ];
     for s in shapes {
         let g = s.g;

@@ -474,3 +474,39 @@ fn backward_input_overwrite_equals_accumulating_into_zeros() {
         }
     }
 }
+
+/// Weight gradients over many positions (`N·OH·OW >= 4096`) take the dot-product path
+/// (`gemm::gemm_abt`), which the small proptest shapes never reach: 1×1, stride-1 3×3 (wide
+/// rows across the whole batch) and strided, with and without `pre`, exact on integers and
+/// within tolerance on floats. Also one and two threads bit for bit.
+#[test]
+fn long_weight_gradients_match_reference() {
+    let shapes = [
+        Conv2dGeom::square(4, 40, 13, 32, 32, 1, 1, 0),
+        Conv2dGeom::square(5, 12, 8, 30, 30, 3, 1, 1),
+        Conv2dGeom::square(2, 8, 12, 92, 92, 3, 2, 1),
+    ];
+    for g in shapes {
+        assert!(
+            g.batch * g.out_h() * g.out_w() >= 4096,
+            "{g:?} is too short"
+        );
+        // Above `gemm::worth_parallel`'s 2²¹ multiply-adds, so two threads really split it.
+        assert!(g.macs() >= 1 << 21, "{g:?} would run on one thread");
+        for (ints, pre) in [(true, false), (true, true), (false, true)] {
+            let p = Problem::new(g, 31, ints, true, pre, true);
+            for isa in Isa::ALL.into_iter().filter(|i| i.is_supported()) {
+                p.check_all(isa);
+                let run = |threads: usize| {
+                    let pool = rayon::ThreadPoolBuilder::new()
+                        .num_threads(threads)
+                        .build()
+                        .unwrap();
+                    pool.install(|| p.backward_weight(isa, &mut Workspace::new()).0)
+                };
+                let bits = |v: Vec<f32>| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(run(1)), bits(run(2)), "[{isa}] {g:?}");
+            }
+        }
+    }
+}

@@ -27,6 +27,10 @@ pub(crate) struct Im2col<'a> {
     pointwise: bool,
 }
 
+/// Runs of `col` rows are produced through a stack buffer of this many floats when they are
+/// written transposed.
+const CHUNK: usize = 64;
+
 impl<'a> Im2col<'a> {
     pub(crate) fn new(inp: &'a [f32], g: &Conv2dGeom, pre: Option<ChannelAffine<'a>>) -> Self {
         Im2col {
@@ -225,6 +229,61 @@ impl<'a> Im2col<'a> {
             for (k, lanes) in panel.chunks_exact_mut(t.nr).enumerate() {
                 self.row(k, m0, &mut lanes[..w]);
                 lanes[w..].fill(0.0);
+            }
+        }
+    }
+
+    /// Packs `colᵀ` (depth `M`, columns `k ∈ [k0, k0 + nk)`) as the GEMM's `B`, for the weight
+    /// gradient `dW = d_out · colᵀ`: `dst[(j·M + m)·NR + t] = col[k0 + j·NR + t, m]`. Like
+    /// [`Im2col::pack_b`], writes the panels `first_panel ..` that fit `dst`.
+    pub(crate) fn pack_b_transposed(
+        &self,
+        isa: Isa,
+        dst: &mut [f32],
+        k0: usize,
+        nk: usize,
+        first_panel: usize,
+        t: Tile,
+    ) {
+        on_tier(
+            isa,
+            #[inline(always)]
+            || self.pack_b_transposed_rows(dst, k0, nk, first_panel, t),
+        );
+    }
+
+    /// [`Im2col::pack_b_transposed`] one `col` row run at a time (any geometry).
+    fn pack_b_transposed_rows(
+        &self,
+        dst: &mut [f32],
+        k0: usize,
+        nk: usize,
+        first_panel: usize,
+        t: Tile,
+    ) {
+        let depth = self.cols();
+        let mut rows = [[0.0f32; CHUNK]; 32];
+        assert!(t.nr <= rows.len());
+        for (j, panel) in dst.chunks_exact_mut(depth * t.nr).enumerate() {
+            let j = first_panel + j;
+            if j * t.nr >= nk {
+                break;
+            }
+            let w = t.nr.min(nk - j * t.nr);
+            for m0 in (0..depth).step_by(CHUNK) {
+                let len = CHUNK.min(depth - m0);
+                for (tt, row) in rows.iter_mut().take(w).enumerate() {
+                    self.row(k0 + j * t.nr + tt, m0, &mut row[..len]);
+                }
+                for (i, lanes) in panel[m0 * t.nr..(m0 + len) * t.nr]
+                    .chunks_exact_mut(t.nr)
+                    .enumerate()
+                {
+                    for (lane, row) in lanes.iter_mut().zip(&rows[..w]) {
+                        *lane = row[i];
+                    }
+                    lanes[w..].fill(0.0);
+                }
             }
         }
     }

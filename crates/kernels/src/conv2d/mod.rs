@@ -49,6 +49,26 @@ use crate::workspace::Workspace;
 use im2col::{is_pointwise, Im2col};
 use rayon::prelude::*;
 
+/// Which weight gradients run as dot products of rows ([`gemm::gemm_abt`]) rather than through
+/// the packed GEMM: long sums (at least 4096 positions `N·OH·OW`, where the dot products' lane
+/// sums and per-chunk work are small) with few output channels, which the packed GEMM serves
+/// badly: a stride-1 convolution whose `OC` leaves lanes of the packed path's `NR`-wide panels
+/// empty, or a 1×1 (or strided) one with fewer than 64 output channels, over which the packed
+/// path's transposition of the input is spread. Measured one thread, AVX-512, with `pre`
+/// (dot / packed, GFLOP/s): DenseNet-BC-100's 1×1 120→48 and 3×3 48→12 at 32×32, batch 16:
+/// 84 / 56 and 84 / 33; batch 64 (criterion, `conv/backward_weight`): 70 / 51 and 77 / 33;
+/// DenseNet-121's 1×1 256→128 and 3×3 128→32 at 28×28, batch 16: 73 / 79 and 82 / 89, and
+/// at batch 1 (784 positions) 67 / 98 and 61 / 90.
+fn weight_gradient_by_dots(g: &Conv2dGeom, t: Tile) -> bool {
+    let positions = g.batch * g.out_h() * g.out_w();
+    let narrow = if !is_pointwise(g) && wide::applies(g) {
+        !g.out_channels.is_multiple_of(t.nr)
+    } else {
+        g.out_channels < 64
+    };
+    positions >= 4096 && narrow
+}
+
 /// Outputs at least this large (16 MiB, half this machine's L3, which two cores share with
 /// everything else a step touches) are written with [`CStore::Stream`] where the next pass
 /// reads them from memory anyway.
@@ -347,8 +367,17 @@ pub fn conv2d_backward_weight(
     if rows == 0 || cols == 0 || depth == 0 {
         return;
     }
+    let dot = weight_gradient_by_dots(g, gemm::tile(isa));
     if !is_pointwise(g) && wide::applies(g) {
-        wide::backward_weight_stride1(isa, d_weight, d_out, inp, pre, g, ws);
+        if dot {
+            wide::backward_weight_stride1(isa, d_weight, d_out, inp, pre, g, ws);
+        } else {
+            wide::backward_weight_stride1_packed(isa, d_weight, d_out, inp, pre, g, ws);
+        }
+        return;
+    }
+    if !dot {
+        backward_weight_packed(isa, d_weight, d_out, &src, rows, cols, depth, ws);
         return;
     }
     // Both factors are rows along M: d_out's rows, and col's rows produced (through `pre`)
@@ -368,6 +397,53 @@ pub fn conv2d_backward_weight(
     let scratch_len = gemm::gemm_abt_scratch_len(isa, rows, cols, true, parallel);
     let [scratch] = gemm::carve(ws, [scratch_len]);
     gemm::gemm_abt(isa, d_weight, cols, a, &b, depth, scratch, parallel);
+}
+
+/// The weight gradient through the packed GEMM, for short depths: `A = d_out` read in place,
+/// `B = colᵀ` packed (transposed, through `pre`) one L2-sized block of columns at a time.
+#[allow(clippy::too_many_arguments)]
+fn backward_weight_packed(
+    isa: Isa,
+    d_weight: &mut [f32],
+    d_out: &[f32],
+    src: &Im2col<'_>,
+    rows: usize,
+    cols: usize,
+    depth: usize,
+    ws: &mut Workspace,
+) {
+    let t = gemm::tile(isa);
+    let block = gemm::b_block_cols(depth, cols, t);
+    let [b] = gemm::carve(ws, [gemm::packed_b_len(depth, block, t)]);
+    let a = AView::RowMajor {
+        data: d_out,
+        ld: depth,
+    };
+    let parallel = gemm::worth_parallel(rows * depth * cols);
+    for col0 in (0..cols).step_by(block) {
+        let ncols = block.min(cols - col0);
+        let b = &mut b[..gemm::packed_b_len(depth, ncols, t)];
+        if parallel {
+            b.par_chunks_mut(depth * t.nr)
+                .enumerate()
+                .for_each(|(j, panel)| src.pack_b_transposed(isa, panel, col0, ncols, j, t));
+        } else {
+            src.pack_b_transposed(isa, b, col0, ncols, 0, t);
+        }
+        let c = &mut d_weight[col0..];
+        gemm::gemm_packed(
+            isa,
+            rows,
+            ncols,
+            depth,
+            a,
+            b,
+            c,
+            cols,
+            CStore::Add,
+            parallel,
+        );
+    }
 }
 
 /// Floats of [`Workspace`] that the three convolution kernels need for this geometry on any
@@ -397,17 +473,26 @@ pub fn conv2d_workspace_len(g: &Conv2dGeom) -> usize {
                 d_col,
             ]);
             // Sized for rows mapped through `pre` (the larger case).
-            let w_parallel = gemm::worth_parallel(oc * k * m);
-            let backward_weight =
-                gemm::aligned_len(&[gemm::gemm_abt_scratch_len(isa, oc, k, true, w_parallel)]);
+            let dot = weight_gradient_by_dots(g, t);
+            let backward_weight = if dot {
+                let w_parallel = gemm::worth_parallel(oc * k * m);
+                gemm::aligned_len(&[gemm::gemm_abt_scratch_len(isa, oc, k, true, w_parallel)])
+            } else {
+                let w_block = gemm::b_block_cols(m, k, t);
+                gemm::aligned_len(&[gemm::packed_b_len(m, w_block, t)])
+            };
             let wide_forward = if !is_pointwise(g) && wide::applies_forward(g) {
                 wide::workspace_len(g, t)
             } else {
                 0
             };
             let wide_backward = if !is_pointwise(g) && wide::applies(g) {
-                wide::workspace_len(&wide::transposed_geometry(g), t)
-                    .max(wide::backward_weight_workspace_len(g, isa))
+                let weight = if dot {
+                    wide::backward_weight_workspace_len(g, isa)
+                } else {
+                    wide::packed_backward_weight_workspace_len(g, t)
+                };
+                wide::workspace_len(&wide::transposed_geometry(g), t).max(weight)
             } else {
                 0
             };

@@ -30,7 +30,7 @@
 use super::im2col::ChannelMap;
 use super::tasks::{self, Task};
 use crate::dispatch::Isa;
-use crate::gemm::{self, AView, Tile};
+use crate::gemm::{self, AView, CStore, Tile};
 use crate::geom::{ChannelAffine, Conv2dGeom};
 use crate::workspace::Workspace;
 use rayon::prelude::*;
@@ -450,4 +450,101 @@ pub(super) fn backward_weight_stride1(
         },
     });
     gemm::gemm_abt(isa, d_weight, k_n, a, &b, depth, scratch, parallel);
+}
+
+pub(super) fn packed_backward_weight_workspace_len(g: &Conv2dGeom, t: Tile) -> usize {
+    gemm::aligned_len(&packed_backward_weight_lens(g, t))
+}
+
+fn packed_backward_weight_lens(g: &Conv2dGeom, t: Tile) -> [usize; 3] {
+    let (hp, wp) = (g.in_h + 2 * g.pad_h, g.in_w + 2 * g.pad_w);
+    let depth = (g.out_h() - 1) * wp + g.out_w();
+    let k = g.in_channels * g.kernel_h * g.kernel_w;
+    [
+        g.in_channels * g.batch * hp * wp,
+        gemm::packed_b_len(depth, g.out_channels, t),
+        k * g.out_channels,
+    ]
+}
+
+/// The weight gradient of a stride-1 convolution by wide rows, for short depths (see
+/// [`backward_weight_stride1`]):
+///
+/// ```text
+/// dWᵀ[K, OC] = Σ_n col'_n[K, M'] · d_out'_nᵀ[M', OC],    dW += (dWᵀ)ᵀ
+/// ```
+///
+/// where `col'_n` is read in place from the padded input (each row a contiguous run of `P`, see
+/// the module doc) and `d_out'_n` is `d_out` on the padded width with zeros in the dropped
+/// columns. The `K` rows of `col'` are the GEMM's rows, so the wide `K` dimension is what the
+/// tasks split, and only the small `d_out` needs packing.
+///
+/// # Shapes
+/// - `d_weight`: `[OC, IC, KH, KW]`, accumulated. `d_out`: `[OC, N, OH, OW]`, read.
+/// - `inp`: `[IC, N, H, W]`, read; `pre`: `[IC]`.
+pub(super) fn backward_weight_stride1_packed(
+    isa: Isa,
+    d_weight: &mut [f32],
+    d_out: &[f32],
+    inp: &[f32],
+    pre: Option<ChannelAffine<'_>>,
+    g: &Conv2dGeom,
+    ws: &mut Workspace,
+) {
+    let t = gemm::tile(isa);
+    let (hp, wp) = (g.in_h + 2 * g.pad_h, g.in_w + 2 * g.pad_w);
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let (kh, kw) = (g.kernel_h, g.kernel_w);
+    let plane = hp * wp;
+    let oc_n = g.out_channels;
+    let taps = kh * kw;
+    let k_n = g.in_channels * taps;
+    let depth = (oh - 1) * wp + ow;
+    let out_len = g.batch * oh * ow;
+    let [padded, b, d_weight_t] = gemm::carve(ws, packed_backward_weight_lens(g, t));
+    let parallel = gemm::worth_parallel(k_n * oc_n * depth * g.batch);
+    fill_wide_input(padded, inp, pre, g, &WideInput::new(g), parallel);
+    let padded = &*padded;
+    for n in 0..g.batch {
+        // B = d_out'ᵀ: panel[m'·NR + t] = d_out[oc = j·NR + t, n, m' / Wp, m' % Wp], 0 where
+        // m' % Wp >= OW or the channel does not exist.
+        for (j, panel) in b.chunks_exact_mut(depth * t.nr).enumerate() {
+            for (m, lanes) in panel.chunks_exact_mut(t.nr).enumerate() {
+                let (oy, ox) = (m / wp, m % wp);
+                for (tt, lane) in lanes.iter_mut().enumerate() {
+                    let oc = j * t.nr + tt;
+                    *lane = if ox < ow && oc < oc_n {
+                        d_out[oc * out_len + (n * oh + oy) * ow + ox]
+                    } else {
+                        0.0
+                    };
+                }
+            }
+        }
+        let row_start = |k: usize| {
+            let (ic, tap) = (k / taps, k % taps);
+            (ic * g.batch + n) * plane + (tap / kw) * wp + tap % kw
+        };
+        let a = AView::Gathered {
+            data: padded,
+            row_start: &row_start,
+        };
+        gemm::gemm_packed(
+            isa,
+            k_n,
+            oc_n,
+            depth,
+            a,
+            b,
+            d_weight_t,
+            oc_n,
+            CStore::from_accumulate(n > 0),
+            parallel,
+        );
+    }
+    for (oc, d_row) in d_weight.chunks_exact_mut(k_n).enumerate() {
+        for (k, d) in d_row.iter_mut().enumerate() {
+            *d += d_weight_t[k * oc_n + oc];
+        }
+    }
 }
