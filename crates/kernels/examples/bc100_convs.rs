@@ -1,0 +1,107 @@
+//! Time of every dense-layer convolution of one DenseNet-BC-100 (k = 12) training step at
+//! batch 64 on 32×32 inputs, by kind, called the way the training step calls them (batch norm +
+//! ReLU applied on the fly, fresh input gradients overwritten).
+//!
+//! ```sh
+//! RAYON_NUM_THREADS=1 cargo run --release -p densenet-kernels --example bc100_convs
+//! RAYON_NUM_THREADS=2 cargo run --release -p densenet-kernels --example bc100_convs
+//! ```
+//!
+//! Each line: the summed time over the 48 layers (the third of three runs of each call) and the
+//! rate in GFLOP/s (`2·OC·IC·KH·KW·M` per call). Transitions, stem and classifier are left out.
+
+use densenet_kernels::conv2d::{conv2d_backward_input_to, conv2d_backward_weight, conv2d_forward};
+use densenet_kernels::{ChannelAffine, Conv2dGeom, Workspace};
+use std::time::Instant;
+
+/// One convolution call of a layer, run with the shared workspace.
+type Call<'a> = Box<dyn FnMut(&mut Workspace) + 'a>;
+
+const KINDS: [&str; 6] = [
+    "forward 1x1",
+    "forward 3x3",
+    "backward input 1x1",
+    "backward input 3x3",
+    "backward weight 1x1",
+    "backward weight 3x3",
+];
+
+fn main() {
+    let (batch, growth, bottleneck) = (64, 12, 48);
+    let mut ws = Workspace::new();
+    let mut seconds = [0f64; 6];
+    let mut flops = [0f64; 6];
+    // The three blocks: map size and the channels entering the block.
+    for (hw, k0) in [(32, 24), (16, 108), (8, 150)] {
+        for l in 0..16 {
+            let c = k0 + growth * l;
+            let g1 = Conv2dGeom::square(batch, c, bottleneck, hw, hw, 1, 1, 0);
+            let g3 = Conv2dGeom::square(batch, bottleneck, growth, hw, hw, 3, 1, 1);
+            let prefix: Vec<f32> = (0..g1.input_len())
+                .map(|i| (i % 7) as f32 * 0.1 - 0.3)
+                .collect();
+            let z: Vec<f32> = (0..g1.output_len())
+                .map(|i| (i % 5) as f32 * 0.1 - 0.2)
+                .collect();
+            let d_slot: Vec<f32> = (0..g3.output_len()).map(|i| (i % 3) as f32 * 0.1).collect();
+            let (w1, w3) = (
+                vec![0.01f32; g1.weight_len()],
+                vec![0.01f32; g3.weight_len()],
+            );
+            let (mut dw1, mut dw3) = (vec![0f32; g1.weight_len()], vec![0f32; g3.weight_len()]);
+            let mut z_out = vec![0f32; g1.output_len()];
+            let mut slot = vec![0f32; g3.output_len()];
+            let mut d_z = vec![0f32; g1.output_len()];
+            let mut d_prefix = vec![0f32; g1.input_len()];
+            let (scale1, shift1) = (vec![1.1f32; c], vec![0.1f32; c]);
+            let (scale2, shift2) = (vec![0.9f32; bottleneck], vec![0.05f32; bottleneck]);
+            let norm1 = ChannelAffine {
+                scale: &scale1,
+                shift: &shift1,
+                relu: true,
+            };
+            let norm2 = ChannelAffine {
+                scale: &scale2,
+                shift: &shift2,
+                relu: true,
+            };
+            let mut calls: [Call<'_>; 6] = [
+                Box::new(|ws| conv2d_forward(&mut z_out, &prefix, &w1, None, Some(norm1), &g1, ws)),
+                Box::new(|ws| conv2d_forward(&mut slot, &z, &w3, None, Some(norm2), &g3, ws)),
+                Box::new(|ws| conv2d_backward_input_to(&mut d_prefix, &z, &w1, &g1, ws, false)),
+                Box::new(|ws| conv2d_backward_input_to(&mut d_z, &d_slot, &w3, &g3, ws, false)),
+                Box::new(|ws| {
+                    conv2d_backward_weight(&mut dw1, None, &z, &prefix, Some(norm1), &g1, ws)
+                }),
+                Box::new(|ws| {
+                    conv2d_backward_weight(&mut dw3, None, &d_slot, &z, Some(norm2), &g3, ws)
+                }),
+            ];
+            for (kind, call) in calls.iter_mut().enumerate() {
+                let mut last = 0.0;
+                for _ in 0..3 {
+                    let start = Instant::now();
+                    call(&mut ws);
+                    last = start.elapsed().as_secs_f64();
+                }
+                seconds[kind] += last;
+                let g = if kind % 2 == 0 { &g1 } else { &g3 };
+                flops[kind] += 2.0 * g.macs() as f64;
+            }
+        }
+    }
+    for (kind, name) in KINDS.iter().enumerate() {
+        println!(
+            "{name:<20} {:7.1} ms {:6.1} GFLOP/s",
+            seconds[kind] * 1e3,
+            flops[kind] / seconds[kind] / 1e9
+        );
+    }
+    let total: f64 = seconds.iter().sum();
+    println!(
+        "{:<20} {:7.1} ms {:6.1} GFLOP/s",
+        "all",
+        total * 1e3,
+        flops.iter().sum::<f64>() / total / 1e9
+    );
+}
