@@ -54,17 +54,19 @@ use rayon::prelude::*;
 /// sums and per-chunk work are small) with few output channels, which the packed GEMM serves
 /// badly: a stride-1 convolution whose `OC` leaves lanes of the packed path's `NR`-wide panels
 /// empty, or a 1×1 (or strided) one with fewer than 64 output channels, over which the packed
-/// path's transposition of the input is spread. Measured one thread, AVX-512, with `pre`
-/// (dot / packed, GFLOP/s): DenseNet-BC-100's 1×1 120→48 and 3×3 48→12 at 32×32, batch 16:
-/// 84 / 56 and 84 / 33; batch 64 (criterion, `conv/backward_weight`): 70 / 51 and 77 / 33;
-/// DenseNet-121's 1×1 256→128 and 3×3 128→32 at 28×28, batch 16: 73 / 79 and 82 / 89, and
-/// at batch 1 (784 positions) 67 / 98 and 61 / 90.
+/// path's transposition of the input is spread (or with 65,536 positions and more, where that
+/// transposition streams from memory). Measured with `pre` (dot / packed, GFLOP/s, AVX-512):
+/// DenseNet-BC-100's 1×1 120→48 and 3×3 48→12 at 32×32, batch 16, one thread: 84 / 56 and
+/// 84 / 33; at batch 64 (criterion, `conv/backward_weight`): 70 / 51 and 77 / 33; its first
+/// transition, 1×1 216→108 at batch 64: 62 / 58, two threads 97 / 75. DenseNet-121's layers
+/// at batch 8 favour the packed path on one thread and two: 1×1 128→128 @56 57 / 75 and
+/// 92 / 116, 3×3 128→32 @28 80 / 90 and 84 / 155, @7 36 / 64 and 41 / 73.
 fn weight_gradient_by_dots(g: &Conv2dGeom, t: Tile) -> bool {
     let positions = g.batch * g.out_h() * g.out_w();
     let narrow = if !is_pointwise(g) && wide::applies(g) {
         !g.out_channels.is_multiple_of(t.nr)
     } else {
-        g.out_channels < 64
+        g.out_channels < 64 || positions >= 1 << 16
     };
     positions >= 4096 && narrow
 }
