@@ -144,11 +144,25 @@ pub fn train_step(
     input: &[f32],
     labels: &[usize],
 ) -> Result<f32> {
-    model.store_mut().zero_grads();
-    let loss = model.forward_train(ws, input, labels)?;
-    model.backward(ws)?;
-    sgd.step(model.store_mut())?;
-    Ok(loss)
+    on_pool(|| {
+        model.store_mut().zero_grads();
+        let loss = model.forward_train(ws, input, labels)?;
+        model.backward(ws)?;
+        sgd.step(model.store_mut())?;
+        Ok(loss)
+    })
+}
+
+/// Runs `f` on a thread of rayon's current pool (on this one if it is already a worker).
+///
+/// A parallel loop started from outside the pool hands its work to the pool and puts the
+/// calling thread to sleep until it is done, a sleep and a wake-up per loop; started from a
+/// worker, the worker runs its share at once and the other workers steal the rest. A training
+/// step runs hundreds of parallel loops.
+pub(crate) fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    let mut out = None;
+    rayon::scope(|_| out = Some(f()));
+    out.expect("the scope ran its body")
 }
 
 #[cfg(test)]
