@@ -146,11 +146,15 @@ pub fn packed_b_len(depth: usize, block_cols: usize, t: Tile) -> usize {
     block_cols.div_ceil(t.nr) * t.nr * depth
 }
 
-/// Below this many multiply-adds (about 20 µs of one core's work) a product runs on the calling
-/// thread: waking a sleeping worker costs tens of µs on a virtual machine. Measured with 2
-/// threads, DenseNet-BC-100 batch 1 inference: 8.5–10.5 ms at 2¹⁸, 7.6–7.7 ms at 2²¹;
-/// densenet121 batch 1 unchanged (40–43 ms); at 2²³ densenet121 loses (45–47 ms).
-const PARALLEL_MIN_MACS: usize = 1 << 21;
+/// Below this many multiply-adds (a few µs of one core's work) a product runs on the calling
+/// thread. What a parallel region costs depends on where it starts: from outside the pool the
+/// caller sleeps and a worker wakes for each one (tens of µs on a virtual machine; this was
+/// 2²¹ then); from a worker, which is where `train_step` and `InferencePlan::forward` now run
+/// their loops, the worker starts at once. Measured with 2 threads, from a worker, medians of
+/// 30 passes, two runs each (`densenet bench --threads 2`): DenseNet-BC-100 batch 1
+/// 6.6 / 6.7 ms at 2²¹, 6.1 / 6.2 at 2¹⁹, 5.8 / 6.1 at 2¹⁸, 6.0 / 5.9 at 2¹⁷; densenet121
+/// batch 1 38.1 / 41.1, 38.0 / 39.6, 38.4 / 37.6, 38.2 / 37.6.
+const PARALLEL_MIN_MACS: usize = 1 << 18;
 
 /// Whether work of this size is worth handing to the thread pool.
 pub fn worth_parallel(macs: usize) -> bool {
