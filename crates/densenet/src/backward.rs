@@ -2,10 +2,10 @@
 //! pass: loss, classifier, global pool, `norm5`, then each block's layers from last to first
 //! with the transition before it, then the stem.
 //!
-//! Each block's gradient buffer has the layout of its feature buffer. It is zeroed, then filled
-//! by its readers: the transition after it (or the head) writes the gradient of every channel,
-//! then layer `L−1` down to `0` each read their slot's gradient and accumulate into their
-//! prefix. Parameter gradients accumulate into [`ParamStore`](crate::ParamStore)'s gradients;
+//! Each block's gradient buffer has the layout of its feature buffer. It is never cleared: the
+//! batch norm that reads the whole block (the transition after it, or the head's `norm5`)
+//! writes the gradient of every channel first, overwriting the last step's values, then layer
+//! `L−1` down to `0` each read their slot's gradient and accumulate into their prefix. Parameter gradients accumulate into [`ParamStore`](crate::ParamStore)'s gradients;
 //! zero them first for a fresh step.
 
 use densenet_kernels::batchnorm::batchnorm_relu_backward_to;
@@ -27,6 +27,10 @@ impl DenseNet {
     /// Backward pass of the last [`DenseNet::forward_train`]: accumulates the gradient of the
     /// loss w.r.t. every trainable parameter. Running statistics are not touched.
     pub fn backward(&mut self, ws: &mut TrainWorkspace) -> Result<()> {
+        crate::train::on_pool(|| self.backward_on_pool(ws))
+    }
+
+    fn backward_on_pool(&mut self, ws: &mut TrainWorkspace) -> Result<()> {
         if !ws.ready_for_backward {
             return Err(Error::Shape(
                 "backward needs a training forward pass with labels (forward_train) first".into(),

@@ -159,9 +159,13 @@ pub fn train_step(
 /// calling thread to sleep until it is done, a sleep and a wake-up per loop; started from a
 /// worker, the worker runs its share at once and the other workers steal the rest. A training
 /// step runs hundreds of parallel loops.
+///
+/// The caller's SIMD tier cap (`densenet_kernels::dispatch::with_max_isa`, kept per thread)
+/// goes along to the worker.
 pub(crate) fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    let isa = densenet_kernels::active_isa();
     let mut out = None;
-    rayon::scope(|_| out = Some(f()));
+    rayon::scope(|_| out = Some(densenet_kernels::dispatch::with_max_isa(isa, f)));
     out.expect("the scope ran its body")
 }
 

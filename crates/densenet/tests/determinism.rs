@@ -13,7 +13,7 @@ fn run(threads: usize, spec: &str, plan: MemoryPlan) -> (Vec<u32>, Vec<u32>, Vec
         let cfg: DenseNetConfig = spec.parse().unwrap();
         let mut model = DenseNet::new(cfg.clone(), 21).unwrap();
         // Large enough that the convolutions of the CIFAR-stem models go to the thread pool
-        // (`gemm::worth_parallel`: 2²¹ multiply-adds): 8 × 32² columns.
+        // (`gemm::worth_parallel`: 2¹⁸ multiply-adds): 8 × 32² columns.
         let (n, h, w) = (8, 32, 32);
         let mut rng = densenet::init::Rng::new(8);
         let x: Vec<f32> = (0..n * cfg.in_channels * h * w)

@@ -327,3 +327,29 @@ fn one_and_two_threads_give_the_same_logits() {
     let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<u32>>();
     assert_eq!(bits(&one), bits(&two));
 }
+
+/// A tier cap the caller sets with `with_max_isa` reaches the forward pass, which runs on a
+/// rayon worker: the capped result from this (non-pool) thread equals the same call made from
+/// inside a pool under the same cap, on every tier the CPU has.
+#[test]
+fn tier_cap_reaches_the_forward_pass() {
+    use densenet_kernels::dispatch::with_max_isa;
+    use densenet_kernels::Isa;
+    let _exclusive = alloc_counter::exclusive();
+    let cfg = config(Stem::Cifar, &[3, 3], Some(4), 0.5);
+    let (n, h, w) = (2, 16, 16);
+    let x = input(n * 3 * h * w, 5);
+    let mut plan =
+        InferencePlan::from_model(model(cfg, 3), n, h, w, PlanOptions::default()).expect("plan");
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    for isa in Isa::ALL.into_iter().filter(|i| i.is_supported()) {
+        let here = with_max_isa(isa, || plan.forward(&x).expect("forward").to_vec());
+        let in_pool =
+            pool.install(|| with_max_isa(isa, || plan.forward(&x).expect("forward").to_vec()));
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&here), bits(&in_pool), "[{isa}]");
+    }
+}

@@ -180,7 +180,7 @@ fn check_abt(isa: Isa, a_count: usize, b_count: usize, depth: usize, mapped: boo
             .unwrap();
         pool.install(|| {
             let parallel = threads > 1;
-            let len = gemm::gemm_abt_scratch_len(isa, a_count, b_count, mapped, parallel);
+            let len = gemm::gemm_abt_scratch_len(isa, a_count, b_count, mapped);
             let mut scratch = vec![f32::NAN; len];
             let mut c = c0.clone();
             with_max_isa(isa, || {
@@ -329,4 +329,46 @@ fn streamed_stores_equal_plain_writes() {
             }
         }
     }
+}
+
+/// The scratch `gemm_abt_scratch_len` asks for does not depend on the pool: sized on one
+/// thread, it serves a product run on eight.
+#[test]
+fn gemm_abt_scratch_fits_any_pool() {
+    let isa = densenet_kernels::active_isa();
+    let (a_count, b_count, depth) = (12, 300, 5000);
+    let a = vec![1.0f32; a_count * depth];
+    let b = vec![2.0f32; b_count * depth];
+    let len = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap()
+        .install(|| gemm::gemm_abt_scratch_len(isa, a_count, b_count, false));
+    let mut scratch = vec![0.0f32; len];
+    let mut c = vec![0.0f32; a_count * b_count];
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(8)
+        .build()
+        .unwrap()
+        .install(|| {
+            gemm::gemm_abt(
+                isa,
+                &mut c,
+                b_count,
+                gemm::Rows {
+                    data: &a,
+                    count: a_count,
+                    start: &|i| i * depth,
+                },
+                &gemm::BRows::InPlace(gemm::Rows {
+                    data: &b,
+                    count: b_count,
+                    start: &|j| j * depth,
+                }),
+                depth,
+                &mut scratch,
+                true,
+            )
+        });
+    assert!(c.iter().all(|&v| v == 2.0 * depth as f32));
 }

@@ -396,7 +396,7 @@ pub fn conv2d_backward_weight(
         count: cols,
         fill: &fill,
     };
-    let scratch_len = gemm::gemm_abt_scratch_len(isa, rows, cols, true, parallel);
+    let scratch_len = gemm::gemm_abt_scratch_len(isa, rows, cols, true);
     let [scratch] = gemm::carve(ws, [scratch_len]);
     gemm::gemm_abt(isa, d_weight, cols, a, &b, depth, scratch, parallel);
 }
@@ -477,8 +477,7 @@ pub fn conv2d_workspace_len(g: &Conv2dGeom) -> usize {
             // Sized for rows mapped through `pre` (the larger case).
             let dot = weight_gradient_by_dots(g, t);
             let backward_weight = if dot {
-                let w_parallel = gemm::worth_parallel(oc * k * m);
-                gemm::aligned_len(&[gemm::gemm_abt_scratch_len(isa, oc, k, true, w_parallel)])
+                gemm::aligned_len(&[gemm::gemm_abt_scratch_len(isa, oc, k, true)])
             } else {
                 let w_block = gemm::b_block_cols(m, k, t);
                 gemm::aligned_len(&[gemm::packed_b_len(m, w_block, t)])

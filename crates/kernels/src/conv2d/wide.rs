@@ -365,11 +365,10 @@ pub(super) fn backward_weight_workspace_len(g: &Conv2dGeom, isa: Isa) -> usize {
 fn backward_weight_lens(g: &Conv2dGeom, isa: Isa) -> [usize; 3] {
     let plane = (g.in_h + 2 * g.pad_h) * (g.in_w + 2 * g.pad_w);
     let k = g.in_channels * g.kernel_h * g.kernel_w;
-    let parallel = backward_weight_parallel(g);
     [
         g.in_channels * g.batch * plane,
         g.out_channels * g.batch * plane,
-        gemm::gemm_abt_scratch_len(isa, g.out_channels, k, false, parallel),
+        gemm::gemm_abt_scratch_len(isa, g.out_channels, k, false),
     ]
 }
 

@@ -27,7 +27,7 @@
 //!
 //! What limits it on a large batch is memory, not arithmetic: the copies and the mapping of
 //! `B` read from DRAM between the compute phases. Measured one thread, DenseNet-BC-100 shapes
-//! at batch 64 (`examples/bc100_ops.rs`): 66–78 GFLOP/s where the same shapes at batch 4,
+//! at batch 64 (`examples/bc100_convs.rs`): 66–78 GFLOP/s where the same shapes at batch 4,
 //! cache-resident, reach 79–95; longer chunks helped (512 → 4096 values: 57 → 69 on the
 //! 216→48 1×1), software prefetching of the next chunk did not.
 //!
@@ -63,6 +63,15 @@ const A_CHUNK_FLOATS: usize = 192 * 1024;
 /// contiguous runs from memory.
 const MIN_CHUNK: usize = 512;
 const MAX_CHUNK: usize = 4096;
+
+/// Tasks in flight at once, at most (each with its own scratch slot). Fixed, so that the scratch
+/// a product needs does not depend on the pool that runs it; a pool of more threads runs no
+/// more than this many tasks of one product at a time.
+const MAX_SLOTS: usize = 4;
+
+/// A product is cut into at least this many tasks where its rows of `B` allow, so that two
+/// threads (or four) each get one; the cut depends on the shape only.
+const MIN_TASKS: usize = 4;
 
 /// Upper bound on one task's lane partials, in floats (512 KiB). Each partial is loaded and
 /// stored once per chunk, in order; the bound keeps them in L2/L3 and, through the task
@@ -160,32 +169,29 @@ struct Plan {
     /// `B` rows per task (whole tiles).
     block: usize,
     tasks: usize,
-    /// Tasks in flight at once, each with its own scratch slot.
+    /// Scratch slots: tasks that may be in flight at once.
     slots: usize,
     /// Floats of one slot: sums, lane partials, `A` chunk, one tile of mapped `B` rows.
     slot_len: usize,
 }
 
 impl Plan {
-    fn new(isa: Isa, a_count: usize, b_count: usize, mapped: bool, parallel: bool) -> Plan {
-        let (mr, nr) = tile(isa);
+    /// A function of the shape and the tier only (never of the pool), so scratch sized by
+    /// [`gemm_abt_scratch_len`] fits whichever pool runs the product.
+    fn new(isa: Isa, a_count: usize, b_count: usize, mapped: bool) -> Plan {
+        let (mr, nr) = tile(isa.min(detected_isa()));
         let a_rows = a_count.div_ceil(mr).max(1) * mr;
         let chunk = chunk_len(a_count);
         let stride = row_stride(chunk);
-        let threads = if parallel {
-            rayon::current_num_threads()
-        } else {
-            1
-        };
-        // As few tasks as the partials allow (each task reads all of `A` again), and with
-        // several threads at least one per thread.
+        // Few tasks (each reads all of `A` again), bounded by the partials, and at least
+        // `MIN_TASKS` where the rows allow.
         let b_tiles = b_count.div_ceil(nr).max(1);
         let tiles = (PARTIALS_FLOATS / (a_rows * LANES) / nr)
             .max(1)
-            .min(b_tiles.div_ceil(threads));
+            .min(b_tiles.div_ceil(MIN_TASKS));
         let block = tiles * nr;
         let tasks = b_count.div_ceil(block);
-        let slots = tasks.min(threads).max(1);
+        let slots = tasks.clamp(1, MAX_SLOTS);
         let b_tile = if mapped { nr * stride } else { 0 };
         let slot_len = a_rows * block * (1 + LANES) + a_count * stride + b_tile;
         Plan {
@@ -202,15 +208,10 @@ impl Plan {
     }
 }
 
-/// Floats of scratch [`gemm_abt`] needs for these operands on the tier `isa`.
-pub fn gemm_abt_scratch_len(
-    isa: Isa,
-    a_count: usize,
-    b_count: usize,
-    mapped: bool,
-    parallel: bool,
-) -> usize {
-    let p = Plan::new(isa, a_count, b_count, mapped, parallel);
+/// Floats of scratch [`gemm_abt`] needs for these operands on the tier `isa` (capped, as
+/// `gemm_abt` caps it, by what the CPU has), whatever the thread pool.
+pub fn gemm_abt_scratch_len(isa: Isa, a_count: usize, b_count: usize, mapped: bool) -> usize {
+    let p = Plan::new(isa, a_count, b_count, mapped);
     p.slots * p.slot_len
 }
 
@@ -218,7 +219,8 @@ pub fn gemm_abt_scratch_len(
 /// `C[i, j] = c[i·ldc + j]`. Both operands are rows along the depth (see the module doc).
 ///
 /// `scratch` holds at least [`gemm_abt_scratch_len`] floats (same arguments). With `parallel`
-/// the blocks of `B` rows run as rayon tasks; the result is the same bits either way.
+/// the blocks of `B` rows run as rayon tasks, up to as many at once as the pool has threads and
+/// the scratch has slots; the result is the same bits either way.
 ///
 /// # Panics
 /// If a row of `A` or an in-place row of `B` runs past its data, `c` is too short, or `scratch`
@@ -248,10 +250,15 @@ pub fn gemm_abt(
     if let BRows::InPlace(rows) = b {
         rows.check(depth, "B");
     }
-    let plan = Plan::new(isa, a.count, b_count, b.is_mapped(), parallel);
+    let plan = Plan::new(isa, a.count, b_count, b.is_mapped());
     let scratch = &mut scratch[..plan.slots * plan.slot_len];
-    for first in (0..plan.tasks).step_by(plan.slots) {
-        let in_flight = plan.slots.min(plan.tasks - first);
+    let wave = if parallel {
+        plan.slots.min(rayon::current_num_threads())
+    } else {
+        1
+    };
+    for first in (0..plan.tasks).step_by(wave) {
+        let in_flight = wave.min(plan.tasks - first);
         let slots = &mut scratch[..in_flight * plan.slot_len];
         let run = |(i, slot): (usize, &mut [f32])| task(isa, &plan, first + i, a, b, depth, slot);
         if parallel && in_flight > 1 {
