@@ -50,25 +50,27 @@ use im2col::{is_pointwise, Im2col};
 use rayon::prelude::*;
 
 /// Which weight gradients run as dot products of rows ([`gemm::gemm_abt`]) rather than through
-/// the packed GEMM: long sums (at least 4096 positions `N·OH·OW`, where the dot products' lane
-/// sums and per-chunk work are small) with few output channels, which the packed GEMM serves
-/// badly: a stride-1 convolution whose `OC` leaves lanes of the packed path's `NR`-wide panels
-/// empty, or a 1×1 (or strided) one with fewer than 64 output channels, over which the packed
-/// path's transposition of the input is spread (or with 65,536 positions and more, where that
-/// transposition streams from memory). Measured with `pre` (dot / packed, GFLOP/s, AVX-512):
-/// DenseNet-BC-100's 1×1 120→48 and 3×3 48→12 at 32×32, batch 16, one thread: 84 / 56 and
-/// 84 / 33; at batch 64 (criterion, `conv/backward_weight`): 70 / 51 and 77 / 33; its first
-/// transition, 1×1 216→108 at batch 64: 62 / 58, two threads 97 / 75. DenseNet-121's layers
-/// at batch 8 favour the packed path on one thread and two: 1×1 128→128 @56 57 / 75 and
-/// 92 / 116, 3×3 128→32 @28 80 / 90 and 84 / 155, @7 36 / 64 and 41 / 73.
-fn weight_gradient_by_dots(g: &Conv2dGeom, t: Tile) -> bool {
-    let positions = g.batch * g.out_h() * g.out_w();
-    let narrow = if !is_pointwise(g) && wide::applies(g) {
-        !g.out_channels.is_multiple_of(t.nr)
-    } else {
-        g.out_channels < 64 || positions >= 1 << 16
-    };
-    positions >= 4096 && narrow
+/// the packed GEMM: those summing at least 4096 positions (`N·OH·OW`). The dot products' fixed
+/// costs (summing each output's sixteen lanes, copying `A`'s chunks) are spread over the sum,
+/// and short sums (batch-1 training, 7×7 maps) go faster packed: 3×3 128→32 @7, batch 1, 61 /
+/// 90 GFLOP/s (dot / packed, one thread). A function of the shape only, never of the thread
+/// count, so results stay the same bits on any pool. Measured with `pre`, AVX-512, GFLOP/s on
+/// one / two threads (dot against packed):
+///
+/// | shape | dot | packed |
+/// |---|---:|---:|
+/// | BC-100 1×1 216→48 @32, batch 64 | 69 / 136 | 48 / 51 |
+/// | BC-100 1×1 120→48 @32, batch 64 | 66 / 131 | 46 / 51 |
+/// | BC-100 3×3 48→12 @32, batch 64 | 75 / 150 | 33 / 51 |
+/// | DenseNet-121 1×1 256→128 @56, batch 8 | 74 / 148 | 79 / 103 |
+/// | DenseNet-121 1×1 256→128 @28, batch 8 | 82 / 167 | 92 / 89 |
+/// | DenseNet-121 3×3 128→32 @56, batch 8 | 90 / 177 | 96 / 174 |
+/// | DenseNet-121 3×3 128→32 @28, batch 8 | 85 / 156 | 92 / 157 |
+///
+/// The packed path keeps a 5–10% lead on one thread for DenseNet-121's 32- and 128-channel
+/// layers; on two threads the dot products match or beat it everywhere, by up to 2.9×.
+fn weight_gradient_by_dots(g: &Conv2dGeom) -> bool {
+    g.batch * g.out_h() * g.out_w() >= 4096
 }
 
 /// Outputs at least this large (16 MiB, half this machine's L3, which two cores share with
@@ -369,7 +371,7 @@ pub fn conv2d_backward_weight(
     if rows == 0 || cols == 0 || depth == 0 {
         return;
     }
-    let dot = weight_gradient_by_dots(g, gemm::tile(isa));
+    let dot = weight_gradient_by_dots(g);
     if !is_pointwise(g) && wide::applies(g) {
         if dot {
             wide::backward_weight_stride1(isa, d_weight, d_out, inp, pre, g, ws);
@@ -475,7 +477,7 @@ pub fn conv2d_workspace_len(g: &Conv2dGeom) -> usize {
                 d_col,
             ]);
             // Sized for rows mapped through `pre` (the larger case).
-            let dot = weight_gradient_by_dots(g, t);
+            let dot = weight_gradient_by_dots(g);
             let backward_weight = if dot {
                 gemm::aligned_len(&[gemm::gemm_abt_scratch_len(isa, oc, k, true)])
             } else {

@@ -69,14 +69,13 @@ const MAX_CHUNK: usize = 4096;
 /// more than this many tasks of one product at a time.
 const MAX_SLOTS: usize = 4;
 
-/// A product is cut into at least this many tasks where its rows of `B` allow, so that two
-/// threads (or four) each get one; the cut depends on the shape only.
-const MIN_TASKS: usize = 4;
-
-/// Upper bound on one task's lane partials, in floats (512 KiB). Each partial is loaded and
-/// stored once per chunk, in order; the bound keeps them in L2/L3 and, through the task
-/// size, limits how many tasks re-read `A`.
-const PARTIALS_FLOATS: usize = 128 * 1024;
+/// Upper bound on one task's lane partials, in floats (2 MiB). Each partial is loaded and
+/// stored once per chunk, in order (from L2 or L3: a few bytes per hundred FMAs); the bound
+/// sets how many rows of `B` a task can take, and every task reads all of `A` again, so larger
+/// is better up to the point where the partials crowd the chunk out of the caches. Measured
+/// (GFLOP/s, one / two threads) at 128 Ki and 512 Ki floats: DenseNet-121's 1×1 256→128 @56,
+/// batch 8, 62 / 123 and 75 / 150; BC-100's 1×1 216→48 @32, batch 64, 63 / 125 and 67 / 134.
+const PARTIALS_FLOATS: usize = 512 * 1024;
 
 /// The depth chunk for `a_count` rows of `A`: a multiple of 16 in `[MIN_CHUNK, MAX_CHUNK]`.
 fn chunk_len(a_count: usize) -> usize {
@@ -176,22 +175,23 @@ struct Plan {
 }
 
 impl Plan {
-    /// A function of the shape and the tier only (never of the pool), so scratch sized by
-    /// [`gemm_abt_scratch_len`] fits whichever pool runs the product.
-    fn new(isa: Isa, a_count: usize, b_count: usize, mapped: bool) -> Plan {
+    /// The cut for a pool of `threads` (1 when the product runs on the calling thread): as few
+    /// tasks as the partials allow, since each reads all of `A` again, but at least one per
+    /// thread where the rows of `B` allow. Fewer threads never give smaller blocks, so the
+    /// one-thread plan bounds every slot, which [`gemm_abt_scratch_len`] relies on. (The cut
+    /// changes no result: each output's sum does not depend on it.)
+    fn new(isa: Isa, a_count: usize, b_count: usize, mapped: bool, threads: usize) -> Plan {
         let (mr, nr) = tile(isa.min(detected_isa()));
         let a_rows = a_count.div_ceil(mr).max(1) * mr;
         let chunk = chunk_len(a_count);
         let stride = row_stride(chunk);
-        // Few tasks (each reads all of `A` again), bounded by the partials, and at least
-        // `MIN_TASKS` where the rows allow.
         let b_tiles = b_count.div_ceil(nr).max(1);
         let tiles = (PARTIALS_FLOATS / (a_rows * LANES) / nr)
             .max(1)
-            .min(b_tiles.div_ceil(MIN_TASKS));
+            .min(b_tiles.div_ceil(threads.max(1)));
         let block = tiles * nr;
         let tasks = b_count.div_ceil(block);
-        let slots = tasks.clamp(1, MAX_SLOTS);
+        let slots = tasks.min(threads).clamp(1, MAX_SLOTS);
         let b_tile = if mapped { nr * stride } else { 0 };
         let slot_len = a_rows * block * (1 + LANES) + a_count * stride + b_tile;
         Plan {
@@ -211,8 +211,10 @@ impl Plan {
 /// Floats of scratch [`gemm_abt`] needs for these operands on the tier `isa` (capped, as
 /// `gemm_abt` caps it, by what the CPU has), whatever the thread pool.
 pub fn gemm_abt_scratch_len(isa: Isa, a_count: usize, b_count: usize, mapped: bool) -> usize {
-    let p = Plan::new(isa, a_count, b_count, mapped);
-    p.slots * p.slot_len
+    // The one-thread plan has the largest slot; as many slots as tasks could ever run at once.
+    let p = Plan::new(isa, a_count, b_count, mapped, 1);
+    let b_tiles = b_count.div_ceil(p.nr).max(1);
+    b_tiles.min(MAX_SLOTS) * p.slot_len
 }
 
 /// `C[i, j] += Σ_m A[i, m] · B[j, m]` for `i < a.count`, `j < b.count`, `m < depth`, with
@@ -250,13 +252,14 @@ pub fn gemm_abt(
     if let BRows::InPlace(rows) = b {
         rows.check(depth, "B");
     }
-    let plan = Plan::new(isa, a.count, b_count, b.is_mapped());
-    let scratch = &mut scratch[..plan.slots * plan.slot_len];
-    let wave = if parallel {
-        plan.slots.min(rayon::current_num_threads())
+    let threads = if parallel {
+        rayon::current_num_threads()
     } else {
         1
     };
+    let plan = Plan::new(isa, a.count, b_count, b.is_mapped(), threads);
+    let scratch = &mut scratch[..plan.slots * plan.slot_len];
+    let wave = plan.slots;
     for first in (0..plan.tasks).step_by(wave) {
         let in_flight = wave.min(plan.tasks - first);
         let slots = &mut scratch[..in_flight * plan.slot_len];
