@@ -20,8 +20,9 @@
 //! The AVX-512 tile is 4×6: 24 accumulators, 10 vector loads per 24 FMAs, and it runs at the
 //! FMA peak (perf: the loop is nothing but those 34 instructions). Between chunks the lane
 //! partials wait in the task's scratch: one load and one store per accumulator per chunk,
-//! against `chunk / 16` FMAs each. A task is a block of `B` rows, as large as a bound on its
-//! partials allows, since every task reads all of `A` again. Chunks are copied at a stride of
+//! against `chunk / 16` FMAs each. A task is a block of `B` rows: at least one per thread,
+//! otherwise as large as a bound on its partials allows, since every task reads all of `A`
+//! again (the cut changes no sum). Chunks are copied at a stride of
 //! one cache line more than their length: a channel-major tensor's rows lie a multiple of 4 KiB
 //! apart and would otherwise share cache sets.
 //!
