@@ -10,7 +10,6 @@
 //!
 //! ```text
 //! for each chunk of the depth, in order:
-//!     copy the chunk of every A row (read from memory once per task)
 //!     for each register tile of NR rows of B (mapped into scratch, or in place):
 //!         for each register tile of MR rows of A:
 //!             acc[r][s] += A[r, m .. m+16] ⊙ B[s, m .. m+16]   (16 lanes, m in the chunk, step 16)
@@ -22,12 +21,12 @@
 //! partials wait in the task's scratch: one load and one store per accumulator per chunk,
 //! against `chunk / 16` FMAs each. A task is a block of `B` rows: at least one per thread,
 //! otherwise as large as a bound on its partials allows, since every task reads all of `A`
-//! again (the cut changes no sum). Chunks are copied at a stride of
-//! one cache line more than their length: a channel-major tensor's rows lie a multiple of 4 KiB
-//! apart and would otherwise share cache sets.
+//! again (the cut changes no sum). `A`'s rows are read in place: copying each chunk to a
+//! padded stride (rows of a channel-major tensor lie a multiple of 4 KiB apart and share cache
+//! sets) measured no faster, 0.9–1.08× on BC-100's and DenseNet-121's shapes.
 //!
-//! What limits it on a large batch is memory, not arithmetic: the copies and the mapping of
-//! `B` read from DRAM between the compute phases. Measured one thread, DenseNet-BC-100 shapes
+//! What limits it on a large batch is memory, not arithmetic: reading `A` and mapping `B` from
+//! DRAM alternate with the compute. Measured one thread, DenseNet-BC-100 shapes
 //! at batch 64 (`examples/bc100_convs.rs`): 66–78 GFLOP/s where the same shapes at batch 4,
 //! cache-resident, reach 79–95; longer chunks helped (512 → 4096 values: 57 → 69 on the
 //! 216→48 1×1), software prefetching of the next chunk did not.
@@ -52,15 +51,15 @@ use crate::dispatch::{detected_isa, Isa};
 use crate::simd::lanes::{with_lanes, Lanes, LanesBody};
 use crate::simd::LANES;
 
-/// Floats of the `A` chunk a task copies per depth chunk (768 KiB, most of a 1 MiB L2, read
-/// again by every tile of `B` rows). The chunk length follows: `A_CHUNK_FLOATS / rows of A`,
-/// 4096 for DenseNet-BC's 12 or 48 output channels, 1536 for DenseNet-121's 128. Measured
-/// (one thread, 1×1 216→48 at 32×32, batch 64): a 64 Ki-float chunk 59 GFLOP/s, 192 Ki 67–69,
-/// 256 Ki and 512 Ki with chunks up to 8192 no better (70–71).
+/// Floats of `A` in one depth chunk (768 KiB, most of a 1 MiB L2, read again by every tile of
+/// `B` rows). The chunk length follows: `A_CHUNK_FLOATS / rows of A`, 4096 for DenseNet-BC's
+/// 12 or 48 output channels, 1536 for DenseNet-121's 128. Measured (one thread, 1×1 216→48 at
+/// 32×32, batch 64): a 64 Ki-float chunk 59 GFLOP/s, 192 Ki 67–69, 256 Ki and 512 Ki with
+/// chunks up to 8192 no better (70–71).
 const A_CHUNK_FLOATS: usize = 192 * 1024;
 
 /// Bounds on the depth chunk: long enough that the per-chunk work (loading and storing the
-/// partials, copying rows) is small beside the `chunk / 16` FMAs per accumulator, and long
+/// partials, mapping rows) is small beside the `chunk / 16` FMAs per accumulator, and long
 /// contiguous runs from memory.
 const MIN_CHUNK: usize = 512;
 const MAX_CHUNK: usize = 4096;
@@ -83,10 +82,8 @@ fn chunk_len(a_count: usize) -> usize {
     (A_CHUNK_FLOATS / a_count.max(1)).clamp(MIN_CHUNK, MAX_CHUNK) / LANES * LANES
 }
 
-/// Row stride of the chunk copies in a task's scratch: the chunk plus one cache line, so that
-/// the rows of a tile fall into different cache sets. Rows of a channel-major tensor lie a
-/// multiple of 4 KiB apart (`N·H·W` floats); read in place they all map to the same few sets
-/// of L1 and, at 128 KiB multiples, of L2.
+/// Row stride of the mapped `B` rows in a task's scratch: the chunk plus one cache line, so
+/// that the rows of a tile fall into different cache sets.
 fn row_stride(chunk: usize) -> usize {
     chunk + LANES
 }
@@ -163,7 +160,7 @@ struct Plan {
     nr: usize,
     /// Rows of `A` rounded up to whole tiles.
     a_rows: usize,
-    /// Depth chunk and the row stride of its copies.
+    /// Depth chunk and the row stride of mapped `B` rows.
     chunk: usize,
     stride: usize,
     /// `B` rows per task (whole tiles).
@@ -171,7 +168,7 @@ struct Plan {
     tasks: usize,
     /// Scratch slots: tasks that may be in flight at once.
     slots: usize,
-    /// Floats of one slot: sums, lane partials, `A` chunk, one tile of mapped `B` rows.
+    /// Floats of one slot: sums, lane partials, one tile of mapped `B` rows.
     slot_len: usize,
 }
 
@@ -194,7 +191,7 @@ impl Plan {
         let tasks = b_count.div_ceil(block);
         let slots = tasks.min(threads).clamp(1, MAX_SLOTS);
         let b_tile = if mapped { nr * stride } else { 0 };
-        let slot_len = a_rows * block * (1 + LANES) + a_count * stride + b_tile;
+        let slot_len = a_rows * block * (1 + LANES) + b_tile;
         Plan {
             mr,
             nr,
@@ -290,23 +287,18 @@ pub fn gemm_abt(
 /// One block of `B` rows against every row of `A`, over the whole depth. Leaves
 /// `sums[i·block + jj] = Σ_m A[i, m]·B[j0 + jj, m]` at the head of `slot`.
 ///
-/// Per depth chunk: the chunk of every `A` row is copied once (read from memory once per
-/// task), then each register tile of `B` rows (mapped into the slot, or in place) meets every
-/// tile of `A` rows from L2.
+/// Per depth chunk, each register tile of `B` rows (mapped into the slot, or in place) meets
+/// every tile of `A` rows, whose chunk stays in L2 across the `B` tiles.
 fn task(isa: Isa, p: &Plan, t: usize, a: Rows<'_>, b: &BRows<'_>, depth: usize, slot: &mut [f32]) {
     let j0 = t * p.block;
     let width = p.block.min(b.count() - j0);
     let (sums, rest) = slot.split_at_mut(p.a_rows * p.block);
     let (partials, rest) = rest.split_at_mut(p.a_rows * p.block * LANES);
-    let (a_chunk, b_tile) = rest.split_at_mut(a.count * p.stride);
+    let b_tile = rest;
     let tile_len = p.mr * p.nr * LANES;
     let a_tiles = p.a_rows / p.mr;
     for m0 in (0..depth).step_by(p.chunk) {
         let len = p.chunk.min(depth - m0);
-        for (i, row) in a_chunk.chunks_exact_mut(p.stride).enumerate() {
-            row[..len].copy_from_slice(a.chunk(i, m0, len));
-        }
-        let a_chunk = &*a_chunk;
         for (bt, jt) in (0..width).step_by(p.nr).enumerate() {
             let rows_here = p.nr.min(width - jt);
             if let BRows::Mapped { fill, .. } = b {
@@ -330,7 +322,7 @@ fn task(isa: Isa, p: &Plan, t: usize, a: Rows<'_>, b: &BRows<'_>, depth: usize, 
             for at in 0..a_tiles {
                 let a_row = |r: usize| {
                     let i = (at * p.mr + r).min(a.count - 1);
-                    &a_chunk[i * p.stride..][..len]
+                    a.chunk(i, m0, len)
                 };
                 let acc = &mut partials[(bt * a_tiles + at) * tile_len..][..tile_len];
                 let fresh = m0 == 0;
