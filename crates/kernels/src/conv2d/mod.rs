@@ -451,7 +451,9 @@ fn backward_weight_packed(
 }
 
 /// Floats of [`Workspace`] that the three convolution kernels need for this geometry on any
-/// tier; a workspace this large never grows.
+/// tier; a workspace this large never grows. (The weight gradient's dot products get one task
+/// slot per thread of the pool this is called in; run in a larger pool, they run fewer tasks
+/// at once rather than ask for more.)
 pub fn conv2d_workspace_len(g: &Conv2dGeom) -> usize {
     Isa::ALL
         .iter()

@@ -64,11 +64,6 @@ const A_CHUNK_FLOATS: usize = 192 * 1024;
 const MIN_CHUNK: usize = 512;
 const MAX_CHUNK: usize = 4096;
 
-/// Tasks in flight at once, at most (each with its own scratch slot). Fixed, so that the scratch
-/// a product needs does not depend on the pool that runs it; a pool of more threads runs no
-/// more than this many tasks of one product at a time.
-const MAX_SLOTS: usize = 4;
-
 /// Upper bound on one task's lane partials, in floats (2 MiB). Each partial is loaded and
 /// stored once per chunk, in order (from L2 or L3: a few bytes per hundred FMAs); the bound
 /// sets how many rows of `B` a task can take, and every task reads all of `A` again, so larger
@@ -166,8 +161,6 @@ struct Plan {
     /// `B` rows per task (whole tiles).
     block: usize,
     tasks: usize,
-    /// Scratch slots: tasks that may be in flight at once.
-    slots: usize,
     /// Floats of one slot: sums, lane partials, one tile of mapped `B` rows.
     slot_len: usize,
 }
@@ -189,7 +182,6 @@ impl Plan {
             .min(b_tiles.div_ceil(threads.max(1)));
         let block = tiles * nr;
         let tasks = b_count.div_ceil(block);
-        let slots = tasks.min(threads).clamp(1, MAX_SLOTS);
         let b_tile = if mapped { nr * stride } else { 0 };
         let slot_len = a_rows * block * (1 + LANES) + b_tile;
         Plan {
@@ -200,31 +192,33 @@ impl Plan {
             stride,
             block,
             tasks,
-            slots,
             slot_len,
         }
     }
 }
 
-/// Floats of scratch [`gemm_abt`] needs for these operands on the tier `isa` (capped, as
-/// `gemm_abt` caps it, by what the CPU has), whatever the thread pool.
+/// Floats of scratch for [`gemm_abt`] on these operands and the tier `isa` (capped, as
+/// `gemm_abt` caps it, by what the CPU has): one task's slot for each thread of the current
+/// pool that could run one at once. Enough for any pool: in a larger one, fewer tasks than
+/// threads run at a time (same results, less parallel).
 pub fn gemm_abt_scratch_len(isa: Isa, a_count: usize, b_count: usize, mapped: bool) -> usize {
-    // The one-thread plan has the largest slot; as many slots as tasks could ever run at once.
+    // Fewer threads never give a smaller slot, so the one-thread plan's slot bounds every
+    // pool's; and no more tasks run at once than there are tiles of `B`.
     let p = Plan::new(isa, a_count, b_count, mapped, 1);
     let b_tiles = b_count.div_ceil(p.nr).max(1);
-    b_tiles.min(MAX_SLOTS) * p.slot_len
+    b_tiles.min(rayon::current_num_threads()) * p.slot_len
 }
 
 /// `C[i, j] += Σ_m A[i, m] · B[j, m]` for `i < a.count`, `j < b.count`, `m < depth`, with
 /// `C[i, j] = c[i·ldc + j]`. Both operands are rows along the depth (see the module doc).
 ///
-/// `scratch` holds at least [`gemm_abt_scratch_len`] floats (same arguments). With `parallel`
+/// `scratch` holds [`gemm_abt_scratch_len`] floats (same arguments, any pool). With `parallel`
 /// the blocks of `B` rows run as rayon tasks, up to as many at once as the pool has threads and
-/// the scratch has slots; the result is the same bits either way.
+/// the scratch has room for; the result is the same bits either way.
 ///
 /// # Panics
 /// If a row of `A` or an in-place row of `B` runs past its data, `c` is too short, or `scratch`
-/// is.
+/// cannot hold one task's slot.
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_abt(
     isa: Isa,
@@ -256,8 +250,14 @@ pub fn gemm_abt(
         1
     };
     let plan = Plan::new(isa, a.count, b_count, b.is_mapped(), threads);
-    let scratch = &mut scratch[..plan.slots * plan.slot_len];
-    let wave = plan.slots;
+    let room = scratch.len() / plan.slot_len;
+    assert!(
+        room >= 1,
+        "gemm_abt: scratch of {} floats, one task needs {}",
+        scratch.len(),
+        plan.slot_len
+    );
+    let wave = plan.tasks.min(threads).min(room);
     for first in (0..plan.tasks).step_by(wave) {
         let in_flight = wave.min(plan.tasks - first);
         let slots = &mut scratch[..in_flight * plan.slot_len];
