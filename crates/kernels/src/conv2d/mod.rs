@@ -51,8 +51,8 @@ use rayon::prelude::*;
 
 /// Which weight gradients run as dot products of rows ([`gemm::gemm_abt`]) rather than through
 /// the packed GEMM: those summing at least 4096 positions (`N·OH·OW`). The dot products' fixed
-/// costs (summing each output's sixteen lanes, copying `A`'s chunks) are spread over the sum,
-/// and short sums (batch-1 training, 7×7 maps) go faster packed: 3×3 128→32 @7, batch 1, 61 /
+/// costs (summing each output's sixteen lanes, loading and storing the partials per chunk) are
+/// spread over the sum, and short sums (batch-1 training, 7×7 maps) go faster packed: 3×3 128→32 @7, batch 1, 61 /
 /// 90 GFLOP/s (dot / packed, one thread). A function of the shape only, never of the thread
 /// count, so results stay the same bits on any pool. Measured with `pre`, AVX-512, GFLOP/s on
 /// one / two threads (dot against packed):
@@ -384,9 +384,9 @@ pub fn conv2d_backward_weight(
         backward_weight_packed(isa, d_weight, d_out, &src, rows, cols, depth, ws);
         return;
     }
-    // Both factors are rows along M: d_out's rows, and col's rows produced (through `pre`)
-    // chunk by chunk into the product's scratch. (Even the unmapped 1×1, whose col is the input
-    // itself, is copied: rows N·H·W floats apart alias in the caches, see `gemm::gemm_abt`.)
+    // Both factors are rows along M: d_out's rows read in place, and col's rows produced
+    // (through `pre`) chunk by chunk into the product's scratch: one path for every geometry,
+    // the unmapped 1×1 (whose col is the input itself) included.
     let parallel = gemm::worth_parallel(rows * depth * cols);
     let a = gemm::Rows {
         data: d_out,
@@ -451,9 +451,9 @@ fn backward_weight_packed(
 }
 
 /// Floats of [`Workspace`] that the three convolution kernels need for this geometry on any
-/// tier; a workspace this large never grows. (The weight gradient's dot products get one task
-/// slot per thread of the pool this is called in; run in a larger pool, they run fewer tasks
-/// at once rather than ask for more.)
+/// tier, in the rayon pool this is called in: a workspace this large never grows there. (The
+/// weight gradient's dot products ask for one task slot per thread, so in a larger pool they
+/// ask for more and the workspace grows once.)
 pub fn conv2d_workspace_len(g: &Conv2dGeom) -> usize {
     Isa::ALL
         .iter()

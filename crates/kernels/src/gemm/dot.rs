@@ -166,20 +166,26 @@ struct Plan {
 }
 
 impl Plan {
-    /// The cut for a pool of `threads` (1 when the product runs on the calling thread): as few
-    /// tasks as the partials allow, since each reads all of `A` again, but at least one per
-    /// thread where the rows of `B` allow. Fewer threads never give smaller blocks, so the
-    /// one-thread plan bounds every slot, which [`gemm_abt_scratch_len`] relies on. (The cut
-    /// changes no result: each output's sum does not depend on it.)
+    /// The cut for a pool of `threads` (1 when the product runs on the calling thread): one
+    /// block of `B` tiles per thread, or, where that block would hold more partials than
+    /// `PARTIALS_FLOATS`, as few blocks of equal size as fit under it (each task reads all of
+    /// `A` again). More threads never give larger blocks, so the one-thread plan's slot bounds
+    /// every pool's, which [`gemm_abt_scratch_len`] relies on (a unit test checks it). The cut
+    /// changes no result: each output's sum does not depend on it.
     fn new(isa: Isa, a_count: usize, b_count: usize, mapped: bool, threads: usize) -> Plan {
         let (mr, nr) = tile(isa.min(detected_isa()));
         let a_rows = a_count.div_ceil(mr).max(1) * mr;
         let chunk = chunk_len(a_count);
         let stride = row_stride(chunk);
         let b_tiles = b_count.div_ceil(nr).max(1);
-        let tiles = (PARTIALS_FLOATS / (a_rows * LANES) / nr)
-            .max(1)
-            .min(b_tiles.div_ceil(threads.max(1)));
+        let cap = (PARTIALS_FLOATS / (a_rows * LANES) / nr).max(1);
+        let per_thread = b_tiles.div_ceil(threads.max(1));
+        let tiles = if per_thread <= cap {
+            per_thread
+        } else {
+            // Equal blocks under the cap: 42 + 1 tiles would hold twice the partials of 22 + 21.
+            b_tiles.div_ceil(b_tiles.div_ceil(cap))
+        };
         let block = tiles * nr;
         let tasks = b_count.div_ceil(block);
         let b_tile = if mapped { nr * stride } else { 0 };
@@ -198,15 +204,14 @@ impl Plan {
 }
 
 /// Floats of scratch for [`gemm_abt`] on these operands and the tier `isa` (capped, as
-/// `gemm_abt` caps it, by what the CPU has): one task's slot for each thread of the current
-/// pool that could run one at once. Enough for any pool: in a larger one, fewer tasks than
-/// threads run at a time (same results, less parallel).
+/// `gemm_abt` caps it, by what the CPU has): a slot for each task the current pool runs at
+/// once, and never less than the one-thread plan's single slot. So it serves every pool: in a
+/// larger one than it was sized in, fewer tasks run at a time (same results, less parallel).
 pub fn gemm_abt_scratch_len(isa: Isa, a_count: usize, b_count: usize, mapped: bool) -> usize {
-    // Fewer threads never give a smaller slot, so the one-thread plan's slot bounds every
-    // pool's; and no more tasks run at once than there are tiles of `B`.
-    let p = Plan::new(isa, a_count, b_count, mapped, 1);
-    let b_tiles = b_count.div_ceil(p.nr).max(1);
-    b_tiles.min(rayon::current_num_threads()) * p.slot_len
+    let threads = rayon::current_num_threads();
+    let here = Plan::new(isa, a_count, b_count, mapped, threads);
+    let alone = Plan::new(isa, a_count, b_count, mapped, 1);
+    (here.tasks.min(threads) * here.slot_len).max(alone.slot_len)
 }
 
 /// `C[i, j] += Σ_m A[i, m] · B[j, m]` for `i < a.count`, `j < b.count`, `m < depth`, with
@@ -461,4 +466,37 @@ fn load_padded<L: Lanes>(rest: &[f32]) -> L {
     let mut lanes = [0.0f32; LANES];
     lanes[..rest.len()].copy_from_slice(rest);
     L::load(&lanes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `gemm_abt_scratch_len` relies on: more threads never give a larger slot, every task
+    /// holds rows, and scratch sized in any pool holds a slot of any other pool's plan.
+    #[test]
+    fn plan_slots_shrink_with_threads() {
+        let a_counts = [1, 2, 3, 5, 12, 13, 32, 48, 128, 129, 512, 4096, 20_000];
+        let b_counts = [1, 2, 5, 6, 7, 36, 43, 216, 256, 257, 1152, 4608, 10_007];
+        for isa in Isa::ALL {
+            for a in a_counts {
+                for b in b_counts {
+                    for mapped in [false, true] {
+                        let plans: Vec<Plan> = (1..=9)
+                            .map(|threads| Plan::new(isa, a, b, mapped, threads))
+                            .collect();
+                        for (t, p) in plans.iter().enumerate() {
+                            let label = format!("{isa} a={a} b={b} mapped={mapped} t={}", t + 1);
+                            assert!(p.block >= p.nr && p.block % p.nr == 0, "{label}: {p:?}");
+                            assert!((p.tasks - 1) * p.block < b, "{label}: empty task {p:?}");
+                            assert!(p.slot_len <= plans[0].slot_len, "{label}: {p:?}");
+                            if t > 0 {
+                                assert!(p.slot_len <= plans[t - 1].slot_len, "{label}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
