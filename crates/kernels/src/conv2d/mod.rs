@@ -52,9 +52,9 @@ use rayon::prelude::*;
 /// Which weight gradients run as dot products of rows ([`gemm::gemm_abt`]) rather than through
 /// the packed GEMM: those summing at least 4096 positions (`N·OH·OW`). The dot products' fixed
 /// costs (summing each output's sixteen lanes, loading and storing the partials per chunk) are
-/// spread over the sum, and short sums (batch-1 training, 7×7 maps) go faster packed: 3×3 128→32 @7, batch 1, 61 /
-/// 90 GFLOP/s (dot / packed, one thread). A function of the shape only, never of the thread
-/// count, so results stay the same bits on any pool. Measured with `pre`, AVX-512, GFLOP/s on
+/// spread over the sum, and short sums (batch-1 training, 7×7 maps) go faster packed: 3×3
+/// 128→32 @7, batch 1, 61 / 90 GFLOP/s (dot / packed, one thread). A function of the shape
+/// only, never of the thread count, so results stay the same bits on any pool. Measured with `pre`, AVX-512, GFLOP/s on
 /// one / two threads (dot against packed):
 ///
 /// | shape | dot | packed |
