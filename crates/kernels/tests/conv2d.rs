@@ -510,3 +510,36 @@ fn long_weight_gradients_match_reference() {
         }
     }
 }
+
+/// Output channel counts that take AVX-512's 12-row tile (`gemm::tile_for_rows`: 12, 36, 60)
+/// on the paths that read `A` in place: the stride-1 wide forward (3×3 and 5×5), the 1×1 and
+/// strided column tasks; exact on integers against the reference, every tier, and 1 vs 2
+/// threads bit for bit.
+#[test]
+fn narrow_output_tiles_match_reference() {
+    let shapes = [
+        (Conv2dGeom::square(2, 48, 12, 32, 32, 3, 1, 1), false),
+        (Conv2dGeom::square(1, 20, 36, 17, 13, 3, 1, 1), true),
+        (Conv2dGeom::square(1, 7, 60, 9, 9, 5, 1, 2), true),
+        (Conv2dGeom::square(2, 33, 12, 24, 24, 1, 1, 0), true),
+        // No bias: one thread takes the direct 1×1 path (8-row tiles), two the column tasks
+        // (12-row tiles); the bits must not change.
+        (Conv2dGeom::square(2, 40, 36, 24, 24, 1, 1, 0), false),
+        (Conv2dGeom::square(1, 5, 36, 31, 31, 3, 2, 1), false),
+    ];
+    for (g, bias) in shapes {
+        let p = Problem::new(g, 41, true, bias, true, true);
+        for isa in Isa::ALL.into_iter().filter(|i| i.is_supported()) {
+            p.check_all(isa);
+            let run = |threads: usize| {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                pool.install(|| p.forward(isa, &mut Workspace::new()))
+            };
+            let bits = |v: Vec<f32>| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(run(1)), bits(run(2)), "[{isa}] {g:?}");
+        }
+    }
+}

@@ -118,7 +118,13 @@ pub(super) fn run(
     c_scratch: &mut [f32],
     parallel: bool,
 ) {
+    // The scratch is laid out for the tier's tile (rows rounded up to its `MR`, which holds
+    // the narrow tile's rows too); the product may use the narrow tile when `A` is in place.
     let t = gemm::tile(isa);
+    let kernel_tile = match a {
+        AView::Packed(_) => t,
+        _ => gemm::tile_for_rows(isa, rows),
+    };
     let packs_b = matches!(source, BSource::Packed(_));
     let (per_b, per_c) = per_task(rows, depth, block, t, packs_b);
     let wave = wave_len(ntasks, per_b + per_c);
@@ -140,8 +146,9 @@ pub(super) fn run(
                     row_start,
                 },
             };
-            gemm::gemm_block(
+            gemm::gemm_block_with(
                 isa,
+                kernel_tile,
                 0,
                 rows,
                 task.ncols,

@@ -83,8 +83,8 @@ impl CStore {
     }
 }
 
-/// The largest `mr·nr` of any tier (sizes the scratch tile used for partial edges).
-const MAX_TILE: usize = 8 * 32;
+/// The largest `mr·nr` of any tile (sizes the scratch tile used for partial edges).
+const MAX_TILE: usize = 12 * 32;
 
 /// The micro-tile shape the given tier uses.
 pub fn tile(isa: Isa) -> Tile {
@@ -106,6 +106,26 @@ pub fn tile(isa: Isa) -> Tile {
         #[cfg(not(target_arch = "x86_64"))]
         _ => tile(Isa::Portable),
     }
+}
+
+/// The tile for a product of `rows` rows of `C` whose `A` is read in place: the tier's own,
+/// except on AVX-512 for a multiple of 12 rows that 8-row groups would pad (12, 36, 60…:
+/// DenseNet-BC's growth rate 12), where a 12×32 tile leaves no row empty. (A packed `A` is laid
+/// out for the tier's tile, so it keeps that one.)
+pub fn tile_for_rows(isa: Isa, rows: usize) -> Tile {
+    let t = tile(isa);
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx512
+        && rows.is_multiple_of(x86_64_avx512::MR_NARROW)
+        && !rows.is_multiple_of(t.mr)
+    {
+        return Tile {
+            mr: x86_64_avx512::MR_NARROW,
+            nr: t.nr,
+        };
+    }
+    let _ = rows;
+    t
 }
 
 /// The name of the micro-kernel a tier uses (for logs, test labels and bench IDs).
@@ -315,7 +335,37 @@ pub fn gemm_block(
     ldc: usize,
     store: CStore,
 ) {
-    let t = tile(isa);
+    gemm_block_with(isa, tile(isa), row0, rows, cols, depth, a, b, c, ldc, store);
+}
+
+/// [`gemm_block`] with the tile `t`: the tier's own ([`tile`]), or, with `A` read in place,
+/// [`tile_for_rows`]'s.
+///
+/// # Panics
+/// As [`gemm_block`]; also if `t` is neither, or a packed `A` meets a tile it was not packed for.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_block_with(
+    isa: Isa,
+    t: Tile,
+    row0: usize,
+    rows: usize,
+    cols: usize,
+    depth: usize,
+    a: AView<'_>,
+    b: BView<'_>,
+    c: &mut [f32],
+    ldc: usize,
+    store: CStore,
+) {
+    let own = tile(isa);
+    assert!(
+        t == own || (t.nr == own.nr && t == tile_for_rows(isa, t.mr)),
+        "gemm: tile {t:?} is not one of {isa}'s"
+    );
+    assert!(
+        t == own || !matches!(a, AView::Packed(_)),
+        "gemm: a packed A is laid out for the tier's own tile"
+    );
     assert!(
         row0.is_multiple_of(t.mr),
         "gemm: row0 must start a row group"
@@ -485,8 +535,8 @@ impl BSliver<'_> {
     }
 }
 
-/// Largest `MR` of any tier.
-const MAX_MR: usize = 8;
+/// Largest `MR` of any tile.
+const MAX_MR: usize = 12;
 
 /// One micro-tile of `rows × cols` (at most `MR × NR`) at the start of `c`.
 ///
@@ -508,12 +558,13 @@ fn micro_tile(
     store: CStore,
 ) {
     if rows == t.mr && cols == t.nr {
-        micro_kernel(isa, kc, a, b, c, ldc, store);
+        micro_kernel(isa, t.mr, kc, a, b, c, ldc, store);
         return;
     }
     let mut scratch = [0.0f32; MAX_TILE];
     micro_kernel(
         isa,
+        t.mr,
         kc,
         a,
         b,
@@ -532,10 +583,12 @@ fn micro_tile(
     }
 }
 
-/// A full `MR × NR` tile on the given tier: `C (+)= Σ_k A[·, k] ⊗ b[k]`.
+/// A full `mr × NR` tile on the given tier: `C (+)= Σ_k A[·, k] ⊗ b[k]`. `mr` is the tier's
+/// own, or AVX-512's narrow 12 (see [`tile_for_rows`]).
 #[inline]
 fn micro_kernel(
     isa: Isa,
+    mr: usize,
     kc: usize,
     a: ASliver<'_>,
     b: BSliver<'_>,
@@ -546,7 +599,11 @@ fn micro_kernel(
     let accumulate = store == CStore::Add;
     match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => x86_64_avx512::kernel(kc, a, b, c, ldc, store),
+        Isa::Avx512 if mr == x86_64_avx512::MR_NARROW => {
+            x86_64_avx512::kernel::<{ x86_64_avx512::MR_NARROW }>(kc, a, b, c, ldc, store)
+        }
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => x86_64_avx512::kernel::<{ x86_64_avx512::MR }>(kc, a, b, c, ldc, store),
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => x86_64_avx2::kernel(kc, a, b, c, ldc, accumulate),
         _ => portable::kernel(kc, a, b, c, ldc, accumulate),

@@ -19,13 +19,19 @@ pub const NR: usize = 32;
 /// Kernel name for logs and bench IDs.
 pub const NAME: &str = "avx512_gemm_f32_8x32";
 
+/// Rows of the narrow-output tile: 12×32 keeps 24 accumulators (of 32 registers) and serves
+/// outputs of 12, 36, 60… channels (DenseNet-BC's growth rate 12), which 8-row groups would
+/// pad by a third, a ninth, a fifteenth. Chosen per product by [`super::tile_for_rows`].
+pub const MR_NARROW: usize = 12;
+
 /// `C[MR, NR] (+)= Σ_k A[·, k] ⊗ B[k, ..NR]`, `C[r, j] = c[r·ldc + j]`, with `B` packed
-/// (`B[k, ..] = b[k·NR..][..NR]`) or read in place from its rows.
+/// (`B[k, ..] = b[k·NR..][..NR]`) or read in place from its rows. `ROWS` is [`MR`] or
+/// [`MR_NARROW`].
 ///
 /// # Panics
 /// If a buffer is too short for `kc` or the tile, or the CPU lacks the tier's features.
 #[inline]
-pub(crate) fn kernel(
+pub(crate) fn kernel<const ROWS: usize>(
     kc: usize,
     a: ASliver<'_>,
     b: BSliver<'_>,
@@ -34,66 +40,67 @@ pub(crate) fn kernel(
     store: CStore,
 ) {
     let (b_ptr, b_starts) = b.checked(kc, NR);
-    assert!(c.len() >= (MR - 1) * ldc + NR);
+    assert!(ROWS == MR || ROWS == MR_NARROW);
+    assert!(c.len() >= (ROWS - 1) * ldc + NR);
     assert!(is_x86_feature_detected!("avx512f"));
     let (packed, rows) = match a {
         ASliver::Packed(a) => {
-            assert!(a.len() >= kc * MR);
-            (a.as_ptr(), [std::ptr::null(); MR])
+            assert!(a.len() >= kc * ROWS);
+            (a.as_ptr(), [std::ptr::null(); ROWS])
         }
         ASliver::Rows(data, starts) => {
-            assert!(starts[..MR]
+            assert!(starts[..ROWS]
                 .iter()
                 .all(|&s| s.checked_add(kc).is_some_and(|end| end <= data.len())));
             let rows = std::array::from_fn(|r| data.as_ptr().wrapping_add(starts[r]));
             (std::ptr::null(), rows)
         }
     };
-    // SAFETY: the asserts (and `BSliver::checked`) bound every read of `A` (kc·MR packed
+    // SAFETY: the asserts (and `BSliver::checked`) bound every read of `A` (kc·ROWS packed
     // floats, or kc floats from each row start), of `B` (kc·NR packed floats, or NR floats from
-    // each of kc row starts) and every access to `c` ((MR−1)·ldc + NR), and the CPU has the
+    // each of kc row starts) and every access to `c` ((ROWS−1)·ldc + NR), and the CPU has the
     // features.
     unsafe {
         let c = c.as_mut_ptr();
         match (packed.is_null(), b_starts.is_null()) {
             (true, true) => {
-                kernel_8x32::<false, true>(kc, packed, rows, b_ptr, b_starts, c, ldc, store)
+                kernel_rx32::<ROWS, false, true>(kc, packed, rows, b_ptr, b_starts, c, ldc, store)
             }
             (true, false) => {
-                kernel_8x32::<false, false>(kc, packed, rows, b_ptr, b_starts, c, ldc, store)
+                kernel_rx32::<ROWS, false, false>(kc, packed, rows, b_ptr, b_starts, c, ldc, store)
             }
             (false, true) => {
-                kernel_8x32::<true, true>(kc, packed, rows, b_ptr, b_starts, c, ldc, store)
+                kernel_rx32::<ROWS, true, true>(kc, packed, rows, b_ptr, b_starts, c, ldc, store)
             }
             (false, false) => {
-                kernel_8x32::<true, false>(kc, packed, rows, b_ptr, b_starts, c, ldc, store)
+                kernel_rx32::<ROWS, true, false>(kc, packed, rows, b_ptr, b_starts, c, ldc, store)
             }
         }
     }
 }
 
-/// With `A_PACKED`, `A[r, k] = a[k·MR + r]`, otherwise `A[r, k] = rows[r][k]`; with `B_PACKED`,
-/// `B[k, t] = b[k·NR + t]`, otherwise `B[k, t] = b[b_starts[k] + t]`.
+/// With `A_PACKED`, `A[r, k] = a[k·ROWS + r]`, otherwise `A[r, k] = rows[r][k]`; with
+/// `B_PACKED`, `B[k, t] = b[k·NR + t]`, otherwise `B[k, t] = b[b_starts[k] + t]`.
 ///
 /// # Safety
 /// `a` (packed) or each `rows[r]` holds the `kc` values of `A` so addressed; `b` holds the
 /// `kc·NR` values of `B` so addressed (with `b_starts` holding `kc` offsets); `c` holds
-/// `(MR−1)·ldc + NR`; the CPU has the enabled features.
+/// `(ROWS−1)·ldc + NR`; the CPU has the enabled features.
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn kernel_8x32<const A_PACKED: bool, const B_PACKED: bool>(
+unsafe fn kernel_rx32<const ROWS: usize, const A_PACKED: bool, const B_PACKED: bool>(
     kc: usize,
     a: *const f32,
-    rows: [*const f32; MR],
+    rows: [*const f32; ROWS],
     b: *const f32,
     b_starts: *const usize,
     c: *mut f32,
     ldc: usize,
     store: CStore,
 ) {
-    let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+    let mut acc = [[_mm512_setzero_ps(); 2]; ROWS];
     for k in 0..kc {
-        // SAFETY: k < kc, so B[k, ..NR] and A[r, k] for every r < MR are in bounds in either
+        // SAFETY: k < kc, so B[k, ..NR] and A[r, k] for every r < ROWS are in bounds in either
         // layout.
         unsafe {
             let b_k = if B_PACKED {
@@ -105,7 +112,7 @@ unsafe fn kernel_8x32<const A_PACKED: bool, const B_PACKED: bool>(
             let b1 = _mm512_loadu_ps(b_k.add(16));
             for (r, acc_r) in acc.iter_mut().enumerate() {
                 let a_rk = if A_PACKED {
-                    *a.add(k * MR + r)
+                    *a.add(k * ROWS + r)
                 } else {
                     *rows[r].add(k)
                 };
@@ -116,7 +123,7 @@ unsafe fn kernel_8x32<const A_PACKED: bool, const B_PACKED: bool>(
         }
     }
     for (r, acc_r) in acc.iter().enumerate() {
-        // SAFETY: r < MR, so row r's NR floats at c + r·ldc are within (MR−1)·ldc + NR.
+        // SAFETY: r < ROWS, so row r's NR floats at c + r·ldc are within (ROWS−1)·ldc + NR.
         unsafe {
             let row = c.add(r * ldc);
             let (mut v0, mut v1) = (acc_r[0], acc_r[1]);
