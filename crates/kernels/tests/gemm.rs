@@ -372,3 +372,57 @@ fn gemm_abt_scratch_fits_any_pool() {
         });
     assert!(c.iter().all(|&v| v == 2.0 * depth as f32));
 }
+
+/// A leading dimension whose products with the row count wrap around `usize` must not let a
+/// short `C` pass the bounds checks (it used to, and the AVX kernels then stored far outside
+/// it): every tier and tile refuses it with a panic.
+#[test]
+fn wrapping_ldc_is_refused() {
+    // 7·ldc ≡ 1 and 11·ldc ≡ 1 (mod 2⁶⁴): (MR−1)·ldc + NR wraps to a small number for MR 8 / 12.
+    let inverse = |m: u64| -> usize {
+        let mut x: u64 = 1;
+        for _ in 0..6 {
+            x = x.wrapping_mul(2u64.wrapping_sub(m.wrapping_mul(x)));
+        }
+        x as usize
+    };
+    for isa in Isa::ALL.into_iter().filter(|i| i.is_supported()) {
+        let own = gemm::tile(isa);
+        let mut tiles = vec![own];
+        let narrow = gemm::tile_for_rows(isa, 12);
+        if narrow != own {
+            tiles.push(narrow);
+        }
+        for t in tiles {
+            let ldc = inverse((t.mr - 1) as u64);
+            let (rows, cols, depth) = (t.mr, t.nr, 4);
+            let a = vec![1.0f32; rows * depth];
+            let b = vec![1.0f32; depth * cols];
+            let mut b_packed = vec![0.0; gemm::packed_b_len(depth, cols, t)];
+            gemm::pack_b_matrix(&mut b_packed, &b, cols, depth, 0, cols, t);
+            let result = std::panic::catch_unwind(move || {
+                let mut c = vec![0.0f32; cols + 1];
+                gemm::gemm_block_with(
+                    isa,
+                    t,
+                    0,
+                    rows,
+                    cols,
+                    depth,
+                    gemm::AView::RowMajor {
+                        data: &a,
+                        ld: depth,
+                    },
+                    gemm::BView::Packed(&b_packed),
+                    &mut c,
+                    ldc,
+                    gemm::CStore::Write,
+                );
+            });
+            assert!(
+                result.is_err(),
+                "[{isa}] {t:?}: a wrapping ldc was accepted"
+            );
+        }
+    }
+}

@@ -245,8 +245,8 @@ pub fn gemm_packed(
         return;
     }
     assert!(ldc >= cols, "gemm: ldc {ldc} < cols {cols}");
-    assert!(c.len() >= (rows - 1) * ldc + cols, "gemm: C too short");
-    let c = &mut c[..(rows - 1) * ldc + cols];
+    let span = c_span(rows, ldc, cols).filter(|&n| n <= c.len());
+    let c = &mut c[..span.expect("gemm: C too short")];
     // Tasks of a few row groups each, so a `B` panel is reused from L1 by several groups
     // (see [`gemm_block`]); the split depends on the shape only.
     let groups = rows.div_ceil(t.mr);
@@ -302,13 +302,20 @@ impl<'a> AView<'a> {
     fn full_sliver(&self, t: Tile, depth: usize, row0: usize, p0: usize, kc: usize) -> ASliver<'a> {
         match *self {
             AView::Packed(p) => ASliver::Packed(&p[row0 * depth + p0 * t.mr..][..kc * t.mr]),
+            // Only the tile's `t.mr` starts are computed (and read by the kernels).
             AView::RowMajor { data, ld } => ASliver::Rows(
                 data,
-                std::array::from_fn(|i| (row0 + i.min(t.mr - 1)) * ld + p0),
+                std::array::from_fn(|i| if i < t.mr { (row0 + i) * ld + p0 } else { 0 }),
             ),
             AView::Gathered { data, row_start } => ASliver::Rows(
                 data,
-                std::array::from_fn(|i| row_start(row0 + i.min(t.mr - 1)) + p0),
+                std::array::from_fn(|i| {
+                    if i < t.mr {
+                        row_start(row0 + i) + p0
+                    } else {
+                        0
+                    }
+                }),
             ),
         }
     }
@@ -339,7 +346,8 @@ pub fn gemm_block(
 }
 
 /// [`gemm_block`] with the tile `t`: the tier's own ([`tile`]), or, with `A` read in place,
-/// [`tile_for_rows`]'s.
+/// AVX-512's 12-row tile (what [`tile_for_rows`] gives for 12, 36, 60… rows; any row count
+/// works, `row0` a multiple of 12).
 ///
 /// # Panics
 /// As [`gemm_block`]; also if `t` is neither, or a packed `A` meets a tile it was not packed for.
@@ -380,7 +388,7 @@ pub fn gemm_block_with(
         return;
     }
     assert!(
-        ldc >= cols && c.len() >= (rows - 1) * ldc + cols,
+        ldc >= cols && c_span(rows, ldc, cols).is_some_and(|n| n <= c.len()),
         "gemm: C too short"
     );
     if depth == 0 {
@@ -396,7 +404,11 @@ pub fn gemm_block_with(
     // A partial last group of an unpacked A is copied into a zero-padded packed sliver, so the
     // kernel never reads a row that does not exist.
     let pad_last = last_rows < t.mr && !matches!(a, AView::Packed(_));
-    let mut edge = [0.0f32; MAX_MR * KC];
+    // Only a call with a partial last group pays for clearing the 12 KiB sliver.
+    let mut edge_store: Option<[f32; MAX_MR * KC]> = None;
+    if pad_last {
+        edge_store = Some([0.0; MAX_MR * KC]);
+    }
     let mut starts = [0usize; KC];
     for p0 in (0..depth).step_by(KC) {
         let kc = KC.min(depth - p0);
@@ -407,7 +419,7 @@ pub fn gemm_block_with(
             CStore::Stream if depth > KC => CStore::Write,
             other => other,
         };
-        if pad_last {
+        if let Some(edge) = edge_store.as_mut() {
             let r0 = row0 + (groups - 1) * t.mr;
             for (k, lanes) in edge[..kc * t.mr].chunks_exact_mut(t.mr).enumerate() {
                 for (i, lane) in lanes.iter_mut().enumerate() {
@@ -428,7 +440,7 @@ pub fn gemm_block_with(
             }
             BView::Packed(_) => None,
         };
-        let edge = &edge[..kc * t.mr];
+        let edge = edge_store.as_ref().map(|e| &e[..kc * t.mr]);
         for j in 0..cols.div_ceil(t.nr) {
             let cols_here = t.nr.min(cols - j * t.nr);
             let b_sub = match b {
@@ -443,10 +455,9 @@ pub fn gemm_block_with(
             };
             for g in 0..groups {
                 let rows_here = t.mr.min(rows - g * t.mr);
-                let sliver = if pad_last && g == groups - 1 {
-                    ASliver::Packed(edge)
-                } else {
-                    a.full_sliver(t, depth, row0 + g * t.mr, p0, kc)
+                let sliver = match edge {
+                    Some(edge) if g == groups - 1 => ASliver::Packed(edge),
+                    _ => a.full_sliver(t, depth, row0 + g * t.mr, p0, kc),
                 };
                 micro_tile(
                     isa,
@@ -533,6 +544,13 @@ impl BSliver<'_> {
             }
         }
     }
+}
+
+/// Floats a `rows × cols` block of `C` with leading dimension `ldc` spans, `(rows−1)·ldc + cols`
+/// (`rows ≥ 1`), or `None` if that overflows: a wrapped product would let a bounds check pass
+/// for a buffer the block does not fit.
+pub(crate) fn c_span(rows: usize, ldc: usize, cols: usize) -> Option<usize> {
+    rows.checked_sub(1)?.checked_mul(ldc)?.checked_add(cols)
 }
 
 /// Largest `MR` of any tile.

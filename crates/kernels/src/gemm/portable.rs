@@ -29,6 +29,7 @@ pub(crate) fn kernel(
     ldc: usize,
     accumulate: bool,
 ) {
+    assert!(super::c_span(MR, ldc, NR).is_some_and(|n| n <= c.len()));
     let b_row = |k: usize| -> f32x8 {
         let lanes = match b {
             BSliver::Packed(b) => &b[k * NR..(k + 1) * NR],

@@ -32,7 +32,7 @@ pub(crate) fn kernel(
     accumulate: bool,
 ) {
     let (b_ptr, b_starts) = b.checked(kc, NR);
-    assert!(c.len() >= (MR - 1) * ldc + NR);
+    assert!(super::c_span(MR, ldc, NR).is_some_and(|n| n <= c.len()));
     assert!(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"));
     let (packed, rows) = match a {
         ASliver::Packed(a) => {

@@ -41,7 +41,7 @@ pub(crate) fn kernel<const ROWS: usize>(
 ) {
     let (b_ptr, b_starts) = b.checked(kc, NR);
     assert!(ROWS == MR || ROWS == MR_NARROW);
-    assert!(c.len() >= (ROWS - 1) * ldc + NR);
+    assert!(super::c_span(ROWS, ldc, NR).is_some_and(|n| n <= c.len()));
     assert!(is_x86_feature_detected!("avx512f"));
     let (packed, rows) = match a {
         ASliver::Packed(a) => {
