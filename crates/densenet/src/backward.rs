@@ -27,7 +27,7 @@ impl DenseNet {
     /// Backward pass of the last [`DenseNet::forward_train`]: accumulates the gradient of the
     /// loss w.r.t. every trainable parameter. Running statistics are not touched.
     pub fn backward(&mut self, ws: &mut TrainWorkspace) -> Result<()> {
-        crate::train::on_pool(|| self.backward_on_pool(ws))
+        crate::on_pool(|| self.backward_on_pool(ws))
     }
 
     fn backward_on_pool(&mut self, ws: &mut TrainWorkspace) -> Result<()> {

@@ -35,3 +35,19 @@ pub use error::{Error, Result};
 pub use model::{DenseNet, Mode, TracedTensor};
 pub use params::ParamStore;
 pub use plan::{MemoryPlan, TrainWorkspace};
+
+/// Runs `f` on a thread of rayon's current pool (on this one if it is already a worker).
+///
+/// A parallel loop started from outside the pool hands its work to the pool and puts the
+/// calling thread to sleep until it is done, a sleep and a wake-up per loop; started from a
+/// worker, the worker runs its share at once and the other workers steal the rest. A training
+/// step runs hundreds of parallel loops.
+///
+/// The caller's SIMD tier cap (`densenet_kernels::dispatch::with_max_isa`, kept per thread)
+/// goes along to the worker.
+pub(crate) fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    let isa = densenet_kernels::active_isa();
+    let mut out = None;
+    rayon::scope(|_| out = Some(densenet_kernels::dispatch::with_max_isa(isa, f)));
+    out.expect("the scope ran its body")
+}

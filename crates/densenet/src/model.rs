@@ -152,7 +152,7 @@ impl DenseNet {
         mode: Mode,
     ) -> Result<&'w [f32]> {
         self.check_input(ws, input, mode)?;
-        crate::train::on_pool(|| self.run_forward(ws, input, mode, None));
+        crate::on_pool(|| self.run_forward(ws, input, mode, None));
         Ok(&ws.logits)
     }
 
@@ -167,7 +167,7 @@ impl DenseNet {
         self.check_labels(ws, labels)?;
         self.check_input(ws, input, Mode::Train)?;
         ws.ready_for_backward = false;
-        crate::train::on_pool(|| self.run_forward(ws, input, Mode::Train, None));
+        crate::on_pool(|| self.run_forward(ws, input, Mode::Train, None));
         ws.labels.clear();
         ws.labels.extend_from_slice(labels);
         let loss = softmax_cross_entropy_forward(&mut ws.probs, &ws.logits, labels);

@@ -249,14 +249,14 @@ impl InferencePlan {
 
     /// Logits `[N, classes]` for the NCHW batch `input` (`[N, C, H, W]`). Allocates nothing.
     pub fn forward(&mut self, input: &[f32]) -> Result<&[f32]> {
-        crate::train::on_pool(|| self.run(input, None))?;
+        crate::on_pool(|| self.run(input, None))?;
         Ok(&self.arena[self.ranges[self.bufs.logits].clone()])
     }
 
     /// [`InferencePlan::forward`], also timing each stage (this allocates the names).
     pub fn forward_timed(&mut self, input: &[f32], times: &mut StageTimes) -> Result<&[f32]> {
         times.stages.clear();
-        crate::train::on_pool(|| self.run(input, Some(times)))?;
+        crate::on_pool(|| self.run(input, Some(times)))?;
         Ok(&self.arena[self.ranges[self.bufs.logits].clone()])
     }
 
