@@ -17,6 +17,10 @@ pub enum Error {
     /// A data set that cannot be read (names the file and the problem).
     #[error(transparent)]
     Data(#[from] crate::data::DataError),
+    /// A weights file that cannot be read or does not fit the model (see
+    /// [`WeightsError`](crate::weights::WeightsError)).
+    #[error(transparent)]
+    Weights(#[from] crate::weights::WeightsError),
     /// Reading or writing a file failed.
     #[error("{}: {source}", path.display())]
     Io {

@@ -62,6 +62,31 @@ impl DenseNet {
         })
     }
 
+    /// A network for `config` holding the weights of the safetensors file at `path`
+    /// (torchvision names or the legacy spellings [`canonical_key`](crate::weights::canonical_key)
+    /// accepts; `num_batches_tracked` restored where the file has it). `seed` seeds dropout.
+    ///
+    /// The file is read tensor by tensor straight into the network's parameters, so the only
+    /// copy of the weights in memory is the network's own; no initialisation runs. Every
+    /// missing, unexpected or mis-shaped tensor is reported at once ([`Error::Weights`]).
+    pub fn from_weights(
+        config: DenseNetConfig,
+        path: impl AsRef<std::path::Path>,
+        seed: u64,
+    ) -> Result<(Self, crate::weights::LoadReport)> {
+        config.validate()?;
+        let (mut store, arch) = ParamStore::build(&config);
+        let report = crate::weights::load_params_from_file(&mut store, path.as_ref())?;
+        let model = DenseNet {
+            config,
+            store,
+            arch,
+            bn: BatchNormConfig::default(),
+            seed,
+        };
+        Ok((model, report))
+    }
+
     /// The configuration.
     pub fn config(&self) -> &DenseNetConfig {
         &self.config

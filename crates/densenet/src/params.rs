@@ -289,6 +289,34 @@ impl ParamStore {
         (s, arch)
     }
 
+    /// A store with this one's layout and counters, all values zero and no gradient storage:
+    /// where a load is staged before [`ParamStore::take_values`] moves it in.
+    pub(crate) fn empty_like(&self) -> ParamStore {
+        ParamStore {
+            entries: self.entries.clone(),
+            index: self.index.clone(),
+            params: vec![0.0; self.params.len()],
+            grads: Vec::new(),
+            buffers: vec![0.0; self.buffers.len()],
+            bn_names: self.bn_names.clone(),
+            batches_tracked: self.batches_tracked.clone(),
+        }
+    }
+
+    /// Takes the values and counters of `staged`, a store of the same layout made by
+    /// [`ParamStore::empty_like`]; the gradients stay.
+    pub(crate) fn take_values(&mut self, staged: ParamStore) {
+        assert!(
+            staged.params.len() == self.params.len()
+                && staged.buffers.len() == self.buffers.len()
+                && staged.batches_tracked.len() == self.batches_tracked.len(),
+            "take_values: a store of another layout"
+        );
+        self.params = staged.params;
+        self.buffers = staged.buffers;
+        self.batches_tracked = staged.batches_tracked;
+    }
+
     /// Every `f32` tensor name, in torchvision's state-dict order (without the
     /// `num_batches_tracked` counters; see [`ParamStore::bn_names`]).
     pub fn tensor_names(&self) -> Vec<String> {

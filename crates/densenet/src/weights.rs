@@ -49,6 +49,7 @@ pub use dtype::{bf16_to_f32, f16_to_f32, f64_to_f32};
 pub use error::{MismatchReport, ShapeMismatch, WeightsError};
 pub use keys::canonical_key;
 pub use store::load_params;
+pub(crate) use store::load_params_from_file;
 
 /// The number of elements a shape holds, or `None` if the product overflows `usize`.
 fn element_count(shape: &[usize]) -> Option<usize> {
@@ -154,7 +155,7 @@ impl IntTensor {
 
 /// One entry of a state dict.
 #[derive(Debug, Clone, PartialEq)]
-enum Value {
+pub(crate) enum Value {
     F32(Tensor),
     I64(IntTensor),
 }
@@ -178,10 +179,20 @@ impl StateDict {
     }
 
     /// Reads a safetensors file (a regular file: devices and pipes, which could stream without
-    /// end, are refused).
+    /// end, are refused). The header is checked against the file's length first; then each
+    /// tensor is read and converted on its own, so the dict is the only copy of the data in
+    /// memory.
     pub fn load(path: impl AsRef<Path>) -> Result<Self, WeightsError> {
-        let path = path.as_ref();
-        Self::from_bytes(&file::read_regular_file(path)?)
+        let mut file = file::TensorFile::open(path.as_ref())?;
+        let mut dict = StateDict::new();
+        for (key, value) in file.metadata() {
+            dict.set_metadata(key.clone(), value.clone());
+        }
+        for index in 0..file.entries().len() {
+            let value = file.read_value(index)?;
+            dict.insert_value(file.entries()[index].name.clone(), value);
+        }
+        Ok(dict)
     }
 
     /// Parses the bytes of a safetensors file.
@@ -413,6 +424,107 @@ impl fmt::Display for LoadReport {
     }
 }
 
+/// Where a load reads tensors from: a state dict in memory, or a file read tensor by tensor.
+pub(crate) enum Source<'a> {
+    Dict(&'a StateDict),
+    File(file::TensorFile),
+}
+
+/// What matching a source against a target needs to know of one source tensor.
+struct Described {
+    key: String,
+    shape: Vec<usize>,
+    is_int: bool,
+}
+
+impl Source<'_> {
+    fn describe(&self) -> Vec<Described> {
+        match self {
+            Source::Dict(dict) => dict
+                .entries
+                .iter()
+                .map(|(key, value)| Described {
+                    key: key.clone(),
+                    shape: match value {
+                        Value::F32(t) => t.shape().to_vec(),
+                        Value::I64(t) => t.shape().to_vec(),
+                    },
+                    is_int: matches!(value, Value::I64(_)),
+                })
+                .collect(),
+            Source::File(file) => file
+                .entries()
+                .iter()
+                .map(|e| Described {
+                    key: e.name.clone(),
+                    shape: e.shape.clone(),
+                    is_int: e.stored.is_int(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Source tensor `index` written into `out` as `f32` (integers converted).
+    fn read_f32(&mut self, index: usize, out: &mut [f32]) -> Result<(), WeightsError> {
+        match self {
+            Source::Dict(dict) => {
+                match &dict.entries[index].1 {
+                    Value::F32(t) => out.copy_from_slice(t.data()),
+                    Value::I64(t) => {
+                        for (o, &v) in out.iter_mut().zip(t.data()) {
+                            *o = v as f32;
+                        }
+                    }
+                }
+                Ok(())
+            }
+            Source::File(file) => file.read_f32(index, out),
+        }
+    }
+
+    /// Source tensor `index`, an integer one, as `i64` values.
+    pub(crate) fn read_int(&mut self, index: usize) -> Result<Vec<i64>, WeightsError> {
+        match self {
+            Source::Dict(dict) => match &dict.entries[index].1 {
+                Value::I64(t) => Ok(t.data().to_vec()),
+                Value::F32(_) => Err(WeightsError::Format(format!(
+                    "tensor `{}` is not an integer tensor",
+                    dict.entries[index].0
+                ))),
+            },
+            Source::File(file) => match file.read_value(index)? {
+                Value::I64(t) => Ok(t.data),
+                Value::F32(_) => Err(WeightsError::Format(format!(
+                    "tensor `{}` is not an integer tensor",
+                    file.entries()[index].name
+                ))),
+            },
+        }
+    }
+
+    /// `(index, key)` of every integer tensor.
+    pub(crate) fn int_keys(&self) -> Vec<(usize, String)> {
+        self.describe()
+            .into_iter()
+            .enumerate()
+            .filter(|(_, d)| d.is_int)
+            .map(|(i, d)| (i, d.key))
+            .collect()
+    }
+}
+
+/// The first non-finite value of `values`, as the error naming `key`.
+fn first_non_finite(key: &str, values: &[f32]) -> Result<(), WeightsError> {
+    match values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+        Some((index, &value)) => Err(WeightsError::NonFinite {
+            tensor: key.to_owned(),
+            index,
+            value,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Copies `dict` into `target`, matching names after [`canonical_key`].
 ///
 /// Every check runs before the first copy: if any model tensor is missing from the file, any
@@ -425,21 +537,33 @@ pub fn load_into(
     target: &mut impl NamedTensors,
     dict: &StateDict,
 ) -> Result<LoadReport, WeightsError> {
-    let mut by_name: HashMap<String, (&str, &Value)> = HashMap::with_capacity(dict.len());
+    load_from(target, &mut Source::Dict(dict))
+}
+
+/// [`load_into`] from either source. From a dict every check, non-finite values included, runs
+/// before the first copy. From a file the names and shapes are checked before the first read,
+/// but values are checked as they are read into `target`: a non-finite value or a failed read
+/// leaves `target` partly written, so callers load files into a target they can discard.
+pub(crate) fn load_from(
+    target: &mut impl NamedTensors,
+    source: &mut Source<'_>,
+) -> Result<LoadReport, WeightsError> {
+    let described = source.describe();
+    let mut by_name: HashMap<String, usize> = HashMap::with_capacity(described.len());
     let mut report = LoadReport::default();
-    for (key, value) in &dict.entries {
-        let canonical = canonical_key(key);
-        if let Some((first, _)) = by_name.get(&canonical) {
+    for (index, d) in described.iter().enumerate() {
+        let canonical = canonical_key(&d.key);
+        if let Some(&first) = by_name.get(&canonical) {
             return Err(WeightsError::DuplicateKey {
                 canonical,
-                first: (*first).to_owned(),
-                second: key.clone(),
+                first: described[first].key.clone(),
+                second: d.key.clone(),
             });
         }
-        if canonical != *key {
-            report.renamed.push((key.clone(), canonical.clone()));
+        if canonical != d.key {
+            report.renamed.push((d.key.clone(), canonical.clone()));
         }
-        by_name.insert(canonical, (key.as_str(), value));
+        by_name.insert(canonical, index);
     }
 
     let names = target.tensor_names();
@@ -458,7 +582,7 @@ pub fn load_into(
         if element_count(&shape) != Some(len) {
             return Err(inconsistent(name, &shape, len));
         }
-        let Some(&(_, value)) = by_name.get(name) else {
+        let Some(&index) = by_name.get(name) else {
             if keys::is_batch_counter(name) {
                 report.counters_not_in_file.push(name.clone());
             } else {
@@ -466,69 +590,57 @@ pub fn load_into(
             }
             continue;
         };
-        let found = match value {
-            Value::F32(t) => t.shape(),
-            Value::I64(t) => t.shape(),
-        };
-        if found != shape.as_slice() {
+        let found = &described[index].shape;
+        if *found != shape {
             mismatch.wrong_shape.push(ShapeMismatch {
                 name: name.clone(),
                 expected: shape,
-                found: found.to_vec(),
+                found: found.clone(),
             });
             continue;
         }
-        if let Value::F32(t) = value {
-            if let Some((index, &v)) = t.data().iter().enumerate().find(|(_, v)| !v.is_finite()) {
-                let key = by_name.get(name).map_or(name.as_str(), |&(key, _)| key);
-                return Err(WeightsError::NonFinite {
-                    tensor: key.to_owned(),
-                    index,
-                    value: v,
-                });
-            }
-        }
-        plan.push((name, value));
+        plan.push((name, index));
     }
     let wanted: std::collections::HashSet<&str> = names.iter().map(String::as_str).collect();
-    for (key, _) in &dict.entries {
-        let canonical = canonical_key(key);
+    for d in &described {
+        let canonical = canonical_key(&d.key);
         if !wanted.contains(canonical.as_str()) {
             if keys::is_batch_counter(&canonical) {
-                report.skipped_counters.push(key.clone());
+                report.skipped_counters.push(d.key.clone());
             } else {
-                mismatch.unexpected.push(key.clone());
+                mismatch.unexpected.push(d.key.clone());
             }
         }
     }
     if !mismatch.is_empty() {
         return Err(WeightsError::Mismatch(mismatch));
     }
+    // A dict's values are all checked before anything is copied; a file's as they are read.
+    let checked_before = matches!(source, Source::Dict(_));
+    if let Source::Dict(dict) = source {
+        for &(_, index) in &plan {
+            if let (key, Value::F32(t)) = &dict.entries[index] {
+                first_non_finite(key, t.data())?;
+            }
+        }
+    }
 
-    for (name, value) in plan {
+    for (name, index) in plan {
         let Some((_, data)) = target.tensor_mut(name) else {
             return Err(WeightsError::TargetInconsistent {
                 tensor: name.clone(),
                 reason: "disappeared between checking and copying".into(),
             });
         };
-        let source_len = match value {
-            Value::F32(t) => t.data().len(),
-            Value::I64(t) => t.data().len(),
-        };
-        if data.len() != source_len {
+        if element_count(&described[index].shape) != Some(data.len()) {
             return Err(WeightsError::TargetInconsistent {
                 tensor: name.clone(),
                 reason: "changed size between checking and copying".into(),
             });
         }
-        match value {
-            Value::F32(t) => data.copy_from_slice(t.data()),
-            Value::I64(t) => {
-                for (d, &v) in data.iter_mut().zip(t.data()) {
-                    *d = v as f32;
-                }
-            }
+        source.read_f32(index, data)?;
+        if !checked_before && !described[index].is_int {
+            first_non_finite(&described[index].key, data)?;
         }
         report.loaded += 1;
     }
@@ -538,11 +650,18 @@ pub fn load_into(
 impl crate::model::DenseNet {
     /// Loads a safetensors state dict (torchvision names, or the legacy spellings
     /// [`canonical_key`] accepts) into the model. On any missing, unexpected or mis-shaped
-    /// tensor the error lists them all and the model is unchanged. `num_batches_tracked`
-    /// counters are restored (see [`load_params`]).
+    /// tensor the error lists them all; on any error the model is unchanged.
+    /// `num_batches_tracked` counters are restored (see [`load_params`]).
+    ///
+    /// The file is read tensor by tensor into a second parameter store that replaces the
+    /// model's only once everything has been read and checked, so a load needs memory for two
+    /// copies of the parameters (not three, as a [`StateDict`] in between would). To build a
+    /// model from a file with one copy, use [`DenseNet::from_weights`](crate::DenseNet::from_weights).
     pub fn load_weights(&mut self, path: impl AsRef<Path>) -> Result<LoadReport, WeightsError> {
-        let dict = StateDict::load(path)?;
-        load_params(self.store_mut(), &dict)
+        let mut staged = self.store().empty_like();
+        let report = load_params_from_file(&mut staged, path.as_ref())?;
+        self.store_mut().take_values(staged);
+        Ok(report)
     }
 
     /// Writes the model's weights, running statistics and `num_batches_tracked` counters as a

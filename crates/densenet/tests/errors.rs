@@ -56,9 +56,10 @@ fn error_variant(e: &Error) -> &'static str {
         Error::NonFinite(_) => "NonFinite",
         Error::Data(_) => "Data",
         Error::Io { .. } => "Io",
+        Error::Weights(_) => "Weights",
     }
 }
-const ERROR_VARIANTS: usize = 5;
+const ERROR_VARIANTS: usize = 6;
 
 /// A safetensors file with `header` as its JSON header, then `data`.
 fn file(header: &str, data: &[u8]) -> Vec<u8> {
@@ -332,6 +333,15 @@ fn every_crate_error_names_its_problem() {
                 source: std::io::Error::new(std::io::ErrorKind::NotFound, "not found"),
             },
             &["model.bin", "not found"],
+        ),
+        (
+            DenseNet::from_weights(
+                "bc:k=4,blocks=2-2,classes=3".parse().unwrap(),
+                Path::new("no-such-weights.safetensors"),
+                0,
+            )
+            .unwrap_err(),
+            &["no-such-weights.safetensors"],
         ),
     ];
     let mut seen = BTreeSet::new();

@@ -65,24 +65,28 @@ pub fn init_threads(flag: Option<usize>) -> CliResult<usize> {
     Ok(rayon::current_num_threads())
 }
 
-/// The model `spec`, with the weights at `weights` loaded when given.
+/// The model `spec`, with the weights at `weights` when given (read straight into the model:
+/// no second copy of the weights is ever in memory), else initialised from `seed`.
 pub fn load_model(spec: &str, weights: Option<&Path>, seed: u64) -> CliResult<DenseNet> {
     let cfg: DenseNetConfig = spec.parse().map_err(|e| fail!("--model {spec}: {e}"))?;
-    let mut model = DenseNet::new(cfg, seed)?;
-    if let Some(path) = weights {
-        model.load_weights(path).map_err(|e| {
+    let Some(path) = weights else {
+        return Ok(DenseNet::new(cfg, seed)?);
+    };
+    match DenseNet::from_weights(cfg, path, seed) {
+        Ok((model, _report)) => Ok(model),
+        Err(densenet::Error::Weights(e)) => {
             // One line: the report's per-tensor lines joined.
             let text = e.to_string().replace("\n  ", "; ");
             let shown = path.display().to_string();
             if text.starts_with(&shown) {
                 // An I/O error names the file already.
-                fail!("{text}")
+                Err(fail!("{text}"))
             } else {
-                fail!("{shown}: {text}")
+                Err(fail!("{shown}: {text}"))
             }
-        })?;
+        }
+        Err(other) => Err(other.into()),
     }
-    Ok(model)
 }
 
 /// Runs `densenet infer`.

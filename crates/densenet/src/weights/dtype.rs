@@ -55,3 +55,17 @@ pub(crate) fn decode<const N: usize, T>(bytes: &[u8], convert: impl Fn([u8; N]) 
         })
         .collect()
 }
+
+/// Decodes `bytes` as little-endian elements of `N` bytes into `out`, converting each with
+/// `convert`. The caller has checked that `bytes.len() == out.len() * N`.
+pub(crate) fn decode_into<const N: usize, T>(
+    bytes: &[u8],
+    out: &mut [T],
+    convert: impl Fn([u8; N]) -> T,
+) {
+    for (chunk, value) in bytes.chunks_exact(N).zip(out) {
+        let mut raw = [0u8; N];
+        raw.copy_from_slice(chunk);
+        *value = convert(raw);
+    }
+}

@@ -3,138 +3,354 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs;
-use std::io::{Read, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use safetensors::tensor::{Dtype, SafeTensorError, SafeTensors, View};
+use safetensors::tensor::{Dtype, Metadata, SafeTensorError, TensorInfo, View};
 
-use super::dtype::{bf16_to_f32, decode, f16_to_f32, f64_to_f32};
-use super::{IntTensor, StateDict, Tensor, Value, WeightsError};
+use super::dtype::{bf16_to_f32, decode, decode_into, f16_to_f32, f64_to_f32};
+use super::{element_count, IntTensor, StateDict, Tensor, Value, WeightsError};
 
 /// The largest header the safetensors crate accepts.
 const MAX_HEADER: u64 = 100_000_000;
 /// The header length field: a little-endian u64.
 const LEN_FIELD: usize = 8;
 
-/// Parses a whole safetensors file. Nothing is allocated from a size the header claims until
-/// that size has been checked against the bytes actually present, so a hostile header cannot
-/// make the loader allocate more than a small multiple of the file's length.
-pub(crate) fn parse(bytes: &[u8]) -> Result<StateDict, WeightsError> {
-    let Some(field) = bytes.first_chunk::<LEN_FIELD>() else {
-        return Err(WeightsError::FileTooShort { len: bytes.len() });
-    };
-    let declared = u64::from_le_bytes(*field);
-    let available = bytes.len() - LEN_FIELD;
-    if declared > MAX_HEADER {
-        return Err(WeightsError::HeaderTooLarge { declared });
-    }
-    if declared > available as u64 {
-        return Err(WeightsError::HeaderPastEnd {
-            declared,
-            available,
-        });
-    }
-    let (header_len, metadata) = SafeTensors::read_metadata(bytes).map_err(from_safetensors)?;
-    let data = bytes
-        .get(LEN_FIELD + header_len..)
-        .ok_or_else(|| WeightsError::Format("header length out of range".into()))?;
+/// How one tensor's values are stored in the file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stored {
+    F16,
+    BF16,
+    F32,
+    F64,
+    I32,
+    I64,
+}
 
-    let mut dict = StateDict::new();
-    if let Some(meta) = metadata.metadata() {
-        for (key, value) in meta {
-            dict.set_metadata(key, value);
-        }
-    }
-    for name in metadata.offset_keys() {
-        let info = metadata
-            .info(&name)
-            .ok_or_else(|| WeightsError::Format(format!("tensor `{name}` listed but not found")))?;
-        let width = match info.dtype {
-            Dtype::F16 | Dtype::BF16 => 2,
-            Dtype::F32 | Dtype::I32 => 4,
-            Dtype::F64 | Dtype::I64 => 8,
+impl Stored {
+    fn of(tensor: &str, dtype: Dtype) -> Result<Stored, WeightsError> {
+        Ok(match dtype {
+            Dtype::F16 => Stored::F16,
+            Dtype::BF16 => Stored::BF16,
+            Dtype::F32 => Stored::F32,
+            Dtype::F64 => Stored::F64,
+            Dtype::I32 => Stored::I32,
+            Dtype::I64 => Stored::I64,
             other => {
                 return Err(WeightsError::UnsupportedDtype {
-                    tensor: name,
+                    tensor: tensor.to_owned(),
                     dtype: other.to_string(),
                 })
             }
-        };
+        })
+    }
+
+    /// Bytes per element.
+    fn width(self) -> usize {
+        match self {
+            Stored::F16 | Stored::BF16 => 2,
+            Stored::F32 | Stored::I32 => 4,
+            Stored::F64 | Stored::I64 => 8,
+        }
+    }
+
+    /// Integers become `i64` tensors, floating-point values `f32` ones.
+    pub(crate) fn is_int(self) -> bool {
+        matches!(self, Stored::I32 | Stored::I64)
+    }
+
+    /// Decodes whole elements of `raw` into `out` (`raw.len() == out.len() * width`).
+    fn decode_f32(self, raw: &[u8], out: &mut [f32]) {
+        debug_assert_eq!(raw.len(), out.len() * self.width());
+        match self {
+            Stored::F32 => decode_into(raw, out, f32::from_le_bytes),
+            Stored::F16 => decode_into(raw, out, |b| f16_to_f32(u16::from_le_bytes(b))),
+            Stored::BF16 => decode_into(raw, out, |b| bf16_to_f32(u16::from_le_bytes(b))),
+            Stored::F64 => decode_into(raw, out, |b| f64_to_f32(f64::from_le_bytes(b))),
+            // An integer tensor the model holds as f32 (a counter saved as a buffer).
+            Stored::I64 => decode_into(raw, out, |b| i64::from_le_bytes(b) as f32),
+            Stored::I32 => decode_into(raw, out, |b| i32::from_le_bytes(b) as f32),
+        }
+    }
+
+    /// The whole tensor `raw` as a state-dict value of `shape`.
+    fn decode_value(self, shape: Vec<usize>, raw: &[u8]) -> Value {
+        match self {
+            Stored::I64 => Value::I64(IntTensor::from_parts(
+                shape,
+                decode(raw, i64::from_le_bytes),
+            )),
+            Stored::I32 => Value::I64(IntTensor::from_parts(
+                shape,
+                decode(raw, |b| i64::from(i32::from_le_bytes(b))),
+            )),
+            _ => {
+                let mut values = vec![0.0; raw.len() / self.width()];
+                self.decode_f32(raw, &mut values);
+                Value::F32(Tensor::from_parts(shape, values))
+            }
+        }
+    }
+}
+
+/// One tensor the header lists.
+#[derive(Clone, Debug)]
+pub(crate) struct HeaderEntry {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub stored: Stored,
+    /// Where its bytes lie, counted from the start of the data section.
+    pub bytes: Range<usize>,
+}
+
+impl HeaderEntry {
+    /// The number of elements (checked against the byte range when the header was parsed).
+    pub(crate) fn count(&self) -> usize {
+        self.bytes.len() / self.stored.width()
+    }
+}
+
+/// A parsed and checked safetensors header.
+#[derive(Debug)]
+pub(crate) struct Header {
+    /// The tensors in the order of their data.
+    pub entries: Vec<HeaderEntry>,
+    /// The string map under `__metadata__`.
+    pub metadata: HashMap<String, String>,
+}
+
+/// The header length the 8-byte length field declares, checked against the `available` bytes
+/// after the field.
+fn header_len(field: [u8; LEN_FIELD], available: u64) -> Result<usize, WeightsError> {
+    let declared = u64::from_le_bytes(field);
+    if declared > MAX_HEADER {
+        return Err(WeightsError::HeaderTooLarge { declared });
+    }
+    if declared > available {
+        return Err(WeightsError::HeaderPastEnd {
+            declared,
+            available: usize::try_from(available).unwrap_or(usize::MAX),
+        });
+    }
+    // At most MAX_HEADER, so it fits any usize of 32 bits or more.
+    usize::try_from(declared).map_err(|_| WeightsError::HeaderTooLarge { declared })
+}
+
+/// Parses the JSON header of a file whose data section (everything after the header) holds
+/// `data_len` bytes. The safetensors crate checks that the tensors' byte ranges follow one
+/// another from offset 0 and match their shapes and dtypes; this also checks that they end
+/// exactly at the end of the file and that every dtype is one the loader converts.
+fn parse_header(json: &[u8], data_len: u64) -> Result<Header, WeightsError> {
+    let text = std::str::from_utf8(json).map_err(|e| WeightsError::InvalidHeader {
+        reason: format!("not UTF-8: {e}"),
+    })?;
+    let not_header = |e: serde_json::Error| WeightsError::InvalidHeader {
+        reason: format!("not a safetensors JSON header: {e}"),
+    };
+    let mut map: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(text).map_err(not_header)?;
+    let metadata = match map.remove("__metadata__") {
+        Some(value) => {
+            Some(serde_json::from_value::<HashMap<String, String>>(value).map_err(not_header)?)
+        }
+        None => None,
+    };
+    let mut tensors = Vec::with_capacity(map.len());
+    for (name, value) in map {
+        let info: TensorInfo = serde_json::from_value(value).map_err(not_header)?;
+        tensors.push((name, info));
+    }
+    // The crate's own parser does the same: files may list tensors in any order.
+    tensors.sort_by_key(|(_, info)| info.data_offsets);
+    let checked = Metadata::new(metadata, tensors).map_err(from_safetensors)?;
+    if checked.data_len() as u64 != data_len {
+        return Err(from_safetensors(SafeTensorError::MetadataIncompleteBuffer));
+    }
+
+    let mut entries = Vec::new();
+    for name in checked.offset_keys() {
+        let info = checked
+            .info(&name)
+            .ok_or_else(|| WeightsError::Format(format!("tensor `{name}` listed but not found")))?;
+        let stored = Stored::of(&name, info.dtype)?;
         // The safetensors crate has already checked these; checking again keeps this function
         // safe on its own should the crate's validation ever change.
-        let count = info
-            .shape
-            .iter()
-            .try_fold(1usize, |acc, &dim| acc.checked_mul(dim))
-            .ok_or_else(|| WeightsError::ShapeOverflow {
-                detail: format!("tensor `{name}`, shape {:?}", info.shape),
-            })?;
+        let count = element_count(&info.shape).ok_or_else(|| WeightsError::ShapeOverflow {
+            detail: format!("tensor `{name}`, shape {:?}", info.shape),
+        })?;
         let (start, end) = info.data_offsets;
-        let raw = data
-            .get(start..end)
-            .ok_or_else(|| WeightsError::BadOffsets {
-                tensor: name.clone(),
-            })?;
-        if count.checked_mul(width) != Some(raw.len()) {
+        if start > end || end as u64 > data_len {
+            return Err(WeightsError::BadOffsets { tensor: name });
+        }
+        if count.checked_mul(stored.width()) != Some(end - start) {
             return Err(WeightsError::DataSize {
                 reason: format!(
                     "tensor `{name}`: shape {:?} of {} needs {count} values, the offsets hold {} bytes",
                     info.shape,
                     info.dtype,
-                    raw.len()
+                    end - start
                 ),
             });
         }
-        let shape = info.shape.clone();
-        let value = match info.dtype {
-            Dtype::F32 => Value::F32(Tensor::from_parts(shape, decode(raw, f32::from_le_bytes))),
-            Dtype::F16 => Value::F32(Tensor::from_parts(
-                shape,
-                decode(raw, |b| f16_to_f32(u16::from_le_bytes(b))),
-            )),
-            Dtype::BF16 => Value::F32(Tensor::from_parts(
-                shape,
-                decode(raw, |b| bf16_to_f32(u16::from_le_bytes(b))),
-            )),
-            Dtype::F64 => Value::F32(Tensor::from_parts(
-                shape,
-                decode(raw, |b| f64_to_f32(f64::from_le_bytes(b))),
-            )),
-            Dtype::I64 => Value::I64(IntTensor::from_parts(
-                shape,
-                decode(raw, i64::from_le_bytes),
-            )),
-            _ => Value::I64(IntTensor::from_parts(
-                shape,
-                decode(raw, |b| i64::from(i32::from_le_bytes(b))),
-            )),
-        };
-        dict.insert_value(name, value);
+        entries.push(HeaderEntry {
+            shape: info.shape.clone(),
+            name,
+            stored,
+            bytes: start..end,
+        });
+    }
+    Ok(Header {
+        entries,
+        metadata: checked.metadata().clone().unwrap_or_default(),
+    })
+}
+
+/// Parses a whole safetensors file held in memory. Nothing is allocated from a size the
+/// header claims until that size has been checked against the bytes actually present, so a
+/// hostile header cannot make the loader allocate more than a small multiple of the file's
+/// length.
+pub(crate) fn parse(bytes: &[u8]) -> Result<StateDict, WeightsError> {
+    let Some(field) = bytes.first_chunk::<LEN_FIELD>() else {
+        return Err(WeightsError::FileTooShort { len: bytes.len() });
+    };
+    let rest = &bytes[LEN_FIELD..];
+    let len = header_len(*field, rest.len() as u64)?;
+    let (json, data) = rest.split_at(len);
+    let header = parse_header(json, data.len() as u64)?;
+
+    let mut dict = StateDict::new();
+    for (key, value) in header.metadata {
+        dict.set_metadata(key, value);
+    }
+    for entry in header.entries {
+        let raw = data
+            .get(entry.bytes.clone())
+            .ok_or_else(|| WeightsError::BadOffsets {
+                tensor: entry.name.clone(),
+            })?;
+        let value = entry.stored.decode_value(entry.shape, raw);
+        dict.insert_value(entry.name, value);
     }
     Ok(dict)
 }
 
-/// The bytes of the regular file at `path`, at most as many as its length when opened (so a
-/// file growing meanwhile, or a device such as `/dev/zero`, cannot make the read endless).
-pub(crate) fn read_regular_file(path: &Path) -> Result<Vec<u8>, WeightsError> {
-    let io_error = |source| WeightsError::Io {
-        path: path.to_owned(),
-        source,
-    };
-    let file = fs::File::open(path).map_err(io_error)?;
-    let meta = file.metadata().map_err(io_error)?;
-    if !meta.is_file() {
-        return Err(WeightsError::NotAFile {
+/// Bytes read from the file at a time when a tensor is decoded straight into its destination.
+const READ_CHUNK: usize = 1 << 16;
+
+/// A safetensors file opened for reading tensor by tensor: the header is read and checked when
+/// it is opened (every byte range against the file's length), the data only when asked for, so
+/// loading needs no copy of the file in memory.
+pub(crate) struct TensorFile {
+    path: PathBuf,
+    file: fs::File,
+    /// The file offset of the data section.
+    data_start: u64,
+    header: Header,
+}
+
+impl TensorFile {
+    /// Opens the regular file at `path` (devices and pipes are refused) and checks its header.
+    pub(crate) fn open(path: &Path) -> Result<TensorFile, WeightsError> {
+        let io_error = |source| WeightsError::Io {
             path: path.to_owned(),
-        });
+            source,
+        };
+        let mut file = fs::File::open(path).map_err(io_error)?;
+        let meta = file.metadata().map_err(io_error)?;
+        if !meta.is_file() {
+            return Err(WeightsError::NotAFile {
+                path: path.to_owned(),
+            });
+        }
+        let file_len = meta.len();
+        let mut field = [0u8; LEN_FIELD];
+        if file_len < LEN_FIELD as u64 {
+            return Err(WeightsError::FileTooShort {
+                len: file_len as usize,
+            });
+        }
+        file.read_exact(&mut field).map_err(io_error)?;
+        let len = header_len(field, file_len - LEN_FIELD as u64)?;
+        let mut json = vec![0u8; len];
+        file.read_exact(&mut json).map_err(io_error)?;
+        let data_start = (LEN_FIELD + len) as u64;
+        let header = parse_header(&json, file_len - data_start)?;
+        Ok(TensorFile {
+            path: path.to_owned(),
+            file,
+            data_start,
+            header,
+        })
     }
-    let len = meta.len();
-    let capacity =
-        usize::try_from(len).map_err(|_| WeightsError::HeaderTooLarge { declared: len })?;
-    let mut bytes = Vec::with_capacity(capacity);
-    file.take(len).read_to_end(&mut bytes).map_err(io_error)?;
-    Ok(bytes)
+
+    /// The tensors the header lists, in the order of their data.
+    pub(crate) fn entries(&self) -> &[HeaderEntry] {
+        &self.header.entries
+    }
+
+    /// The string metadata of the header.
+    pub(crate) fn metadata(&self) -> &HashMap<String, String> {
+        &self.header.metadata
+    }
+
+    fn io_error(&self, source: std::io::Error) -> WeightsError {
+        WeightsError::Io {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn seek_to(&mut self, entry: usize) -> Result<(), WeightsError> {
+        let offset = self.data_start + self.header.entries[entry].bytes.start as u64;
+        self.file
+            .seek(SeekFrom::Start(offset))
+            .map_err(|e| self.io_error(e))?;
+        Ok(())
+    }
+
+    /// Reads entry `entry` into `out` as `f32` (`out.len()` must be its element count),
+    /// [`READ_CHUNK`] bytes at a time.
+    pub(crate) fn read_f32(&mut self, entry: usize, out: &mut [f32]) -> Result<(), WeightsError> {
+        let stored = self.header.entries[entry].stored;
+        assert_eq!(
+            out.len(),
+            self.header.entries[entry].count(),
+            "read_f32: destination of the wrong length"
+        );
+        self.seek_to(entry)?;
+        let per_chunk = READ_CHUNK / stored.width();
+        let mut raw = vec![0u8; per_chunk.min(out.len()) * stored.width()];
+        for values in out.chunks_mut(per_chunk) {
+            let bytes = &mut raw[..values.len() * stored.width()];
+            self.file.read_exact(bytes).map_err(|e| self.io_error(e))?;
+            stored.decode_f32(bytes, values);
+        }
+        Ok(())
+    }
+
+    /// Reads entry `entry` as a state-dict value.
+    pub(crate) fn read_value(&mut self, entry: usize) -> Result<Value, WeightsError> {
+        let HeaderEntry {
+            shape,
+            stored,
+            bytes,
+            ..
+        } = self.header.entries[entry].clone();
+        if stored.is_int() {
+            self.seek_to(entry)?;
+            let mut raw = vec![0u8; bytes.len()];
+            self.file
+                .read_exact(&mut raw)
+                .map_err(|e| self.io_error(e))?;
+            Ok(stored.decode_value(shape, &raw))
+        } else {
+            let mut values = vec![0.0; bytes.len() / stored.width()];
+            self.read_f32(entry, &mut values)?;
+            Ok(Value::F32(Tensor::from_parts(shape, values)))
+        }
+    }
 }
 
 /// Maps the safetensors crate's errors onto named ones.

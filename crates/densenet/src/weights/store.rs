@@ -1,10 +1,13 @@
 //! The bridge between state dicts and the network's [`ParamStore`]: tensors by name, plus the
 //! `num_batches_tracked` counters the store keeps as integers.
 
+use std::path::Path;
+
 use crate::params::ParamStore;
 
+use super::file::TensorFile;
 use super::{
-    canonical_key, load_into, IntTensor, LoadReport, NamedTensors, StateDict, WeightsError,
+    canonical_key, load_from, IntTensor, LoadReport, NamedTensors, Source, StateDict, WeightsError,
 };
 
 impl NamedTensors for ParamStore {
@@ -39,29 +42,45 @@ impl StateDict {
     }
 }
 
-/// [`load_into`] for the network's parameter store, also restoring the `num_batches_tracked`
+/// [`load_into`](super::load_into) for the network's parameter store, also restoring the `num_batches_tracked`
 /// counters the file has for the store's batch norms (counters it lacks are left as they were).
 /// A counter that is not a single non-negative integer is refused before anything is modified.
 pub fn load_params(store: &mut ParamStore, dict: &StateDict) -> Result<LoadReport, WeightsError> {
+    load_params_from(store, &mut Source::Dict(dict))
+}
+
+/// [`load_params`] reading the safetensors file at `path` tensor by tensor straight into
+/// `store`, with no copy of the file in memory. Names, shapes and counters are checked before
+/// the first tensor is read, but a non-finite value or a failed read is only found while
+/// reading: on such an error `store` holds part of the file, so load into a store that is
+/// discarded on error (as [`DenseNet::from_weights`](crate::DenseNet::from_weights) and
+/// [`DenseNet::load_weights`](crate::DenseNet::load_weights) do).
+pub(crate) fn load_params_from_file(
+    store: &mut ParamStore,
+    path: &Path,
+) -> Result<LoadReport, WeightsError> {
+    load_params_from(store, &mut Source::File(TensorFile::open(path)?))
+}
+
+fn load_params_from(
+    store: &mut ParamStore,
+    source: &mut Source<'_>,
+) -> Result<LoadReport, WeightsError> {
     let mut counters = Vec::new();
-    for (key, t) in dict.int_tensors() {
-        let canonical = canonical_key(key);
+    for (index, key) in source.int_keys() {
+        let canonical = canonical_key(&key);
         let Some(bn) = canonical.strip_suffix(".num_batches_tracked") else {
             continue;
         };
         if store.batches_tracked(bn).is_none() {
             continue;
         }
-        match t.data() {
-            [count] if *count >= 0 => counters.push((key.to_owned(), bn.to_owned(), *count as u64)),
-            _ => {
-                return Err(WeightsError::BadCounter {
-                    tensor: key.to_owned(),
-                })
-            }
+        match source.read_int(index)?.as_slice() {
+            [count] if *count >= 0 => counters.push((key.clone(), bn.to_owned(), *count as u64)),
+            _ => return Err(WeightsError::BadCounter { tensor: key }),
         }
     }
-    let mut report = load_into(store, dict)?;
+    let mut report = load_from(store, source)?;
     for (key, bn, count) in counters {
         store.set_batches_tracked(&bn, count);
         report.skipped_counters.retain(|k| *k != key);

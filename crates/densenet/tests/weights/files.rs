@@ -17,10 +17,21 @@ fn valid_file() -> Vec<u8> {
 #[test]
 fn hostile_files_each_give_a_named_error() {
     let file = valid_file();
+    // Every case is given both in memory and as a file (read header first, then tensor by
+    // tensor): the two readers must refuse it with the same error.
+    let dir = scratch("hostile");
+    let on_disk = dir.join("hostile.safetensors");
     let check = |bytes: &[u8], what: &str, ok: &dyn Fn(&WeightsError) -> bool| {
         let err = StateDict::from_bytes(bytes).expect_err(what);
         println!("{what}: {err}");
         assert!(ok(&err), "{what}: unexpected error {err:?}");
+        fs::write(&on_disk, bytes).unwrap();
+        let from_file = StateDict::load(&on_disk).expect_err(what);
+        assert_eq!(
+            std::mem::discriminant(&from_file),
+            std::mem::discriminant(&err),
+            "{what}: the file reader says {from_file:?}, the in-memory one {err:?}"
+        );
     };
     check(&file[..5], "shorter than the length field", &|e| {
         matches!(e, WeightsError::FileTooShort { len: 5 })
@@ -137,7 +148,6 @@ fn hostile_files_each_give_a_named_error() {
             "{not_a_file}: {err}"
         );
     }
-    let dir = scratch("missing");
     let missing = dir.join("nope.safetensors");
     let err = StateDict::load(&missing).unwrap_err();
     assert!(
@@ -216,6 +226,24 @@ fn failed_saves_leave_the_old_file_intact_and_no_temporary_behind() {
     fs::remove_dir_all(dir).unwrap();
 }
 
+/// The same names, shapes, metadata and values, compared bitwise (NaN equals NaN).
+fn same_bits(a: &StateDict, b: &StateDict) -> bool {
+    let floats = |d: &StateDict| -> Vec<(String, Vec<usize>, Vec<u32>)> {
+        d.tensors()
+            .map(|(n, t)| {
+                let bits = t.data().iter().map(|v| v.to_bits()).collect();
+                (n.to_owned(), t.shape().to_vec(), bits)
+            })
+            .collect()
+    };
+    let ints = |d: &StateDict| -> Vec<(String, IntTensor)> {
+        d.int_tensors()
+            .map(|(n, t)| (n.to_owned(), t.clone()))
+            .collect()
+    };
+    floats(a) == floats(b) && ints(a) == ints(b) && a.metadata() == b.metadata()
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
@@ -232,8 +260,22 @@ proptest! {
             let i = at.index(file.len());
             file[i] = byte;
         }
-        let _ = StateDict::from_bytes(&file);
-        let _ = StateDict::from_bytes(&file[..cut.index(file.len())]);
+        let cut = &file[..cut.index(file.len())];
+        // The file reader must agree with the in-memory one: same tensors, or an error of
+        // the same kind.
+        let dir = tempfile::tempdir().unwrap();
+        for bytes in [&file[..], cut] {
+            let in_memory = StateDict::from_bytes(bytes);
+            let path = dir.path().join("corrupted.safetensors");
+            fs::write(&path, bytes).unwrap();
+            match (in_memory, StateDict::load(&path)) {
+                (Ok(a), Ok(b)) => prop_assert!(same_bits(&a, &b), "{:?} vs {:?}", a, b),
+                (Err(a), Err(b)) => {
+                    prop_assert_eq!(std::mem::discriminant(&a), std::mem::discriminant(&b))
+                }
+                (a, b) => prop_assert!(false, "in memory {:?}, from the file {:?}", a, b),
+            }
+        }
     }
 
     #[test]
