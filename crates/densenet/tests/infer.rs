@@ -115,6 +115,21 @@ fn option_sets() -> Vec<(&'static str, PlanOptions)> {
                 ..none
             },
         ),
+        (
+            "dense_layers_by_strips",
+            PlanOptions {
+                fuse_bn_relu_into_packing: true,
+                dense_layers_by_strips: true,
+                ..none
+            },
+        ),
+        (
+            "all but strips",
+            PlanOptions {
+                dense_layers_by_strips: false,
+                ..PlanOptions::default()
+            },
+        ),
         ("all", PlanOptions::default()),
     ]
 }
@@ -154,6 +169,22 @@ fn bc_imagenet_stem_odd_size_matches_eval_forward() {
 fn bc_cifar_stem_matches_eval_forward() {
     let _serial = alloc_counter::exclusive();
     check_against_eval(config(Stem::Cifar, &[3, 2, 2], Some(4), 0.5), 3, 16, 16, 2);
+}
+
+/// Batch 1 cuts each image into two strips: odd heights (a short last strip), maps of one or
+/// two rows in the last blocks, and a width of one column.
+#[test]
+fn batch_one_strips_match_eval_forward() {
+    let _serial = alloc_counter::exclusive();
+    check_against_eval(config(Stem::Cifar, &[3, 2, 2], Some(4), 0.5), 1, 15, 9, 5);
+    check_against_eval(config(Stem::Cifar, &[3], Some(2), 0.5), 1, 5, 1, 6);
+    check_against_eval(
+        config(Stem::ImageNet, &[2, 2, 2], Some(4), 0.5),
+        1,
+        35,
+        37,
+        7,
+    );
 }
 
 #[test]
@@ -326,6 +357,20 @@ fn one_and_two_threads_give_the_same_logits() {
     let (one, two) = (logits(1), logits(2));
     let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<u32>>();
     assert_eq!(bits(&one), bits(&two));
+
+    // Batch 1: the strips of one image run on both threads.
+    let x = input(3 * 64 * 64, 13);
+    let logits = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let mut plan = InferencePlan::new(&net, 1, 64, 64, PlanOptions::default()).unwrap();
+            plan.forward(&x).unwrap().to_vec()
+        })
+    };
+    assert_eq!(bits(&logits(1)), bits(&logits(2)));
 }
 
 /// A tier cap the caller sets with `with_max_isa` reaches the forward pass, which runs on a

@@ -37,9 +37,13 @@ pub struct BenchArgs {
     /// Also report the median time of each stage.
     #[arg(long)]
     pub stages: bool,
-    /// Turn every plan rewrite off (BN folding, pooling first, fused packing).
+    /// Turn every plan rewrite off (BN folding, pooling first, fused packing, strips).
     #[arg(long)]
     pub plain: bool,
+    /// Run the dense layers as whole-tensor passes instead of strip by strip (to compare the
+    /// two schedules).
+    #[arg(long, conflicts_with = "plain")]
+    pub no_strips: bool,
 }
 
 /// Runs `densenet bench`.
@@ -54,7 +58,10 @@ pub fn run(args: BenchArgs) -> CliResult<()> {
     let opts = if args.plain {
         PlanOptions::plain()
     } else {
-        PlanOptions::default()
+        PlanOptions {
+            dense_layers_by_strips: !args.no_strips,
+            ..PlanOptions::default()
+        }
     };
     let mut plan = InferencePlan::from_model(model, n, h, w, opts)?;
     let input: Vec<f32> = (0..plan.input_len())
@@ -90,7 +97,13 @@ pub fn run(args: BenchArgs) -> CliResult<()> {
         "model {}  batch {n}  input {h}x{w}  threads {threads}  tier {}  {}",
         args.model,
         plan.isa().name(),
-        if args.plain { "plain" } else { "all rewrites" }
+        if args.plain {
+            "plain"
+        } else if args.no_strips {
+            "all rewrites but strips"
+        } else {
+            "all rewrites"
+        }
     );
     println!(
         "latency ms: median {:.2}  min {:.2}  max {:.2}  ({} iters, {} warm-up)",

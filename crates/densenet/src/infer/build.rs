@@ -267,8 +267,12 @@ pub(crate) fn build(
         bufs.feats
             .push(req(c_out * m, 2 * b, (2 * b + 2).min(2 * nb)));
         let bk = cfg.bn_size.map(|_| cfg.bottleneck_channels());
-        bufs.bottleneck
-            .push(bk.map(|bk| req(bk * m, 2 * b + 1, 2 * b + 1)));
+        // Run by strips, a layer keeps its bottleneck in the strips' own scratch.
+        let by_strips = opts.dense_layers_by_strips && opts.fuse_bn_relu_into_packing;
+        bufs.bottleneck.push(
+            bk.filter(|_| !by_strips)
+                .map(|bk| req(bk * m, 2 * b + 1, 2 * b + 1)),
+        );
         let widest = (c_out - cfg.growth_rate).max(bk.unwrap_or(0));
         bufs.mapped
             .push((!opts.fuse_bn_relu_into_packing).then(|| req(widest * m, 2 * b + 1, 2 * b + 1)));

@@ -39,6 +39,7 @@ mod build;
 pub mod npy;
 mod ops;
 pub mod preprocess;
+mod strips;
 
 use std::time::{Duration, Instant};
 
@@ -67,6 +68,9 @@ pub struct PlanOptions {
     pub pool_before_transition_conv: bool,
     /// Apply BN + ReLU while packing each convolution's input instead of into a scratch buffer.
     pub fuse_bn_relu_into_packing: bool,
+    /// Run each bottleneck dense layer strip by strip, one task per strip of image rows doing
+    /// the whole layer (see `infer/strips.rs`); needs `fuse_bn_relu_into_packing`.
+    pub dense_layers_by_strips: bool,
 }
 
 impl Default for PlanOptions {
@@ -76,6 +80,7 @@ impl Default for PlanOptions {
             fold_norm2: true,
             pool_before_transition_conv: true,
             fuse_bn_relu_into_packing: true,
+            dense_layers_by_strips: true,
         }
     }
 }
@@ -88,6 +93,7 @@ impl PlanOptions {
             fold_norm2: false,
             pool_before_transition_conv: false,
             fuse_bn_relu_into_packing: false,
+            dense_layers_by_strips: false,
         }
     }
 }
@@ -346,6 +352,7 @@ impl InferencePlan {
         let k = self.config.growth_rate;
         let k0 = self.config.block_in_channels(b);
         let fuse = self.opts.fuse_bn_relu_into_packing;
+        let by_strips = self.opts.dense_layers_by_strips && fuse;
         let r = &self.ranges;
         let bf = &self.bufs;
         let opt = |i: Option<usize>| i.map_or(0..0, |i| r[i].clone());
@@ -358,6 +365,32 @@ impl InferencePlan {
             let (prefix, rest) = feats.split_at_mut(c * m);
             let slot = &mut rest[..k * m];
             let pre1 = layer.norm1.prefix(c, true);
+            if let (true, Some((pre2, conv2))) = (by_strips, &layer.bottleneck) {
+                let isa = densenet_kernels::active_isa();
+                let strips = strips::StripLayer {
+                    batch: n,
+                    h,
+                    w,
+                    c,
+                    bk: conv2.ic,
+                    k,
+                    rows: strips::StripLayer::rows_for(n, h),
+                };
+                let scratch = ws.get(strips.scratch_len(isa));
+                strips.run(
+                    isa,
+                    slot,
+                    prefix,
+                    (
+                        &weights[layer.conv1.weight.clone()],
+                        layer.conv1.bias.as_deref(),
+                        pre1,
+                    ),
+                    (&weights[conv2.weight.clone()], pre2.prefix(conv2.ic, true)),
+                    scratch,
+                );
+                continue;
+            }
             let out1: &mut [f32] = match &layer.bottleneck {
                 Some((_, c2)) => &mut z[..c2.ic * m],
                 None => slot,

@@ -37,7 +37,7 @@ impl Affine {
 /// `y = max(0, scale·x + shift)` for one channel's run, multiply then add as the convolution's
 /// packing does it (an FMA without the target feature would be a libm call per value).
 #[inline(always)]
-fn map_run(dst: &mut [f32], src: &[f32], scale: f32, shift: f32, relu: bool) {
+pub(crate) fn map_run(dst: &mut [f32], src: &[f32], scale: f32, shift: f32, relu: bool) {
     if relu {
         for (d, &x) in dst.iter_mut().zip(src) {
             *d = (scale * x + shift).max(0.0);
@@ -173,7 +173,7 @@ pub(crate) fn pointwise_forward(
 /// zero after (the layout of `gemm`'s packed `B`).
 #[allow(clippy::too_many_arguments)]
 #[inline]
-fn pack_panel(
+pub(crate) fn pack_panel(
     panel: &mut [f32],
     inp: &[f32],
     m: usize,

@@ -1,0 +1,479 @@
+//! A bottleneck dense layer (BN-ReLU-Conv1×1, BN-ReLU-Conv3×3) run strip by strip.
+//!
+//! The plain schedule runs a layer as four passes over whole tensors, each split among the
+//! threads its own way: the 1×1 product by groups of output channels, the padded copy of its
+//! output by channels, the 3×3 product by columns. Every pass then reads data another core wrote
+//! a moment before, and on two cores at batch 1 those transfers, not the arithmetic, set the
+//! pace (DenseNet-BC-100 at 32×32: the padded copy took 5× and the packing 3× as long on two
+//! threads as on one).
+//!
+//! Here each image is cut into horizontal strips of `rows` image rows, and one task does the
+//! whole layer for one strip, start to finish, in its own scratch:
+//!
+//! 1. `C1 = W1 · pre1(prefix)` (+ the folded `norm2` bias) over the strip's rows and one halo
+//!    row above and below (the 3×3 needs them), packed and multiplied one L2-sized column block
+//!    at a time;
+//! 2. `Q = pre2(C1)` laid out as zero-padded wide rows (`w + 2` columns, a zero row above the
+//!    image's first row and below its last), the layout `conv2d`'s wide-row path uses;
+//! 3. `C3 = W2 · Q` read in place (each of the `9·bk` rows of the 3×3's `B` is a run of `Q`);
+//!
+//! and the caller copies each strip's `C3` into the layer's `k` new channels of the block
+//! buffer, dropping the two padding columns of each row. A strip's data stay in the core that
+//! made them; the only cost is the halo rows' share of the 1×1 (`2/rows` more of it where two
+//! strips meet).
+//!
+//! Each value is the same sum in the same order whatever the strip height and whichever thread
+//! runs the strip (the products sum over depth in fixed slices, and a halo row is recomputed with
+//! the very operations of the strip that owns it), so results do not depend on the thread count.
+
+use densenet_kernels::gemm::{self, AView, BView, CStore, Tile};
+use densenet_kernels::{ChannelAffine, Isa};
+use rayon::prelude::*;
+
+use super::ops::{map_run, pack_panel};
+
+/// One bottleneck dense layer on a batch of `h × w` maps, cut into strips of `rows` image rows.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct StripLayer {
+    pub batch: usize,
+    pub h: usize,
+    pub w: usize,
+    /// Input channels (the block prefix), bottleneck channels, new channels.
+    pub c: usize,
+    pub bk: usize,
+    pub k: usize,
+    /// Image rows per strip (the last strip of an image may have fewer).
+    pub rows: usize,
+}
+
+/// Strips one parallel region takes at most, per thread of the pool: the scratch holds that many
+/// strips at once.
+const STRIPS_PER_THREAD: usize = 2;
+
+/// The widest column block of a strip's 1×1: it bounds the scratch a strip needs for the 1×1's
+/// output and packed input (densenet121 at 56×56: 128 × 256 and 224 × 256 floats, against
+/// 128 × 30 × 58 for the strip's padded bottleneck).
+const STRIP_BLOCK_COLS: usize = 256;
+
+/// `len` floats rounded up to whole 64-byte cache lines.
+fn lines(len: usize) -> usize {
+    len.div_ceil(16) * 16
+}
+
+/// The parts of one strip's scratch, each a whole number of cache lines (see
+/// [`StripLayer::lens`]).
+#[derive(Clone, Copy, Debug)]
+struct StripLens {
+    q: usize,
+    c1: usize,
+    work: usize,
+}
+
+impl StripLens {
+    fn total(&self) -> usize {
+        self.q + self.work
+    }
+}
+
+impl StripLayer {
+    /// Image rows per strip for a batch of `batch` maps of `h` rows: two strips per image at
+    /// batch 1 (so two threads share one image), whole images otherwise. The rule depends on the
+    /// shape alone, never on the pool.
+    pub fn rows_for(batch: usize, h: usize) -> usize {
+        if batch == 1 {
+            h.div_ceil(2).max(1)
+        } else {
+            h.max(1)
+        }
+    }
+
+    fn strips_per_image(&self) -> usize {
+        self.h.div_ceil(self.rows)
+    }
+
+    fn strips(&self) -> usize {
+        self.batch * self.strips_per_image()
+    }
+
+    /// Strip `s`: its image and its rows `[y0, y1)`.
+    fn strip(&self, s: usize) -> (usize, usize, usize) {
+        let per_image = self.strips_per_image();
+        let (n, i) = (s / per_image, s % per_image);
+        let y0 = i * self.rows;
+        (n, y0, (y0 + self.rows).min(self.h))
+    }
+
+    /// Columns of the padded wide rows.
+    fn wq(&self) -> usize {
+        self.w + 2
+    }
+
+    /// Columns of the 1×1 per block: an L2-sized block of packed `B`
+    /// ([`gemm::b_block_cols`]), at most [`STRIP_BLOCK_COLS`].
+    fn block_cols(&self, cols1: usize, t: Tile) -> usize {
+        gemm::b_block_cols(self.c, cols1, t).min(STRIP_BLOCK_COLS)
+    }
+
+    /// Floats of one strip's scratch: `Q`, then a work area holding one column block of the
+    /// 1×1 (its output `C1` and its packed `B`) while `Q` is filled, and the 3×3's output `C3`
+    /// afterwards. Each part is rounded up to whole cache lines.
+    fn lens(&self, t: Tile) -> StripLens {
+        let rows = self.rows.min(self.h);
+        let cols1 = (rows + 2).min(self.h) * self.w;
+        let block = self.block_cols(cols1, t);
+        // The 3×3 reads each row of `B` as a run of the strip's columns rounded up to `NR`,
+        // starting up to two rows and two columns into a channel's plane: `NR + 2` floats past
+        // the last plane cover the last channel's runs.
+        let q = self.bk * (rows + 2) * self.wq() + t.nr + 2;
+        let c1 = lines(self.bk * block);
+        let packed = lines(gemm::packed_b_len(self.c, block, t));
+        let c3 = lines(self.k * rows * self.wq());
+        StripLens {
+            q: lines(q),
+            c1,
+            work: (c1 + packed).max(c3),
+        }
+    }
+
+    /// Strips per parallel region in the current pool.
+    fn wave(&self) -> usize {
+        (rayon::current_num_threads() * STRIPS_PER_THREAD).clamp(1, self.strips().max(1))
+    }
+
+    /// Floats of scratch [`StripLayer::run`] takes in the current pool (one wave of strips).
+    pub fn scratch_len(&self, isa: Isa) -> usize {
+        // 16 more for aligning the start.
+        self.wave() * self.lens(gemm::tile(isa)).total() + 16
+    }
+
+    /// The layer: `slot = conv2(pre2(conv1(pre1(prefix)) + b1))`, on the tier `isa`.
+    ///
+    /// # Shapes
+    /// - `slot`: `[k, N, H, W]`, written. `prefix`: `[c, N, H, W]`, read.
+    /// - `w1`: `[bk, c]`, `b1`: `[bk]`, `pre1`: `[c]`; `w2`: `[k, bk, 3, 3]` (stride 1, padding
+    ///   1), `pre2`: `[bk]`.
+    /// - `scratch`: at least [`StripLayer::scratch_len`] floats.
+    #[allow(clippy::too_many_arguments)]
+    pub fn run(
+        &self,
+        isa: Isa,
+        slot: &mut [f32],
+        prefix: &[f32],
+        (w1, b1, pre1): (&[f32], Option<&[f32]>, ChannelAffine<'_>),
+        (w2, pre2): (&[f32], ChannelAffine<'_>),
+        scratch: &mut [f32],
+    ) {
+        let plane = self.h * self.w;
+        let m = self.batch * plane;
+        assert_eq!(slot.len(), self.k * m, "strips: output length");
+        assert_eq!(prefix.len(), self.c * m, "strips: input length");
+        assert_eq!(w1.len(), self.bk * self.c, "strips: conv1 weight length");
+        assert_eq!(
+            w2.len(),
+            self.k * self.bk * 9,
+            "strips: conv2 weight length"
+        );
+        let t = gemm::tile(isa);
+        let lens = self.lens(t);
+        let per_strip = lens.total();
+        let wave = self.wave();
+        // `per_strip` is a whole number of cache lines, so every strip's parts are aligned.
+        let scratch = &mut gemm::align64(scratch)[..wave * per_strip];
+        let strips = self.strips();
+        for s0 in (0..strips).step_by(wave) {
+            let nw = wave.min(strips - s0);
+            let task = |(i, mine): (usize, &mut [f32])| {
+                self.strip_layer(isa, s0 + i, mine, prefix, (w1, b1, pre1), (w2, pre2));
+            };
+            if nw > 1 {
+                scratch[..nw * per_strip]
+                    .par_chunks_mut(per_strip)
+                    .enumerate()
+                    .for_each(task);
+            } else {
+                task((0, &mut scratch[..per_strip]));
+            }
+            // The strips' rows of each new channel: `C3` rows of `w + 2` wide columns, the last
+            // two dropped.
+            let wq = self.wq();
+            for (i, mine) in scratch[..nw * per_strip].chunks(per_strip).enumerate() {
+                let (n, y0, y1) = self.strip(s0 + i);
+                let cols3 = (y1 - y0) * wq;
+                let c3 = &mine[lens.q..][..self.k * cols3];
+                for (o, values) in c3.chunks_exact(cols3).enumerate() {
+                    let image = &mut slot[o * m + n * plane..][..plane];
+                    for (row, out) in values
+                        .chunks_exact(wq)
+                        .zip(image[y0 * self.w..y1 * self.w].chunks_exact_mut(self.w))
+                    {
+                        out.copy_from_slice(&row[..self.w]);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Strip `s`, in `scratch` (`[C1, Q, packed B, C3]`, 64-byte aligned parts).
+    fn strip_layer(
+        &self,
+        isa: Isa,
+        s: usize,
+        scratch: &mut [f32],
+        prefix: &[f32],
+        (w1, b1, pre1): (&[f32], Option<&[f32]>, ChannelAffine<'_>),
+        (w2, pre2): (&[f32], ChannelAffine<'_>),
+    ) {
+        let t = gemm::tile(isa);
+        let lens = self.lens(t);
+        let (q, work) = scratch.split_at_mut(lens.q);
+        let (c1, packed) = work.split_at_mut(lens.c1);
+        let (n, y0, y1) = self.strip(s);
+        let (ya, yb) = (y0.saturating_sub(1), (y1 + 1).min(self.h));
+        let (w, wq) = (self.w, self.wq());
+        let m = self.batch * self.h * w;
+
+        // `Q`: padded row `r` of a channel is image row `y0 + r − 1`; its first and last
+        // columns, and the rows outside the image, are zero. The 1×1 fills the rest.
+        let qplane = (y1 - y0 + 2) * wq;
+        let (planes, tail) = q.split_at_mut(self.bk * qplane);
+        tail.fill(0.0);
+        for qp in planes.chunks_exact_mut(qplane) {
+            for (r, row) in qp.chunks_exact_mut(wq).enumerate() {
+                if (y0 + r).checked_sub(1).is_some_and(|y| y < self.h) {
+                    row[0] = 0.0;
+                    row[w + 1] = 0.0;
+                } else {
+                    row.fill(0.0);
+                }
+            }
+        }
+
+        // 1. The 1×1 over rows `ya..yb` (a contiguous run of columns of every prefix channel),
+        //    one L2-sized block of columns at a time; 2. each block, mapped by `pre2`, into `Q`.
+        let cols1 = (yb - ya) * w;
+        let first_col = n * self.h * w + ya * w;
+        let block = self.block_cols(cols1, t);
+        let a1 = AView::RowMajor {
+            data: w1,
+            ld: self.c,
+        };
+        for col0 in (0..cols1).step_by(block) {
+            let ncols = block.min(cols1 - col0);
+            let b = &mut packed[..gemm::packed_b_len(self.c, ncols, t)];
+            for (j, panel) in b.chunks_exact_mut(self.c * t.nr).enumerate() {
+                let c0 = first_col + col0 + j * t.nr;
+                let width = t.nr.min(ncols - j * t.nr);
+                pack_panel(panel, prefix, m, self.c, c0, width, Some(pre1), t);
+            }
+            let c1 = &mut c1[..self.bk * ncols];
+            let store = match b1 {
+                Some(bias) => {
+                    for (row, &v) in c1.chunks_exact_mut(ncols).zip(bias) {
+                        row.fill(v);
+                    }
+                    CStore::Add
+                }
+                None => CStore::Write,
+            };
+            gemm::gemm_packed(isa, self.bk, ncols, self.c, a1, b, c1, ncols, store, false);
+            // Column `col0 + j` of the block is image row `ya + (col0 + j) / w`, column
+            // `(col0 + j) % w`: padded row `ya − y0 + 1 + (col0 + j) / w` of `Q`.
+            for (ch, values) in c1.chunks_exact(ncols).enumerate() {
+                let qp = &mut planes[ch * qplane..][..qplane];
+                let (scale, shift) = (pre2.scale[ch], pre2.shift[ch]);
+                let mut j = 0;
+                while j < ncols {
+                    let (row, x) = ((col0 + j) / w, (col0 + j) % w);
+                    let run = (w - x).min(ncols - j);
+                    let at = (ya + 1 - y0 + row) * wq + 1 + x;
+                    map_run(
+                        &mut qp[at..at + run],
+                        &values[j..j + run],
+                        scale,
+                        shift,
+                        pre2.relu,
+                    );
+                    j += run;
+                }
+            }
+        }
+
+        // 3. The 3×3 as wide rows: output `(oy, ox)` of the strip is column `oy·(w+2) + ox`, and
+        //    row `(ch, ky, kx)` of `B` is `Q` read from `ch·qplane + ky·(w+2) + kx` on.
+        let cols3 = (y1 - y0) * wq;
+        let depth3 = self.bk * 9;
+        let row_start = |d: usize| (d / 9) * qplane + (d % 9 / 3) * wq + d % 3;
+        gemm::gemm_block_with(
+            isa,
+            gemm::tile_for_rows(isa, self.k),
+            0,
+            self.k,
+            cols3,
+            depth3,
+            AView::RowMajor {
+                data: w2,
+                ld: depth3,
+            },
+            BView::Rows {
+                data: q,
+                row_start: &row_start,
+            },
+            &mut work[..self.k * cols3],
+            cols3,
+            CStore::Write,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use densenet_kernels::reference::conv2d_forward;
+    use densenet_kernels::Conv2dGeom;
+
+    /// Values in [-1, 1) from a seed (a small LCG: the test needs variety, not quality).
+    fn values(len: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (0..len)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// `y = max(0, scale·x + shift)` per channel of a `[C, M]` tensor.
+    fn map(x: &[f32], scale: &[f32], shift: &[f32], m: usize) -> Vec<f32> {
+        x.chunks_exact(m)
+            .zip(scale.iter().zip(shift))
+            .flat_map(|(run, (&s, &t))| run.iter().map(move |&v| (s * v + t).max(0.0)))
+            .collect()
+    }
+
+    /// The layer by the reference kernels on whole tensors.
+    #[allow(clippy::too_many_arguments)]
+    fn reference(
+        l: &StripLayer,
+        prefix: &[f32],
+        w1: &[f32],
+        b1: Option<&[f32]>,
+        (s1, t1): (&[f32], &[f32]),
+        w2: &[f32],
+        (s2, t2): (&[f32], &[f32]),
+    ) -> Vec<f32> {
+        let m = l.batch * l.h * l.w;
+        let geom = |ic, oc, k, p| Conv2dGeom::square(l.batch, ic, oc, l.h, l.w, k, 1, p);
+        let mut z = vec![0.0; l.bk * m];
+        conv2d_forward(
+            &mut z,
+            &map(prefix, s1, t1, m),
+            w1,
+            b1,
+            &geom(l.c, l.bk, 1, 0),
+        );
+        let mut out = vec![0.0; l.k * m];
+        conv2d_forward(
+            &mut out,
+            &map(&z, s2, t2, m),
+            w2,
+            None,
+            &geom(l.bk, l.k, 3, 1),
+        );
+        out
+    }
+
+    /// Every strip height gives the same bits, and those match the reference within rounding,
+    /// on maps down to one row or one column, with and without the 1×1's bias, with the 1×1's
+    /// column blocks ending inside an image row, on every tier the CPU has.
+    #[test]
+    fn any_strip_height_gives_the_same_bits_and_matches_the_reference() {
+        let tiers = [Isa::Portable, Isa::Avx2, Isa::Avx512];
+        for isa in tiers.into_iter().filter(|t| t.is_supported()) {
+            check_every_strip_height(isa);
+        }
+    }
+
+    fn check_every_strip_height(isa: Isa) {
+        for (case, &(batch, h, w, c, bk, k, bias)) in [
+            (1, 7, 5, 5, 8, 3, true),
+            (1, 1, 9, 3, 4, 2, false),
+            (2, 6, 1, 4, 12, 12, true),
+            (3, 4, 4, 37, 16, 5, true),
+            (1, 16, 16, 40, 48, 12, true),
+            // 300 input channels: 1×1 column blocks of 416, inside rows of 30.
+            (1, 20, 30, 300, 16, 4, false),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let seed = case as u64 * 10;
+            let m = batch * h * w;
+            let prefix = values(c * m, seed);
+            let w1 = values(bk * c, seed + 1);
+            let b1 = values(bk, seed + 2);
+            let w2 = values(k * bk * 9, seed + 3);
+            let (s1, t1) = (values(c, seed + 4), values(c, seed + 5));
+            let (s2, t2) = (values(bk, seed + 6), values(bk, seed + 7));
+            let b1 = bias.then_some(&b1[..]);
+            let mut first: Option<Vec<f32>> = None;
+            for rows in 1..=h + 1 {
+                let l = StripLayer {
+                    batch,
+                    h,
+                    w,
+                    c,
+                    bk,
+                    k,
+                    rows,
+                };
+                let mut slot = vec![f32::NAN; k * m];
+                let mut scratch = vec![f32::NAN; l.scratch_len(isa)];
+                let pre1 = ChannelAffine {
+                    scale: &s1,
+                    shift: &t1,
+                    relu: true,
+                };
+                let pre2 = ChannelAffine {
+                    scale: &s2,
+                    shift: &t2,
+                    relu: true,
+                };
+                l.run(
+                    isa,
+                    &mut slot,
+                    &prefix,
+                    (&w1, b1, pre1),
+                    (&w2, pre2),
+                    &mut scratch,
+                );
+                match &first {
+                    None => {
+                        let want = reference(&l, &prefix, &w1, b1, (&s1, &t1), &w2, (&s2, &t2));
+                        let scale = want.iter().fold(1.0f32, |a, v| a.max(v.abs()));
+                        for (i, (g, r)) in slot.iter().zip(&want).enumerate() {
+                            assert!(
+                                (g - r).abs() <= 1e-5 * scale,
+                                "{isa}, case {case}, rows {rows}: value {i} is {g}, the reference {r}"
+                            );
+                        }
+                        first = Some(slot);
+                    }
+                    Some(first) => {
+                        let same = first
+                            .iter()
+                            .zip(&slot)
+                            .all(|(a, b)| a.to_bits() == b.to_bits());
+                        assert!(
+                            same,
+                            "{isa}, case {case}: strips of {rows} rows change the bits"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
