@@ -33,14 +33,47 @@ pub(crate) struct Layout {
     pub peak: usize,
 }
 
-/// Assigns offsets to `requests` (see the module doc).
+/// Assigns offsets to `requests` (see the module doc): first fit in three orders (largest
+/// first; longest-lived first; earliest first), keeping the shortest arena. No order wins
+/// everywhere: densenet121 at batch 1 packs into its peak of live buffers by one order and
+/// needs 14% more by another.
 pub(crate) fn layout(requests: &[Request]) -> Layout {
     let padded = |r: &Request| r.len.div_ceil(ALIGN) * ALIGN;
-    let mut order: Vec<usize> = (0..requests.len()).collect();
-    order.sort_by_key(|&i| (std::cmp::Reverse(padded(&requests[i])), i));
+    let by = |key: &dyn Fn(&Request) -> (usize, usize)| {
+        let mut order: Vec<usize> = (0..requests.len()).collect();
+        order.sort_by_key(|&i| (key(&requests[i]), i));
+        first_fit(requests, &order)
+    };
+    let candidates = [
+        by(&|r| (usize::MAX - padded(r), 0)),
+        by(&|r| (usize::MAX - (r.last - r.first), usize::MAX - padded(r))),
+        by(&|r| (r.first, usize::MAX - padded(r))),
+    ];
+    let best = candidates
+        .into_iter()
+        .min_by_key(|l| l.len)
+        .expect("three candidates");
+    let last_step = requests.iter().map(|r| r.last).max().unwrap_or(0);
+    let peak = (0..=last_step)
+        .map(|s| {
+            requests
+                .iter()
+                .filter(|r| r.first <= s && s <= r.last)
+                .map(padded)
+                .sum::<usize>()
+        })
+        .max()
+        .unwrap_or(0);
+    Layout { peak, ..best }
+}
+
+/// First fit of `requests` taken in `order`: each at the lowest offset that overlaps no
+/// already-placed buffer live at the same time (`peak` left 0).
+fn first_fit(requests: &[Request], order: &[usize]) -> Layout {
+    let padded = |r: &Request| r.len.div_ceil(ALIGN) * ALIGN;
     let mut placed: Vec<(usize, Range<usize>)> = Vec::with_capacity(requests.len());
     let mut ranges = vec![0..0; requests.len()];
-    for &i in &order {
+    for &i in order {
         let r = &requests[i];
         let len = padded(r);
         // Ranges of the placed buffers live at the same time, by offset.
@@ -64,18 +97,11 @@ pub(crate) fn layout(requests: &[Request]) -> Layout {
         placed.push((i, offset..offset + len));
     }
     let len = placed.iter().map(|(_, r)| r.end).max().unwrap_or(0);
-    let last_step = requests.iter().map(|r| r.last).max().unwrap_or(0);
-    let peak = (0..=last_step)
-        .map(|s| {
-            requests
-                .iter()
-                .filter(|r| r.first <= s && s <= r.last)
-                .map(padded)
-                .sum::<usize>()
-        })
-        .max()
-        .unwrap_or(0);
-    Layout { ranges, len, peak }
+    Layout {
+        ranges,
+        len,
+        peak: 0,
+    }
 }
 
 /// Disjoint mutable slices of `arena` for the given ranges, in the order given (an empty range,

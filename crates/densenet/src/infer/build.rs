@@ -8,6 +8,7 @@ use densenet_kernels::{Conv2dGeom, Workspace};
 
 use super::arena::{self, Request};
 use super::ops::{pointwise_forward, pointwise_scratch_len, Affine};
+use super::strips::StripLayer;
 use super::{InferencePlan, PlanOptions};
 use crate::config::Stem;
 use crate::error::{Error, Result};
@@ -161,6 +162,8 @@ pub(crate) struct Buffers {
     pub stem: Option<usize>,
     pub feats: Vec<usize>,
     pub bottleneck: Vec<Option<usize>>,
+    /// The strips' scratch of each block run by strips.
+    pub strips: Vec<Option<usize>>,
     pub mapped: Vec<Option<usize>>,
     pub trans: Vec<usize>,
     pub trans_mapped: Vec<Option<usize>>,
@@ -267,12 +270,32 @@ pub(crate) fn build(
         bufs.feats
             .push(req(c_out * m, 2 * b, (2 * b + 2).min(2 * nb)));
         let bk = cfg.bn_size.map(|_| cfg.bottleneck_channels());
-        // Run by strips, a layer keeps its bottleneck in the strips' own scratch.
+        // Run by strips, a layer keeps its bottleneck in the strips' scratch, an arena buffer
+        // live during the block (so it shares memory with the stem's and the transitions').
         let by_strips = opts.dense_layers_by_strips && opts.fuse_bn_relu_into_packing;
         bufs.bottleneck.push(
             bk.filter(|_| !by_strips)
                 .map(|bk| req(bk * m, 2 * b + 1, 2 * b + 1)),
         );
+        let strip_scratch = bk.filter(|_| by_strips).map(|bk| {
+            let k = cfg.growth_rate;
+            let k0 = cfg.block_in_channels(b);
+            (0..cfg.block_config[b])
+                .map(|l| StripLayer {
+                    batch,
+                    h: bh,
+                    w: bw,
+                    c: k0 + l * k,
+                    bk,
+                    k,
+                    rows: StripLayer::rows_for(batch, bh),
+                })
+                .map(|layer| layer.scratch_len())
+                .max()
+                .unwrap_or(0)
+        });
+        bufs.strips
+            .push(strip_scratch.map(|len| req(len, 2 * b + 1, 2 * b + 1)));
         let widest = (c_out - cfg.growth_rate).max(bk.unwrap_or(0));
         bufs.mapped
             .push((!opts.fuse_bn_relu_into_packing).then(|| req(widest * m, 2 * b + 1, 2 * b + 1)));

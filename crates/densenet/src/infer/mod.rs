@@ -357,8 +357,11 @@ impl InferencePlan {
         let bf = &self.bufs;
         let opt = |i: Option<usize>| i.map_or(0..0, |i| r[i].clone());
         let (z_range, map_range) = (opt(bf.bottleneck[b]), opt(bf.mapped[b]));
-        let [feats, z, mapped] =
-            arena::parts(&mut self.arena, [&r[bf.feats[b]], &z_range, &map_range]);
+        let strips_range = opt(bf.strips[b]);
+        let [feats, z, mapped, strip_scratch] = arena::parts(
+            &mut self.arena,
+            [&r[bf.feats[b]], &z_range, &map_range, &strips_range],
+        );
         let (weights, ws) = (&self.weights[..], &mut self.kernels);
         for (l, layer) in self.layers[b].iter().enumerate() {
             let c = k0 + l * k;
@@ -366,6 +369,7 @@ impl InferencePlan {
             let slot = &mut rest[..k * m];
             let pre1 = layer.norm1.prefix(c, true);
             if let (true, Some((pre2, conv2))) = (by_strips, &layer.bottleneck) {
+                // The tier is read on each call, as the kernels do.
                 let isa = densenet_kernels::active_isa();
                 let strips = strips::StripLayer {
                     batch: n,
@@ -376,7 +380,6 @@ impl InferencePlan {
                     k,
                     rows: strips::StripLayer::rows_for(n, h),
                 };
-                let scratch = ws.get(strips.scratch_len(isa));
                 strips.run(
                     isa,
                     slot,
@@ -387,7 +390,7 @@ impl InferencePlan {
                         pre1,
                     ),
                     (&weights[conv2.weight.clone()], pre2.prefix(conv2.ic, true)),
-                    scratch,
+                    strip_scratch,
                 );
                 continue;
             }

@@ -140,10 +140,17 @@ impl StripLayer {
         (rayon::current_num_threads() * STRIPS_PER_THREAD).clamp(1, self.strips().max(1))
     }
 
-    /// Floats of scratch [`StripLayer::run`] takes in the current pool (one wave of strips).
-    pub fn scratch_len(&self, isa: Isa) -> usize {
+    /// Floats of scratch for [`StripLayer::run`] to run as many strips at once as it can in the
+    /// current pool, on any tier (a plan built on one tier may run capped to another). Less
+    /// works too, down to one strip's worth (see [`StripLayer::run`]).
+    pub fn scratch_len(&self) -> usize {
+        let per_strip = Isa::ALL
+            .map(|isa| self.lens(gemm::tile(isa)).total())
+            .into_iter()
+            .max()
+            .unwrap_or(0);
         // 16 more for aligning the start.
-        self.wave() * self.lens(gemm::tile(isa)).total() + 16
+        self.wave() * per_strip + 16
     }
 
     /// The layer: `slot = conv2(pre2(conv1(pre1(prefix)) + b1))`, on the tier `isa`.
@@ -152,7 +159,8 @@ impl StripLayer {
     /// - `slot`: `[k, N, H, W]`, written. `prefix`: `[c, N, H, W]`, read.
     /// - `w1`: `[bk, c]`, `b1`: `[bk]`, `pre1`: `[c]`; `w2`: `[k, bk, 3, 3]` (stride 1, padding
     ///   1), `pre2`: `[bk]`.
-    /// - `scratch`: at least [`StripLayer::scratch_len`] floats.
+    /// - `scratch`: [`StripLayer::scratch_len`] floats, or at least one strip's worth (then
+    ///   fewer strips run at once).
     #[allow(clippy::too_many_arguments)]
     pub fn run(
         &self,
@@ -176,9 +184,13 @@ impl StripLayer {
         let t = gemm::tile(isa);
         let lens = self.lens(t);
         let per_strip = lens.total();
-        let wave = self.wave();
         // `per_strip` is a whole number of cache lines, so every strip's parts are aligned.
-        let scratch = &mut gemm::align64(scratch)[..wave * per_strip];
+        let scratch = gemm::align64(scratch);
+        // As many strips at once as the pool can run and the scratch holds (a plan built in a
+        // smaller pool runs fewer at once in a larger one).
+        let wave = self.wave().min(scratch.len() / per_strip);
+        assert!(wave >= 1, "strips: scratch shorter than one strip's");
+        let scratch = &mut scratch[..wave * per_strip];
         let strips = self.strips();
         for s0 in (0..strips).step_by(wave) {
             let nw = wave.min(strips - s0);
@@ -391,8 +403,7 @@ mod tests {
     /// column blocks ending inside an image row, on every tier the CPU has.
     #[test]
     fn any_strip_height_gives_the_same_bits_and_matches_the_reference() {
-        let tiers = [Isa::Portable, Isa::Avx2, Isa::Avx512];
-        for isa in tiers.into_iter().filter(|t| t.is_supported()) {
+        for isa in Isa::ALL.into_iter().filter(|t| t.is_supported()) {
             check_every_strip_height(isa);
         }
     }
@@ -431,7 +442,7 @@ mod tests {
                     rows,
                 };
                 let mut slot = vec![f32::NAN; k * m];
-                let mut scratch = vec![f32::NAN; l.scratch_len(isa)];
+                let mut scratch = vec![f32::NAN; l.scratch_len()];
                 let pre1 = ChannelAffine {
                     scale: &s1,
                     shift: &t1,
