@@ -67,7 +67,8 @@ impl DenseNet {
     /// accepts; `num_batches_tracked` restored where the file has it). `seed` seeds dropout.
     ///
     /// The file is read tensor by tensor straight into the network's parameters, so the only
-    /// copy of the weights in memory is the network's own; no initialisation runs. Every
+    /// copy of the weights in memory is the network's own (its gradient storage is allocated
+    /// zeroed and takes no memory until training touches it); no initialisation runs. Every
     /// missing, unexpected or mis-shaped tensor is reported at once ([`Error::Weights`]).
     pub fn from_weights(
         config: DenseNetConfig,

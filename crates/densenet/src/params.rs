@@ -273,6 +273,10 @@ impl ParamStore {
             vec![cfg.num_classes],
             TensorKind::LinearBias,
         );
+        // Growing by `resize` left up to twice the capacity needed: give it back, so that a
+        // model (and an inference plan, which takes over `params`) holds what it uses.
+        s.params.shrink_to_fit();
+        s.buffers.shrink_to_fit();
         s.grads = vec![0.0; s.params.len()];
         let arch = Arch {
             conv0,

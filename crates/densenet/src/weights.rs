@@ -482,24 +482,28 @@ impl Source<'_> {
         }
     }
 
-    /// Source tensor `index`, an integer one, as `i64` values.
-    pub(crate) fn read_int(&mut self, index: usize) -> Result<Vec<i64>, WeightsError> {
-        match self {
+    /// The value of source tensor `index` if it is a single integer (a `num_batches_tracked`
+    /// counter); `None` for any other tensor, which is not read.
+    pub(crate) fn read_counter(&mut self, index: usize) -> Result<Option<i64>, WeightsError> {
+        let value = match self {
             Source::Dict(dict) => match &dict.entries[index].1 {
-                Value::I64(t) => Ok(t.data().to_vec()),
-                Value::F32(_) => Err(WeightsError::Format(format!(
-                    "tensor `{}` is not an integer tensor",
-                    dict.entries[index].0
-                ))),
+                Value::I64(t) if t.data().len() == 1 => Some(t.data()[0]),
+                _ => None,
             },
-            Source::File(file) => match file.read_value(index)? {
-                Value::I64(t) => Ok(t.data),
-                Value::F32(_) => Err(WeightsError::Format(format!(
-                    "tensor `{}` is not an integer tensor",
-                    file.entries()[index].name
-                ))),
-            },
-        }
+            Source::File(file) => {
+                let entry = &file.entries()[index];
+                // The size is checked before reading: a hostile file may claim gigabytes.
+                if !entry.stored.is_int() || entry.count() != 1 {
+                    None
+                } else {
+                    match file.read_value(index)? {
+                        Value::I64(t) => t.data.first().copied(),
+                        Value::F32(_) => None,
+                    }
+                }
+            }
+        };
+        Ok(value)
     }
 
     /// `(index, key)` of every integer tensor.

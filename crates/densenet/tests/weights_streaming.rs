@@ -228,3 +228,35 @@ fn a_load_that_fails_part_way_leaves_the_model_unchanged() {
     assert!(err.to_string().contains("classifier.weight"), "{err}");
     assert_same_weights(&model, &before, "after a mismatched file");
 }
+
+/// A counter tensor that claims 64 MB (a sparse file) is refused as a counter without being
+/// read: its size is checked first.
+#[test]
+fn a_huge_counter_is_refused_unread() {
+    let _serial = exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("counter.safetensors");
+    let values = 16usize << 20;
+    let header = format!(
+        r#"{{"features.norm5.num_batches_tracked":{{"dtype":"I32","shape":[{values}],"data_offsets":[0,{}]}}}}"#,
+        values * 4
+    );
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(header.as_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.set_len((bytes.len() + values * 4) as u64).unwrap();
+    drop(file);
+
+    let (_, model) = measure(|| DenseNet::new(config(), 0).unwrap());
+    let (err, load) = measure(|| DenseNet::from_weights(config(), &path, 0).unwrap_err());
+    assert!(
+        matches!(&err, Error::Weights(WeightsError::BadCounter { tensor }) if tensor.ends_with("num_batches_tracked")),
+        "{err}"
+    );
+    assert!(
+        load.peak_extra_bytes < model.peak_extra_bytes + (1 << 20),
+        "refusing the counter took {} bytes",
+        load.peak_extra_bytes
+    );
+}

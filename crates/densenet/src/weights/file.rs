@@ -138,6 +138,17 @@ fn header_len(field: [u8; LEN_FIELD], available: u64) -> Result<usize, WeightsEr
     usize::try_from(declared).map_err(|_| WeightsError::HeaderTooLarge { declared })
 }
 
+/// The JSON header as the safetensors crate reads it (the same fields, so the same files are
+/// accepted: `__metadata__` optional and null allowed, given twice refused, tensors in any
+/// order).
+#[derive(serde::Deserialize)]
+struct HeaderJson {
+    #[serde(rename = "__metadata__")]
+    metadata: Option<HashMap<String, String>>,
+    #[serde(flatten)]
+    tensors: HashMap<String, TensorInfo>,
+}
+
 /// Parses the JSON header of a file whose data section (everything after the header) holds
 /// `data_len` bytes. The safetensors crate checks that the tensors' byte ranges follow one
 /// another from offset 0 and match their shapes and dtypes; this also checks that they end
@@ -146,25 +157,14 @@ fn parse_header(json: &[u8], data_len: u64) -> Result<Header, WeightsError> {
     let text = std::str::from_utf8(json).map_err(|e| WeightsError::InvalidHeader {
         reason: format!("not UTF-8: {e}"),
     })?;
-    let not_header = |e: serde_json::Error| WeightsError::InvalidHeader {
-        reason: format!("not a safetensors JSON header: {e}"),
-    };
-    let mut map: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_str(text).map_err(not_header)?;
-    let metadata = match map.remove("__metadata__") {
-        Some(value) => {
-            Some(serde_json::from_value::<HashMap<String, String>>(value).map_err(not_header)?)
-        }
-        None => None,
-    };
-    let mut tensors = Vec::with_capacity(map.len());
-    for (name, value) in map {
-        let info: TensorInfo = serde_json::from_value(value).map_err(not_header)?;
-        tensors.push((name, info));
-    }
+    let header: HeaderJson =
+        serde_json::from_str(text).map_err(|e| WeightsError::InvalidHeader {
+            reason: format!("not a safetensors JSON header: {e}"),
+        })?;
+    let mut tensors: Vec<(String, TensorInfo)> = header.tensors.into_iter().collect();
     // The crate's own parser does the same: files may list tensors in any order.
     tensors.sort_by_key(|(_, info)| info.data_offsets);
-    let checked = Metadata::new(metadata, tensors).map_err(from_safetensors)?;
+    let checked = Metadata::new(header.metadata, tensors).map_err(from_safetensors)?;
     if checked.data_len() as u64 != data_len {
         return Err(from_safetensors(SafeTensorError::MetadataIncompleteBuffer));
     }
@@ -209,8 +209,8 @@ fn parse_header(json: &[u8], data_len: u64) -> Result<Header, WeightsError> {
 
 /// Parses a whole safetensors file held in memory. Nothing is allocated from a size the
 /// header claims until that size has been checked against the bytes actually present, so a
-/// hostile header cannot make the loader allocate more than a small multiple of the file's
-/// length.
+/// hostile file cannot make the loader allocate more than a multiple of its own length (about
+/// 20× for a header of nothing but tensor entries, whose size the format caps at 100 MB).
 pub(crate) fn parse(bytes: &[u8]) -> Result<StateDict, WeightsError> {
     let Some(field) = bytes.first_chunk::<LEN_FIELD>() else {
         return Err(WeightsError::FileTooShort { len: bytes.len() });
@@ -257,7 +257,14 @@ impl TensorFile {
             path: path.to_owned(),
             source,
         };
+        // Checked before opening too: opening a named pipe blocks until a writer comes.
+        if !fs::metadata(path).map_err(io_error)?.is_file() {
+            return Err(WeightsError::NotAFile {
+                path: path.to_owned(),
+            });
+        }
         let mut file = fs::File::open(path).map_err(io_error)?;
+        // And after: the path may have been replaced in between.
         let meta = file.metadata().map_err(io_error)?;
         if !meta.is_file() {
             return Err(WeightsError::NotAFile {

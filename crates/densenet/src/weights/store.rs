@@ -50,9 +50,9 @@ pub fn load_params(store: &mut ParamStore, dict: &StateDict) -> Result<LoadRepor
 }
 
 /// [`load_params`] reading the safetensors file at `path` tensor by tensor straight into
-/// `store`, with no copy of the file in memory. Names, shapes and counters are checked before
-/// the first tensor is read, but a non-finite value or a failed read is only found while
-/// reading: on such an error `store` holds part of the file, so load into a store that is
+/// `store`, with no copy of the file in memory. The counters (single integers, read first) and
+/// every name and shape are checked before the first weight is read, but a non-finite value
+/// or a failed read is only found while reading: on such an error `store` holds part of the file, so load into a store that is
 /// discarded on error (as [`DenseNet::from_weights`](crate::DenseNet::from_weights) and
 /// [`DenseNet::load_weights`](crate::DenseNet::load_weights) do).
 pub(crate) fn load_params_from_file(
@@ -75,8 +75,8 @@ fn load_params_from(
         if store.batches_tracked(bn).is_none() {
             continue;
         }
-        match source.read_int(index)?.as_slice() {
-            [count] if *count >= 0 => counters.push((key.clone(), bn.to_owned(), *count as u64)),
+        match source.read_counter(index)? {
+            Some(count) if count >= 0 => counters.push((key.clone(), bn.to_owned(), count as u64)),
             _ => return Err(WeightsError::BadCounter { tensor: key }),
         }
     }

@@ -141,6 +141,31 @@ fn hostile_files_each_give_a_named_error() {
         matches!(e, WeightsError::InvalidHeader { .. })
     });
 
+    // `__metadata__` may be null (the safetensors crate accepts it), not given twice.
+    let null_meta = r#"{"__metadata__":null,"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#;
+    let bytes = raw_file(null_meta, &[0; 4]);
+    let dict = StateDict::from_bytes(&bytes).expect("null metadata");
+    fs::write(&on_disk, &bytes).unwrap();
+    assert_eq!(
+        StateDict::load(&on_disk).expect("null metadata, from a file"),
+        dict
+    );
+    let twice = r#"{"__metadata__":{"a":"1"},"__metadata__":{"b":"2"}}"#;
+    check(&raw_file(twice, &[]), "metadata given twice", &|e| {
+        matches!(e, WeightsError::InvalidHeader { .. })
+    });
+
+    // A named pipe is refused before it is opened (opening one waits for a writer).
+    #[cfg(unix)]
+    {
+        let fifo = dir.join("pipe.safetensors");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        if made.is_ok_and(|s| s.success()) {
+            let err = StateDict::load(&fifo).unwrap_err();
+            assert!(matches!(err, WeightsError::NotAFile { .. }), "{err}");
+        }
+    }
+
     for not_a_file in ["/dev/zero", "."] {
         let err = StateDict::load(not_a_file).unwrap_err();
         assert!(
