@@ -373,6 +373,49 @@ fn one_and_two_threads_give_the_same_logits() {
     assert_eq!(bits(&logits(1)), bits(&logits(2)));
 }
 
+/// A plan built in one pool (or under one tier cap) and run in another: the strips' scratch,
+/// sized when the plan is built, then holds fewer or more strips than the pool could run at
+/// once; the logits stay the same bits for the same tier.
+#[test]
+fn a_plan_built_in_one_pool_runs_in_another() {
+    use densenet_kernels::dispatch::with_max_isa;
+    use densenet_kernels::Isa;
+    let _serial = alloc_counter::exclusive();
+    let pool = |threads: usize| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+    };
+    let cfg = config(Stem::Cifar, &[3, 2], Some(4), 0.5);
+    for (n, h, w) in [(1, 9, 31), (1, 3, 3), (3, 2, 2)] {
+        let net = model(cfg.clone(), 21);
+        let x = input(n * 3 * h * w, 21);
+        let want = eval_reference(&mut net.clone(), &x, n, h, w);
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<u32>>();
+        let (one, four) = (pool(1), pool(4));
+        let mut small = one
+            .install(|| InferencePlan::new(&net, n, h, w, PlanOptions::default()))
+            .unwrap();
+        let mut large = four
+            .install(|| InferencePlan::new(&net, n, h, w, PlanOptions::default()))
+            .unwrap();
+        let a = four.install(|| small.forward(&x).unwrap().to_vec());
+        let b = one.install(|| large.forward(&x).unwrap().to_vec());
+        assert_eq!(bits(&a), bits(&b), "{n}x{h}x{w}: pools");
+        assert!(relative_error(&a, &want) <= 1e-5, "{n}x{h}x{w}");
+        // Built under the portable tier, run on every tier the CPU has.
+        let mut portable = with_max_isa(Isa::Portable, || {
+            InferencePlan::new(&net, n, h, w, PlanOptions::default())
+        })
+        .unwrap();
+        for isa in Isa::ALL.into_iter().filter(|i| i.is_supported()) {
+            let got = with_max_isa(isa, || portable.forward(&x).unwrap().to_vec());
+            assert!(relative_error(&got, &want) <= 1e-5, "{n}x{h}x{w} on {isa}");
+        }
+    }
+}
+
 /// A tier cap the caller sets with `with_max_isa` reaches the forward pass, which runs on a
 /// rayon worker: the capped result from this (non-pool) thread equals the same call made from
 /// inside a pool under the same cap, on every tier the CPU has.

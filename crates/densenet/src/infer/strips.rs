@@ -1,26 +1,28 @@
 //! A bottleneck dense layer (BN-ReLU-Conv1×1, BN-ReLU-Conv3×3) run strip by strip.
 //!
-//! The plain schedule runs a layer as four passes over whole tensors, each split among the
-//! threads its own way: the 1×1 product by groups of output channels, the padded copy of its
-//! output by channels, the 3×3 product by columns. Every pass then reads data another core wrote
-//! a moment before, and on two cores at batch 1 those transfers, not the arithmetic, set the
-//! pace (DenseNet-BC-100 at 32×32: the padded copy took 5× and the packing 3× as long on two
-//! threads as on one).
+//! Run as whole-tensor passes, a layer is four passes, each split among the threads its own
+//! way: the packing of the 1×1's input by columns, the 1×1 product by groups of output
+//! channels, the padded copy of its output by channels, the 3×3 product by columns. Every pass
+//! then reads data another core wrote a moment before, and on two cores at batch 1 those
+//! transfers, not the arithmetic, set the pace (DenseNet-BC-100 at 32×32: the padded copy took
+//! 5× and the packing 3× as long on two threads as on one).
 //!
 //! Here each image is cut into horizontal strips of `rows` image rows, and one task does the
 //! whole layer for one strip, start to finish, in its own scratch:
 //!
 //! 1. `C1 = W1 · pre1(prefix)` (+ the folded `norm2` bias) over the strip's rows and one halo
-//!    row above and below (the 3×3 needs them), packed and multiplied one L2-sized column block
-//!    at a time;
-//! 2. `Q = pre2(C1)` laid out as zero-padded wide rows (`w + 2` columns, a zero row above the
-//!    image's first row and below its last), the layout `conv2d`'s wide-row path uses;
+//!    row above and below (the 3×3 needs them), packed and multiplied one column block at a
+//!    time;
+//! 2. `Q = pre2(C1)`, each block mapped as soon as it is computed, laid out as zero-padded wide
+//!    rows (`w + 2` columns, a zero row above the image's first row and below its last), the
+//!    layout `conv2d`'s wide-row path uses;
 //! 3. `C3 = W2 · Q` read in place (each of the `9·bk` rows of the 3×3's `B` is a run of `Q`);
 //!
-//! and the caller copies each strip's `C3` into the layer's `k` new channels of the block
-//! buffer, dropping the two padding columns of each row. A strip's data stay in the core that
-//! made them; the only cost is the halo rows' share of the 1×1 (`2/rows` more of it where two
-//! strips meet).
+//! and then the caller copies each strip's `C3` into the layer's `k` new channels of the block
+//! buffer, dropping the two padding columns of each row (the one step that reads another
+//! core's data: `k` channels, against the `bk` of the bottleneck and the whole prefix a strip
+//! reads). The price is the halo: where two strips meet, each computes the 1×1 for one row the
+//! other owns.
 //!
 //! Each value is the same sum in the same order whatever the strip height and whichever thread
 //! runs the strip (the products sum over depth in fixed slices, and a halo row is recomputed with
@@ -30,7 +32,7 @@ use densenet_kernels::gemm::{self, AView, BView, CStore, Tile};
 use densenet_kernels::{ChannelAffine, Isa};
 use rayon::prelude::*;
 
-use super::ops::{map_run, pack_panel};
+use super::ops::{map_run, pack_block};
 
 /// One bottleneck dense layer on a batch of `h × w` maps, cut into strips of `rows` image rows.
 #[derive(Clone, Copy, Debug)]
@@ -121,9 +123,10 @@ impl StripLayer {
         let rows = self.rows.min(self.h);
         let cols1 = (rows + 2).min(self.h) * self.w;
         let block = self.block_cols(cols1, t);
-        // The 3×3 reads each row of `B` as a run of the strip's columns rounded up to `NR`,
-        // starting up to two rows and two columns into a channel's plane: `NR + 2` floats past
-        // the last plane cover the last channel's runs.
+        // The 3×3 reads each row of `B` as a run of the strip's `cols3` columns rounded up to
+        // `NR`, starting up to two rows and two columns into a channel's plane: the last
+        // channel's last run ends `NR − 1 + 2` floats past the last plane at most (`NR + 1`
+        // is exactly enough; one spare).
         let q = self.bk * (rows + 2) * self.wq() + t.nr + 2;
         let c1 = lines(self.bk * block);
         let packed = lines(gemm::packed_b_len(self.c, block, t));
@@ -159,8 +162,8 @@ impl StripLayer {
     /// - `slot`: `[k, N, H, W]`, written. `prefix`: `[c, N, H, W]`, read.
     /// - `w1`: `[bk, c]`, `b1`: `[bk]`, `pre1`: `[c]`; `w2`: `[k, bk, 3, 3]` (stride 1, padding
     ///   1), `pre2`: `[bk]`.
-    /// - `scratch`: [`StripLayer::scratch_len`] floats, or at least one strip's worth (then
-    ///   fewer strips run at once).
+    /// - `scratch`: [`StripLayer::scratch_len`] floats, or at least one strip's worth and 16
+    ///   floats for alignment (then fewer strips run at once).
     #[allow(clippy::too_many_arguments)]
     pub fn run(
         &self,
@@ -225,7 +228,8 @@ impl StripLayer {
         }
     }
 
-    /// Strip `s`, in `scratch` (`[C1, Q, packed B, C3]`, 64-byte aligned parts).
+    /// Strip `s`, in `scratch`: `[Q | work]`, the work area holding `C1` and the packed `B` of
+    /// one column block of the 1×1, then `C3` (see [`StripLayer::lens`]).
     fn strip_layer(
         &self,
         isa: Isa,
@@ -272,11 +276,7 @@ impl StripLayer {
         for col0 in (0..cols1).step_by(block) {
             let ncols = block.min(cols1 - col0);
             let b = &mut packed[..gemm::packed_b_len(self.c, ncols, t)];
-            for (j, panel) in b.chunks_exact_mut(self.c * t.nr).enumerate() {
-                let c0 = first_col + col0 + j * t.nr;
-                let width = t.nr.min(ncols - j * t.nr);
-                pack_panel(panel, prefix, m, self.c, c0, width, Some(pre1), t);
-            }
+            pack_block(b, prefix, m, self.c, first_col + col0, ncols, Some(pre1), t);
             let c1 = &mut c1[..self.bk * ncols];
             let store = match b1 {
                 Some(bias) => {
@@ -415,8 +415,11 @@ mod tests {
             (2, 6, 1, 4, 12, 12, true),
             (3, 4, 4, 37, 16, 5, true),
             (1, 16, 16, 40, 48, 12, true),
-            // 300 input channels: 1×1 column blocks of 416, inside rows of 30.
+            // 300 input channels: 1×1 column blocks of 256, ending inside rows of 30.
             (1, 20, 30, 300, 16, 4, false),
+            // One-row strips of 33 wide columns: 1 past a multiple of 16 and of 32, so the
+            // cache-line rounding of `Q` adds nothing to its slack.
+            (1, 3, 31, 5, 16, 4, true),
         ]
         .iter()
         .enumerate()
@@ -442,7 +445,14 @@ mod tests {
                     rows,
                 };
                 let mut slot = vec![f32::NAN; k * m];
-                let mut scratch = vec![f32::NAN; l.scratch_len()];
+                // Every other height gets only one strip's worth: the strips then run one at
+                // a time.
+                let len = if rows % 2 == 0 {
+                    l.lens(gemm::tile(isa)).total() + 16
+                } else {
+                    l.scratch_len()
+                };
+                let mut scratch = vec![f32::NAN; len];
                 let pre1 = ChannelAffine {
                     scale: &s1,
                     shift: &t1,
