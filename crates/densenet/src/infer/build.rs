@@ -8,7 +8,7 @@ use densenet_kernels::{Conv2dGeom, Workspace};
 
 use super::arena::{self, Request};
 use super::ops::{pointwise_forward, pointwise_scratch_len, Affine};
-use super::strips::StripLayer;
+use super::strips::{ImageBlock, StripLayer};
 use super::{InferencePlan, PlanOptions};
 use crate::config::Stem;
 use crate::error::{Error, Result};
@@ -280,6 +280,18 @@ pub(crate) fn build(
         let strip_scratch = bk.filter(|_| by_strips).map(|bk| {
             let k = cfg.growth_rate;
             let k0 = cfg.block_in_channels(b);
+            if batch > 1 {
+                let block = ImageBlock {
+                    batch,
+                    h: bh,
+                    w: bw,
+                    k0,
+                    k,
+                    bk,
+                    layers: cfg.block_config[b],
+                };
+                return block.scratch_len();
+            }
             (0..cfg.block_config[b])
                 .map(|l| StripLayer {
                     batch,

@@ -363,7 +363,46 @@ impl InferencePlan {
             [&r[bf.feats[b]], &z_range, &map_range, &strips_range],
         );
         let (weights, ws) = (&self.weights[..], &mut self.kernels);
-        for (l, layer) in self.layers[b].iter().enumerate() {
+        let layers = &self.layers[b];
+        let bottlenecks = layers.iter().all(|l| l.bottleneck.is_some());
+        if by_strips && n > 1 && bottlenecks {
+            // Image by image: each image through every layer while its prefix is in cache.
+            let bk = layers
+                .first()
+                .and_then(|l| l.bottleneck.as_ref())
+                .map_or(0, |(_, c2)| c2.ic);
+            let block = strips::ImageBlock {
+                batch: n,
+                h,
+                w,
+                k0,
+                k,
+                bk,
+                layers: layers.len(),
+            };
+            let layer_weights = |l: usize| {
+                let layer = &layers[l];
+                let c = k0 + l * k;
+                let (pre2, conv2) = layer
+                    .bottleneck
+                    .as_ref()
+                    .expect("checked above: every layer has a bottleneck");
+                (
+                    (
+                        &weights[layer.conv1.weight.clone()],
+                        layer.conv1.bias.as_deref(),
+                        layer.norm1.prefix(c, true),
+                    ),
+                    (&weights[conv2.weight.clone()], pre2.prefix(conv2.ic, true)),
+                )
+            };
+            let (head, tail) = feats.split_at_mut(k0 * m);
+            let tail = &mut tail[..layers.len() * k * m];
+            let isa = densenet_kernels::active_isa();
+            block.run(isa, head, tail, &layer_weights, strip_scratch);
+            return;
+        }
+        for (l, layer) in layers.iter().enumerate() {
             let c = k0 + l * k;
             let (prefix, rest) = feats.split_at_mut(c * m);
             let slot = &mut rest[..k * m];

@@ -134,6 +134,7 @@ pub(crate) fn pointwise_forward(
     }
     let block = gemm::b_block_cols(depth, cols, t);
     let parallel = gemm::worth_parallel(rows * depth * cols);
+    let channel = |k: usize| &inp[k * m..(k + 1) * m];
     for col0 in (0..cols).step_by(block) {
         let ncols = block.min(cols - col0);
         let b = &mut b_scratch[..gemm::packed_b_len(depth, ncols, t)];
@@ -142,14 +143,14 @@ pub(crate) fn pointwise_forward(
         let pack = |(g, panels): (usize, &mut [f32])| {
             let first = g * group_cols;
             let width = group_cols.min(ncols - first);
-            pack_block(panels, inp, m, depth, col0 + first, width, pre, t);
+            pack_block(panels, channel, depth, col0 + first, width, pre, t);
         };
         if parallel {
             b.par_chunks_mut(PACK_GROUP_PANELS * depth * t.nr)
                 .enumerate()
                 .for_each(pack);
         } else {
-            pack_block(b, inp, m, depth, col0, ncols, pre, t);
+            pack_block(b, channel, depth, col0, ncols, pre, t);
         }
         gemm::gemm_packed(
             isa,
@@ -170,8 +171,8 @@ pub(crate) fn pointwise_forward(
 }
 
 /// The packed `B` of one column block, row by row: `b[j·depth·NR + k·NR + i] =
-/// pre(inp)[k, c0 + j·NR + i]` for the block's `ncols` columns, zero past them (the layout of
-/// `gemm`'s packed `B`, (what packing it panel by panel would write)).
+/// pre(row(k))[c0 + j·NR + i]` for the block's `ncols` columns, zero past them (the layout of
+/// `gemm`'s packed `B`).
 ///
 /// Each input channel's run of the block is read once, front to back, and dealt out to the
 /// panels. Panel by panel, every panel would read `depth` runs of `NR` floats lying `m` floats
@@ -179,12 +180,12 @@ pub(crate) fn pointwise_forward(
 /// a third of a DenseNet-BC-100 inference pass.
 ///
 /// # Shapes
-/// - `b`: at least `ncols.div_ceil(NR)·depth·NR` floats, written. `inp`: `[depth, m]`, read.
+/// - `b`: at least `ncols.div_ceil(NR)·depth·NR` floats, written.
+/// - `row(k)`: input channel `k`'s values (at least `c0 + ncols`), read.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn pack_block(
+pub(crate) fn pack_block<'a>(
     b: &mut [f32],
-    inp: &[f32],
-    m: usize,
+    row: impl Fn(usize) -> &'a [f32],
     depth: usize,
     c0: usize,
     ncols: usize,
@@ -194,7 +195,7 @@ pub(crate) fn pack_block(
     let panel_len = depth * t.nr;
     let panels = ncols.div_ceil(t.nr);
     for k in 0..depth {
-        let src = &inp[k * m + c0..k * m + c0 + ncols];
+        let src = &row(k)[c0..c0 + ncols];
         for j in 0..panels {
             let lanes = &mut b[j * panel_len + k * t.nr..][..t.nr];
             let run = &src[j * t.nr..((j + 1) * t.nr).min(ncols)];

@@ -197,8 +197,9 @@ impl StripLayer {
         let strips = self.strips();
         for s0 in (0..strips).step_by(wave) {
             let nw = wave.min(strips - s0);
+            let plane_of = |ch: usize, n: usize| &prefix[(ch * self.batch + n) * plane..][..plane];
             let task = |(i, mine): (usize, &mut [f32])| {
-                self.strip_layer(isa, s0 + i, mine, prefix, (w1, b1, pre1), (w2, pre2));
+                self.strip_layer(isa, s0 + i, mine, &plane_of, (w1, b1, pre1), (w2, pre2));
             };
             if nw > 1 {
                 scratch[..nw * per_strip]
@@ -230,12 +231,14 @@ impl StripLayer {
 
     /// Strip `s`, in `scratch`: `[Q | work]`, the work area holding `C1` and the packed `B` of
     /// one column block of the 1×1, then `C3` (see [`StripLayer::lens`]).
-    fn strip_layer(
+    ///
+    /// `plane(ch, n)` is input channel `ch` of image `n`: its `h·w` values.
+    fn strip_layer<'a>(
         &self,
         isa: Isa,
         s: usize,
         scratch: &mut [f32],
-        prefix: &[f32],
+        plane: &(dyn Fn(usize, usize) -> &'a [f32] + Sync),
         (w1, b1, pre1): (&[f32], Option<&[f32]>, ChannelAffine<'_>),
         (w2, pre2): (&[f32], ChannelAffine<'_>),
     ) {
@@ -246,7 +249,6 @@ impl StripLayer {
         let (n, y0, y1) = self.strip(s);
         let (ya, yb) = (y0.saturating_sub(1), (y1 + 1).min(self.h));
         let (w, wq) = (self.w, self.wq());
-        let m = self.batch * self.h * w;
 
         // `Q`: padded row `r` of a channel is image row `y0 + r − 1`; its first and last
         // columns, and the rows outside the image, are zero. The 1×1 fills the rest.
@@ -267,7 +269,7 @@ impl StripLayer {
         // 1. The 1×1 over rows `ya..yb` (a contiguous run of columns of every prefix channel),
         //    one L2-sized block of columns at a time; 2. each block, mapped by `pre2`, into `Q`.
         let cols1 = (yb - ya) * w;
-        let first_col = n * self.h * w + ya * w;
+        let first_col = ya * w;
         let block = self.block_cols(cols1, t);
         let a1 = AView::RowMajor {
             data: w1,
@@ -276,7 +278,8 @@ impl StripLayer {
         for col0 in (0..cols1).step_by(block) {
             let ncols = block.min(cols1 - col0);
             let b = &mut packed[..gemm::packed_b_len(self.c, ncols, t)];
-            pack_block(b, prefix, m, self.c, first_col + col0, ncols, Some(pre1), t);
+            let channel = |ch: usize| plane(ch, n);
+            pack_block(b, channel, self.c, first_col + col0, ncols, Some(pre1), t);
             let c1 = &mut c1[..self.bk * ncols];
             let store = match b1 {
                 Some(bias) => {
@@ -334,6 +337,158 @@ impl StripLayer {
             cols3,
             CStore::Write,
         );
+    }
+}
+
+/// One layer's weights as [`StripLayer::run`] takes them: `(w1, b1, pre1)` and `(w2, pre2)`.
+pub(crate) type LayerWeights<'a> = (
+    (&'a [f32], Option<&'a [f32]>, ChannelAffine<'a>),
+    (&'a [f32], ChannelAffine<'a>),
+);
+
+/// A dense block of bottleneck layers run image by image: one task takes an image through every
+/// layer of the block, each layer as a [`StripLayer`] strip of the whole image, before the next
+/// image.
+///
+/// Layer by layer, each layer reads the whole block prefix of every image: at batch 64 (BC-100's
+/// first block: up to 300 channels × 64 × 32 × 32 floats, 78 MB) that is a pass over memory
+/// per layer. Image by image, an image's prefix (1.2 MB there) stays in its core's caches from
+/// one layer to the next. The image's new channels are kept in the task's own scratch (the
+/// layers read them from there) and copied into the block buffer once the block is done.
+/// An image is one strip, so no halo is computed twice; the sums are those of [`StripLayer`],
+/// so results equal the layer-by-layer schedule's bit for bit.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ImageBlock {
+    pub batch: usize,
+    pub h: usize,
+    pub w: usize,
+    /// Channels entering the block, growth rate, bottleneck channels, layers.
+    pub k0: usize,
+    pub k: usize,
+    pub bk: usize,
+    pub layers: usize,
+}
+
+impl ImageBlock {
+    fn layer(&self, l: usize) -> StripLayer {
+        StripLayer {
+            batch: self.batch,
+            h: self.h,
+            w: self.w,
+            c: self.k0 + l * self.k,
+            bk: self.bk,
+            k: self.k,
+            rows: self.h,
+        }
+    }
+
+    /// Floats of an image's new channels.
+    fn own_len(&self) -> usize {
+        lines(self.layers * self.k * self.h * self.w)
+    }
+
+    /// Floats of one image's scratch: its new channels, then one strip's scratch for the
+    /// widest layer on any tier.
+    fn per_image(&self) -> usize {
+        let strip = (0..self.layers)
+            .flat_map(|l| Isa::ALL.map(|isa| self.layer(l).lens(gemm::tile(isa)).total()))
+            .max()
+            .unwrap_or(0);
+        self.own_len() + strip
+    }
+
+    /// Images per parallel region in the current pool.
+    fn wave(&self) -> usize {
+        rayon::current_num_threads().clamp(1, self.batch.max(1))
+    }
+
+    /// Floats of scratch for [`ImageBlock::run`] in the current pool; at least one image's
+    /// worth (and 16 for alignment) works, running one image at a time.
+    pub fn scratch_len(&self) -> usize {
+        self.wave() * self.per_image() + 16
+    }
+
+    /// The block's layers on every image: `tail` (the `layers·k` channels the block adds)
+    /// from `head` (the `k0` channels it starts with), layer `l` with the weights `weights(l)`.
+    ///
+    /// # Shapes
+    /// - `head`: `[k0, N, H, W]`, read. `tail`: `[layers·k, N, H, W]`, written.
+    /// - `scratch`: see [`ImageBlock::scratch_len`].
+    pub fn run<'w>(
+        &self,
+        isa: Isa,
+        head: &[f32],
+        tail: &mut [f32],
+        weights: &(dyn Fn(usize) -> LayerWeights<'w> + Sync),
+        scratch: &mut [f32],
+    ) {
+        let (hw, w, wq) = (self.h * self.w, self.w, self.w + 2);
+        let m = self.batch * hw;
+        assert_eq!(head.len(), self.k0 * m, "image block: input length");
+        assert_eq!(
+            tail.len(),
+            self.layers * self.k * m,
+            "image block: output length"
+        );
+        let per_image = self.per_image();
+        let own_len = self.own_len();
+        let scratch = gemm::align64(scratch);
+        let wave = self.wave().min(scratch.len() / per_image);
+        assert!(wave >= 1, "image block: scratch shorter than one image's");
+        for n0 in (0..self.batch).step_by(wave) {
+            let nw = wave.min(self.batch - n0);
+            let task = |(i, mine): (usize, &mut [f32])| {
+                let n = n0 + i;
+                let (own, strip) = mine.split_at_mut(own_len);
+                for l in 0..self.layers {
+                    let layer = self.layer(l);
+                    {
+                        let own = &*own;
+                        let plane = |ch: usize, n: usize| {
+                            if ch < self.k0 {
+                                &head[(ch * self.batch + n) * hw..][..hw]
+                            } else {
+                                &own[(ch - self.k0) * hw..][..hw]
+                            }
+                        };
+                        let (first, second) = weights(l);
+                        layer.strip_layer(isa, n, strip, &plane, first, second);
+                    }
+                    // `C3` into the image's channels `k0 + l·k ..`, padding columns dropped.
+                    let c3_at = layer.lens(gemm::tile(isa)).q;
+                    let cols3 = self.h * wq;
+                    let c3 = &strip[c3_at..][..self.k * cols3];
+                    let new = &mut own[l * self.k * hw..][..self.k * hw];
+                    for (values, dst) in c3.chunks_exact(cols3).zip(new.chunks_exact_mut(hw)) {
+                        for (row, out) in values.chunks_exact(wq).zip(dst.chunks_exact_mut(w)) {
+                            out.copy_from_slice(&row[..w]);
+                        }
+                    }
+                }
+            };
+            let wave_scratch = &mut scratch[..nw * per_image];
+            if nw > 1 {
+                wave_scratch
+                    .par_chunks_mut(per_image)
+                    .enumerate()
+                    .for_each(task);
+            } else {
+                task((0, wave_scratch));
+            }
+            // Each new channel's rows of these images into the block buffer.
+            let done = &*wave_scratch;
+            let store = |(ch, row): (usize, &mut [f32])| {
+                for i in 0..nw {
+                    let src = &done[i * per_image + ch * hw..][..hw];
+                    row[(n0 + i) * hw..][..hw].copy_from_slice(src);
+                }
+            };
+            if nw > 1 {
+                tail.par_chunks_mut(m).enumerate().for_each(store);
+            } else {
+                tail.chunks_mut(m).enumerate().for_each(store);
+            }
+        }
     }
 }
 
@@ -494,6 +649,84 @@ mod tests {
                         );
                     }
                 }
+            }
+        }
+    }
+
+    /// Image by image equals layer by layer (strips of any height) bit for bit, whatever the
+    /// scratch holds (one image at a time, or the pool's wave), on every tier.
+    #[test]
+    fn image_by_image_equals_layer_by_layer() {
+        let (batch, h, w, k0, k, bk, layers) = (3, 5, 7, 6, 4, 16, 3);
+        let hw = h * w;
+        let m = batch * hw;
+        let params: Vec<_> = (0..layers)
+            .map(|l| {
+                let c = k0 + l * k;
+                let seed = 100 + 10 * l as u64;
+                (
+                    values(bk * c, seed),
+                    values(bk, seed + 1),
+                    (values(c, seed + 2), values(c, seed + 3)),
+                    values(k * bk * 9, seed + 4),
+                    (values(bk, seed + 5), values(bk, seed + 6)),
+                )
+            })
+            .collect();
+        let weights = |l: usize| -> LayerWeights<'_> {
+            let (w1, b1, (s1, t1), w2, (s2, t2)) = &params[l];
+            let c = k0 + l * k;
+            let pre1 = ChannelAffine {
+                scale: &s1[..c],
+                shift: &t1[..c],
+                relu: true,
+            };
+            let pre2 = ChannelAffine {
+                scale: &s2[..],
+                shift: &t2[..],
+                relu: true,
+            };
+            ((&w1[..], Some(&b1[..]), pre1), (&w2[..], pre2))
+        };
+        let head = values(k0 * m, 7);
+        for isa in Isa::ALL.into_iter().filter(|t| t.is_supported()) {
+            // Layer by layer, strips of two rows.
+            let mut feats = head.clone();
+            feats.resize((k0 + layers * k) * m, f32::NAN);
+            for l in 0..layers {
+                let c = k0 + l * k;
+                let layer = StripLayer {
+                    batch,
+                    h,
+                    w,
+                    c,
+                    bk,
+                    k,
+                    rows: 2,
+                };
+                let (prefix, rest) = feats.split_at_mut(c * m);
+                let mut scratch = vec![f32::NAN; layer.scratch_len()];
+                let (first, second) = weights(l);
+                layer.run(isa, &mut rest[..k * m], prefix, first, second, &mut scratch);
+            }
+            let block = ImageBlock {
+                batch,
+                h,
+                w,
+                k0,
+                k,
+                bk,
+                layers,
+            };
+            for len in [block.scratch_len(), block.per_image() + 16] {
+                let mut tail = vec![f32::NAN; layers * k * m];
+                let mut scratch = vec![f32::NAN; len];
+                block.run(isa, &head, &mut tail, &weights, &mut scratch);
+                let same = feats[k0 * m..]
+                    .iter()
+                    .zip(&tail)
+                    .all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(same, "{isa}, scratch {len}: image by image differs");
             }
         }
     }
