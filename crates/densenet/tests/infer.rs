@@ -388,30 +388,32 @@ fn a_plan_built_in_one_pool_runs_in_another() {
             .unwrap()
     };
     let cfg = config(Stem::Cifar, &[3, 2], Some(4), 0.5);
-    for (n, h, w) in [(1, 9, 31), (1, 3, 3), (3, 2, 2)] {
+    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<u32>>();
+    for (n, h, w) in [(1, 9, 31), (1, 3, 3), (3, 2, 2), (5, 6, 5)] {
         let net = model(cfg.clone(), 21);
         let x = input(n * 3 * h * w, 21);
         let want = eval_reference(&mut net.clone(), &x, n, h, w);
-        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<u32>>();
-        let (one, four) = (pool(1), pool(4));
-        let mut small = one
-            .install(|| InferencePlan::new(&net, n, h, w, PlanOptions::default()))
-            .unwrap();
-        let mut large = four
-            .install(|| InferencePlan::new(&net, n, h, w, PlanOptions::default()))
-            .unwrap();
-        let a = four.install(|| small.forward(&x).unwrap().to_vec());
-        let b = one.install(|| large.forward(&x).unwrap().to_vec());
-        assert_eq!(bits(&a), bits(&b), "{n}x{h}x{w}: pools");
-        assert!(relative_error(&a, &want) <= 1e-5, "{n}x{h}x{w}");
-        // Built under the portable tier, run on every tier the CPU has.
-        let mut portable = with_max_isa(Isa::Portable, || {
-            InferencePlan::new(&net, n, h, w, PlanOptions::default())
-        })
-        .unwrap();
+        let build = || InferencePlan::new(&net, n, h, w, PlanOptions::default()).unwrap();
+        let reference = pool(1).install(|| build().forward(&x).unwrap().to_vec());
+        assert!(relative_error(&reference, &want) <= 1e-5, "{n}x{h}x{w}");
+        for built_in in 1..=4 {
+            let mut plan = pool(built_in).install(build);
+            for run_in in 1..=4 {
+                let got = pool(run_in).install(|| plan.forward(&x).unwrap().to_vec());
+                assert_eq!(
+                    bits(&got),
+                    bits(&reference),
+                    "{n}x{h}x{w}: built in {built_in} threads, run in {run_in}"
+                );
+            }
+        }
+        // Built under the portable tier, run on every tier the CPU has: the same bits as a
+        // plan built on that tier.
+        let mut portable = with_max_isa(Isa::Portable, build);
         for isa in Isa::ALL.into_iter().filter(|i| i.is_supported()) {
             let got = with_max_isa(isa, || portable.forward(&x).unwrap().to_vec());
-            assert!(relative_error(&got, &want) <= 1e-5, "{n}x{h}x{w} on {isa}");
+            let native = with_max_isa(isa, || build().forward(&x).unwrap().to_vec());
+            assert_eq!(bits(&got), bits(&native), "{n}x{h}x{w} on {isa}");
         }
     }
 }

@@ -209,6 +209,12 @@ mod tests {
                 }
             }
             proptest::prop_assert!(l.len >= l.peak);
+            let largest_first = {
+                let mut order: Vec<usize> = (0..reqs.len()).collect();
+                order.sort_by_key(|&i| (std::cmp::Reverse(reqs[i].len.div_ceil(ALIGN)), i));
+                first_fit(&reqs, &order).len
+            };
+            proptest::prop_assert!(l.len <= largest_first);
         }
     }
 }

@@ -68,8 +68,9 @@ pub struct PlanOptions {
     pub pool_before_transition_conv: bool,
     /// Apply BN + ReLU while packing each convolution's input instead of into a scratch buffer.
     pub fuse_bn_relu_into_packing: bool,
-    /// Run each bottleneck dense layer strip by strip, one task per strip of image rows doing
-    /// the whole layer (see `infer/strips.rs`); needs `fuse_bn_relu_into_packing`.
+    /// Run the bottleneck dense layers by strips (see `infer/strips.rs`): at batch 1 each layer
+    /// as one task per strip of image rows doing the whole layer; at larger batches each block
+    /// as one task per image doing every layer. Needs `fuse_bn_relu_into_packing`.
     pub dense_layers_by_strips: bool,
 }
 

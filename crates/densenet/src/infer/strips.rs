@@ -24,6 +24,10 @@
 //! reads). The price is the halo: where two strips meet, each computes the 1×1 for one row the
 //! other owns.
 //!
+//! That is the schedule at batch 1, where an image is two strips. At batch 2 and more,
+//! [`ImageBlock`] runs a whole block image by image: one task takes an image (one strip, no
+//! halo) through every layer of the block while its prefix stays in the core's caches.
+//!
 //! Each value is the same sum in the same order whatever the strip height and whichever thread
 //! runs the strip (the products sum over depth in fixed slices, and a halo row is recomputed with
 //! the very operations of the strip that owns it), so results do not depend on the thread count.
@@ -79,8 +83,9 @@ impl StripLens {
 
 impl StripLayer {
     /// Image rows per strip for a batch of `batch` maps of `h` rows: two strips per image at
-    /// batch 1 (so two threads share one image), whole images otherwise. The rule depends on the
-    /// shape alone, never on the pool.
+    /// batch 1 (so two threads share one image), whole images otherwise (the plan then runs the
+    /// block by [`ImageBlock`], whose strips are whole images; this layer-by-layer form is left
+    /// to tests). The rule depends on the shape alone, never on the pool.
     pub fn rows_for(batch: usize, h: usize) -> usize {
         if batch == 1 {
             h.div_ceil(2).max(1)
@@ -351,8 +356,8 @@ pub(crate) type LayerWeights<'a> = (
 /// image.
 ///
 /// Layer by layer, each layer reads the whole block prefix of every image: at batch 64 (BC-100's
-/// first block: up to 300 channels × 64 × 32 × 32 floats, 78 MB) that is a pass over memory
-/// per layer. Image by image, an image's prefix (1.2 MB there) stays in its core's caches from
+/// first block: up to 204 channels × 64 × 32 × 32 floats, 53 MB) that is a pass over memory
+/// per layer. Image by image, an image's prefix (0.8 MB there) stays in its core's caches from
 /// one layer to the next. The image's new channels are kept in the task's own scratch (the
 /// layers read them from there) and copied into the block buffer once the block is done.
 /// An image is one strip, so no halo is computed twice; the sums are those of [`StripLayer`],
@@ -425,6 +430,16 @@ impl ImageBlock {
         let (hw, w, wq) = (self.h * self.w, self.w, self.w + 2);
         let m = self.batch * hw;
         assert_eq!(head.len(), self.k0 * m, "image block: input length");
+        for l in 0..self.layers {
+            let ((w1, _, _), (w2, _)) = weights(l);
+            let c = self.k0 + l * self.k;
+            assert_eq!(w1.len(), self.bk * c, "image block: conv1 weight length");
+            assert_eq!(
+                w2.len(),
+                self.k * self.bk * 9,
+                "image block: conv2 weight length"
+            );
+        }
         assert_eq!(
             tail.len(),
             self.layers * self.k * m,
@@ -653,13 +668,39 @@ mod tests {
         }
     }
 
-    /// Image by image equals layer by layer (strips of any height) bit for bit, whatever the
-    /// scratch holds (one image at a time, or the pool's wave), on every tier.
+    /// Image by image equals layer by layer bit for bit, whatever the scratch holds (one image
+    /// at a time, or the pool's wave, including a partial last wave), on pools of 1–3 threads
+    /// and every tier: batches of 3 and 5, maps down to one column, 12 new channels (AVX-512's
+    /// 12-row tile), with and without the 1×1's bias.
     #[test]
     fn image_by_image_equals_layer_by_layer() {
-        let (batch, h, w, k0, k, bk, layers) = (3, 5, 7, 6, 4, 16, 3);
-        let hw = h * w;
-        let m = batch * hw;
+        for &(batch, h, w, k0, k, bk, layers, bias) in &[
+            (3, 5, 7, 6, 4, 16, 3, true),
+            (5, 4, 1, 5, 12, 20, 2, false),
+            (2, 1, 6, 3, 2, 4, 2, true),
+        ] {
+            for threads in 1..=3 {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                pool.install(|| check_image_block(batch, h, w, k0, k, bk, layers, bias));
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn check_image_block(
+        batch: usize,
+        h: usize,
+        w: usize,
+        k0: usize,
+        k: usize,
+        bk: usize,
+        layers: usize,
+        bias: bool,
+    ) {
+        let m = batch * h * w;
         let params: Vec<_> = (0..layers)
             .map(|l| {
                 let c = k0 + l * k;
@@ -686,7 +727,7 @@ mod tests {
                 shift: &t2[..],
                 relu: true,
             };
-            ((&w1[..], Some(&b1[..]), pre1), (&w2[..], pre2))
+            ((&w1[..], bias.then_some(&b1[..]), pre1), (&w2[..], pre2))
         };
         let head = values(k0 * m, 7);
         for isa in Isa::ALL.into_iter().filter(|t| t.is_supported()) {
@@ -726,7 +767,10 @@ mod tests {
                     .iter()
                     .zip(&tail)
                     .all(|(a, b)| a.to_bits() == b.to_bits());
-                assert!(same, "{isa}, scratch {len}: image by image differs");
+                assert!(
+                    same,
+                    "{isa}, batch {batch}, {h}x{w}, scratch {len}: image by image differs"
+                );
             }
         }
     }
