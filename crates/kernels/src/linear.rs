@@ -1,73 +1,19 @@
-//! The linear (fully connected) layer: three matrix products, each one `matrixmultiply::sgemm`
-//! call per fixed block of rows.
+//! The linear (fully connected) layer: three matrix products, each a [`gemm_abt`] of dot
+//! products along the shared dimension.
 //!
 //! In matrix form, with `X = in [N, I]`, `Wt = weight [O, I]`, `Y = out [N, O]`:
 //! `Y = X·Wtᵀ + 1·biasᵀ`, `dX += dY·Wt`, `dWt += dYᵀ·X`, `dbias += dYᵀ·1`.
 //!
-//! `matrixmultiply` picks its own SIMD kernel at run time (AVX2+FMA, AVX or SSE2) and is not
-//! capped by [`crate::dispatch::with_max_isa`]; its blocking is fixed, so results do not depend
-//! on the thread count. Rows are split across rayon tasks in fixed blocks of `ROWS_PER_TASK`,
-//! each block one independent GEMM, so the split does not depend on the pool size either.
+//! Each output is a dot product of two rows along the summed dimension: the forward reads the
+//! rows of `X` and `Wt` as they lie; the input gradient reads the rows of `dY` and gathers the
+//! columns of `Wt` (`BRows::Mapped`, one register tile's worth at a time); the weight gradient
+//! reads `dY` transposed into a scratch `[O, N]` and gathers the columns of `X`. The products
+//! take the active SIMD tier (capped by [`crate::dispatch::with_max_isa`]) and give the same
+//! bits on any pool ([`gemm_abt`]). Each call allocates its scratch (a few hundred KB at most
+//! for a 1000-class head): the layer runs once per step.
 
-use rayon::prelude::*;
-
-/// Output rows per rayon task. Fixed, so any thread count computes the same blocks.
-const ROWS_PER_TASK: usize = 16;
-
-/// Below this many multiply-adds the layer runs on the calling thread.
-const PAR_MIN_MACS: usize = 1 << 20;
-
-/// `c[m, n] = beta·c[m, n] + Σ_k a[m, k]·b[k, n]` over row-major (or strided) operands.
-#[allow(clippy::too_many_arguments)]
-fn gemm(
-    (m, k, n): (usize, usize, usize),
-    a: &[f32],
-    (rsa, csa): (isize, isize),
-    b: &[f32],
-    (rsb, csb): (isize, isize),
-    beta: f32,
-    c: &mut [f32],
-    rsc: isize,
-) {
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        // No products: c = beta·c (beta is 0 or 1 here).
-        if beta == 0.0 {
-            c[..(m - 1) * rsc as usize + n].fill(0.0);
-        }
-        return;
-    }
-    // Bounds of the strided views, checked here so the unsafe call reads only inside the slices.
-    let last = |rows: usize, cols: usize, rs: isize, cs: isize| {
-        (rows - 1) * rs as usize + (cols - 1) * cs as usize
-    };
-    assert!(last(m, k, rsa, csa) < a.len());
-    assert!(last(k, n, rsb, csb) < b.len());
-    assert!(last(m, n, rsc, 1) < c.len());
-    // SAFETY: the asserts above show every element of the three strided views (all strides
-    // non-negative) lies inside its slice; `c` is exclusively borrowed and does not overlap `a`
-    // or `b`, which are shared borrows.
-    unsafe {
-        matrixmultiply::sgemm(
-            m,
-            k,
-            n,
-            1.0,
-            a.as_ptr(),
-            rsa,
-            csa,
-            b.as_ptr(),
-            rsb,
-            csb,
-            beta,
-            c.as_mut_ptr(),
-            rsc,
-            1,
-        );
-    }
-}
+use crate::dispatch::active_isa;
+use crate::gemm::{gemm_abt, gemm_abt_scratch_len, worth_parallel, BRows, Rows};
 
 /// The features per row of a `[batch, features]` matrix held in `len` floats.
 fn features(len: usize, batch: usize) -> usize {
@@ -83,24 +29,19 @@ fn features(len: usize, batch: usize) -> usize {
     }
 }
 
-/// Splits `rows` rows of `row_len` floats into fixed blocks and runs `body(first_row, block)`,
-/// in parallel when `macs` is large.
-fn for_row_blocks(
-    c: &mut [f32],
-    row_len: usize,
-    macs: usize,
-    body: impl Fn(usize, &mut [f32]) + Sync,
-) {
-    if row_len == 0 {
-        return;
-    }
-    if macs < PAR_MIN_MACS {
-        body(0, c);
-    } else {
-        c.par_chunks_mut(row_len * ROWS_PER_TASK)
-            .enumerate()
-            .for_each(|(t, block)| body(t * ROWS_PER_TASK, block));
-    }
+/// `c[i·ldc + j] += Σ_m a_row(i)[m] · b_row(j)[m]` for `i < a.count`, `j < b`'s count.
+fn dots(c: &mut [f32], ldc: usize, a: Rows<'_>, b: BRows<'_>, depth: usize) {
+    let isa = active_isa();
+    let (a_count, b_count) = (
+        a.count,
+        match &b {
+            BRows::InPlace(rows) => rows.count,
+            BRows::Mapped { count, .. } => *count,
+        },
+    );
+    let mut scratch = vec![0.0; gemm_abt_scratch_len(isa, a_count, b_count, b.is_mapped())];
+    let parallel = worth_parallel(a_count * b_count * depth);
+    gemm_abt(isa, c, ldc, a, &b, depth, &mut scratch, parallel);
 }
 
 /// Linear layer forward (PyTorch's `nn.Linear`): `out[n, o] = bias[o] + Σ_i in[n, i]·weight[o, i]`.
@@ -123,29 +64,25 @@ pub fn linear_forward(
     if let Some(b) = bias {
         assert_eq!(b.len(), o_f, "bias is not [out_features]");
     }
-    for_row_blocks(out, o_f, batch * o_f * i_f, |n0, block| {
-        let rows = block.len() / o_f;
-        let beta = match bias {
-            Some(b) => {
-                for row in block.chunks_exact_mut(o_f) {
-                    row.copy_from_slice(b);
-                }
-                1.0
-            }
-            None => 0.0,
-        };
-        // out[rows, O] = in[rows, I] · weightᵀ, weightᵀ read as [I, O] with strides (1, I).
-        gemm(
-            (rows, i_f, o_f),
-            &inp[n0 * i_f..(n0 + rows) * i_f],
-            (i_f as isize, 1),
-            weight,
-            (1, i_f as isize),
-            beta,
-            block,
-            o_f as isize,
-        );
-    });
+    match bias {
+        Some(b) => out
+            .chunks_exact_mut(o_f)
+            .for_each(|row| row.copy_from_slice(b)),
+        None => out.fill(0.0),
+    }
+    // out[n, o] += in row n · weight row o.
+    let (x_row, w_row) = (|n: usize| n * i_f, |o: usize| o * i_f);
+    let x = Rows {
+        data: inp,
+        count: batch,
+        start: &x_row,
+    };
+    let w = Rows {
+        data: weight,
+        count: o_f,
+        start: &w_row,
+    };
+    dots(out, o_f, x, BRows::InPlace(w), i_f);
 }
 
 /// Linear layer backward, input gradient (accumulates): `d_in[n, i] += Σ_o dy[n, o]·weight[o, i]`.
@@ -159,19 +96,23 @@ pub fn linear_backward_input(d_inp: &mut [f32], d_out: &[f32], weight: &[f32], b
         o_f * i_f,
         "weight is not [out_features, in_features]"
     );
-    for_row_blocks(d_inp, i_f, batch * o_f * i_f, |n0, block| {
-        let rows = block.len() / i_f;
-        gemm(
-            (rows, o_f, i_f),
-            &d_out[n0 * o_f..(n0 + rows) * o_f],
-            (o_f as isize, 1),
-            weight,
-            (i_f as isize, 1),
-            1.0,
-            block,
-            i_f as isize,
-        );
-    });
+    // d_in[n, i] += dy row n · weight column i (gathered).
+    let dy_row = |n: usize| n * o_f;
+    let dy = Rows {
+        data: d_out,
+        count: batch,
+        start: &dy_row,
+    };
+    let column = |i: usize, o0: usize, dst: &mut [f32]| {
+        for (o, d) in (o0..).zip(dst.iter_mut()) {
+            *d = weight[o * i_f + i];
+        }
+    };
+    let w_cols = BRows::Mapped {
+        count: i_f,
+        fill: &column,
+    };
+    dots(d_inp, i_f, dy, w_cols, o_f);
 }
 
 /// Linear layer backward, weight and bias gradients (accumulate):
@@ -192,20 +133,29 @@ pub fn linear_backward_weight(
         o_f * i_f,
         "d_weight is not [out_features, in_features]"
     );
-    for_row_blocks(d_weight, i_f, batch * o_f * i_f, |o0, block| {
-        let rows = block.len() / i_f;
-        // d_weight[rows, I] += dyᵀ[rows, N] · in[N, I], dyᵀ read with strides (1, O).
-        gemm(
-            (rows, batch, i_f),
-            &d_out[o0.min(d_out.len())..],
-            (1, o_f as isize),
-            inp,
-            (i_f as isize, 1),
-            1.0,
-            block,
-            i_f as isize,
-        );
-    });
+    // d_weight[o, i] += dy column o · in column i: dy transposed once, in's columns gathered.
+    let mut dy_t = vec![0.0; o_f * batch];
+    for (n, row) in d_out.chunks_exact(o_f.max(1)).enumerate().take(batch) {
+        for (o, &v) in row.iter().enumerate() {
+            dy_t[o * batch + n] = v;
+        }
+    }
+    let dy_t_row = |o: usize| o * batch;
+    let dy_cols = Rows {
+        data: &dy_t,
+        count: o_f,
+        start: &dy_t_row,
+    };
+    let column = |i: usize, n0: usize, dst: &mut [f32]| {
+        for (n, d) in (n0..).zip(dst.iter_mut()) {
+            *d = inp[n * i_f + i];
+        }
+    };
+    let x_cols = BRows::Mapped {
+        count: i_f,
+        fill: &column,
+    };
+    dots(d_weight, i_f, dy_cols, x_cols, batch);
     if let Some(d_bias) = d_bias {
         assert_eq!(d_bias.len(), o_f, "d_bias is not [out_features]");
         for (o, db) in d_bias.iter_mut().enumerate() {

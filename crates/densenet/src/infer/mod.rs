@@ -522,8 +522,7 @@ impl InferencePlan {
         );
         affine_relu_global_avgpool(pooled, feats, &self.norm5.prefix(cf, true), n, h * w);
         // logitsᵀ[classes, N] = W[classes, C] · pooled[C, N] + b: a 1×1 convolution over N
-        // columns (matrixmultiply, under `linear_forward`, allocates its packing buffers on every
-        // call).
+        // columns (`linear_forward` allocates its scratch on every call).
         let classes = self.config.num_classes;
         let isa = densenet_kernels::active_isa();
         let bias = Some(&self.weights[self.classifier_b.clone()]);
