@@ -38,7 +38,7 @@ fn train(epochs: usize) -> Result<Outcome, Box<dyn std::error::Error>> {
     for epoch in 0..epochs {
         let mut sum = 0.0;
         let mut steps = 0;
-        for b in Batches::train(train, batch, &norm, Augment::NONE, Rng::new(epoch as u64)) {
+        for b in Batches::train(train, batch, &norm, Augment::NONE, Rng::new(epoch as u64))? {
             sum += train_step(&mut model, &mut ws, &mut sgd, &b.images, &b.labels)?;
             steps += 1;
         }
@@ -48,7 +48,7 @@ fn train(epochs: usize) -> Result<Outcome, Box<dyn std::error::Error>> {
     }
     // Evaluation: running batch-norm statistics, one workspace per batch size met.
     let mut correct = 0;
-    for b in Batches::eval(test, batch, &norm) {
+    for b in Batches::eval(test, batch, &norm)? {
         let mut ws = model.workspace(b.n, h, w, true)?;
         let logits = model.forward(&mut ws, &b.images, Mode::Eval)?;
         let classes = logits.len() / b.n;

@@ -94,7 +94,9 @@ fn check_dataset(set: &Dataset) {
     let norm = Normalization::fit(set);
     assert!(norm.mean.iter().chain(&norm.std).all(|v| v.is_finite()));
     let mut images = 0;
-    for batch in Batches::train(set, 3, &norm, Augment::STANDARD, Rng::new(1)).take(4) {
+    let batches = Batches::train(set, 3, &norm, Augment::STANDARD, Rng::new(1))
+        .expect("batch 3 and the set's own normalisation are valid");
+    for batch in batches.take(4) {
         assert_eq!(batch.images.len(), batch.n * set.image_len());
         assert!(batch.images.iter().all(|v| v.is_finite()));
         images += batch.n;

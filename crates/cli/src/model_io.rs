@@ -151,7 +151,7 @@ pub fn evaluate(
     let mut full = None;
     let mut loss_sum = 0.0f64;
     let mut correct = 0usize;
-    for b in Batches::eval(set, batch, norm) {
+    for b in Batches::eval(set, batch, norm)? {
         let mut partial;
         let ws = if b.n == batch {
             full.get_or_insert(model.workspace(batch, h, w, memory_efficient)?)

@@ -478,11 +478,32 @@ fn normalisation_fit_is_the_per_channel_mean_and_std() {
     assert!(Normalization::new(vec![0.5, 0.1], vec![1.0]).is_err());
 }
 
+/// A batch of 0 images, or a normalisation for another channel count, is an error naming the
+/// problem, not a panic.
+#[test]
+fn batches_refuse_a_zero_batch_and_a_mismatched_normalisation() {
+    let set = tiny_set();
+    let norm = Normalization::new(vec![0.5, 0.25], vec![2.0, 0.5]).unwrap();
+    let err = Batches::eval(&set, 0, &norm)
+        .err()
+        .expect("batch 0 refused");
+    assert!(err.to_string().contains("batch size 0"), "{err}");
+    let err = Batches::train(&set, 0, &norm, Augment::STANDARD, Rng::new(1))
+        .err()
+        .expect("batch 0 refused");
+    assert!(err.to_string().contains("batch size 0"), "{err}");
+    let grey = Normalization::new(vec![0.5], vec![2.0]).unwrap();
+    let err = Batches::eval(&set, 2, &grey)
+        .err()
+        .expect("1 channel against 2 refused");
+    assert!(err.to_string().contains("1 channels"), "{err}");
+}
+
 #[test]
 fn eval_batches_are_normalised_nchw_in_order() {
     let set = tiny_set();
     let norm = Normalization::new(vec![0.5, 0.25], vec![2.0, 0.5]).unwrap();
-    let batches: Vec<_> = Batches::eval(&set, 2, &norm).collect();
+    let batches: Vec<_> = Batches::eval(&set, 2, &norm).unwrap().collect();
     assert_eq!(batches.len(), 2);
     assert_eq!((batches[1].n, batches[1].labels.clone()), (1, vec![0]));
     let b = &batches[0];
@@ -503,6 +524,7 @@ fn train_batches_shuffle_deterministically_and_drop_the_last_partial_batch() {
     let norm = Normalization::fit(&set);
     let labels = |seed| -> Vec<Vec<usize>> {
         Batches::train(&set, 100, &norm, Augment::NONE, Rng::new(seed))
+            .unwrap()
             .map(|b| b.labels)
             .collect()
     };
@@ -512,7 +534,9 @@ fn train_batches_shuffle_deterministically_and_drop_the_last_partial_batch() {
     assert_eq!(a.len(), 13); // 1347 / 100, the last 47 dropped
     assert!(a.iter().all(|l| l.len() == 100));
     assert_eq!(
-        Batches::train(&set, 100, &norm, Augment::NONE, Rng::new(1)).num_batches(),
+        Batches::train(&set, 100, &norm, Augment::NONE, Rng::new(1))
+            .unwrap()
+            .num_batches(),
         13
     );
     // No image twice in a pass: no class appears more often than the split holds it.
@@ -569,6 +593,7 @@ fn augmented_batches_repeat_for_equal_rng_states() {
     let norm = Normalization::fit(&set);
     let run = |rng: Rng| -> Vec<Vec<f32>> {
         Batches::train(&set, 1, &norm, Augment::STANDARD, rng)
+            .unwrap()
             .map(|b| b.images)
             .collect()
     };

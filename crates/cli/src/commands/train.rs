@@ -398,7 +398,7 @@ pub fn run(args: TrainArgs) -> CliResult<()> {
         &norm,
         Augment::NONE,
         Rng::new(0),
-    )
+    )?
     .num_batches();
 
     println!(
@@ -460,7 +460,7 @@ pub fn run(args: TrainArgs) -> CliResult<()> {
             &norm,
             settings.augment,
             epoch_rng,
-        );
+        )?;
         let later = (settings.epochs - epoch - 1) * batches_per_epoch;
         let mut bar = EpochBar::new(epoch + 1, settings.epochs, batches_per_epoch, later);
         for (i, batch) in batches.enumerate() {

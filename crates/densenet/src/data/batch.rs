@@ -1,6 +1,6 @@
 //! Batching: pick images, augment, scale and normalise them into `f32` batches.
 
-use super::{Augment, Dataset, Normalization, Rng};
+use super::{Augment, DataError, Dataset, Normalization, Rng};
 
 /// One batch ready for the network.
 ///
@@ -46,26 +46,28 @@ impl<'a> Batches<'a> {
     /// A shuffled, augmented pass. Everything random is drawn from `rng` (shuffle first, then
     /// each image's crop and flip in batch order), so equal `rng` states give equal batches.
     ///
-    /// # Panics
-    /// If `batch_size` is 0 or `norm` has a different channel count than `set`.
+    /// A `batch_size` of 0, or a `norm` with another channel count than `set`, is refused with
+    /// [`DataError::Invalid`].
     pub fn train(
         set: &'a Dataset,
         batch_size: usize,
         norm: &'a Normalization,
         augment: Augment,
         mut rng: Rng,
-    ) -> Self {
+    ) -> Result<Self, DataError> {
         let mut order: Vec<usize> = (0..set.len()).collect();
         rng.shuffle(&mut order);
         let drop_last = set.len() >= batch_size;
         Self::build(set, order, batch_size, norm, augment, rng, drop_last)
     }
 
-    /// An in-order pass over every image without augmentation.
-    ///
-    /// # Panics
-    /// If `batch_size` is 0 or `norm` has a different channel count than `set`.
-    pub fn eval(set: &'a Dataset, batch_size: usize, norm: &'a Normalization) -> Self {
+    /// An in-order pass over every image without augmentation; refuses what
+    /// [`Batches::train`] refuses.
+    pub fn eval(
+        set: &'a Dataset,
+        batch_size: usize,
+        norm: &'a Normalization,
+    ) -> Result<Self, DataError> {
         let order = (0..set.len()).collect();
         Self::build(
             set,
@@ -86,14 +88,20 @@ impl<'a> Batches<'a> {
         augment: Augment,
         rng: Rng,
         drop_last: bool,
-    ) -> Self {
-        assert!(batch_size > 0, "batch size must be positive");
-        assert_eq!(
-            norm.mean.len(),
-            set.channels(),
-            "normalisation has the wrong channel count"
-        );
-        Self {
+    ) -> Result<Self, DataError> {
+        if batch_size == 0 {
+            return Err(DataError::Invalid(
+                "batch size 0: a batch needs an image".into(),
+            ));
+        }
+        if norm.mean.len() != set.channels() {
+            return Err(DataError::Invalid(format!(
+                "normalisation for {} channels, data set of {}",
+                norm.mean.len(),
+                set.channels()
+            )));
+        }
+        Ok(Self {
             set,
             order,
             next: 0,
@@ -103,7 +111,7 @@ impl<'a> Batches<'a> {
             rng,
             drop_last,
             scratch: vec![0; set.image_len()],
-        }
+        })
     }
 
     /// How many batches the pass yields in total.
