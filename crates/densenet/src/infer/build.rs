@@ -8,7 +8,7 @@ use densenet_kernels::{Conv2dGeom, Workspace};
 
 use super::arena::{self, Request};
 use super::ops::{pointwise_forward, pointwise_scratch_len, Affine};
-use super::strips::{ImageBlock, StripLayer};
+use super::strips::{schedule, BlockSchedule, ImageBlock, StripLayer};
 use super::{InferencePlan, PlanOptions};
 use crate::config::Stem;
 use crate::error::{Error, Result};
@@ -264,6 +264,7 @@ pub(crate) fn build(
         ..Buffers::default()
     };
     bufs.stem = stem_hw.map(|(sh, sw)| req(cfg.init_features * batch * sh * sw, 0, 0));
+    let mut schedules = Vec::with_capacity(sizes.len());
     for (b, &(bh, bw)) in sizes.iter().enumerate() {
         let m = batch * bh * bw;
         let c_out = cfg.block_out_channels(b);
@@ -273,15 +274,19 @@ pub(crate) fn build(
         // Run by strips, a layer keeps its bottleneck in the strips' scratch, an arena buffer
         // live during the block (so it shares memory with the stem's and the transitions').
         let by_strips = opts.dense_layers_by_strips && opts.fuse_bn_relu_into_packing;
+        let schedule = match bk {
+            Some(_) if by_strips => schedule(batch, bh, rayon::current_num_threads()),
+            _ => BlockSchedule::Passes,
+        };
         bufs.bottleneck.push(
-            bk.filter(|_| !by_strips)
+            bk.filter(|_| schedule == BlockSchedule::Passes)
                 .map(|bk| req(bk * m, 2 * b + 1, 2 * b + 1)),
         );
-        let strip_scratch = bk.filter(|_| by_strips).map(|bk| {
-            let k = cfg.growth_rate;
-            let k0 = cfg.block_in_channels(b);
-            if batch > 1 {
-                let block = ImageBlock {
+        let k = cfg.growth_rate;
+        let k0 = cfg.block_in_channels(b);
+        let strip_scratch = match (schedule, bk) {
+            (BlockSchedule::Images, Some(bk)) => Some(
+                ImageBlock {
                     batch,
                     h: bh,
                     w: bw,
@@ -289,23 +294,26 @@ pub(crate) fn build(
                     k,
                     bk,
                     layers: cfg.block_config[b],
-                };
-                return block.scratch_len();
-            }
-            (0..cfg.block_config[b])
-                .map(|l| StripLayer {
-                    batch,
-                    h: bh,
-                    w: bw,
-                    c: k0 + l * k,
-                    bk,
-                    k,
-                    rows: StripLayer::rows_for(batch, bh),
+                }
+                .scratch_len(),
+            ),
+            (BlockSchedule::Strips { rows }, Some(bk)) => (0..cfg.block_config[b])
+                .map(|l| {
+                    StripLayer {
+                        batch,
+                        h: bh,
+                        w: bw,
+                        c: k0 + l * k,
+                        bk,
+                        k,
+                        rows,
+                    }
+                    .scratch_len()
                 })
-                .map(|layer| layer.scratch_len())
-                .max()
-                .unwrap_or(0)
-        });
+                .max(),
+            _ => None,
+        };
+        schedules.push(schedule);
         bufs.strips
             .push(strip_scratch.map(|len| req(len, 2 * b + 1, 2 * b + 1)));
         let widest = (c_out - cfg.growth_rate).max(bk.unwrap_or(0));
@@ -350,6 +358,7 @@ pub(crate) fn build(
         ranges: layout.ranges,
         peak_floats: layout.peak,
         bufs,
+        schedules,
         kernels: Workspace::new(),
     })
 }

@@ -129,6 +129,9 @@ pub struct InferencePlan {
     ranges: Vec<std::ops::Range<usize>>,
     peak_floats: usize,
     bufs: Buffers,
+    /// How each dense block runs, chosen when the plan is built for the pool it is built in
+    /// (see `strips::schedule`).
+    schedules: Vec<strips::BlockSchedule>,
     /// Scratch of the kernels crate's convolutions.
     kernels: Workspace,
 }
@@ -353,7 +356,7 @@ impl InferencePlan {
         let k = self.config.growth_rate;
         let k0 = self.config.block_in_channels(b);
         let fuse = self.opts.fuse_bn_relu_into_packing;
-        let by_strips = self.opts.dense_layers_by_strips && fuse;
+        let schedule = self.schedules[b];
         let r = &self.ranges;
         let bf = &self.bufs;
         let opt = |i: Option<usize>| i.map_or(0..0, |i| r[i].clone());
@@ -365,8 +368,7 @@ impl InferencePlan {
         );
         let (weights, ws) = (&self.weights[..], &mut self.kernels);
         let layers = &self.layers[b];
-        let bottlenecks = layers.iter().all(|l| l.bottleneck.is_some());
-        if by_strips && n > 1 && bottlenecks {
+        if schedule == strips::BlockSchedule::Images {
             // Image by image: each image through every layer while its prefix is in cache.
             let bk = layers
                 .first()
@@ -408,7 +410,9 @@ impl InferencePlan {
             let (prefix, rest) = feats.split_at_mut(c * m);
             let slot = &mut rest[..k * m];
             let pre1 = layer.norm1.prefix(c, true);
-            if let (true, Some((pre2, conv2))) = (by_strips, &layer.bottleneck) {
+            if let (strips::BlockSchedule::Strips { rows }, Some((pre2, conv2))) =
+                (schedule, &layer.bottleneck)
+            {
                 // The tier is read on each call, as the kernels do.
                 let isa = densenet_kernels::active_isa();
                 let strips = strips::StripLayer {
@@ -418,7 +422,7 @@ impl InferencePlan {
                     c,
                     bk: conv2.ic,
                     k,
-                    rows: strips::StripLayer::rows_for(n, h),
+                    rows,
                 };
                 strips.run(
                     isa,
