@@ -222,14 +222,17 @@ fn forward_allocates_nothing() {
         ..config(Stem::ImageNet, &[2, 2], Some(4), 0.5)
     };
     let net = model(cfg, 5);
-    for (threads, max_bytes) in [(1, 0), (2, 16 * 1024)] {
+    // Batch 2 runs the blocks image by image; batch 1 by strips, or (the 8×8 block on two
+    // threads) by whole-tensor passes.
+    for (threads, max_bytes, batch) in [(1, 0, 2), (2, 16 * 1024, 2), (1, 0, 1), (2, 16 * 1024, 1)]
+    {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .build()
             .unwrap();
         pool.install(|| {
             for (_, opts) in option_sets() {
-                let mut plan = InferencePlan::new(&net, 2, 64, 64, opts).unwrap();
+                let mut plan = InferencePlan::new(&net, batch, 64, 64, opts).unwrap();
                 let x = input(plan.input_len(), 5);
                 // Warm up, including the pool.
                 plan.forward(&x).unwrap();
@@ -241,10 +244,10 @@ fn forward_allocates_nothing() {
                     });
                     best = best.min(delta.allocated_bytes);
                 }
-                println!("{threads} threads, {opts:?}: {best} bytes");
+                println!("{threads} threads, batch {batch}, {opts:?}: {best} bytes");
                 assert!(
                     best <= max_bytes,
-                    "{threads} threads, {opts:?}: forward allocated {best} bytes"
+                    "{threads} threads, batch {batch}, {opts:?}: forward allocated {best} bytes"
                 );
             }
         });
@@ -373,9 +376,13 @@ fn one_and_two_threads_give_the_same_logits() {
     assert_eq!(bits(&logits(1)), bits(&logits(2)));
 }
 
-/// A plan built in one pool (or under one tier cap) and run in another: the strips' scratch,
-/// sized when the plan is built, then holds fewer or more strips than the pool could run at
-/// once; the logits stay the same bits for the same tier.
+/// A plan built in one pool (or under one tier cap) and run in another: the blocks' schedule
+/// (one whole-image strip per layer on one thread; two strips per image, or whole-tensor passes
+/// for maps under 8 rows, on more; image by image at batch ≥ 2) and the strips' scratch are
+/// chosen when the plan is built, so plans built in different pools run different schedules.
+/// Every schedule gives the same bits: with `norm2` folded (a bare ReLU before the 3×3) and
+/// unfolded (a real affine map, where a fused multiply-add would round differently), against a
+/// plan without strips, on every tier.
 #[test]
 fn a_plan_built_in_one_pool_runs_in_another() {
     use densenet_kernels::dispatch::with_max_isa;
@@ -389,31 +396,59 @@ fn a_plan_built_in_one_pool_runs_in_another() {
     };
     let cfg = config(Stem::Cifar, &[3, 2], Some(4), 0.5);
     let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<u32>>();
-    for (n, h, w) in [(1, 9, 31), (1, 3, 3), (3, 2, 2), (5, 6, 5)] {
-        let net = model(cfg.clone(), 21);
-        let x = input(n * 3 * h * w, 21);
-        let want = eval_reference(&mut net.clone(), &x, n, h, w);
-        let build = || InferencePlan::new(&net, n, h, w, PlanOptions::default()).unwrap();
-        let reference = pool(1).install(|| build().forward(&x).unwrap().to_vec());
-        assert!(relative_error(&reference, &want) <= 1e-5, "{n}x{h}x{w}");
-        for built_in in 1..=4 {
-            let mut plan = pool(built_in).install(build);
-            for run_in in 1..=4 {
-                let got = pool(run_in).install(|| plan.forward(&x).unwrap().to_vec());
+    let unfolded = PlanOptions {
+        fold_norm2: false,
+        ..PlanOptions::default()
+    };
+    for opts in [PlanOptions::default(), unfolded] {
+        let passes = PlanOptions {
+            dense_layers_by_strips: false,
+            ..opts
+        };
+        for (n, h, w) in [(1, 9, 31), (1, 3, 3), (3, 2, 2), (5, 6, 5)] {
+            let net = model(cfg.clone(), 21);
+            let x = input(n * 3 * h * w, 21);
+            let want = eval_reference(&mut net.clone(), &x, n, h, w);
+            let build = |opts| InferencePlan::new(&net, n, h, w, opts).unwrap();
+            let reference = pool(1).install(|| build(passes).forward(&x).unwrap().to_vec());
+            assert!(relative_error(&reference, &want) <= 1e-5, "{n}x{h}x{w}");
+            for built_in in 1..=4 {
+                let mut plan = pool(built_in).install(|| build(opts));
+                for run_in in 1..=4 {
+                    let got = pool(run_in).install(|| plan.forward(&x).unwrap().to_vec());
+                    assert_eq!(
+                        bits(&got),
+                        bits(&reference),
+                        "{n}x{h}x{w} {opts:?}: built in {built_in} threads, run in {run_in}"
+                    );
+                }
+            }
+            // On every tier: plans built in one and two threads, and under the portable cap,
+            // equal a plan without strips built on that tier.
+            let mut portable = with_max_isa(Isa::Portable, || build(opts));
+            for isa in Isa::ALL.into_iter().filter(|i| i.is_supported()) {
+                let on = |threads: usize, o| {
+                    pool(threads)
+                        .install(|| with_max_isa(isa, || build(o).forward(&x).unwrap().to_vec()))
+                };
+                let native = on(1, passes);
+                let capped = with_max_isa(isa, || portable.forward(&x).unwrap().to_vec());
                 assert_eq!(
-                    bits(&got),
-                    bits(&reference),
-                    "{n}x{h}x{w}: built in {built_in} threads, run in {run_in}"
+                    bits(&capped),
+                    bits(&native),
+                    "{n}x{h}x{w} {opts:?} on {isa}"
+                );
+                assert_eq!(
+                    bits(&on(1, opts)),
+                    bits(&native),
+                    "{n}x{h}x{w} on {isa}, 1 thread"
+                );
+                assert_eq!(
+                    bits(&on(2, opts)),
+                    bits(&native),
+                    "{n}x{h}x{w} on {isa}, 2 threads"
                 );
             }
-        }
-        // Built under the portable tier, run on every tier the CPU has: the same bits as a
-        // plan built on that tier.
-        let mut portable = with_max_isa(Isa::Portable, build);
-        for isa in Isa::ALL.into_iter().filter(|i| i.is_supported()) {
-            let got = with_max_isa(isa, || portable.forward(&x).unwrap().to_vec());
-            let native = with_max_isa(isa, || build().forward(&x).unwrap().to_vec());
-            assert_eq!(bits(&got), bits(&native), "{n}x{h}x{w} on {isa}");
         }
     }
 }

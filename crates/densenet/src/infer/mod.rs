@@ -70,7 +70,11 @@ pub struct PlanOptions {
     pub fuse_bn_relu_into_packing: bool,
     /// Run the bottleneck dense layers by strips (see `infer/strips.rs`): at batch 1 each layer
     /// as one task per strip of image rows doing the whole layer; at larger batches each block
-    /// as one task per image doing every layer. Needs `fuse_bn_relu_into_packing`.
+    /// as one task per image doing every layer. The schedule is chosen when the plan is built,
+    /// for the pool it is built in: a plan built on one thread runs one strip per image (run on
+    /// more threads it stays on one core for the dense layers); maps under 8 rows at batch 1 on
+    /// several threads keep the whole-tensor passes. Same bits either way. Needs
+    /// `fuse_bn_relu_into_packing`.
     pub dense_layers_by_strips: bool,
 }
 

@@ -24,9 +24,11 @@
 //! reads). The price is the halo: where two strips meet, each computes the 1×1 for one row the
 //! other owns.
 //!
-//! That is the schedule at batch 1, where an image is two strips. At batch 2 and more,
-//! [`ImageBlock`] runs a whole block image by image: one task takes an image (one strip, no
-//! halo) through every layer of the block while its prefix stays in the core's caches.
+//! That is the schedule at batch 1 ([`schedule`] picks it when the plan is built): two strips
+//! per image in a pool of several threads, one whole-image strip on one thread, and the
+//! whole-tensor passes for maps under 8 rows on several. At batch 2 and more, [`ImageBlock`]
+//! runs a whole block image by image: one task takes an image (one strip, no halo) through
+//! every layer of the block while its prefix stays in the core's caches.
 //!
 //! Each value is the same sum in the same order whatever the strip height and whichever thread
 //! runs the strip (the products sum over depth in fixed slices, and a halo row is recomputed with
@@ -58,7 +60,14 @@ const MIN_SPLIT_ROWS: usize = 8;
 /// `threads` threads: image by image at batch 2 and more; at batch 1 one whole-image strip per
 /// layer on one thread, two strips per image on more, or the whole-tensor passes for maps too
 /// short to split. Any choice gives the same bits (a strip's sums do not depend on its height,
-/// and image by image equals layer by layer); it only moves work between cores.
+/// image by image equals layer by layer, and strips equal the whole-tensor passes); it only
+/// moves work between cores.
+///
+/// That last equality holds because both paths do the same arithmetic: the maps before each
+/// convolution multiply then add (`map_run` here, `ChannelMap` in the kernels; never a fused
+/// multiply-add), the products use the same tile (`gemm::tile_for_rows`), the same depth slices
+/// and the same depth order (`(channel, ky, kx)` for the 3×3). Change one side and
+/// `tests/infer.rs::a_plan_built_in_one_pool_runs_in_another` (with `norm2` unfolded) fails.
 pub(crate) fn schedule(batch: usize, h: usize, threads: usize) -> BlockSchedule {
     if batch > 1 {
         BlockSchedule::Images
