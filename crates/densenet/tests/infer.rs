@@ -134,6 +134,14 @@ fn option_sets() -> Vec<(&'static str, PlanOptions)> {
     ]
 }
 
+/// A rayon pool of `threads` threads.
+fn pool(threads: usize) -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap()
+}
+
 fn check_against_eval(cfg: DenseNetConfig, n: usize, h: usize, w: usize, seed: u64) {
     let mut net = model(cfg, seed);
     let x = input(n * 3 * h * w, seed);
@@ -226,10 +234,7 @@ fn forward_allocates_nothing() {
     // threads) by whole-tensor passes.
     for (threads, max_bytes, batch) in [(1, 0, 2), (2, 16 * 1024, 2), (1, 0, 1), (2, 16 * 1024, 1)]
     {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
+        let pool = pool(threads);
         pool.install(|| {
             for (_, opts) in option_sets() {
                 let mut plan = InferencePlan::new(&net, batch, 64, 64, opts).unwrap();
@@ -346,34 +351,19 @@ fn one_and_two_threads_give_the_same_logits() {
         ..config(Stem::ImageNet, &[3, 3], Some(4), 0.5)
     };
     let net = model(cfg, 12);
-    let x = input(2 * 3 * 64 * 64, 12);
-    let logits = |threads: usize| {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
-        pool.install(|| {
-            let mut plan = InferencePlan::new(&net, 2, 64, 64, PlanOptions::default()).unwrap();
-            plan.forward(&x).unwrap().to_vec()
+    let logits = |batch: usize, x: &[f32], threads: usize| {
+        pool(threads).install(|| {
+            let mut plan = InferencePlan::new(&net, batch, 64, 64, PlanOptions::default()).unwrap();
+            plan.forward(x).unwrap().to_vec()
         })
     };
-    let (one, two) = (logits(1), logits(2));
     let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<u32>>();
-    assert_eq!(bits(&one), bits(&two));
+    let x = input(2 * 3 * 64 * 64, 12);
+    assert_eq!(bits(&logits(2, &x, 1)), bits(&logits(2, &x, 2)));
 
     // Batch 1: the strips of one image run on both threads.
     let x = input(3 * 64 * 64, 13);
-    let logits = |threads: usize| {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
-        pool.install(|| {
-            let mut plan = InferencePlan::new(&net, 1, 64, 64, PlanOptions::default()).unwrap();
-            plan.forward(&x).unwrap().to_vec()
-        })
-    };
-    assert_eq!(bits(&logits(1)), bits(&logits(2)));
+    assert_eq!(bits(&logits(1, &x, 1)), bits(&logits(1, &x, 2)));
 }
 
 /// A plan built in one pool (or under one tier cap) and run in another: the blocks' schedule
@@ -388,12 +378,6 @@ fn a_plan_built_in_one_pool_runs_in_another() {
     use densenet_kernels::dispatch::with_max_isa;
     use densenet_kernels::Isa;
     let _serial = alloc_counter::exclusive();
-    let pool = |threads: usize| {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap()
-    };
     let cfg = config(Stem::Cifar, &[3, 2], Some(4), 0.5);
     let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<u32>>();
     let unfolded = PlanOptions {
@@ -466,10 +450,7 @@ fn tier_cap_reaches_the_forward_pass() {
     let x = input(n * 3 * h * w, 5);
     let mut plan =
         InferencePlan::from_model(model(cfg, 3), n, h, w, PlanOptions::default()).expect("plan");
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(2)
-        .build()
-        .unwrap();
+    let pool = pool(2);
     for isa in Isa::ALL.into_iter().filter(|i| i.is_supported()) {
         let here = with_max_isa(isa, || plan.forward(&x).expect("forward").to_vec());
         let in_pool =

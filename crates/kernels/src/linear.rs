@@ -32,13 +32,7 @@ fn features(len: usize, batch: usize) -> usize {
 /// `c[i·ldc + j] += Σ_m a_row(i)[m] · b_row(j)[m]` for `i < a.count`, `j < b`'s count.
 fn dots(c: &mut [f32], ldc: usize, a: Rows<'_>, b: BRows<'_>, depth: usize) {
     let isa = active_isa();
-    let (a_count, b_count) = (
-        a.count,
-        match &b {
-            BRows::InPlace(rows) => rows.count,
-            BRows::Mapped { count, .. } => *count,
-        },
-    );
+    let (a_count, b_count) = (a.count, b.count());
     let mut scratch = vec![0.0; gemm_abt_scratch_len(isa, a_count, b_count, b.is_mapped())];
     let parallel = worth_parallel(a_count * b_count * depth);
     gemm_abt(isa, c, ldc, a, &b, depth, &mut scratch, parallel);

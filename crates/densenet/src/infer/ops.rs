@@ -294,17 +294,10 @@ pub(crate) fn affine_relu_global_avgpool(
 mod tests {
     use super::*;
 
-    /// Values in [-1, 1) from a seed (a small LCG).
+    /// Values in [-1, 1) from a seed.
     fn values(len: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(6364136223846793005) ^ 0x9E37_79B9_7F4A_7C15;
-        (0..len)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-            })
-            .collect()
+        let mut rng = crate::init::Rng::new(seed);
+        (0..len).map(|_| rng.uniform_range(-1.0, 1.0)).collect()
     }
 
     /// The 1×1 against a naive sum, on 1, 2 and 3 threads (bit for bit among them), with

@@ -255,12 +255,7 @@ impl StripLayer {
                 let c3 = &mine[lens.q..][..self.k * cols3];
                 for (o, values) in c3.chunks_exact(cols3).enumerate() {
                     let image = &mut slot[o * m + n * plane..][..plane];
-                    for (row, out) in values
-                        .chunks_exact(wq)
-                        .zip(image[y0 * self.w..y1 * self.w].chunks_exact_mut(self.w))
-                    {
-                        out.copy_from_slice(&row[..self.w]);
-                    }
+                    drop_padding(values, wq, &mut image[y0 * self.w..y1 * self.w], self.w);
                 }
             }
         }
@@ -374,6 +369,13 @@ impl StripLayer {
             cols3,
             CStore::Write,
         );
+    }
+}
+
+/// Rows of `wq` wide columns (`values`) into rows of `w` (`dst`), the columns past `w` dropped.
+fn drop_padding(values: &[f32], wq: usize, dst: &mut [f32], w: usize) {
+    for (row, out) in values.chunks_exact(wq).zip(dst.chunks_exact_mut(w)) {
+        out.copy_from_slice(&row[..w]);
     }
 }
 
@@ -507,9 +509,7 @@ impl ImageBlock {
                     let c3 = &strip[c3_at..][..self.k * cols3];
                     let new = &mut own[l * self.k * hw..][..self.k * hw];
                     for (values, dst) in c3.chunks_exact(cols3).zip(new.chunks_exact_mut(hw)) {
-                        for (row, out) in values.chunks_exact(wq).zip(dst.chunks_exact_mut(w)) {
-                            out.copy_from_slice(&row[..w]);
-                        }
+                        drop_padding(values, wq, dst, w);
                     }
                 }
             };
@@ -545,19 +545,10 @@ mod tests {
     use densenet_kernels::reference::conv2d_forward;
     use densenet_kernels::Conv2dGeom;
 
-    /// Values in [-1, 1) from a seed (a small LCG: the test needs variety, not quality).
+    /// Values in [-1, 1) from a seed.
     fn values(len: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (0..len)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-            })
-            .collect()
+        let mut rng = crate::init::Rng::new(seed);
+        (0..len).map(|_| rng.uniform_range(-1.0, 1.0)).collect()
     }
 
     /// `y = max(0, scale·x + shift)` per channel of a `[C, M]` tensor.

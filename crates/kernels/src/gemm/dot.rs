@@ -126,7 +126,8 @@ pub enum BRows<'a> {
 }
 
 impl BRows<'_> {
-    fn count(&self) -> usize {
+    /// Number of rows.
+    pub fn count(&self) -> usize {
         match self {
             BRows::InPlace(rows) => rows.count,
             BRows::Mapped { count, .. } => *count,
