@@ -16,8 +16,8 @@ use densenet_kernels::pool::{global_avgpool_backward, maxpool2d_backward};
 use densenet_kernels::{BatchNormGeom, ChannelAffine, Pool2dGeom};
 
 use crate::block::{
-    apply_affine, bn_affine, conv_geom, dropout_seed, layer_backward, transition_backward, two_mut,
-    Mode, PassCtx,
+    apply_affine, bn_affine, complete_gradient, conv_geom, dropout_seed, layer_backward,
+    transition_backward, two_mut, Mode, PassCtx,
 };
 use crate::error::{Error, Result};
 use crate::model::DenseNet;
@@ -67,6 +67,12 @@ impl DenseNet {
         // (norm5, or its transition's), overwriting the previous step's values, so no buffer
         // is cleared; the dense layers then add into it.
         let nb = ws.blocks.len();
+        for blk in &mut ws.blocks {
+            // Zero after every complete backward pass; cleared here too in case the last one
+            // was interrupted.
+            blk.bn_slope.fill(0.0);
+            blk.bn_offset.fill(0.0);
+        }
         {
             let last = &mut ws.blocks[nb - 1];
             let cf = arch.norm5.channels;
@@ -116,6 +122,11 @@ impl DenseNet {
                 let dseed = dropout_seed(seed, ws.step, bi, l);
                 layer_backward(layer, l, blk, params, grads, buffers, s, &ctx, dseed);
             }
+            // Every layer has read the block's input channels: their gradient is complete but
+            // for the batch norms' deferred terms, which the transition before (or the stem)
+            // needs added.
+            let k0 = blk.k0;
+            complete_gradient(blk, 0, k0);
         }
 
         // Stem: only the weight gradients (the input needs none).

@@ -18,10 +18,13 @@
 //! from the same saved statistics and never touches the running statistics (gpleiss #73).
 
 use densenet_kernels::batchnorm::{
-    batchnorm_relu_backward, batchnorm_relu_backward_to, batchnorm_statistics,
-    batchnorm_update_running,
+    batchnorm_add_deferred, batchnorm_deferred_terms, batchnorm_relu_backward,
+    batchnorm_relu_backward_to, batchnorm_statistics, batchnorm_update_running, BnReluSaved,
 };
-use densenet_kernels::conv2d::{conv2d_backward_input_to, conv2d_backward_weight, conv2d_forward};
+use densenet_kernels::conv2d::{
+    conv2d_backward_input_to, conv2d_backward_weight, conv2d_forward,
+    pointwise_backward_input_bn_relu,
+};
 use densenet_kernels::elementwise::{dropout_backward, dropout_forward};
 use densenet_kernels::gemm;
 use densenet_kernels::pool::{avgpool2d_backward, avgpool2d_forward};
@@ -253,9 +256,43 @@ pub(crate) fn layer_forward(
     }
 }
 
+/// Adds the deferred batch-norm terms (see [`BlockState::bn_slope`]) of channels
+/// `[c0, c0 + n)` of a block to their gradient, which must be complete: every reader of those
+/// channels has run its backward.
+pub(crate) fn complete_gradient(blk: &mut BlockState, c0: usize, n: usize) {
+    let m = blk.m();
+    let range = c0..c0 + n;
+    batchnorm_add_deferred(
+        &mut blk.grads.as_mut_slice()[c0 * m..(c0 + n) * m],
+        &blk.feats.as_slice()[c0 * m..(c0 + n) * m],
+        &blk.mean[range.clone()],
+        &mut blk.bn_slope[range.clone()],
+        &mut blk.bn_offset[range],
+        &BatchNormGeom {
+            channels: n,
+            per_channel: m,
+        },
+    );
+}
+
+/// Batch norm `p` with the statistics it normalised with, for its backward pass.
+fn saved_bn<'a>(p: &BnP, params: &'a [f32], mean: &'a [f32], invstd: &'a [f32]) -> BnReluSaved<'a> {
+    BnReluSaved {
+        gamma: p.gamma.of(params),
+        beta: p.beta.of(params),
+        mean,
+        invstd,
+    }
+}
+
 /// Dense layer `l` backward: reads the gradient of its slot, accumulates its parameter
 /// gradients and the gradient of its prefix. Layers must run in reverse order, so that a slot's
 /// gradient is complete (every later reader has added to it) when its writer runs.
+///
+/// A bottleneck layer leaves `norm1`'s mean terms of its prefix's gradient deferred in
+/// `blk.bn_slope`/`bn_offset` (one pass over the prefix instead of four); the layer that wrote
+/// a channel adds them first thing, and the block's input channels get theirs from
+/// [`complete_gradient`] after the block.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn layer_backward(
     p: &LayerP,
@@ -281,8 +318,11 @@ pub(crate) fn layer_backward(
         shift,
         scale2,
         shift2,
+        sum_dy,
+        sum_dy_xmu,
         kernels,
     } = s;
+    complete_gradient(blk, c, k);
     let (d_prefix, d_slot) = blk.grads.prefix_mut_and_slot(c, k);
     let d_out: &[f32] = if ctx.drop_rate > 0.0 {
         let d = &mut drop[..k * m];
@@ -392,31 +432,55 @@ pub(crate) fn layer_backward(
             kernels,
         );
     }
-    let d_a = &mut gemm::align64(a)[..c * m];
-    conv2d_backward_input_to(
-        d_a,
-        d_conv1_out,
-        p.conv1.weight.of(params),
-        &g1,
-        kernels,
-        false,
-    );
+    let w1 = p.conv1.weight.of(params);
+    let bn1 = saved_bn(&p.norm1, params, &blk.mean[..c], &blk.invstd[..c]);
     let (dg, db) = two_mut(grads, p.norm1.gamma, p.norm1.beta);
-    batchnorm_relu_backward(
-        d_prefix,
-        dg,
-        db,
-        d_a,
-        prefix,
-        p.norm1.gamma.of(params),
-        p.norm1.beta.of(params),
-        &blk.mean[..c],
-        &blk.invstd[..c],
-        &BatchNormGeom {
-            channels: c,
-            per_channel: m,
-        },
-    );
+    if p.bottleneck.is_some() {
+        // The 1×1 input gradient and norm1 + ReLU backward in one pass, mean terms deferred.
+        let (s_dy, s_dyx) = (&mut sum_dy[..c], &mut sum_dy_xmu[..c]);
+        pointwise_backward_input_bn_relu(
+            d_prefix,
+            s_dy,
+            s_dyx,
+            d_conv1_out,
+            w1,
+            prefix,
+            bn1,
+            &g1,
+            kernels,
+            true,
+        );
+        batchnorm_deferred_terms(
+            dg,
+            db,
+            &mut blk.bn_slope[..c],
+            &mut blk.bn_offset[..c],
+            s_dy,
+            s_dyx,
+            bn1,
+            m,
+        );
+    } else {
+        // A plain layer's conv is a 3×3: its input gradient is stored, then norm1 + ReLU's
+        // backward runs whole.
+        let d_a = &mut gemm::align64(a)[..c * m];
+        conv2d_backward_input_to(d_a, d_conv1_out, w1, &g1, kernels, false);
+        batchnorm_relu_backward(
+            d_prefix,
+            dg,
+            db,
+            d_a,
+            prefix,
+            bn1.gamma,
+            bn1.beta,
+            bn1.mean,
+            bn1.invstd,
+            &BatchNormGeom {
+                channels: c,
+                per_channel: m,
+            },
+        );
+    }
 }
 
 fn pool_geom(channels: usize, batch: usize, h: usize, w: usize) -> Pool2dGeom {
@@ -552,32 +616,31 @@ pub(crate) fn transition_backward(
         ),
         Some(a) => conv2d_backward_weight(dw, None, d_t, a, None, &g, &mut s.kernels),
     }
-    let d_a = &mut gemm::align64(&mut s.a)[..cin * m];
-    conv2d_backward_input_to(
-        d_a,
+    // The block's gradient buffer is written here first in a backward pass (overwriting the
+    // last step's values), norm's mean terms deferred; its dense layers then add into it.
+    let bn = saved_bn(&p.norm, params, &blk.mean[..cin], &blk.invstd[..cin]);
+    let (s_dy, s_dyx) = (&mut s.sum_dy[..cin], &mut s.sum_dy_xmu[..cin]);
+    pointwise_backward_input_bn_relu(
+        blk.grads.as_mut_slice(),
+        s_dy,
+        s_dyx,
         d_t,
         p.conv.weight.of(params),
+        blk.feats.as_slice(),
+        bn,
         &g,
         &mut s.kernels,
         false,
     );
-    // The block's gradient buffer is written here first in a backward pass (overwriting the
-    // last step's values); its dense layers then add into it.
     let (dg, db) = two_mut(grads, p.norm.gamma, p.norm.beta);
-    batchnorm_relu_backward_to(
-        blk.grads.as_mut_slice(),
+    batchnorm_deferred_terms(
         dg,
         db,
-        d_a,
-        blk.feats.as_slice(),
-        p.norm.gamma.of(params),
-        p.norm.beta.of(params),
-        &blk.mean[..cin],
-        &blk.invstd[..cin],
-        &BatchNormGeom {
-            channels: cin,
-            per_channel: m,
-        },
-        false,
+        &mut blk.bn_slope,
+        &mut blk.bn_offset,
+        s_dy,
+        s_dyx,
+        bn,
+        m,
     );
 }

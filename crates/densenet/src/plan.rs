@@ -66,6 +66,13 @@ pub(crate) struct BlockState {
     pub mean: Vec<f32>,
     /// `[C_b]` the matching inverse standard deviations.
     pub invstd: Vec<f32>,
+    /// `[C_b]` the batch norms' deferred mean terms of each channel's gradient in backward
+    /// (`kernels::batchnorm::batchnorm_deferred_terms`): every 1×1 conv reading the channel
+    /// through its batch norm adds to them, and they are added to `grads` once, when the
+    /// channel's gradient is complete (zero between backward passes).
+    pub bn_slope: Vec<f64>,
+    /// `[C_b]` the constant part of the deferred terms.
+    pub bn_offset: Vec<f64>,
     /// `[L_b, B, M_b]` each bottleneck layer's 1×1 conv output (empty for plain DenseNet;
     /// `[B, M_b]`, shared by all layers, with [`MemoryPlan::RecomputeBottleneck`]).
     pub bottleneck: Vec<f32>,
@@ -115,6 +122,9 @@ pub(crate) struct Scratch {
     /// `norm2`'s map, kept apart from `norm1`'s so both can be live in backward.
     pub scale2: Vec<f32>,
     pub shift2: Vec<f32>,
+    /// `[C]` the two sums of a batch norm + ReLU backward (`Σ g`, `Σ g·(x − μ)`).
+    pub sum_dy: Vec<f64>,
+    pub sum_dy_xmu: Vec<f64>,
     pub kernels: Workspace,
 }
 
@@ -206,7 +216,13 @@ impl TrainWorkspace {
             let k0 = cfg.block_in_channels(b);
             let layers = cfg.block_config[b];
             let cout = cfg.block_out_channels(b);
-            a_len = a_len.max(cout * m);
+            let has_bottleneck = cfg.bn_size.is_some();
+            // Scratch `a` holds the gradient of `relu(norm(·))` of a whole block where it is
+            // materialised: before the head's global pool, and for plain layers' 3×3 convs.
+            // Bottleneck layers and transitions never store it (`pointwise_bn` kernel).
+            if !has_bottleneck || b + 1 == sizes.len() {
+                a_len = a_len.max(cout * m);
+            }
             b_len = b_len.max(bneck * m).max(k * m);
             c_len = c_len.max(bneck * m);
             if b + 1 < sizes.len() {
@@ -217,7 +233,6 @@ impl TrainWorkspace {
             }
             drop_len = drop_len.max(k * m);
             widest = widest.max(cout).max(bneck);
-            let has_bottleneck = cfg.bn_size.is_some();
             let (stored_a1, stored_h2) = if memory_efficient {
                 (Vec::new(), Vec::new())
             } else {
@@ -237,6 +252,8 @@ impl TrainWorkspace {
                 grads: FeatureBuffer::new(cout, m),
                 mean: vec![0.0; cout],
                 invstd: vec![0.0; cout],
+                bn_slope: vec![0.0; cout],
+                bn_offset: vec![0.0; cout],
                 bottleneck: vec![0.0; kept_layers * per_layer * m],
                 shared_bottleneck,
                 mean2: vec![0.0; layers * per_layer],
@@ -281,6 +298,8 @@ impl TrainWorkspace {
                 shift: vec![0.0; widest],
                 scale2: vec![0.0; bneck],
                 shift2: vec![0.0; bneck],
+                sum_dy: vec![0.0; widest],
+                sum_dy_xmu: vec![0.0; widest],
                 kernels: Workspace::new(),
             },
             ready_for_backward: false,
@@ -323,6 +342,7 @@ impl TrainWorkspace {
     /// to its final size during the first pass).
     pub fn bytes(&self) -> usize {
         let f = |v: &Vec<f32>| v.len() * 4;
+        let f64s = |v: &Vec<f64>| v.len() * 8;
         let mut total = f(&self.input)
             + f(&self.stem_conv)
             + f(&self.stem_mean)
@@ -339,6 +359,8 @@ impl TrainWorkspace {
                 + b.grads.bytes()
                 + f(&b.mean)
                 + f(&b.invstd)
+                + f64s(&b.bn_slope)
+                + f64s(&b.bn_offset)
                 + f(&b.bottleneck)
                 + f(&b.mean2)
                 + f(&b.invstd2)
@@ -355,6 +377,8 @@ impl TrainWorkspace {
             + f(&s.shift)
             + f(&s.scale2)
             + f(&s.shift2)
+            + f64s(&s.sum_dy)
+            + f64s(&s.sum_dy_xmu)
             + s.kernels.bytes()
     }
 

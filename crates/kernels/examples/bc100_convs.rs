@@ -1,6 +1,7 @@
 //! Time of every dense-layer convolution of one DenseNet-BC-100 (k = 12) training step at
 //! batch 64 on 32×32 inputs, by kind, called the way the training step calls them (batch norm +
-//! ReLU applied on the fly, fresh input gradients overwritten).
+//! ReLU applied on the fly, fresh input gradients overwritten; the 1×1 input gradient taken
+//! back through norm1 + ReLU in the same pass, as `pointwise_backward_input_bn_relu` does).
 //!
 //! ```sh
 //! RAYON_NUM_THREADS=1 cargo run --release -p densenet-kernels --example bc100_convs
@@ -10,7 +11,11 @@
 //! Each line: the summed time over the 48 layers (the third of three runs of each call) and the
 //! rate in GFLOP/s (`2·OC·IC·KH·KW·M` per call). Transitions, stem and classifier are left out.
 
-use densenet_kernels::conv2d::{conv2d_backward_input_to, conv2d_backward_weight, conv2d_forward};
+use densenet_kernels::batchnorm::BnReluSaved;
+use densenet_kernels::conv2d::{
+    conv2d_backward_input_to, conv2d_backward_weight, conv2d_forward,
+    pointwise_backward_input_bn_relu,
+};
 use densenet_kernels::{ChannelAffine, Conv2dGeom, Workspace};
 use std::time::Instant;
 
@@ -20,7 +25,7 @@ type Call<'a> = Box<dyn FnMut(&mut Workspace) + 'a>;
 const KINDS: [&str; 6] = [
     "forward 1x1",
     "forward 3x3",
-    "backward input 1x1",
+    "backward input 1x1+bn",
     "backward input 3x3",
     "backward weight 1x1",
     "backward weight 3x3",
@@ -60,6 +65,20 @@ fn main() {
                 shift: &shift1,
                 relu: true,
             };
+            // norm1 as its backward sees it: `scale1 = γ·invstd`, `shift1 = β − μ·scale1`.
+            let (gamma1, beta1, mean1, invstd1) = (
+                vec![1.1f32; c],
+                vec![0.1f32; c],
+                vec![0.0f32; c],
+                vec![1.0f32; c],
+            );
+            let bn1 = BnReluSaved {
+                gamma: &gamma1,
+                beta: &beta1,
+                mean: &mean1,
+                invstd: &invstd1,
+            };
+            let (mut sum_dy, mut sum_dy_xmu) = (vec![0f64; c], vec![0f64; c]);
             let norm2 = ChannelAffine {
                 scale: &scale2,
                 shift: &shift2,
@@ -68,7 +87,20 @@ fn main() {
             let mut calls: [Call<'_>; 6] = [
                 Box::new(|ws| conv2d_forward(&mut z_out, &prefix, &w1, None, Some(norm1), &g1, ws)),
                 Box::new(|ws| conv2d_forward(&mut slot, &z, &w3, None, Some(norm2), &g3, ws)),
-                Box::new(|ws| conv2d_backward_input_to(&mut d_prefix, &z, &w1, &g1, ws, false)),
+                Box::new(|ws| {
+                    pointwise_backward_input_bn_relu(
+                        &mut d_prefix,
+                        &mut sum_dy,
+                        &mut sum_dy_xmu,
+                        &z,
+                        &w1,
+                        &prefix,
+                        bn1,
+                        &g1,
+                        ws,
+                        true,
+                    )
+                }),
                 Box::new(|ws| conv2d_backward_input_to(&mut d_z, &d_slot, &w3, &g3, ws, false)),
                 Box::new(|ws| {
                     conv2d_backward_weight(&mut dw1, None, &z, &prefix, Some(norm1), &g1, ws)
@@ -92,14 +124,14 @@ fn main() {
     }
     for (kind, name) in KINDS.iter().enumerate() {
         println!(
-            "{name:<20} {:7.1} ms {:6.1} GFLOP/s",
+            "{name:<22} {:7.1} ms {:6.1} GFLOP/s",
             seconds[kind] * 1e3,
             flops[kind] / seconds[kind] / 1e9
         );
     }
     let total: f64 = seconds.iter().sum();
     println!(
-        "{:<20} {:7.1} ms {:6.1} GFLOP/s",
+        "{:<22} {:7.1} ms {:6.1} GFLOP/s",
         "all",
         total * 1e3,
         flops.iter().sum::<f64>() / total / 1e9

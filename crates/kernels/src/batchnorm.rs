@@ -606,3 +606,130 @@ fn channel_backward<const RELU: bool>(
         },
     );
 }
+
+/// What the backward pass of a training batch norm + ReLU needs of its forward pass:
+/// `y = max(0, (x − μ)·γ/σ + β)` with the batch's `μ` and `1/σ` (`invstd`).
+#[derive(Clone, Copy, Debug)]
+pub struct BnReluSaved<'a> {
+    /// `[C]`
+    pub gamma: &'a [f32],
+    /// `[C]`
+    pub beta: &'a [f32],
+    /// `[C]` batch means.
+    pub mean: &'a [f32],
+    /// `[C]` batch inverse standard deviations.
+    pub invstd: &'a [f32],
+}
+
+impl BnReluSaved<'_> {
+    /// Panics unless every vector has `channels` values.
+    pub fn check(&self, channels: usize) {
+        for (name, len) in [
+            ("gamma", self.gamma.len()),
+            ("beta", self.beta.len()),
+            ("mean", self.mean.len()),
+            ("invstd", self.invstd.len()),
+        ] {
+            assert_eq!(len, channels, "batch norm {name} length");
+        }
+    }
+}
+
+/// The parameter gradients and the deferred mean terms of a batch norm + ReLU backward whose
+/// `s·g` part was already added (by [`crate::conv2d::pointwise_backward_input_bn_relu`]), from
+/// its two sums `Σ g` and `Σ g·(x − μ)`, `M = per_channel`:
+///
+/// ```text
+/// d_beta[c]  += Σ g                 d_gamma[c] += (Σ g·(x − μ))/σ
+/// slope[c]   += −(γ/σ)·(Σ g·(x − μ))/(M·σ²)
+/// offset[c]  += −(γ/σ)·(Σ g)/M
+/// ```
+///
+/// so that the input gradient is complete once `slope·(x − μ) + offset` is added
+/// ([`batchnorm_add_deferred`]). The batch norms of several layers reading the same channel
+/// (same `x`, same `μ`) can add into one `slope` and `offset`.
+///
+/// # Shapes
+/// Every slice `[C]`: `d_gamma`, `d_beta`, `slope`, `offset` accumulated; the rest read.
+#[allow(clippy::too_many_arguments)]
+pub fn batchnorm_deferred_terms(
+    d_gamma: &mut [f32],
+    d_beta: &mut [f32],
+    slope: &mut [f64],
+    offset: &mut [f64],
+    sum_dy: &[f64],
+    sum_dy_xmu: &[f64],
+    bn: BnReluSaved<'_>,
+    per_channel: usize,
+) {
+    let channels = sum_dy.len();
+    bn.check(channels);
+    for (name, len) in [
+        ("d_gamma", d_gamma.len()),
+        ("d_beta", d_beta.len()),
+        ("slope", slope.len()),
+        ("offset", offset.len()),
+        ("sum_dy_xmu", sum_dy_xmu.len()),
+    ] {
+        assert_eq!(len, channels, "batch norm {name} length");
+    }
+    let m = per_channel as f64;
+    for c in 0..channels {
+        let is = f64::from(bn.invstd[c]);
+        let sum_dy_xhat = sum_dy_xmu[c] * is;
+        d_beta[c] = (f64::from(d_beta[c]) + sum_dy[c]) as f32;
+        d_gamma[c] = (f64::from(d_gamma[c]) + sum_dy_xhat) as f32;
+        let a = f64::from(bn.gamma[c]) * is;
+        slope[c] += -a * is * sum_dy_xhat / m;
+        offset[c] += -a * sum_dy[c] / m;
+    }
+}
+
+/// Adds the deferred mean terms of [`batchnorm_deferred_terms`] and clears them:
+/// `d_inp[c, ·] += slope[c]·(x[c, ·] − μ_c) + offset[c]`, then `slope = offset = 0`.
+///
+/// # Shapes
+/// - `d_inp`: `[C, M]`, accumulated. `inp`: `[C, M]`, read. `mean`: `[C]`, read.
+/// - `slope`, `offset`: `[C]`, read and cleared.
+pub fn batchnorm_add_deferred(
+    d_inp: &mut [f32],
+    inp: &[f32],
+    mean: &[f32],
+    slope: &mut [f64],
+    offset: &mut [f64],
+    g: &BatchNormGeom,
+) {
+    check_geom(g, &[d_inp.len(), inp.len()], &[mean.len()]);
+    assert_eq!(slope.len(), g.channels, "slope length");
+    assert_eq!(offset.len(), g.channels, "offset length");
+    let isa = active_isa();
+    let one = |(c, (d, x)): (usize, (&mut [f32], &[f32]))| {
+        let (mu, b, k) = (mean[c], slope[c] as f32, offset[c] as f32);
+        on_tier(
+            isa,
+            #[inline(always)]
+            || {
+                for (d, &x) in d.iter_mut().zip(x) {
+                    *d += b * (x - mu) + k;
+                }
+            },
+        );
+    };
+    let pc = g.per_channel;
+    if use_threads(g) {
+        d_inp
+            .par_chunks_mut(pc)
+            .zip(inp.par_chunks(pc))
+            .enumerate()
+            .with_min_len(simd::channels_per_task(pc))
+            .for_each(one);
+    } else {
+        d_inp
+            .chunks_mut(pc)
+            .zip(inp.chunks(pc))
+            .enumerate()
+            .for_each(one);
+    }
+    slope.fill(0.0);
+    offset.fill(0.0);
+}

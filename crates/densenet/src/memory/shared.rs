@@ -16,7 +16,9 @@
 use densenet_kernels::BatchNormConfig;
 
 use super::{BlockParams, BlockShape, CopyCounts};
-use crate::block::{channel_statistics, layer_backward, layer_forward, Mode, PassCtx};
+use crate::block::{
+    channel_statistics, complete_gradient, layer_backward, layer_forward, Mode, PassCtx,
+};
 use crate::error::Result;
 use crate::plan::{MemoryPlan, TrainWorkspace};
 
@@ -142,6 +144,8 @@ impl SharedBlock {
                 0,
             );
         }
+        // The layers leave their batch norms' mean terms of the input channels deferred.
+        complete_gradient(&mut self.ws.blocks[0], 0, self.shape.k0);
         self.ws.blocks[0].grads.prefix(self.shape.k0)
     }
 }

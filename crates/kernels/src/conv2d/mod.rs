@@ -30,6 +30,9 @@
 //! - **anything else** (the strided backward passes): implicit im2col per tap, `col2im` for the
 //!   input gradient.
 //!
+//! - **1×1 input gradient through batch norm + ReLU** (`pointwise_bn.rs`): the dense layer's
+//!   bottleneck backward with the batch norm's mean terms deferred, `d_a` never stored.
+//!
 //! The non-pointwise forward paths run as *column tasks* (`tasks.rs`). Whatever the path and the
 //! thread count, each output value is summed in one fixed order: results are bit-identical on 1
 //! and N threads. Measured figures: `docs/performance.md`.
@@ -39,8 +42,11 @@
 //! the floats needed, after which the kernels allocate nothing.
 
 mod im2col;
+mod pointwise_bn;
 mod tasks;
 mod wide;
+
+pub use pointwise_bn::{pointwise_backward_input_bn_relu, BLOCK_COLS as POINTWISE_BN_BLOCK_COLS};
 
 use crate::dispatch::{active_isa, Isa};
 use crate::gemm::{self, AView, CStore, Tile};

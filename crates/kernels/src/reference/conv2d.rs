@@ -160,3 +160,60 @@ pub fn conv2d_backward_weight(
         }
     }
 }
+
+/// Backward of `z = conv1x1(relu(bn(x)))` to `x`, less the batch norm's mean terms (the fast
+/// kernel's module, `conv2d/pointwise_bn.rs`, derives the split):
+///
+/// ```text
+/// d_a[c, m]      = Σ_o weight[o, c] · d_out[o, m]
+/// g[c, m]        = d_a[c, m] · [(x[c, m] − μ_c)·s_c + β_c > 0],   s_c = γ_c·invstd_c
+/// d_inp[c, m]   += s_c · g[c, m]       (overwritten instead when not `accumulate`)
+/// sum_dy[c]      = Σ_m g[c, m],   sum_dy_xmu[c] = Σ_m g[c, m]·(x[c, m] − μ_c)
+/// ```
+///
+/// The ReLU's mask is evaluated in `f32` exactly as the kernels evaluate it, so both sides agree
+/// on which values the ReLU passed; everything else is in `f64`.
+///
+/// # Shapes
+/// - `d_inp`, `inp`: `[C, M]`; `d_out`: `[OC, M]`; `weight`: `[OC, C]`; `gamma`, `beta`,
+///   `mean`, `invstd`, `sum_dy`, `sum_dy_xmu`: `[C]`.
+#[allow(clippy::too_many_arguments)]
+pub fn pointwise_backward_input_bn_relu(
+    d_inp: &mut [f32],
+    sum_dy: &mut [f64],
+    sum_dy_xmu: &mut [f64],
+    d_out: &[f32],
+    weight: &[f32],
+    inp: &[f32],
+    [gamma, beta, mean, invstd]: [&[f32]; 4],
+    accumulate: bool,
+) {
+    let channels = sum_dy.len();
+    let m = inp.len() / channels.max(1);
+    let depth = weight.len() / channels.max(1);
+    assert_eq!(inp.len(), channels * m);
+    assert_eq!(d_inp.len(), channels * m);
+    assert_eq!(d_out.len(), depth * m);
+    for c in 0..channels {
+        let s = gamma[c] * invstd[c];
+        let (mut s1, mut s2) = (0.0f64, 0.0f64);
+        for j in 0..m {
+            let x = inp[c * m + j];
+            let d_a: f64 = (0..depth)
+                .map(|o| f64::from(weight[o * channels + c]) * f64::from(d_out[o * m + j]))
+                .sum();
+            let g = if (x - mean[c]) * s + beta[c] > 0.0 {
+                d_a
+            } else {
+                0.0
+            };
+            s1 += g;
+            s2 += g * (f64::from(x) - f64::from(mean[c]));
+            let d = &mut d_inp[c * m + j];
+            let base = if accumulate { f64::from(*d) } else { 0.0 };
+            *d = (base + f64::from(s) * g) as f32;
+        }
+        sum_dy[c] = s1;
+        sum_dy_xmu[c] = s2;
+    }
+}

@@ -1,0 +1,350 @@
+//! The 1×1 input gradient through batch norm + ReLU with deferred mean terms
+//! (`conv2d::pointwise_backward_input_bn_relu`, `batchnorm::batchnorm_deferred_terms`,
+//! `batchnorm::batchnorm_add_deferred`):
+//! - against its reference on every tier, awkward shapes, overwrite and accumulate;
+//! - the three together against the plain two-kernel backward (1×1 input gradient, then batch
+//!   norm + ReLU backward), for one layer and for two layers sharing the deferred terms;
+//! - by finite differences of a loss through conv1x1(relu(bn(x)));
+//! - the same bits on 1 and 2 threads, across column blocks and a partial last block.
+//!
+//! Tolerances: the kernel sums `d_a` over `OC ≤ 20` products in `f32`, the reference in `f64`
+//! (`atol 1e-5`, `rtol 1e-5` on `d_inp`); the sums run over up to ~500 values of `|g| < 5`
+//! (`atol 1e-4`, `rtol 1e-5`). The composite against the two-kernel path: `atol 2e-4`, `rtol
+//! 1e-4`, as the batch-norm backward tests.
+mod common;
+
+use common::*;
+use densenet_kernels::batchnorm::{
+    batchnorm_add_deferred, batchnorm_deferred_terms, batchnorm_relu_forward_train,
+    batchnorm_statistics, BnReluSaved,
+};
+use densenet_kernels::conv2d::{conv2d_forward, pointwise_backward_input_bn_relu};
+use densenet_kernels::reference as r;
+use densenet_kernels::{BatchNormConfig, BatchNormGeom, Conv2dGeom, Workspace};
+use proptest::prelude::{any, proptest, ProptestConfig};
+
+/// A 1×1 convolution reading `relu(bn(x))`: the input, batch statistics, one layer's
+/// parameters and upstream gradient, and a non-zero initial input gradient.
+#[derive(Clone, Debug)]
+struct Problem {
+    g: Conv2dGeom,
+    x: Vec<f32>,
+    mean: Vec<f32>,
+    invstd: Vec<f32>,
+    d_inp0: Vec<f32>,
+    layers: Vec<Layer>,
+}
+
+/// What differs between layers reading the same channels.
+#[derive(Clone, Debug)]
+struct Layer {
+    weight: Vec<f32>,
+    gamma: Vec<f32>,
+    beta: Vec<f32>,
+    d_out: Vec<f32>,
+}
+
+impl Problem {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        c: usize,
+        oc: usize,
+        batch: usize,
+        h: usize,
+        w: usize,
+        layers: usize,
+        seed: u64,
+    ) -> Self {
+        let g = Conv2dGeom::square(batch, c, oc, h, w, 1, 1, 0);
+        let mut rng = Rng::new(seed);
+        let x = rng.floats(g.input_len(), -1.0, 1.0);
+        let m = batch * h * w;
+        let (mut mean, mut invstd) = (vec![0.0; c], vec![0.0; c]);
+        let bg = BatchNormGeom {
+            channels: c,
+            per_channel: m,
+        };
+        batchnorm_statistics(&mut mean, &mut invstd, &x, 1e-5, &bg);
+        let layers = (0..layers)
+            .map(|_| Layer {
+                weight: rng.floats(g.weight_len(), -0.5, 0.5),
+                gamma: rng.floats(c, -1.5, 1.5),
+                beta: rng.floats(c, -0.5, 0.5),
+                d_out: rng.floats(g.output_len(), -1.0, 1.0),
+            })
+            .collect();
+        let d_inp0 = rng.floats(g.input_len(), -1.0, 1.0);
+        Problem {
+            g,
+            x,
+            mean,
+            invstd,
+            d_inp0,
+            layers,
+        }
+    }
+
+    fn m(&self) -> usize {
+        self.g.batch * self.g.in_h * self.g.in_w
+    }
+
+    fn bn<'a>(&'a self, l: &'a Layer) -> BnReluSaved<'a> {
+        BnReluSaved {
+            gamma: &l.gamma,
+            beta: &l.beta,
+            mean: &self.mean,
+            invstd: &self.invstd,
+        }
+    }
+
+    fn bn_geom(&self) -> BatchNormGeom {
+        BatchNormGeom {
+            channels: self.g.in_channels,
+            per_channel: self.m(),
+        }
+    }
+}
+
+/// The fast kernel for one layer: `(d_inp, sum_dy, sum_dy_xmu)`.
+fn fast(p: &Problem, l: &Layer, accumulate: bool) -> (Vec<f32>, Vec<f64>, Vec<f64>) {
+    let c = p.g.in_channels;
+    let (mut d, mut s1, mut s2) = (p.d_inp0.clone(), vec![0.0; c], vec![0.0; c]);
+    let mut ws = Workspace::new();
+    pointwise_backward_input_bn_relu(
+        &mut d,
+        &mut s1,
+        &mut s2,
+        &l.d_out,
+        &l.weight,
+        &p.x,
+        p.bn(l),
+        &p.g,
+        &mut ws,
+        accumulate,
+    );
+    (d, s1, s2)
+}
+
+fn reference(p: &Problem, l: &Layer, accumulate: bool) -> (Vec<f32>, Vec<f64>, Vec<f64>) {
+    let c = p.g.in_channels;
+    let (mut d, mut s1, mut s2) = (p.d_inp0.clone(), vec![0.0; c], vec![0.0; c]);
+    r::pointwise_backward_input_bn_relu(
+        &mut d,
+        &mut s1,
+        &mut s2,
+        &l.d_out,
+        &l.weight,
+        &p.x,
+        [&l.gamma, &l.beta, &p.mean, &p.invstd],
+        accumulate,
+    );
+    (d, s1, s2)
+}
+
+fn close64(label: &str, got: &[f64], want: &[f64], atol: f64, rtol: f64) {
+    for (i, (&a, &b)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (a - b).abs() <= atol + rtol * b.abs(),
+            "{label}[{i}]: {a} vs {b}"
+        );
+    }
+}
+
+fn check_against_reference(p: &Problem) {
+    let l = &p.layers[0];
+    for accumulate in [false, true] {
+        let want = reference(p, l, accumulate);
+        for_each_tier(|isa| {
+            let got = fast(p, l, accumulate);
+            let label = |what: &str| format!("{isa} accumulate={accumulate} {what} {:?}", p.g);
+            assert_close(&label("d_inp"), &got.0, &want.0, 1e-5, 1e-5);
+            close64(&label("sum_dy"), &got.1, &want.1, 1e-4, 1e-5);
+            close64(&label("sum_dy_xmu"), &got.2, &want.2, 1e-4, 1e-5);
+        });
+    }
+}
+
+/// The plain path: `d_a = Wᵀ·d_out` (reference 1×1 input gradient into zeros), its ReLU mask
+/// taken with the kernels' own `f32` formula, then the reference batch-norm backward.
+fn two_kernel_backward(p: &Problem, l: &Layer, d_inp: &mut [f32], dg: &mut [f32], db: &mut [f32]) {
+    let mut d_a = vec![0.0; p.g.input_len()];
+    r::conv2d_backward_input(&mut d_a, &l.d_out, &l.weight, &p.g);
+    let m = p.m();
+    for (i, d) in d_a.iter_mut().enumerate() {
+        let c = i / m;
+        let s = l.gamma[c] * p.invstd[c];
+        if (p.x[i] - p.mean[c]) * s + l.beta[c] <= 0.0 {
+            *d = 0.0;
+        }
+    }
+    r::batchnorm_backward(
+        d_inp,
+        dg,
+        db,
+        &d_a,
+        &p.x,
+        &l.gamma,
+        &p.mean,
+        &p.invstd,
+        &p.bn_geom(),
+    );
+}
+
+/// Every layer of `p` through the fused kernel and one shared pair of deferred terms, then
+/// the terms added: `(d_inp, d_gamma per layer, d_beta per layer)`.
+fn fused_layers(p: &Problem) -> (Vec<f32>, Vec<Vec<f32>>, Vec<Vec<f32>>) {
+    let c = p.g.in_channels;
+    let mut d = p.d_inp0.clone();
+    let (mut slope, mut offset) = (vec![0.0f64; c], vec![0.0f64; c]);
+    let mut ws = Workspace::new();
+    let (mut dgs, mut dbs) = (vec![], vec![]);
+    for l in &p.layers {
+        let (mut s1, mut s2) = (vec![0.0; c], vec![0.0; c]);
+        pointwise_backward_input_bn_relu(
+            &mut d,
+            &mut s1,
+            &mut s2,
+            &l.d_out,
+            &l.weight,
+            &p.x,
+            p.bn(l),
+            &p.g,
+            &mut ws,
+            true,
+        );
+        let (mut dg, mut db) = (vec![0.25; c], vec![-0.5; c]);
+        batchnorm_deferred_terms(
+            &mut dg,
+            &mut db,
+            &mut slope,
+            &mut offset,
+            &s1,
+            &s2,
+            p.bn(l),
+            p.m(),
+        );
+        dgs.push(dg);
+        dbs.push(db);
+    }
+    batchnorm_add_deferred(&mut d, &p.x, &p.mean, &mut slope, &mut offset, &p.bn_geom());
+    assert!(
+        slope.iter().chain(&offset).all(|&v| v == 0.0),
+        "terms cleared"
+    );
+    (d, dgs, dbs)
+}
+
+fn check_composite(p: &Problem) {
+    let c = p.g.in_channels;
+    let mut want = p.d_inp0.clone();
+    let (mut want_g, mut want_b) = (vec![], vec![]);
+    for l in &p.layers {
+        let (mut dg, mut db) = (vec![0.25; c], vec![-0.5; c]);
+        two_kernel_backward(p, l, &mut want, &mut dg, &mut db);
+        want_g.push(dg);
+        want_b.push(db);
+    }
+    for_each_tier(|isa| {
+        let (d, dgs, dbs) = fused_layers(p);
+        let label = |what: &str| format!("{isa} {what} {:?}", p.g);
+        assert_close(&label("d_inp"), &d, &want, 2e-4, 1e-4);
+        for (k, (dg, db)) in dgs.iter().zip(&dbs).enumerate() {
+            assert_close(&label(&format!("d_gamma {k}")), dg, &want_g[k], 2e-4, 1e-4);
+            assert_close(&label(&format!("d_beta {k}")), db, &want_b[k], 2e-4, 1e-4);
+        }
+    });
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn matches_reference(
+        c in 1usize..=40,
+        oc in 1usize..=20,
+        batch in 1usize..=3,
+        h in 1usize..=9,
+        w in 1usize..=9,
+        seed in any::<u64>(),
+    ) {
+        check_against_reference(&Problem::new(c, oc, batch, h, w, 1, seed));
+    }
+
+    #[test]
+    fn completes_the_batchnorm_backward(
+        c in 1usize..=24,
+        oc in 1usize..=16,
+        batch in 1usize..=3,
+        hw in 1usize..=7,
+        layers in 1usize..=3,
+        seed in any::<u64>(),
+    ) {
+        check_composite(&Problem::new(c, oc, batch, hw, hw + 1, layers, seed));
+    }
+}
+
+/// Shapes a BC-100 layer has, cut down: channels past one task's rows, columns past one block
+/// with a partial last block, and a 12-channel slot.
+#[test]
+fn dense_layer_shapes() {
+    for (c, oc, batch, hw) in [(60, 48, 2, 17), (12, 48, 3, 16), (37, 5, 1, 33)] {
+        let p = Problem::new(c, oc, batch, hw, hw, 2, 7);
+        check_against_reference(&p);
+        check_composite(&p);
+    }
+}
+
+/// The composite's gradient by central differences of `L = Σ v·conv1x1(relu(bn(x)))`, the
+/// batch statistics recomputed from `x` at every point (so their own gradient is included).
+#[test]
+fn finite_differences() {
+    let p = Problem::new(5, 3, 2, 3, 3, 1, 3);
+    let l = &p.layers[0];
+    let c = p.g.in_channels;
+    let bg = p.bn_geom();
+    let loss = |x: &[f32]| {
+        let (mut a, mut mean, mut invstd) = (vec![0.0; x.len()], vec![0.0; c], vec![0.0; c]);
+        let (mut rm, mut rv) = (vec![0.0; c], vec![1.0; c]);
+        let cfg = BatchNormConfig::default();
+        batchnorm_relu_forward_train(
+            &mut a,
+            &mut mean,
+            &mut invstd,
+            &mut rm,
+            &mut rv,
+            x,
+            &l.gamma,
+            &l.beta,
+            &cfg,
+            &bg,
+        );
+        let mut z = vec![0.0; p.g.output_len()];
+        conv2d_forward(
+            &mut z,
+            &a,
+            &l.weight,
+            None,
+            None,
+            &p.g,
+            &mut Workspace::new(),
+        );
+        weighted_sum(&l.d_out, &z)
+    };
+    let mut q = p.clone();
+    q.d_inp0.fill(0.0);
+    let (d, _, _) = fused_layers(&q);
+    check_grad("d_x", &p.x, &d, loss, 1e-3, (2e-3, 2e-3));
+}
+
+/// Large enough to split across threads: the same bits on 1 and 2 threads.
+#[test]
+fn one_and_two_threads_agree() {
+    let p = Problem::new(70, 48, 2, 50, 51, 2, 5);
+    let one = with_threads(1, || fused_layers(&p));
+    let two = with_threads(2, || fused_layers(&p));
+    assert_bits("d_inp", &one.0, &two.0);
+    for k in 0..2 {
+        assert_bits("d_gamma", &one.1[k], &two.1[k]);
+        assert_bits("d_beta", &one.2[k], &two.2[k]);
+    }
+}
