@@ -104,18 +104,7 @@ impl DenseNet {
         for bi in (0..nb).rev() {
             if let Some(tp) = arch.transitions.get(bi) {
                 let (done, rest) = ws.blocks.split_at_mut(bi + 1);
-                let stored = ws.stored_trans.get(bi);
-                transition_backward(
-                    tp,
-                    &mut done[bi],
-                    &rest[0],
-                    stored,
-                    params,
-                    grads,
-                    buffers,
-                    s,
-                    &ctx,
-                );
+                transition_backward(tp, &mut done[bi], &rest[0], params, grads, s);
             }
             let blk = &mut ws.blocks[bi];
             for (l, layer) in arch.blocks[bi].iter().enumerate().rev() {

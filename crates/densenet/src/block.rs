@@ -22,8 +22,7 @@ use densenet_kernels::batchnorm::{
     batchnorm_relu_backward_to, batchnorm_statistics, batchnorm_update_running, BnReluSaved,
 };
 use densenet_kernels::conv2d::{
-    conv2d_backward_input_to, conv2d_backward_weight, conv2d_forward,
-    pointwise_backward_input_bn_relu,
+    conv2d_backward_input_to, conv2d_backward_weight, conv2d_forward, pointwise_bn_relu_backward,
 };
 use densenet_kernels::elementwise::{dropout_backward, dropout_forward};
 use densenet_kernels::gemm;
@@ -47,6 +46,17 @@ pub(crate) fn two_mut(v: &mut [f32], a: Slot, b: Slot) -> (&mut [f32], &mut [f32
     debug_assert!(a.off + a.len <= b.off);
     let (lo, hi) = v.split_at_mut(b.off);
     (&mut lo[a.off..a.off + a.len], &mut hi[..b.len])
+}
+
+/// Three disjoint mutable tensors of one vector, in increasing order of offset.
+pub(crate) fn three_mut(v: &mut [f32], [a, b, c]: [Slot; 3]) -> [&mut [f32]; 3] {
+    assert!(
+        a.off + a.len <= b.off && b.off + b.len <= c.off,
+        "three_mut: slots out of order"
+    );
+    let (ab, rest) = v.split_at_mut(c.off);
+    let (x, y) = two_mut(ab, a, b);
+    [x, y, &mut rest[..c.len]]
 }
 
 /// Batch statistics of freshly written channels, saved for every batch norm that will read them.
@@ -418,28 +428,16 @@ pub(crate) fn layer_backward(
             d_z
         }
     };
-    let dw1 = p.conv1.weight.of_mut(grads);
-    if ctx.memory_efficient {
-        conv2d_backward_weight(dw1, None, d_conv1_out, prefix, Some(pre1), &g1, kernels);
-    } else {
-        conv2d_backward_weight(
-            dw1,
-            None,
-            d_conv1_out,
-            &blk.stored_a1[l],
-            None,
-            &g1,
-            kernels,
-        );
-    }
     let w1 = p.conv1.weight.of(params);
     let bn1 = saved_bn(&p.norm1, params, &blk.mean[..c], &blk.invstd[..c]);
-    let (dg, db) = two_mut(grads, p.norm1.gamma, p.norm1.beta);
     if p.bottleneck.is_some() {
-        // The 1×1 input gradient and norm1 + ReLU backward in one pass, mean terms deferred.
+        // conv1's weight gradient, its input gradient and norm1 + ReLU's backward in one pass
+        // over the prefix, norm1's mean terms deferred.
+        let [dg, db, dw1] = three_mut(grads, [p.norm1.gamma, p.norm1.beta, p.conv1.weight]);
         let (s_dy, s_dyx) = (&mut sum_dy[..c], &mut sum_dy_xmu[..c]);
-        pointwise_backward_input_bn_relu(
+        pointwise_bn_relu_backward(
             d_prefix,
+            dw1,
             s_dy,
             s_dyx,
             d_conv1_out,
@@ -463,6 +461,14 @@ pub(crate) fn layer_backward(
     } else {
         // A plain layer's conv is a 3×3: its input gradient is stored, then norm1 + ReLU's
         // backward runs whole.
+        let dw1 = p.conv1.weight.of_mut(grads);
+        if ctx.memory_efficient {
+            conv2d_backward_weight(dw1, None, d_conv1_out, prefix, Some(pre1), &g1, kernels);
+        } else {
+            let a1 = &blk.stored_a1[l];
+            conv2d_backward_weight(dw1, None, d_conv1_out, a1, None, &g1, kernels);
+        }
+        let (dg, db) = two_mut(grads, p.norm1.gamma, p.norm1.beta);
         let d_a = &mut gemm::align64(a)[..c * m];
         conv2d_backward_input_to(d_a, d_conv1_out, w1, &g1, kernels, false);
         batchnorm_relu_backward(
@@ -565,18 +571,16 @@ pub(crate) fn transition_forward(
 }
 
 /// Transition backward: from the gradient of the next block's first `C'` channels, accumulates
-/// the transition's parameter gradients and the gradient of the whole block buffer.
-#[allow(clippy::too_many_arguments)]
+/// the transition's parameter gradients and writes the gradient of the whole block buffer
+/// (norm's mean terms deferred, see [`complete_gradient`]). In every memory plan the conv's
+/// weight gradient maps the block again on the fly; a stored `relu(norm(block))` is not read.
 pub(crate) fn transition_backward(
     p: &TransitionP,
     blk: &mut BlockState,
     next: &BlockState,
-    stored: Option<&Vec<f32>>,
     params: &[f32],
     grads: &mut [f32],
-    buffers: &mut [f32],
     s: &mut Scratch,
-    ctx: &PassCtx<'_>,
 ) {
     let (m, h, w) = (blk.m(), blk.h, blk.w);
     let batch = m / (h * w);
@@ -584,44 +588,16 @@ pub(crate) fn transition_backward(
     let d_t = &mut s.b[..cout * m];
     d_t.fill(0.0);
     avgpool2d_backward(d_t, next.grads.prefix(cout), &pool_geom(cout, batch, h, w));
-    bn_affine(
-        &mut s.scale[..cin],
-        &mut s.shift[..cin],
-        &p.norm,
-        params,
-        buffers,
-        &blk.mean[..cin],
-        &blk.invstd[..cin],
-        m,
-        Mode::Train,
-        false,
-        ctx.bn,
-    );
-    let pre = ChannelAffine {
-        scale: &s.scale[..cin],
-        shift: &s.shift[..cin],
-        relu: true,
-    };
     let g = conv_geom(&p.conv, batch, h, w);
-    let dw = p.conv.weight.of_mut(grads);
-    match stored {
-        None => conv2d_backward_weight(
-            dw,
-            None,
-            d_t,
-            blk.feats.as_slice(),
-            Some(pre),
-            &g,
-            &mut s.kernels,
-        ),
-        Some(a) => conv2d_backward_weight(dw, None, d_t, a, None, &g, &mut s.kernels),
-    }
     // The block's gradient buffer is written here first in a backward pass (overwriting the
-    // last step's values), norm's mean terms deferred; its dense layers then add into it.
+    // last step's values), norm's mean terms deferred; its dense layers then add into it. The
+    // conv's weight gradient comes from the same pass over the block.
     let bn = saved_bn(&p.norm, params, &blk.mean[..cin], &blk.invstd[..cin]);
     let (s_dy, s_dyx) = (&mut s.sum_dy[..cin], &mut s.sum_dy_xmu[..cin]);
-    pointwise_backward_input_bn_relu(
+    let [dg, db, dw] = three_mut(grads, [p.norm.gamma, p.norm.beta, p.conv.weight]);
+    pointwise_bn_relu_backward(
         blk.grads.as_mut_slice(),
+        dw,
         s_dy,
         s_dyx,
         d_t,
@@ -632,7 +608,6 @@ pub(crate) fn transition_backward(
         &mut s.kernels,
         false,
     );
-    let (dg, db) = two_mut(grads, p.norm.gamma, p.norm.beta);
     batchnorm_deferred_terms(
         dg,
         db,

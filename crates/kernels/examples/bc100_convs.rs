@@ -1,7 +1,8 @@
 //! Time of every dense-layer convolution of one DenseNet-BC-100 (k = 12) training step at
 //! batch 64 on 32×32 inputs, by kind, called the way the training step calls them (batch norm +
 //! ReLU applied on the fly, fresh input gradients overwritten; the 1×1 input gradient taken
-//! back through norm1 + ReLU in the same pass, as `pointwise_backward_input_bn_relu` does).
+//! back through norm1 + ReLU with its weight gradient in the same pass, as
+//! `pointwise_bn_relu_backward` does).
 //!
 //! ```sh
 //! RAYON_NUM_THREADS=1 cargo run --release -p densenet-kernels --example bc100_convs
@@ -13,8 +14,7 @@
 
 use densenet_kernels::batchnorm::BnReluSaved;
 use densenet_kernels::conv2d::{
-    conv2d_backward_input_to, conv2d_backward_weight, conv2d_forward,
-    pointwise_backward_input_bn_relu,
+    conv2d_backward_input_to, conv2d_backward_weight, conv2d_forward, pointwise_bn_relu_backward,
 };
 use densenet_kernels::{ChannelAffine, Conv2dGeom, Workspace};
 use std::time::Instant;
@@ -22,20 +22,21 @@ use std::time::Instant;
 /// One convolution call of a layer, run with the shared workspace.
 type Call<'a> = Box<dyn FnMut(&mut Workspace) + 'a>;
 
-const KINDS: [&str; 6] = [
-    "forward 1x1",
-    "forward 3x3",
-    "backward input 1x1+bn",
-    "backward input 3x3",
-    "backward weight 1x1",
-    "backward weight 3x3",
+/// Each kind with its FLOPs per call in units of the conv's multiply-adds (the fused 1×1
+/// backward does both products: weight and input gradient).
+const KINDS: [(&str, f64); 5] = [
+    ("forward 1x1", 1.0),
+    ("forward 3x3", 1.0),
+    ("backward 1x1 (w+in+bn)", 2.0),
+    ("backward input 3x3", 1.0),
+    ("backward weight 3x3", 1.0),
 ];
 
 fn main() {
     let (batch, growth, bottleneck) = (64, 12, 48);
     let mut ws = Workspace::new();
-    let mut seconds = [0f64; 6];
-    let mut flops = [0f64; 6];
+    let mut seconds = [0f64; 5];
+    let mut flops = [0f64; 5];
     // The three blocks: map size and the channels entering the block.
     for (hw, k0) in [(32, 24), (16, 108), (8, 150)] {
         for l in 0..16 {
@@ -84,12 +85,13 @@ fn main() {
                 shift: &shift2,
                 relu: true,
             };
-            let mut calls: [Call<'_>; 6] = [
+            let mut calls: [Call<'_>; 5] = [
                 Box::new(|ws| conv2d_forward(&mut z_out, &prefix, &w1, None, Some(norm1), &g1, ws)),
                 Box::new(|ws| conv2d_forward(&mut slot, &z, &w3, None, Some(norm2), &g3, ws)),
                 Box::new(|ws| {
-                    pointwise_backward_input_bn_relu(
+                    pointwise_bn_relu_backward(
                         &mut d_prefix,
+                        &mut dw1,
                         &mut sum_dy,
                         &mut sum_dy_xmu,
                         &z,
@@ -103,9 +105,6 @@ fn main() {
                 }),
                 Box::new(|ws| conv2d_backward_input_to(&mut d_z, &d_slot, &w3, &g3, ws, false)),
                 Box::new(|ws| {
-                    conv2d_backward_weight(&mut dw1, None, &z, &prefix, Some(norm1), &g1, ws)
-                }),
-                Box::new(|ws| {
                     conv2d_backward_weight(&mut dw3, None, &d_slot, &z, Some(norm2), &g3, ws)
                 }),
             ];
@@ -117,12 +116,12 @@ fn main() {
                     last = start.elapsed().as_secs_f64();
                 }
                 seconds[kind] += last;
-                let g = if kind % 2 == 0 { &g1 } else { &g3 };
-                flops[kind] += 2.0 * g.macs() as f64;
+                let g = if matches!(kind, 0 | 2) { &g1 } else { &g3 };
+                flops[kind] += 2.0 * KINDS[kind].1 * g.macs() as f64;
             }
         }
     }
-    for (kind, name) in KINDS.iter().enumerate() {
+    for (kind, (name, _)) in KINDS.iter().enumerate() {
         println!(
             "{name:<22} {:7.1} ms {:6.1} GFLOP/s",
             seconds[kind] * 1e3,

@@ -636,7 +636,7 @@ impl BnReluSaved<'_> {
 }
 
 /// The parameter gradients and the deferred mean terms of a batch norm + ReLU backward whose
-/// `s·g` part was already added (by [`crate::conv2d::pointwise_backward_input_bn_relu`]), from
+/// `s·g` part was already added (by [`crate::conv2d::pointwise_bn_relu_backward`]), from
 /// its two sums `Σ g` and `Σ g·(x − μ)`, `M = per_channel`:
 ///
 /// ```text

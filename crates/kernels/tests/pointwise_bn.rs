@@ -1,5 +1,5 @@
-//! The 1×1 input gradient through batch norm + ReLU with deferred mean terms
-//! (`conv2d::pointwise_backward_input_bn_relu`, `batchnorm::batchnorm_deferred_terms`,
+//! The 1×1 convolution's weight and input gradients through batch norm + ReLU with deferred mean
+//! terms (`conv2d::pointwise_bn_relu_backward`, `batchnorm::batchnorm_deferred_terms`,
 //! `batchnorm::batchnorm_add_deferred`):
 //! - against its reference on every tier, awkward shapes, overwrite and accumulate;
 //! - the three together against the plain two-kernel backward (1×1 input gradient, then batch
@@ -18,7 +18,7 @@ use densenet_kernels::batchnorm::{
     batchnorm_add_deferred, batchnorm_deferred_terms, batchnorm_relu_forward_train,
     batchnorm_statistics, BnReluSaved,
 };
-use densenet_kernels::conv2d::{conv2d_forward, pointwise_backward_input_bn_relu};
+use densenet_kernels::conv2d::{conv2d_forward, pointwise_bn_relu_backward};
 use densenet_kernels::reference as r;
 use densenet_kernels::{BatchNormConfig, BatchNormGeom, Conv2dGeom, Workspace};
 use proptest::prelude::{any, proptest, ProptestConfig};
@@ -105,13 +105,25 @@ impl Problem {
     }
 }
 
-/// The fast kernel for one layer: `(d_inp, sum_dy, sum_dy_xmu)`.
-fn fast(p: &Problem, l: &Layer, accumulate: bool) -> (Vec<f32>, Vec<f64>, Vec<f64>) {
+/// What the kernel returns for one layer: `(d_inp, d_weight, sum_dy, sum_dy_xmu)`.
+type Grads = (Vec<f32>, Vec<f32>, Vec<f64>, Vec<f64>);
+
+/// Initial weight gradient: non-zero, to check it accumulates.
+fn d_weight0(p: &Problem) -> Vec<f32> {
+    (0..p.g.weight_len())
+        .map(|i| (i % 5) as f32 * 0.25 - 0.5)
+        .collect()
+}
+
+/// The fast kernel for one layer.
+fn fast(p: &Problem, l: &Layer, accumulate: bool) -> Grads {
     let c = p.g.in_channels;
     let (mut d, mut s1, mut s2) = (p.d_inp0.clone(), vec![0.0; c], vec![0.0; c]);
+    let mut dw = d_weight0(p);
     let mut ws = Workspace::new();
-    pointwise_backward_input_bn_relu(
+    pointwise_bn_relu_backward(
         &mut d,
+        &mut dw,
         &mut s1,
         &mut s2,
         &l.d_out,
@@ -122,14 +134,16 @@ fn fast(p: &Problem, l: &Layer, accumulate: bool) -> (Vec<f32>, Vec<f64>, Vec<f6
         &mut ws,
         accumulate,
     );
-    (d, s1, s2)
+    (d, dw, s1, s2)
 }
 
-fn reference(p: &Problem, l: &Layer, accumulate: bool) -> (Vec<f32>, Vec<f64>, Vec<f64>) {
+fn reference(p: &Problem, l: &Layer, accumulate: bool) -> Grads {
     let c = p.g.in_channels;
     let (mut d, mut s1, mut s2) = (p.d_inp0.clone(), vec![0.0; c], vec![0.0; c]);
-    r::pointwise_backward_input_bn_relu(
+    let mut dw = d_weight0(p);
+    r::pointwise_bn_relu_backward(
         &mut d,
+        &mut dw,
         &mut s1,
         &mut s2,
         &l.d_out,
@@ -138,7 +152,7 @@ fn reference(p: &Problem, l: &Layer, accumulate: bool) -> (Vec<f32>, Vec<f64>, V
         [&l.gamma, &l.beta, &p.mean, &p.invstd],
         accumulate,
     );
-    (d, s1, s2)
+    (d, dw, s1, s2)
 }
 
 fn close64(label: &str, got: &[f64], want: &[f64], atol: f64, rtol: f64) {
@@ -158,8 +172,9 @@ fn check_against_reference(p: &Problem) {
             let got = fast(p, l, accumulate);
             let label = |what: &str| format!("{isa} accumulate={accumulate} {what} {:?}", p.g);
             assert_close(&label("d_inp"), &got.0, &want.0, 1e-5, 1e-5);
-            close64(&label("sum_dy"), &got.1, &want.1, 1e-4, 1e-5);
-            close64(&label("sum_dy_xmu"), &got.2, &want.2, 1e-4, 1e-5);
+            assert_close(&label("d_weight"), &got.1, &want.1, 1e-4, 1e-5);
+            close64(&label("sum_dy"), &got.2, &want.2, 1e-4, 1e-5);
+            close64(&label("sum_dy_xmu"), &got.3, &want.3, 1e-4, 1e-5);
         });
     }
 }
@@ -191,17 +206,19 @@ fn two_kernel_backward(p: &Problem, l: &Layer, d_inp: &mut [f32], dg: &mut [f32]
 }
 
 /// Every layer of `p` through the fused kernel and one shared pair of deferred terms, then
-/// the terms added: `(d_inp, d_gamma per layer, d_beta per layer)`.
-fn fused_layers(p: &Problem) -> (Vec<f32>, Vec<Vec<f32>>, Vec<Vec<f32>>) {
+/// the terms added: `(d_inp, [d_gamma, d_beta, d_weight] per layer)`.
+fn fused_layers(p: &Problem) -> (Vec<f32>, Vec<[Vec<f32>; 3]>) {
     let c = p.g.in_channels;
     let mut d = p.d_inp0.clone();
     let (mut slope, mut offset) = (vec![0.0f64; c], vec![0.0f64; c]);
     let mut ws = Workspace::new();
-    let (mut dgs, mut dbs) = (vec![], vec![]);
+    let mut per_layer = vec![];
     for l in &p.layers {
         let (mut s1, mut s2) = (vec![0.0; c], vec![0.0; c]);
-        pointwise_backward_input_bn_relu(
+        let mut dw = d_weight0(p);
+        pointwise_bn_relu_backward(
             &mut d,
+            &mut dw,
             &mut s1,
             &mut s2,
             &l.d_out,
@@ -223,34 +240,60 @@ fn fused_layers(p: &Problem) -> (Vec<f32>, Vec<Vec<f32>>, Vec<Vec<f32>>) {
             p.bn(l),
             p.m(),
         );
-        dgs.push(dg);
-        dbs.push(db);
+        per_layer.push([dg, db, dw]);
     }
     batchnorm_add_deferred(&mut d, &p.x, &p.mean, &mut slope, &mut offset, &p.bn_geom());
     assert!(
         slope.iter().chain(&offset).all(|&v| v == 0.0),
         "terms cleared"
     );
-    (d, dgs, dbs)
+    (d, per_layer)
+}
+
+/// The weight gradient the plain path computes: `relu(bn(x))` materialised with the forward's
+/// map, then the reference weight gradient.
+fn plain_weight_gradient(p: &Problem, l: &Layer) -> Vec<f32> {
+    let m = p.m();
+    let a: Vec<f32> =
+        p.x.iter()
+            .enumerate()
+            .map(|(i, &x)| {
+                let c = i / m;
+                let s = l.gamma[c] * p.invstd[c];
+                let y = s * x + (l.beta[c] - p.mean[c] * s);
+                if y > 0.0 {
+                    y
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+    let mut dw = d_weight0(p);
+    r::conv2d_backward_weight(&mut dw, None, &l.d_out, &a, &p.g);
+    dw
 }
 
 fn check_composite(p: &Problem) {
     let c = p.g.in_channels;
     let mut want = p.d_inp0.clone();
-    let (mut want_g, mut want_b) = (vec![], vec![]);
+    let mut want_layers = vec![];
     for l in &p.layers {
         let (mut dg, mut db) = (vec![0.25; c], vec![-0.5; c]);
         two_kernel_backward(p, l, &mut want, &mut dg, &mut db);
-        want_g.push(dg);
-        want_b.push(db);
+        want_layers.push([dg, db, plain_weight_gradient(p, l)]);
     }
     for_each_tier(|isa| {
-        let (d, dgs, dbs) = fused_layers(p);
+        let (d, layers) = fused_layers(p);
         let label = |what: &str| format!("{isa} {what} {:?}", p.g);
         assert_close(&label("d_inp"), &d, &want, 2e-4, 1e-4);
-        for (k, (dg, db)) in dgs.iter().zip(&dbs).enumerate() {
-            assert_close(&label(&format!("d_gamma {k}")), dg, &want_g[k], 2e-4, 1e-4);
-            assert_close(&label(&format!("d_beta {k}")), db, &want_b[k], 2e-4, 1e-4);
+        for (k, (got, want)) in layers.iter().zip(&want_layers).enumerate() {
+            for (name, g, w) in [
+                ("d_gamma", &got[0], &want[0]),
+                ("d_beta", &got[1], &want[1]),
+                ("d_weight", &got[2], &want[2]),
+            ] {
+                assert_close(&label(&format!("{name} {k}")), g, w, 2e-4, 1e-4);
+            }
         }
     });
 }
@@ -294,46 +337,59 @@ fn dense_layer_shapes() {
     }
 }
 
-/// The composite's gradient by central differences of `L = Σ v·conv1x1(relu(bn(x)))`, the
-/// batch statistics recomputed from `x` at every point (so their own gradient is included).
-#[test]
-fn finite_differences() {
-    let p = Problem::new(5, 3, 2, 3, 3, 1, 3);
+/// `L = Σ v·conv1x1(relu(bn(x)))` for the first layer of `p` at input `x`, the batch statistics
+/// computed from `x` (so their own gradient is part of the difference quotient).
+fn loss_of(p: &Problem, x: &[f32]) -> f64 {
     let l = &p.layers[0];
     let c = p.g.in_channels;
+    let (mut a, mut mean, mut invstd) = (vec![0.0; x.len()], vec![0.0; c], vec![0.0; c]);
+    let (mut rm, mut rv) = (vec![0.0; c], vec![1.0; c]);
+    let cfg = BatchNormConfig::default();
     let bg = p.bn_geom();
-    let loss = |x: &[f32]| {
-        let (mut a, mut mean, mut invstd) = (vec![0.0; x.len()], vec![0.0; c], vec![0.0; c]);
-        let (mut rm, mut rv) = (vec![0.0; c], vec![1.0; c]);
-        let cfg = BatchNormConfig::default();
-        batchnorm_relu_forward_train(
-            &mut a,
-            &mut mean,
-            &mut invstd,
-            &mut rm,
-            &mut rv,
-            x,
-            &l.gamma,
-            &l.beta,
-            &cfg,
-            &bg,
-        );
-        let mut z = vec![0.0; p.g.output_len()];
-        conv2d_forward(
-            &mut z,
-            &a,
-            &l.weight,
-            None,
-            None,
-            &p.g,
-            &mut Workspace::new(),
-        );
-        weighted_sum(&l.d_out, &z)
+    batchnorm_relu_forward_train(
+        &mut a,
+        &mut mean,
+        &mut invstd,
+        &mut rm,
+        &mut rv,
+        x,
+        &l.gamma,
+        &l.beta,
+        &cfg,
+        &bg,
+    );
+    let mut z = vec![0.0; p.g.output_len()];
+    let mut ws = Workspace::new();
+    conv2d_forward(&mut z, &a, &l.weight, None, None, &p.g, &mut ws);
+    weighted_sum(&l.d_out, &z)
+}
+
+/// The composite's gradients by central differences: `d_x` (through the batch statistics) and
+/// `d_weight` (at fixed `x`).
+#[test]
+fn finite_differences() {
+    let mut p = Problem::new(5, 3, 2, 3, 3, 1, 3);
+    p.d_inp0.fill(0.0);
+    let (d, layers) = fused_layers(&p);
+    check_grad("d_x", &p.x, &d, |x| loss_of(&p, x), 1e-3, (2e-3, 2e-3));
+    let dw: Vec<f32> = layers[0][2]
+        .iter()
+        .zip(d_weight0(&p))
+        .map(|(g, g0)| g - g0)
+        .collect();
+    let loss_w = |w: &[f32]| {
+        let mut q = p.clone();
+        q.layers[0].weight = w.to_vec();
+        loss_of(&q, &p.x)
     };
-    let mut q = p.clone();
-    q.d_inp0.fill(0.0);
-    let (d, _, _) = fused_layers(&q);
-    check_grad("d_x", &p.x, &d, loss, 1e-3, (2e-3, 2e-3));
+    check_grad(
+        "d_weight",
+        &p.layers[0].weight,
+        &dw,
+        loss_w,
+        1e-3,
+        (2e-3, 2e-3),
+    );
 }
 
 /// Large enough to split across threads: the same bits on 1 and 2 threads.
@@ -344,7 +400,8 @@ fn one_and_two_threads_agree() {
     let two = with_threads(2, || fused_layers(&p));
     assert_bits("d_inp", &one.0, &two.0);
     for k in 0..2 {
-        assert_bits("d_gamma", &one.1[k], &two.1[k]);
-        assert_bits("d_beta", &one.2[k], &two.2[k]);
+        for (name, i) in [("d_gamma", 0), ("d_beta", 1), ("d_weight", 2)] {
+            assert_bits(name, &one.1[k][i], &two.1[k][i]);
+        }
     }
 }

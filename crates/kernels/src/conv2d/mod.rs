@@ -46,7 +46,7 @@ mod pointwise_bn;
 mod tasks;
 mod wide;
 
-pub use pointwise_bn::{pointwise_backward_input_bn_relu, BLOCK_COLS as POINTWISE_BN_BLOCK_COLS};
+pub use pointwise_bn::{pointwise_bn_relu_backward, BLOCK_COLS as POINTWISE_BN_BLOCK_COLS};
 
 use crate::dispatch::{active_isa, Isa};
 use crate::gemm::{self, AView, CStore, Tile};

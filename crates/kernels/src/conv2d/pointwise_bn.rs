@@ -48,27 +48,35 @@ use super::im2col::is_pointwise;
 /// the product and its use, and every channel's run of `x` and `d_x` is 2 KB long.
 pub const BLOCK_COLS: usize = 4096;
 
-/// Backward of `z = conv1x1(relu(bn(x)))` to `x`, less the batch norm's deferred mean terms
-/// (see the module docs):
+/// Backward of `z = conv1x1(relu(bn(x)))` to the weight and to `x`, less the batch norm's
+/// deferred mean terms (see the module docs). With `s_c = γ_c/σ_c` and `t_c = β_c − μ_c·s_c`
+/// (the forward's map):
 ///
 /// ```text
-/// g[c, m]        = (Σ_o W[o, c]·d_out[o, m]) · [(x[c, m] − μ_c)·γ_c/σ_c + β_c > 0]
-/// d_inp[c, m]   (+)= (γ_c/σ_c)·g[c, m]
+/// a[c, m]        = max(0, s_c·x[c, m] + t_c)                        (never stored)
+/// d_weight[o, c] += Σ_m d_out[o, m]·a[c, m]
+/// g[c, m]        = (Σ_o W[o, c]·d_out[o, m]) · [(x[c, m] − μ_c)·s_c + β_c > 0]
+/// d_inp[c, m]   (+)= s_c·g[c, m]
 /// sum_dy[c]      = Σ_m g[c, m]
 /// sum_dy_xmu[c]  = Σ_m g[c, m]·(x[c, m] − μ_c)
 /// ```
 ///
-/// `d_inp` is accumulated into when `accumulate`, overwritten otherwise; the sums are written.
+/// `d_inp` is accumulated into when `accumulate`, overwritten otherwise; `d_weight` is
+/// accumulated; the sums are written. One read of `x` serves the weight gradient, the ReLU's
+/// mask and the input gradient: each task maps its block of `x` into the scratch where `g`
+/// was, and takes the weight gradient's dot products from there.
 ///
 /// # Shapes
-/// - `d_inp`, `inp`: `[C, N, H, W]`; `d_out`: `[OC, N, H, W]`; `weight`: `[OC, C, 1, 1]`.
+/// - `d_inp`, `inp`: `[C, N, H, W]`; `d_out`: `[OC, N, H, W]`; `weight`, `d_weight`:
+///   `[OC, C, 1, 1]`.
 /// - `sum_dy`, `sum_dy_xmu`: `[C]`, written. `bn`: `[C]` each.
 ///
 /// # Panics
 /// If `g` is not a 1×1, stride-1, unpadded convolution, or a length does not match it.
 #[allow(clippy::too_many_arguments)]
-pub fn pointwise_backward_input_bn_relu(
+pub fn pointwise_bn_relu_backward(
     d_inp: &mut [f32],
+    d_weight: &mut [f32],
     sum_dy: &mut [f64],
     sum_dy_xmu: &mut [f64],
     d_out: &[f32],
@@ -81,13 +89,14 @@ pub fn pointwise_backward_input_bn_relu(
 ) {
     assert!(
         is_pointwise(g),
-        "pointwise_backward_input_bn_relu: {g:?} is not a 1x1, stride-1, unpadded convolution"
+        "pointwise_bn_relu_backward: {g:?} is not a 1x1, stride-1, unpadded convolution"
     );
     let (channels, depth, cols) = (g.in_channels, g.out_channels, g.batch * g.in_h * g.in_w);
     assert_eq!(d_inp.len(), channels * cols, "d_inp length");
     assert_eq!(inp.len(), channels * cols, "input length");
     assert_eq!(d_out.len(), depth * cols, "d_out length");
     assert_eq!(weight.len(), depth * channels, "weight length");
+    assert_eq!(d_weight.len(), depth * channels, "d_weight length");
     for (name, len) in [("sum_dy", sum_dy.len()), ("sum_dy_xmu", sum_dy_xmu.len())] {
         assert_eq!(len, channels, "{name} length");
     }
@@ -114,12 +123,16 @@ pub fn pointwise_backward_input_bn_relu(
     let block = BLOCK_COLS.min(cols.div_ceil(t.nr) * t.nr);
     let b_len = gemm::packed_b_len(depth, block, t);
     let c_len = rows_per_task * block;
+    // The task's share of the weight gradient, `[OC, rows]`, and the dot products' scratch.
+    let dw_len = depth * rows_per_task;
+    let dot_len = gemm::gemm_abt_scratch_len(isa, depth, rows_per_task, false);
+    let task_len = [b_len, c_len, dw_len, dot_len]
+        .iter()
+        .map(|n| n.div_ceil(16) * 16)
+        .sum::<usize>();
     let [a, scratch] = gemm::carve(
         ws,
-        [
-            gemm::packed_a_len(channels, depth, t),
-            ntasks * (b_len + c_len),
-        ],
+        [gemm::packed_a_len(channels, depth, t), ntasks * task_len],
     );
     // A = Wᵀ: A[c, o] = weight[o·C + c].
     gemm::pack_a(a, weight, channels, depth, 1, channels, t);
@@ -128,9 +141,10 @@ pub fn pointwise_backward_input_bn_relu(
     let task = |(i, (((d_rows, x_rows), (s_dy, s_dyx)), scratch)): TaskItem<'_>| {
         let row0 = i * rows_per_task;
         let rows = s_dy.len();
-        let (b, c) = scratch.split_at_mut(b_len);
+        let [b, c, dw, dot] = split_task_scratch(scratch, [b_len, c_len, dw_len, dot_len]);
         s_dy.fill(0.0);
         s_dyx.fill(0.0);
+        dw.fill(0.0);
         for col0 in (0..cols).step_by(block) {
             let ncols = block.min(cols - col0);
             gemm::pack_b_matrix(b, d_out, cols, depth, col0, ncols, t);
@@ -150,19 +164,42 @@ pub fn pointwise_backward_input_bn_relu(
             for r in 0..rows {
                 let ch = row0 + r;
                 let at = r * cols + col0..r * cols + col0 + ncols;
+                let scale = bn.gamma[ch] * bn.invstd[ch];
                 let body = MaskScaleStore {
-                    d_a: &c[r * block..r * block + ncols],
+                    d_a: &mut c[r * block..r * block + ncols],
                     x: &x_rows[at.clone()],
                     d_x: &mut d_rows[at],
                     mean: bn.mean[ch],
-                    scale: bn.gamma[ch] * bn.invstd[ch],
+                    scale,
                     beta: bn.beta[ch],
+                    shift: bn.beta[ch] - bn.mean[ch] * scale,
                     accumulate,
                 };
                 let (s1, s2) = with_lanes(isa, body);
                 s_dy[r] += s1;
                 s_dyx[r] += s2;
             }
+            // `c` now holds `a` for this block: dW[o, r] += Σ_m d_out[o, m]·a[r, m].
+            let d_out_rows = gemm::Rows {
+                data: d_out,
+                count: depth,
+                start: &|o| o * cols + col0,
+            };
+            let a_rows = gemm::BRows::InPlace(gemm::Rows {
+                data: c,
+                count: rows,
+                start: &|r| r * block,
+            });
+            gemm::gemm_abt(
+                isa,
+                dw,
+                rows_per_task,
+                d_out_rows,
+                &a_rows,
+                ncols,
+                dot,
+                false,
+            );
         }
     };
     let items = d_inp
@@ -173,10 +210,45 @@ pub fn pointwise_backward_input_bn_relu(
                 .par_chunks_mut(rows_per_task)
                 .zip(sum_dy_xmu.par_chunks_mut(rows_per_task)),
         )
-        .zip(scratch.par_chunks_mut(b_len + c_len))
+        .zip(scratch.par_chunks_mut(task_len))
         .enumerate();
     // One task (a product too small for the pool) runs on this thread.
     items.for_each(task);
+    // Each task's columns of the weight gradient, added in task order.
+    for (i, task_scratch) in scratch.chunks(task_len).take(ntasks).enumerate() {
+        let [_, _, dw, _] = split_task_scratch_ref(task_scratch, [b_len, c_len, dw_len, dot_len]);
+        let (row0, rows) = (
+            i * rows_per_task,
+            rows_per_task.min(channels - i * rows_per_task),
+        );
+        for (o, d_row) in d_weight.chunks_mut(channels).enumerate() {
+            let partial = &dw[o * rows_per_task..o * rows_per_task + rows];
+            for (d, &v) in d_row[row0..row0 + rows].iter_mut().zip(partial) {
+                *d += v;
+            }
+        }
+    }
+}
+
+/// A task's scratch cut into its four buffers, each starting on a cache line (as
+/// [`gemm::carve`] cuts the workspace).
+fn split_task_scratch(scratch: &mut [f32], lens: [usize; 4]) -> [&mut [f32]; 4] {
+    let mut rest = scratch;
+    lens.map(|len| {
+        let (head, tail) = std::mem::take(&mut rest).split_at_mut(len.div_ceil(16) * 16);
+        rest = tail;
+        &mut head[..len]
+    })
+}
+
+/// [`split_task_scratch`], read only.
+fn split_task_scratch_ref(scratch: &[f32], lens: [usize; 4]) -> [&[f32]; 4] {
+    let mut rest = scratch;
+    lens.map(|len| {
+        let (head, tail) = rest.split_at(len.div_ceil(16) * 16);
+        rest = tail;
+        &head[..len]
+    })
 }
 
 /// One task's share: `(index, (((d_inp rows, inp rows), (sum_dy, sum_dy_xmu)), scratch))`.
@@ -190,14 +262,16 @@ type TaskItem<'a> = (
 
 /// One channel's run: `g = d_a·[(x − μ)·scale + β > 0]`, `d_x (+)= scale·g`, and the sums
 /// `(Σ g, Σ g·(x − μ))` (`f32` lanes per [`BLOCK`], `f64` across blocks, as the batch-norm
-/// kernels sum).
+/// kernels sum); `d_a` is then overwritten with `a = max(0, scale·x + shift)`, the forward's
+/// map (multiply, then add, as the convolutions' packing computes it).
 struct MaskScaleStore<'a> {
-    d_a: &'a [f32],
+    d_a: &'a mut [f32],
     x: &'a [f32],
     d_x: &'a mut [f32],
     mean: f32,
     scale: f32,
     beta: f32,
+    shift: f32,
     accumulate: bool,
 }
 
@@ -211,23 +285,25 @@ impl LanesBody for MaskScaleStore<'_> {
             L::splat(self.scale),
             L::splat(self.beta),
         );
+        let shift = L::splat(self.shift);
         let accumulate = self.accumulate;
-        let lane_group = |d_a: &[f32; LANES], x: &[f32; LANES], d_x: &mut [f32; LANES]| {
-            mask_scale_store::<L>(d_a, x, d_x, (mu, scale, beta), accumulate)
+        let lane_group = |d_a: &mut [f32; LANES], x: &[f32; LANES], d_x: &mut [f32; LANES]| {
+            mask_scale_store::<L>(d_a, x, d_x, (mu, scale, beta, shift), accumulate)
         };
         let (mut s1, mut s2) = (0.0f64, 0.0f64);
         let blocks = self
             .d_a
-            .chunks(BLOCK)
+            .chunks_mut(BLOCK)
             .zip(self.x.chunks(BLOCK))
             .zip(self.d_x.chunks_mut(BLOCK));
         for ((d_a, x), d_x) in blocks {
             let (mut a1, mut a2) = (L::splat(0.0), L::splat(0.0));
-            let mut d_a_groups = d_a.chunks_exact(LANES);
+            let mut d_a_groups = d_a.chunks_exact_mut(LANES);
             let mut x_groups = x.chunks_exact(LANES);
             let mut d_x_groups = d_x.chunks_exact_mut(LANES);
             for ((d_a, x), d_x) in (&mut d_a_groups).zip(&mut x_groups).zip(&mut d_x_groups) {
-                let (d_a, x) = (lanes_of(d_a), lanes_of(x));
+                let x = lanes_of(x);
+                let d_a: &mut [f32; LANES] = d_a.try_into().expect("LANES-long chunk");
                 let d_x: &mut [f32; LANES] = d_x.try_into().expect("LANES-long chunk");
                 let (g, gx) = lane_group(d_a, x, d_x);
                 a1 = a1.add(g);
@@ -237,15 +313,17 @@ impl LanesBody for MaskScaleStore<'_> {
             if !rest.is_empty() {
                 // Padding `d_a` with zeros makes the padded lanes add nothing to the sums.
                 let n = rest.len();
+                let d_a_rest = d_a_groups.into_remainder();
                 let (mut d_a_pad, mut x_pad, mut d_x_pad) =
                     ([0.0; LANES], [self.mean; LANES], [0.0; LANES]);
-                d_a_pad[..n].copy_from_slice(d_a_groups.remainder());
+                d_a_pad[..n].copy_from_slice(d_a_rest);
                 x_pad[..n].copy_from_slice(x_groups.remainder());
                 d_x_pad[..n].copy_from_slice(rest);
-                let (g, gx) = lane_group(&d_a_pad, &x_pad, &mut d_x_pad);
+                let (g, gx) = lane_group(&mut d_a_pad, &x_pad, &mut d_x_pad);
                 a1 = a1.add(g);
                 a2 = a2.add(gx);
                 rest.copy_from_slice(&d_x_pad[..n]);
+                d_a_rest.copy_from_slice(&d_a_pad[..n]);
             }
             s1 += simd::lanes_to_f64(&a1.to_array());
             s2 += simd::lanes_to_f64(&a2.to_array());
@@ -254,19 +332,23 @@ impl LanesBody for MaskScaleStore<'_> {
     }
 }
 
-/// One lane group of [`MaskScaleStore`]: returns `(g, g·(x − μ))`. A function rather than a
+/// One lane group of [`MaskScaleStore`]: returns `(g, g·(x − μ))` and leaves `a` in `d_a`. A
+/// function rather than a
 /// closure so that `#[inline(always)]` puts it inside the target-feature function the body
 /// runs in (a closure left out of line had its intrinsics compiled as calls: 4× slower).
 #[inline(always)]
 fn mask_scale_store<L: Lanes>(
-    d_a: &[f32; LANES],
+    d_a: &mut [f32; LANES],
     x: &[f32; LANES],
     d_x: &mut [f32; LANES],
-    (mu, scale, beta): (L, L, L),
+    (mu, scale, beta, shift): (L, L, L, L),
     accumulate: bool,
 ) -> (L, L) {
-    let xm = L::load(x).sub(mu);
+    let x = L::load(x);
+    let xm = x.sub(mu);
     let g = L::load(d_a).where_positive(xm.mul(scale).add(beta));
+    let y = x.mul(scale).add(shift);
+    *d_a = y.where_positive(y).to_array();
     let update = g.mul(scale);
     *d_x = if accumulate {
         L::load(d_x).add(update).to_array()

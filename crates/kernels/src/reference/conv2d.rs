@@ -161,25 +161,28 @@ pub fn conv2d_backward_weight(
     }
 }
 
-/// Backward of `z = conv1x1(relu(bn(x)))` to `x`, less the batch norm's mean terms (the fast
-/// kernel's module, `conv2d/pointwise_bn.rs`, derives the split):
+/// Backward of `z = conv1x1(relu(bn(x)))` to the weight and to `x`, less the batch norm's mean
+/// terms (the fast kernel's module, `conv2d/pointwise_bn.rs`, derives the split):
 ///
 /// ```text
+/// a[c, m]        = max(0, s_c·x[c, m] + t_c),   t_c = β_c − μ_c·s_c (the forward's map)
+/// d_weight[o, c] += Σ_m d_out[o, m] · a[c, m]
 /// d_a[c, m]      = Σ_o weight[o, c] · d_out[o, m]
 /// g[c, m]        = d_a[c, m] · [(x[c, m] − μ_c)·s_c + β_c > 0],   s_c = γ_c·invstd_c
 /// d_inp[c, m]   += s_c · g[c, m]       (overwritten instead when not `accumulate`)
 /// sum_dy[c]      = Σ_m g[c, m],   sum_dy_xmu[c] = Σ_m g[c, m]·(x[c, m] − μ_c)
 /// ```
 ///
-/// The ReLU's mask is evaluated in `f32` exactly as the kernels evaluate it, so both sides agree
-/// on which values the ReLU passed; everything else is in `f64`.
+/// The ReLU's mask and `a` are evaluated in `f32` exactly as the kernels evaluate them, so both
+/// sides agree on which values the ReLU passed; everything else is in `f64`.
 ///
 /// # Shapes
-/// - `d_inp`, `inp`: `[C, M]`; `d_out`: `[OC, M]`; `weight`: `[OC, C]`; `gamma`, `beta`,
-///   `mean`, `invstd`, `sum_dy`, `sum_dy_xmu`: `[C]`.
+/// - `d_inp`, `inp`: `[C, M]`; `d_out`: `[OC, M]`; `weight`, `d_weight`: `[OC, C]`; `gamma`,
+///   `beta`, `mean`, `invstd`, `sum_dy`, `sum_dy_xmu`: `[C]`.
 #[allow(clippy::too_many_arguments)]
-pub fn pointwise_backward_input_bn_relu(
+pub fn pointwise_bn_relu_backward(
     d_inp: &mut [f32],
+    d_weight: &mut [f32],
     sum_dy: &mut [f64],
     sum_dy_xmu: &mut [f64],
     d_out: &[f32],
@@ -194,8 +197,21 @@ pub fn pointwise_backward_input_bn_relu(
     assert_eq!(inp.len(), channels * m);
     assert_eq!(d_inp.len(), channels * m);
     assert_eq!(d_out.len(), depth * m);
+    assert_eq!(d_weight.len(), depth * channels);
     for c in 0..channels {
         let s = gamma[c] * invstd[c];
+        let t = beta[c] - mean[c] * s;
+        for o in 0..depth {
+            let dw: f64 = (0..m)
+                .map(|j| {
+                    let y = s * inp[c * m + j] + t;
+                    let a = if y > 0.0 { y } else { 0.0 };
+                    f64::from(d_out[o * m + j]) * f64::from(a)
+                })
+                .sum();
+            let d = &mut d_weight[o * channels + c];
+            *d = (f64::from(*d) + dw) as f32;
+        }
         let (mut s1, mut s2) = (0.0f64, 0.0f64);
         for j in 0..m {
             let x = inp[c * m + j];
