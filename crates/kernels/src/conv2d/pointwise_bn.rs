@@ -125,7 +125,7 @@ pub fn pointwise_bn_relu_backward(
     let c_len = rows_per_task * block;
     // The task's share of the weight gradient, `[OC, rows]`, and the dot products' scratch.
     let dw_len = depth * rows_per_task;
-    let dot_len = gemm::gemm_abt_scratch_len(isa, depth, rows_per_task, false);
+    let dot_len = gemm::gemm_abt_serial_scratch_len(isa, depth, rows_per_task, false);
     let task_len = [b_len, c_len, dw_len, dot_len]
         .iter()
         .map(|n| n.div_ceil(16) * 16)

@@ -215,6 +215,17 @@ pub fn gemm_abt_scratch_len(isa: Isa, a_count: usize, b_count: usize, mapped: bo
     (here.tasks.min(threads) * here.slot_len).max(alone.slot_len)
 }
 
+/// Floats of scratch for [`gemm_abt`] called with `parallel = false`: the one-thread plan's
+/// single slot, whatever the pool (for callers that are already one task of a parallel loop).
+pub fn gemm_abt_serial_scratch_len(
+    isa: Isa,
+    a_count: usize,
+    b_count: usize,
+    mapped: bool,
+) -> usize {
+    Plan::new(isa, a_count, b_count, mapped, 1).slot_len
+}
+
 /// `C[i, j] += Σ_m A[i, m] · B[j, m]` for `i < a.count`, `j < b.count`, `m < depth`, with
 /// `C[i, j] = c[i·ldc + j]`. Both operands are rows along the depth (see the module doc).
 ///

@@ -39,7 +39,7 @@ mod x86_64_avx2;
 #[cfg(target_arch = "x86_64")]
 mod x86_64_avx512;
 
-pub use dot::{gemm_abt, gemm_abt_scratch_len, BRows, Rows};
+pub use dot::{gemm_abt, gemm_abt_scratch_len, gemm_abt_serial_scratch_len, BRows, Rows};
 pub use pack::{pack_a, pack_a_with, pack_b_matrix};
 
 use crate::dispatch::Isa;
