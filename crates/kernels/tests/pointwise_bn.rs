@@ -2,9 +2,10 @@
 //! terms (`conv2d::pointwise_bn_relu_backward`, `batchnorm::batchnorm_deferred_terms`,
 //! `batchnorm::batchnorm_add_deferred`):
 //! - against its reference on every tier, awkward shapes, overwrite and accumulate;
-//! - the three together against the plain two-kernel backward (1×1 input gradient, then batch
-//!   norm + ReLU backward), for one layer and for two layers sharing the deferred terms;
-//! - by finite differences of a loss through conv1x1(relu(bn(x)));
+//! - the three together against the plain backward (reference weight gradient over a
+//!   materialised `relu(bn(x))`, 1×1 input gradient, then batch norm + ReLU backward), for one
+//!   layer and for several layers sharing the deferred terms;
+//! - by finite differences of a loss through conv1x1(relu(bn(x))), to `x` and to the weight;
 //! - the same bits on 1 and 2 threads, across column blocks and a partial last block.
 //!
 //! Tolerances: the kernel sums `d_a` over `OC ≤ 20` products in `f32`, the reference in `f64`
@@ -403,5 +404,42 @@ fn one_and_two_threads_agree() {
         for (name, i) in [("d_gamma", 0), ("d_beta", 1), ("d_weight", 2)] {
             assert_bits(name, &one.1[k][i], &two.1[k][i]);
         }
+    }
+}
+
+/// Every channel count up to 700 (BC-250's widest prefix is 504) on 1 and 2 threads: each
+/// task's scratch fits its share, whatever rows the last task is left with (a last task with
+/// fewer rows once needed a larger dot-product scratch than the others and panicked).
+#[test]
+fn every_channel_count_fits_its_scratch() {
+    for threads in [1, 2] {
+        with_threads(threads, || {
+            let mut ws = Workspace::new();
+            for c in 1..=700 {
+                // Wide enough in columns for the pool to split it on two threads.
+                let p = Problem::new(c, 48, 1, 8, 16, 1, c as u64);
+                let l = &p.layers[0];
+                let (mut d, mut dw) = (p.d_inp0.clone(), d_weight0(&p));
+                let (mut s1, mut s2) = (vec![0.0; c], vec![0.0; c]);
+                pointwise_bn_relu_backward(
+                    &mut d,
+                    &mut dw,
+                    &mut s1,
+                    &mut s2,
+                    &l.d_out,
+                    &l.weight,
+                    &p.x,
+                    p.bn(l),
+                    &p.g,
+                    &mut ws,
+                    true,
+                );
+                if c % 97 == 0 {
+                    let want = reference(&p, l, true);
+                    assert_close(&format!("d_inp c={c}"), &d, &want.0, 1e-5, 1e-5);
+                    assert_close(&format!("d_weight c={c}"), &dw, &want.1, 1e-4, 1e-5);
+                }
+            }
+        });
     }
 }
