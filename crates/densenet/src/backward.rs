@@ -5,8 +5,16 @@
 //! Each block's gradient buffer has the layout of its feature buffer. It is never cleared: the
 //! batch norm that reads the whole block (the transition after it, or the head's `norm5`)
 //! writes the gradient of every channel first, overwriting the last step's values, then layer
-//! `L−1` down to `0` each read their slot's gradient and accumulate into their prefix. Parameter gradients accumulate into [`ParamStore`](crate::ParamStore)'s gradients;
-//! zero them first for a fresh step.
+//! `L−1` down to `0` each read their slot's gradient and accumulate into their prefix.
+//!
+//! Batch norms read by a 1×1 conv (each bottleneck layer's `norm1`, the transition's `norm`)
+//! leave their mean terms deferred in the block's `bn_slope`/`bn_offset` (they are affine in
+//! the input and add up across readers of a channel); a layer adds them to its slot's gradient
+//! first thing (`block::complete_gradient`), and the block's input channels get theirs after its
+//! last layer, before the transition or stem before it reads them. See `block::layer_backward`.
+//!
+//! Parameter gradients accumulate into [`ParamStore`](crate::ParamStore)'s gradients; zero them
+//! first for a fresh step.
 
 use densenet_kernels::batchnorm::batchnorm_relu_backward_to;
 use densenet_kernels::conv2d::conv2d_backward_weight;

@@ -24,7 +24,7 @@ use densenet_kernels::batchnorm::{
 use densenet_kernels::conv2d::{
     conv2d_backward_input_to, conv2d_backward_weight, conv2d_forward, pointwise_bn_relu_backward,
 };
-use densenet_kernels::elementwise::{dropout_backward, dropout_forward};
+use densenet_kernels::elementwise::{affine_run, dropout_backward, dropout_forward};
 use densenet_kernels::gemm;
 use densenet_kernels::pool::{avgpool2d_backward, avgpool2d_forward};
 use densenet_kernels::{BatchNormConfig, BatchNormGeom, ChannelAffine, Conv2dGeom, Pool2dGeom};
@@ -121,9 +121,7 @@ pub(crate) fn bn_affine(
 /// `out[c, ·] = max(0, scale[c]·inp[c, ·] + shift[c])`, exactly as a conv's `pre` map computes it.
 pub(crate) fn apply_affine(out: &mut [f32], inp: &[f32], pre: &ChannelAffine<'_>, m: usize) {
     for (c, (o, x)) in out.chunks_mut(m).zip(inp.chunks(m)).enumerate() {
-        for (o, &x) in o.iter_mut().zip(x) {
-            *o = pre.apply(c, x);
-        }
+        affine_run(o, x, pre.scale[c], pre.shift[c], pre.relu);
     }
 }
 

@@ -209,12 +209,14 @@ pub struct ChannelAffine<'a> {
 }
 
 impl ChannelAffine<'_> {
-    /// Applies the map to one value of channel `c`.
+    /// Applies the map to one value of channel `c`: multiply, then add, exactly as the
+    /// convolutions apply it while packing their input (`elementwise::affine_run`), so a
+    /// tensor mapped here and one mapped on the fly hold the same bits.
     #[inline(always)]
     pub fn apply(&self, c: usize, x: f32) -> f32 {
-        let y = self.scale[c].mul_add(x, self.shift[c]);
+        let y = self.scale[c] * x + self.shift[c];
         if self.relu {
-            y.max(0.0)
+            crate::elementwise::relu_value(y)
         } else {
             y
         }

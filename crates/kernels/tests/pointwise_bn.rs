@@ -20,6 +20,7 @@ use densenet_kernels::batchnorm::{
     batchnorm_statistics, BnReluSaved,
 };
 use densenet_kernels::conv2d::{conv2d_forward, pointwise_bn_relu_backward};
+use densenet_kernels::elementwise::affine_run;
 use densenet_kernels::reference as r;
 use densenet_kernels::{BatchNormConfig, BatchNormGeom, Conv2dGeom, Workspace};
 use proptest::prelude::{any, proptest, ProptestConfig};
@@ -181,7 +182,8 @@ fn check_against_reference(p: &Problem) {
 }
 
 /// The plain path: `d_a = Wᵀ·d_out` (reference 1×1 input gradient into zeros), its ReLU mask
-/// taken with the kernels' own `f32` formula, then the reference batch-norm backward.
+/// taken from the forward's map in `f32` (`s·x + t`, as the convolutions' packing computes it),
+/// then the reference batch-norm backward.
 fn two_kernel_backward(p: &Problem, l: &Layer, d_inp: &mut [f32], dg: &mut [f32], db: &mut [f32]) {
     let mut d_a = vec![0.0; p.g.input_len()];
     r::conv2d_backward_input(&mut d_a, &l.d_out, &l.weight, &p.g);
@@ -189,7 +191,7 @@ fn two_kernel_backward(p: &Problem, l: &Layer, d_inp: &mut [f32], dg: &mut [f32]
     for (i, d) in d_a.iter_mut().enumerate() {
         let c = i / m;
         let s = l.gamma[c] * p.invstd[c];
-        if (p.x[i] - p.mean[c]) * s + l.beta[c] <= 0.0 {
+        if s * p.x[i] + (l.beta[c] - p.mean[c] * s) <= 0.0 {
             *d = 0.0;
         }
     }
@@ -441,5 +443,90 @@ fn every_channel_count_fits_its_scratch() {
                 }
             }
         });
+    }
+}
+
+/// The ReLU's mask is the forward's: where the forward map `max(0, s·x + t)` (as the packing
+/// computes it) gave 0, no gradient passes, also for inputs within a few ulps of the threshold,
+/// where `(x − μ)·s + β` (an equal expression, rounded differently) can land on the other side.
+/// Every input here is within 8 ulps of `x = μ − β/s`.
+#[test]
+fn mask_is_where_the_forward_was_zero() {
+    let (gamma, beta, mean, invstd) = (
+        [1.132046f32],
+        [0.023067176f32],
+        [-0.05573535f32],
+        [2.4072359f32],
+    );
+    let s = gamma[0] * invstd[0];
+    let t = beta[0] - mean[0] * s;
+    let threshold = mean[0] - beta[0] / s;
+    let x: Vec<f32> = (-8i32..8)
+        .map(|k| f32::from_bits((threshold.to_bits() as i32 + k) as u32))
+        .chain([-0.06420005])
+        .collect();
+    let m = x.len();
+    let g = Conv2dGeom::square(1, 1, 1, 1, m, 1, 1, 0);
+    let mut a = vec![0.0; m];
+    affine_run(&mut a, &x, s, t, true);
+    let bn = BnReluSaved {
+        gamma: &gamma,
+        beta: &beta,
+        mean: &mean,
+        invstd: &invstd,
+    };
+    let (mut d, mut dw, mut s1, mut s2) = (vec![0.0; m], vec![0.0], vec![0.0], vec![0.0]);
+    for_each_tier(|isa| {
+        pointwise_bn_relu_backward(
+            &mut d,
+            &mut dw,
+            &mut s1,
+            &mut s2,
+            &vec![1.0; m],
+            &[1.0],
+            &x,
+            bn,
+            &g,
+            &mut Workspace::new(),
+            false,
+        );
+        for i in 0..m {
+            assert_eq!(
+                a[i] == 0.0,
+                d[i] == 0.0,
+                "{isa}: x = {}: forward {}, d_x {}",
+                x[i],
+                a[i],
+                d[i]
+            );
+        }
+    });
+}
+
+/// Against the reference with several column blocks (4096 columns for 48 output channels, 1024
+/// for a transition's 258), an uneven last task and more tasks than one, on 1 to 3 threads and
+/// both store modes: the shapes the proptests are too small to reach.
+#[test]
+fn several_column_blocks_against_reference() {
+    for (c, oc, batch, h, w) in [
+        (130, 48, 5, 27, 33),
+        (300, 258, 1, 40, 41),
+        (5, 8, 10, 90, 100),
+    ] {
+        let p = Problem::new(c, oc, batch, h, w, 1, c as u64);
+        let l = &p.layers[0];
+        for accumulate in [false, true] {
+            let want = reference(&p, l, accumulate);
+            for threads in [1, 2, 3] {
+                let got = with_threads(threads, || fast(&p, l, accumulate));
+                let label = |what: &str| {
+                    format!("{threads} threads accumulate={accumulate} {what} {:?}", p.g)
+                };
+                assert_close(&label("d_inp"), &got.0, &want.0, 1e-5, 1e-5);
+                assert_close(&label("d_weight"), &got.1, &want.1, 2e-3, 1e-5);
+                close64(&label("sum_dy"), &got.2, &want.2, 2e-3, 1e-5);
+                close64(&label("sum_dy_xmu"), &got.3, &want.3, 2e-3, 1e-5);
+            }
+        }
     }
 }

@@ -30,8 +30,9 @@
 //! - **anything else** (the strided backward passes): implicit im2col per tap, `col2im` for the
 //!   input gradient.
 //!
-//! - **1×1 input gradient through batch norm + ReLU** (`pointwise_bn.rs`): the dense layer's
-//!   bottleneck backward with the batch norm's mean terms deferred, `d_a` never stored.
+//! - **1×1 backward through batch norm + ReLU** (`pointwise_bn.rs`): the dense layer's
+//!   bottleneck backward, weight and input gradient in one pass over the input, the batch
+//!   norm's mean terms deferred, `d_a` never stored.
 //!
 //! The non-pointwise forward paths run as *column tasks* (`tasks.rs`). Whatever the path and the
 //! thread count, each output value is summed in one fixed order: results are bit-identical on 1
@@ -46,7 +47,7 @@ mod pointwise_bn;
 mod tasks;
 mod wide;
 
-pub use pointwise_bn::{pointwise_bn_relu_backward, BLOCK_COLS as POINTWISE_BN_BLOCK_COLS};
+pub use pointwise_bn::pointwise_bn_relu_backward;
 
 use crate::dispatch::{active_isa, Isa};
 use crate::gemm::{self, AView, CStore, Tile};

@@ -8,7 +8,7 @@
 //! ```text
 //! dW += d_z · aᵀ,  a = relu(bn(x))                     the weight gradient
 //! d_a = Wᵀ · d_z                                      [C, M], the gradient of relu(bn(x))
-//! g   = d_a · [(x − μ)·s + β > 0]                      the ReLU's mask
+//! g   = d_a · [s·x + t > 0],  t = β − μ·s               the ReLU's mask (the forward's map)
 //! d_x += s·g − (s/M)·Σg − s·x̂·(1/M)·Σ g·x̂
 //! ```
 //!
@@ -34,14 +34,16 @@
 //!
 //! # Tasks and determinism
 //!
-//! Tasks own whole output rows (channels), `MR`-aligned groups of them, and walk the columns in
-//! blocks of [`BLOCK_COLS`]. A row's sums run over its columns in the same order whatever the
-//! grouping, and each `d_a` value is one micro-kernel sum over the full depth, so results are the
-//! same bits on any number of threads; a task owns its channels' columns of the weight gradient
-//! too, summed over the blocks in order and added to `d_weight` after the tasks, task by task.
-//! Every task packs its own blocks of `d_out` (the depth, `OC`, is the narrow side: a packed
-//! block is `OC × BLOCK_COLS`), so `d_out` is read once per task; there are as many tasks as
-//! threads.
+//! Tasks own whole output rows (channels), `MR`-aligned groups of them (as many tasks as
+//! threads, fewer when there are fewer row groups), and walk the columns in blocks of
+//! `block_cols(OC)` (4096, fewer for a deep `d_out`), taking their rows through each block 64
+//! at a time. A row's sums run over its columns in the same order whatever the grouping or
+//! chunking, each `d_a` value is one micro-kernel sum over the full depth, and each weight
+//! gradient value is a dot product over the block's columns, added block by block: results are
+//! the same bits on any number of threads. A task owns its channels' columns of the weight
+//! gradient too, added to `d_weight` after the tasks, task by task. Every task packs its own
+//! blocks of `d_out` (the depth, `OC`, is the narrow side) and reads them again, in place, for
+//! the weight gradient's dot products: `d_out` is read twice per task.
 
 use rayon::prelude::*;
 
@@ -59,7 +61,7 @@ use super::im2col::is_pointwise;
 /// per channel) matter more than keeping the `rows × BLOCK_COLS` scratch in L2: measured at
 /// BC-100's 216 → 48 channels, batch 64, two threads, 512 columns 18.0 ms, 1024 13.0, 2048 12.0,
 /// 4096 11.4, 8192 11.4 (the unfused kernels: 16.8 ms).
-pub const BLOCK_COLS: usize = 4096;
+const BLOCK_COLS: usize = 4096;
 
 /// Floats of packed `d_out` a task holds for one column block (1 MiB): a transition's 1×1
 /// conv has hundreds of output channels, where a dense layer's has 48 or 128.
@@ -211,7 +213,6 @@ pub fn pointwise_bn_relu_backward(
                         d_x: &mut d_rows[at],
                         mean: bn.mean[ch],
                         scale,
-                        beta: bn.beta[ch],
                         shift: bn.beta[ch] - bn.mean[ch] * scale,
                         accumulate,
                     };
@@ -302,17 +303,16 @@ type TaskItem<'a> = (
     ),
 );
 
-/// One channel's run: `g = d_a·[(x − μ)·scale + β > 0]`, `d_x (+)= scale·g`, and the sums
+/// One channel's run, with the forward's map `y = scale·x + shift` (multiply, then add, as the
+/// convolutions' packing computes it): `g = d_a·[y > 0]`, `d_x (+)= scale·g`, and the sums
 /// `(Σ g, Σ g·(x − μ))` (`f32` lanes per [`BLOCK`], `f64` across blocks, as the batch-norm
-/// kernels sum); `d_a` is then overwritten with `a = max(0, scale·x + shift)`, the forward's
-/// map (multiply, then add, as the convolutions' packing computes it).
+/// kernels sum); `d_a` is then overwritten with `a = max(0, y)`.
 struct MaskScaleStore<'a> {
     d_a: &'a mut [f32],
     x: &'a [f32],
     d_x: &'a mut [f32],
     mean: f32,
     scale: f32,
-    beta: f32,
     shift: f32,
     accumulate: bool,
 }
@@ -322,15 +322,14 @@ impl LanesBody for MaskScaleStore<'_> {
 
     #[inline(always)]
     fn run<L: Lanes>(self) -> (f64, f64) {
-        let (mu, scale, beta) = (
+        let (mu, scale, shift) = (
             L::splat(self.mean),
             L::splat(self.scale),
-            L::splat(self.beta),
+            L::splat(self.shift),
         );
-        let shift = L::splat(self.shift);
         let accumulate = self.accumulate;
         let lane_group = |d_a: &mut [f32; LANES], x: &[f32; LANES], d_x: &mut [f32; LANES]| {
-            mask_scale_store::<L>(d_a, x, d_x, (mu, scale, beta, shift), accumulate)
+            mask_scale_store::<L>(d_a, x, d_x, (mu, scale, shift), accumulate)
         };
         let (mut s1, mut s2) = (0.0f64, 0.0f64);
         let blocks = self
@@ -383,13 +382,15 @@ fn mask_scale_store<L: Lanes>(
     d_a: &mut [f32; LANES],
     x: &[f32; LANES],
     d_x: &mut [f32; LANES],
-    (mu, scale, beta, shift): (L, L, L, L),
+    (mu, scale, shift): (L, L, L),
     accumulate: bool,
 ) -> (L, L) {
     let x = L::load(x);
     let xm = x.sub(mu);
-    let g = L::load(d_a).where_positive(xm.mul(scale).add(beta));
+    // The forward's map, evaluated as its packing evaluates it: its sign is the ReLU's mask,
+    // so the mask agrees with what the forward zeroed even for values at the threshold.
     let y = x.mul(scale).add(shift);
+    let g = L::load(d_a).where_positive(y);
     *d_a = y.where_positive(y).to_array();
     let update = g.mul(scale);
     *d_x = if accumulate {

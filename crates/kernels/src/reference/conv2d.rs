@@ -168,7 +168,7 @@ pub fn conv2d_backward_weight(
 /// a[c, m]        = max(0, s_c·x[c, m] + t_c),   t_c = β_c − μ_c·s_c (the forward's map)
 /// d_weight[o, c] += Σ_m d_out[o, m] · a[c, m]
 /// d_a[c, m]      = Σ_o weight[o, c] · d_out[o, m]
-/// g[c, m]        = d_a[c, m] · [(x[c, m] − μ_c)·s_c + β_c > 0],   s_c = γ_c·invstd_c
+/// g[c, m]        = d_a[c, m] · [s_c·x[c, m] + t_c > 0],   s_c = γ_c·invstd_c
 /// d_inp[c, m]   += s_c · g[c, m]       (overwritten instead when not `accumulate`)
 /// sum_dy[c]      = Σ_m g[c, m],   sum_dy_xmu[c] = Σ_m g[c, m]·(x[c, m] − μ_c)
 /// ```
@@ -218,11 +218,7 @@ pub fn pointwise_bn_relu_backward(
             let d_a: f64 = (0..depth)
                 .map(|o| f64::from(weight[o * channels + c]) * f64::from(d_out[o * m + j]))
                 .sum();
-            let g = if (x - mean[c]) * s + beta[c] > 0.0 {
-                d_a
-            } else {
-                0.0
-            };
+            let g = if s * x + t > 0.0 { d_a } else { 0.0 };
             s1 += g;
             s2 += g * (f64::from(x) - f64::from(mean[c]));
             let d = &mut d_inp[c * m + j];
