@@ -29,7 +29,7 @@ use crate::block::{
 };
 use crate::error::{Error, Result};
 use crate::model::DenseNet;
-use crate::plan::{MemoryPlan, TrainWorkspace};
+use crate::plan::TrainWorkspace;
 
 impl DenseNet {
     /// Backward pass of the last [`DenseNet::forward_train`]: accumulates the gradient of the
@@ -50,7 +50,6 @@ impl DenseNet {
         let ctx = PassCtx {
             mode: Mode::Train,
             memory_efficient: ws.memory_efficient,
-            recompute_bottleneck: ws.plan == MemoryPlan::RecomputeBottleneck,
             drop_rate: self.config().drop_rate,
             growth: self.config().growth_rate,
             bn: &bn,

@@ -143,8 +143,6 @@ pub fn dropout_seed(seed: u64, step: u64, b: usize, l: usize) -> u64 {
 pub(crate) struct PassCtx<'a> {
     pub mode: Mode,
     pub memory_efficient: bool,
-    /// Recompute the bottleneck conv output in backward (it is not kept).
-    pub recompute_bottleneck: bool,
     pub drop_rate: f32,
     pub growth: usize,
     pub bn: &'a BatchNormConfig,
@@ -367,7 +365,7 @@ pub(crate) fn layer_backward(
         None => d_out,
         Some((norm2, conv2)) => {
             let bk = norm2.channels;
-            if ctx.recompute_bottleneck {
+            if blk.recompute_z[l] {
                 let w1 = p.conv1.weight.of(params);
                 let z = &mut blk.bottleneck[zr.clone()];
                 conv2d_forward(z, prefix, w1, None, Some(pre1), &g1, kernels);

@@ -265,7 +265,6 @@ impl DenseNet {
         let ctx = PassCtx {
             mode,
             memory_efficient: ws.memory_efficient,
-            recompute_bottleneck: ws.plan == MemoryPlan::RecomputeBottleneck,
             drop_rate: self.config.drop_rate,
             growth: self.config.growth_rate,
             bn: &self.bn,

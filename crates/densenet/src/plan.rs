@@ -42,6 +42,13 @@ pub enum MemoryPlan {
     /// Also recompute each bottleneck conv output in backward: the least memory (still linear),
     /// one extra 1×1 conv per layer.
     RecomputeBottleneck,
+    /// [`MemoryPlan::RecomputeNorm`] for as many layers as fit in a workspace of at most this
+    /// many bytes ([`TrainWorkspace::bytes`] before the first step), recomputing the bottleneck
+    /// output of the rest. A layer's output costs the same bytes in every layer of a block and
+    /// its recompute costs in proportion to the layer's input channels, so the layers with the
+    /// narrowest inputs are recomputed first. Refused (with the least that would do) when even
+    /// [`MemoryPlan::RecomputeBottleneck`] does not fit. Same results as the other plans.
+    Budget(usize),
 }
 
 impl MemoryPlan {
@@ -73,11 +80,15 @@ pub(crate) struct BlockState {
     pub bn_slope: Vec<f64>,
     /// `[C_b]` the constant part of the deferred terms.
     pub bn_offset: Vec<f64>,
-    /// `[L_b, B, M_b]` each bottleneck layer's 1×1 conv output (empty for plain DenseNet;
-    /// `[B, M_b]`, shared by all layers, with [`MemoryPlan::RecomputeBottleneck`]).
+    /// The bottleneck layers' 1×1 conv outputs `[B, M_b]` each (empty for plain DenseNet): one
+    /// for each layer that keeps its output, and one more shared by all layers that recompute
+    /// theirs in backward.
     pub bottleneck: Vec<f32>,
-    /// Whether `bottleneck` holds one shared layer rather than all of them.
-    pub shared_bottleneck: bool,
+    /// `[L_b]` where each layer's output starts in `bottleneck` (the shared one for recomputed
+    /// layers).
+    pub z_at: Vec<usize>,
+    /// `[L_b]` whether backward recomputes the layer's bottleneck output.
+    pub recompute_z: Vec<bool>,
     /// `[L_b, B]` `norm2` batch statistics.
     pub mean2: Vec<f32>,
     /// `[L_b, B]` the matching inverse standard deviations.
@@ -104,10 +115,65 @@ impl BlockState {
 
     /// Where layer `l`'s bottleneck output (`bk` channels) lives in `bottleneck`.
     pub fn z_range(&self, l: usize, bk: usize) -> std::ops::Range<usize> {
-        let len = bk * self.m();
-        let at = if self.shared_bottleneck { 0 } else { l * len };
-        at..at + len
+        let at = self.z_at[l];
+        at..at + bk * self.m()
     }
+
+    /// Lays out `bottleneck` for the layers that `keep` their output (`bk` channels each) and
+    /// one shared output for the others, and allocates it.
+    fn place_bottlenecks(&mut self, keep: &[bool], bk: usize) {
+        let len = bk * self.m();
+        let kept = keep.iter().filter(|&&k| k).count();
+        let shared_at = kept * len;
+        let mut next = 0;
+        self.z_at = keep
+            .iter()
+            .map(|&k| {
+                if k {
+                    next += len;
+                    next - len
+                } else {
+                    shared_at
+                }
+            })
+            .collect();
+        self.recompute_z = keep.iter().map(|&k| !k && bk > 0).collect();
+        self.bottleneck = vec![0.0; bottleneck_floats(keep, len)];
+    }
+}
+
+/// Floats of a block's bottleneck storage: one output per kept layer, one shared by the rest.
+fn bottleneck_floats(keep: &[bool], len: usize) -> usize {
+    let kept = keep.iter().filter(|&&k| k).count();
+    (kept + usize::from(kept < keep.len())) * len
+}
+
+/// Which bottleneck layers keep their output under a budget of `free` bytes for all blocks'
+/// bottleneck storage: the widest inputs first (the costliest to recompute), each kept while
+/// the blocks' storage still fits. `blocks[b] = (m, layers, first input width, growth)`.
+fn keep_within(blocks: &[(usize, usize, usize, usize)], bk: usize, free: usize) -> Vec<Vec<bool>> {
+    let mut keep: Vec<Vec<bool>> = blocks.iter().map(|&(_, l, _, _)| vec![false; l]).collect();
+    let bytes = |keep: &[Vec<bool>]| -> usize {
+        blocks
+            .iter()
+            .zip(keep)
+            .map(|(&(m, _, _, _), k)| bottleneck_floats(k, bk * m) * 4)
+            .sum()
+    };
+    let mut order: Vec<(usize, usize, usize)> = blocks
+        .iter()
+        .enumerate()
+        .flat_map(|(b, &(_, layers, k0, k))| (0..layers).map(move |l| (k0 + l * k, b, l)))
+        .collect();
+    // Widest input first; ties in block and layer order, so the choice is reproducible.
+    order.sort_by_key(|&(c, b, l)| (std::cmp::Reverse(c), b, l));
+    for (_, b, l) in order {
+        keep[b][l] = true;
+        if bytes(&keep) > free {
+            keep[b][l] = false;
+        }
+    }
+    keep
 }
 
 /// Scratch shared by every layer.
@@ -189,7 +255,6 @@ impl TrainWorkspace {
         plan: MemoryPlan,
     ) -> Result<Self> {
         let memory_efficient = plan != MemoryPlan::StoreAll;
-        let shared_bottleneck = plan == MemoryPlan::RecomputeBottleneck;
         cfg.validate()?;
         if batch == 0 {
             return Err(Error::Shape("batch size must be at least 1".into()));
@@ -233,6 +298,7 @@ impl TrainWorkspace {
             }
             drop_len = drop_len.max(k * m);
             widest = widest.max(cout).max(bneck);
+            let per_layer = if has_bottleneck { bneck } else { 0 };
             let (stored_a1, stored_h2) = if memory_efficient {
                 (Vec::new(), Vec::new())
             } else {
@@ -245,8 +311,6 @@ impl TrainWorkspace {
                     },
                 )
             };
-            let per_layer = if has_bottleneck { bneck } else { 0 };
-            let kept_layers = if shared_bottleneck { 1 } else { layers };
             blocks.push(BlockState {
                 feats: FeatureBuffer::new(cout, m),
                 grads: FeatureBuffer::new(cout, m),
@@ -254,8 +318,9 @@ impl TrainWorkspace {
                 invstd: vec![0.0; cout],
                 bn_slope: vec![0.0; cout],
                 bn_offset: vec![0.0; cout],
-                bottleneck: vec![0.0; kept_layers * per_layer * m],
-                shared_bottleneck,
+                bottleneck: Vec::new(),
+                z_at: Vec::new(),
+                recompute_z: Vec::new(),
                 mean2: vec![0.0; layers * per_layer],
                 invstd2: vec![0.0; layers * per_layer],
                 stored_a1,
@@ -268,7 +333,7 @@ impl TrainWorkspace {
         }
         let cf = cfg.final_channels();
         let classes = cfg.num_classes;
-        Ok(TrainWorkspace {
+        let mut ws = TrainWorkspace {
             batch,
             h,
             w,
@@ -304,7 +369,52 @@ impl TrainWorkspace {
             },
             ready_for_backward: false,
             step: 0,
-        })
+        };
+        ws.place_bottlenecks(cfg)?;
+        Ok(ws)
+    }
+
+    /// Decides which bottleneck layers keep their output under the plan and allocates the
+    /// blocks' bottleneck storage (the last buffers of the workspace, so that a budget can be
+    /// checked against everything else first).
+    fn place_bottlenecks(&mut self, cfg: &DenseNetConfig) -> Result<()> {
+        // Plain layers have no bottleneck output to keep.
+        let bk = if cfg.bn_size.is_some() {
+            cfg.bottleneck_channels()
+        } else {
+            0
+        };
+        let shape: Vec<(usize, usize, usize, usize)> = self
+            .blocks
+            .iter()
+            .map(|b| (b.m(), b.layers, b.k0, cfg.growth_rate))
+            .collect();
+        let all = |v: bool| -> Vec<Vec<bool>> { shape.iter().map(|s| vec![v; s.1]).collect() };
+        let keep = match self.plan {
+            MemoryPlan::StoreAll | MemoryPlan::RecomputeNorm => all(true),
+            MemoryPlan::RecomputeBottleneck => all(false),
+            MemoryPlan::Budget(limit) => {
+                let fixed = self.bytes();
+                let least: usize = shape
+                    .iter()
+                    .map(|&(m, l, _, _)| bottleneck_floats(&vec![false; l], bk * m) * 4)
+                    .sum();
+                if fixed + least > limit {
+                    return Err(Error::Config(format!(
+                        "a training workspace for this model, batch and size needs at least \
+                         {} bytes ({:.1} MiB) even recomputing every bottleneck; the budget is \
+                         {limit} bytes",
+                        fixed + least,
+                        (fixed + least) as f64 / (1 << 20) as f64
+                    )));
+                }
+                keep_within(&shape, bk, limit - fixed)
+            }
+        };
+        for (blk, keep) in self.blocks.iter_mut().zip(&keep) {
+            blk.place_bottlenecks(keep, bk);
+        }
+        Ok(())
     }
 
     /// Batch size the workspace was sized for.
@@ -416,5 +526,32 @@ fn check_workspace_size(cfg: &DenseNetConfig, batch: usize, h: usize, w: usize) 
             "a workspace for batch {batch} at {h}x{w} would need more than {} GiB",
             MAX_WORKSPACE_BYTES >> 30
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Layers keep their outputs widest input first, as long as the storage (kept outputs plus
+    /// one shared for the rest) fits.
+    #[test]
+    fn budget_keeps_the_widest_inputs() {
+        // One block of 4 layers, inputs 2, 4, 6, 8 channels wide; outputs of 1 channel × 4 floats
+        // = 16 bytes each.
+        let blocks = [(4, 4, 2, 2)];
+        let keep = |free| keep_within(&blocks, 1, free);
+        assert_eq!(keep(16), vec![vec![false; 4]]);
+        assert_eq!(keep(32), vec![vec![false, false, false, true]]);
+        assert_eq!(keep(48), vec![vec![false, false, true, true]]);
+        // Three kept and the shared one, or all four kept and none shared: 64 bytes either way.
+        assert_eq!(keep(64), vec![vec![true; 4]]);
+        assert_eq!(keep(63), vec![vec![false, false, true, true]]);
+        // Two blocks: the second (inputs 10, 12; 2 floats per output) wins the first bytes.
+        let two = [(4, 2, 2, 2), (2, 2, 10, 2)];
+        assert_eq!(
+            keep_within(&two, 1, 16 + 8 + 8),
+            vec![vec![false, false], vec![true, true]]
+        );
     }
 }

@@ -89,6 +89,41 @@ fn memory_modes_agree() {
     }
 }
 
+/// Workspace bytes of `spec` at the batch and size `run` uses, under `plan`.
+fn workspace_bytes(spec: &str, plan: MemoryPlan) -> densenet::Result<usize> {
+    let cfg: DenseNetConfig = spec.parse().unwrap();
+    let model = DenseNet::new(cfg, 21).unwrap();
+    Ok(model.workspace_with_plan(8, 32, 32, plan)?.bytes())
+}
+
+/// A budget between the two recompute plans keeps some bottleneck outputs, stays within its
+/// bytes and gives the same bits as either plan; a budget below `RecomputeBottleneck`'s is
+/// refused with the least that would do; a generous one is `RecomputeNorm`.
+#[test]
+fn budget_plan_fits_and_agrees() {
+    let spec = "bc:k=6,blocks=3-3,init=8,drop=0.2,classes=5";
+    let least = workspace_bytes(spec, MemoryPlan::RecomputeBottleneck).unwrap();
+    let most = workspace_bytes(spec, MemoryPlan::RecomputeNorm).unwrap();
+    let mid = (least + most) / 2;
+    let got = workspace_bytes(spec, MemoryPlan::Budget(mid)).unwrap();
+    assert!(least < got && got <= mid, "{least} < {got} <= {mid}");
+    assert_eq!(
+        workspace_bytes(spec, MemoryPlan::Budget(most)).unwrap(),
+        most
+    );
+    assert_eq!(
+        workspace_bytes(spec, MemoryPlan::Budget(least)).unwrap(),
+        least
+    );
+    let err = workspace_bytes(spec, MemoryPlan::Budget(least - 1))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(&format!("at least {least} bytes")), "{err}");
+    let me = run(1, spec, MemoryPlan::RecomputeNorm);
+    assert_eq!(me, run(1, spec, MemoryPlan::Budget(mid)));
+    assert_eq!(me, run(2, spec, MemoryPlan::Budget(mid)));
+}
+
 #[test]
 fn bad_input_is_refused() {
     let cfg: DenseNetConfig = "bc:k=4,blocks=2-2,classes=3".parse().unwrap();

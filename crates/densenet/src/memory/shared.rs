@@ -66,7 +66,6 @@ impl SharedBlock {
         PassCtx {
             mode: Mode::Train,
             memory_efficient: self.memory_efficient,
-            recompute_bottleneck: false,
             drop_rate: 0.0,
             growth: self.shape.growth,
             bn,
