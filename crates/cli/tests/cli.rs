@@ -124,6 +124,22 @@ fn bad_input_gives_one_error_line_and_writes_nothing() {
         &densenet(&["summary", "--model", "densenet121", "--size", "8x8"]),
         &["8x8"],
     );
+    assert_fails(
+        &densenet(&["train", "--out", out_s, "--memory-budget", "1"]),
+        &["needs at least", "budget is 1000000 bytes"],
+    );
+    assert_fails(
+        &densenet(&[
+            "train",
+            "--out",
+            out_s,
+            "--memory-budget",
+            "50",
+            "--memory-efficient",
+            "off",
+        ]),
+        &["--memory-budget", "--memory-efficient on"],
+    );
     assert!(!out.exists(), "a failed command created the output folder");
 
     // An output folder that cannot be created: its parent is a file.

@@ -15,7 +15,7 @@ use crate::plot::curves_svg;
 use crate::progress::{format_duration, EpochBar};
 use densenet::data::{Augment, Batches, DataSpec, Normalization, Rng};
 use densenet::train::{train_step, LrSchedule, Sgd};
-use densenet::DenseNet;
+use densenet::{DenseNet, MemoryPlan};
 use densenet_kernels::sgd::SgdConfig;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -117,6 +117,12 @@ pub struct TrainArgs {
     /// instead of storing them. Results are identical either way.
     #[arg(long, value_enum, default_value_t = OnOff::On)]
     pub memory_efficient: OnOff,
+    /// Keep the training workspace within this many MB (10^6 bytes) by also recomputing the
+    /// bottleneck outputs of the layers with the narrowest inputs in backward (memory-efficient
+    /// training only; results are identical). The kernels' scratch, the parameters, their
+    /// gradients and momentum come on top.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub memory_budget: Option<u64>,
     /// Output folder. [default: runs/<UTC date-time>; with --resume, the resumed run's folder]
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -358,9 +364,23 @@ pub fn run(args: TrainArgs) -> CliResult<()> {
             out.display()
         ));
     }
+    // The model and its workspace before the output folder: a memory budget can be refused.
+    let mut model = DenseNet::new(cfg.clone(), settings.seed)?;
+    let (h, w) = (train_set.height(), train_set.width());
+    let plan = match args.memory_budget {
+        Some(_) if !settings.memory_efficient => {
+            return Err(fail!(
+                "--memory-budget needs memory-efficient training (--memory-efficient on)"
+            ))
+        }
+        Some(mb) => {
+            MemoryPlan::Budget(usize::try_from(mb.saturating_mul(1_000_000)).unwrap_or(usize::MAX))
+        }
+        None => MemoryPlan::from_memory_efficient(settings.memory_efficient),
+    };
+    let mut ws = model.workspace_with_plan(settings.batch, h, w, plan)?;
     prepare_dir(&out)?;
 
-    let mut model = DenseNet::new(cfg.clone(), settings.seed)?;
     let sgd_config = SgdConfig {
         lr: settings.lr,
         momentum: settings.momentum,
@@ -387,8 +407,6 @@ pub fn run(args: TrainArgs) -> CliResult<()> {
         }
     }
 
-    let (h, w) = (train_set.height(), train_set.width());
-    let mut ws = model.workspace(settings.batch, h, w, settings.memory_efficient)?;
     // One training forward pass per optimiser step: the dropout stream continues where it was.
     ws.set_step(sgd.steps());
     let schedule = settings.lr_schedule();
@@ -401,8 +419,17 @@ pub fn run(args: TrainArgs) -> CliResult<()> {
     )?
     .num_batches();
 
+    let budget = args
+        .memory_budget
+        .map(|mb| {
+            format!(
+                ", workspace {:.0} MB of a {mb} MB budget",
+                ws.bytes() as f64 / 1e6
+            )
+        })
+        .unwrap_or_default();
     println!(
-        "{} densenet: {} ({} parameters), memory-efficient {}",
+        "{} densenet: {} ({} parameters), memory-efficient {}{budget}",
         if resume.is_some() {
             "resuming"
         } else {
