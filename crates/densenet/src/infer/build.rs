@@ -297,6 +297,20 @@ pub(crate) fn build(
                 }
                 .scratch_len(),
             ),
+            (BlockSchedule::Channels, Some(bk)) => (0..cfg.block_config[b])
+                .map(|l| {
+                    StripLayer {
+                        batch,
+                        h: bh,
+                        w: bw,
+                        c: k0 + l * k,
+                        bk,
+                        k,
+                        rows: bh,
+                    }
+                    .channels_scratch_len()
+                })
+                .max(),
             (BlockSchedule::Strips { rows }, Some(bk)) => (0..cfg.block_config[b])
                 .map(|l| {
                     StripLayer {

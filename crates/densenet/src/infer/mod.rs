@@ -414,9 +414,12 @@ impl InferencePlan {
             let (prefix, rest) = feats.split_at_mut(c * m);
             let slot = &mut rest[..k * m];
             let pre1 = layer.norm1.prefix(c, true);
-            if let (strips::BlockSchedule::Strips { rows }, Some((pre2, conv2))) =
-                (schedule, &layer.bottleneck)
-            {
+            let by_strips = match schedule {
+                strips::BlockSchedule::Strips { rows } => Some(rows),
+                strips::BlockSchedule::Channels => Some(h),
+                _ => None,
+            };
+            if let (Some(rows), Some((pre2, conv2))) = (by_strips, &layer.bottleneck) {
                 // The tier is read on each call, as the kernels do.
                 let isa = densenet_kernels::active_isa();
                 let strips = strips::StripLayer {
@@ -428,18 +431,17 @@ impl InferencePlan {
                     k,
                     rows,
                 };
-                strips.run(
-                    isa,
-                    slot,
-                    prefix,
-                    (
-                        &weights[layer.conv1.weight.clone()],
-                        layer.conv1.bias.as_deref(),
-                        pre1,
-                    ),
-                    (&weights[conv2.weight.clone()], pre2.prefix(conv2.ic, true)),
-                    strip_scratch,
+                let conv1 = (
+                    &weights[layer.conv1.weight.clone()],
+                    layer.conv1.bias.as_deref(),
+                    pre1,
                 );
+                let conv2 = (&weights[conv2.weight.clone()], pre2.prefix(conv2.ic, true));
+                if schedule == strips::BlockSchedule::Channels {
+                    strips.run_by_channels(isa, slot, prefix, conv1, conv2, strip_scratch);
+                } else {
+                    strips.run(isa, slot, prefix, conv1, conv2, strip_scratch);
+                }
                 continue;
             }
             let out1: &mut [f32] = match &layer.bottleneck {

@@ -49,6 +49,9 @@ pub(crate) enum BlockSchedule {
     Strips { rows: usize },
     /// Image by image ([`ImageBlock`]).
     Images,
+    /// Batch 1, layer by layer, each layer as one whole-image strip whose two products are
+    /// shared among the threads by output channels ([`StripLayer::run_by_channels`]).
+    Channels,
 }
 
 /// Maps shorter than this many rows are not split between threads at batch 1: at 7×7
@@ -58,8 +61,9 @@ const MIN_SPLIT_ROWS: usize = 8;
 
 /// The schedule of a block of `h`-row maps at batch `batch`, for a plan built in a pool of
 /// `threads` threads: image by image at batch 2 and more; at batch 1 one whole-image strip per
-/// layer on one thread, two strips per image on more, or the whole-tensor passes for maps too
-/// short to split. Any choice gives the same bits (a strip's sums do not depend on its height,
+/// layer on one thread, two strips per image on more, or, for maps too short to split into
+/// strips, one whole-image strip whose products the threads share by output channels. Any
+/// choice gives the same bits (a strip's sums do not depend on its height,
 /// image by image equals layer by layer, and strips equal the whole-tensor passes); it only
 /// moves work between cores.
 ///
@@ -78,7 +82,7 @@ pub(crate) fn schedule(batch: usize, h: usize, threads: usize) -> BlockSchedule 
             rows: h.div_ceil(2),
         }
     } else {
-        BlockSchedule::Passes
+        BlockSchedule::Channels
     }
 }
 
@@ -259,6 +263,188 @@ impl StripLayer {
                 }
             }
         }
+    }
+
+    /// Tasks [`StripLayer::run_by_channels`] splits a layer into in the current pool: one per
+    /// thread, at most one per group of the 1×1's output rows.
+    fn channel_tasks(&self, t: Tile) -> usize {
+        rayon::current_num_threads().clamp(1, self.bk.div_ceil(t.mr).max(1))
+    }
+
+    /// Floats of scratch for [`StripLayer::run_by_channels`] in the current pool, on any tier:
+    /// the whole image's `Q` and a work area per task (its packed `B` and its rows of `C1`).
+    pub fn channels_scratch_len(&self) -> usize {
+        let whole = StripLayer {
+            rows: self.h,
+            ..*self
+        };
+        Isa::ALL
+            .map(|isa| {
+                let lens = whole.lens(gemm::tile(isa));
+                lens.q + whole.channel_tasks(gemm::tile(isa)) * lens.work
+            })
+            .into_iter()
+            .max()
+            .unwrap_or(0)
+            + 16
+    }
+
+    /// The layer at batch 1 as one whole-image strip (the same sums as [`StripLayer::run`]),
+    /// shared among the threads by output channels, for maps too short to cut into strips
+    /// (densenet121's 7×7 block: 49 columns, fewer than two of the 1×1's panels per thread).
+    /// Two parallel regions:
+    ///
+    /// 1. each task packs the whole image's `pre1(prefix)` for itself (a few tens of KB, cheaper
+    ///    than a third region and a cross-core read), computes its rows of `C1` and maps them
+    ///    into its channels' planes of `Q`;
+    /// 2. each task computes its rows of the 3×3 from all of `Q` and copies them into the slot.
+    ///
+    /// # Shapes
+    /// As [`StripLayer::run`], with `batch = 1`; `scratch`:
+    /// [`StripLayer::channels_scratch_len`] floats in the pool it runs in.
+    #[allow(clippy::too_many_arguments)]
+    pub fn run_by_channels(
+        &self,
+        isa: Isa,
+        slot: &mut [f32],
+        prefix: &[f32],
+        (w1, b1, pre1): (&[f32], Option<&[f32]>, ChannelAffine<'_>),
+        (w2, pre2): (&[f32], ChannelAffine<'_>),
+        scratch: &mut [f32],
+    ) {
+        assert_eq!(self.batch, 1, "channels: batch 1 only");
+        let whole = StripLayer {
+            rows: self.h,
+            ..*self
+        };
+        let (h, w, wq) = (self.h, self.w, whole.wq());
+        let m = h * w;
+        assert_eq!(slot.len(), self.k * m, "channels: output length");
+        assert_eq!(prefix.len(), self.c * m, "channels: input length");
+        assert_eq!(w1.len(), self.bk * self.c, "channels: conv1 weight length");
+        assert_eq!(
+            w2.len(),
+            self.k * self.bk * 9,
+            "channels: conv2 weight length"
+        );
+        let t = gemm::tile(isa);
+        let lens = whole.lens(t);
+        let scratch = gemm::align64(scratch);
+        assert!(
+            scratch.len() >= lens.q + lens.work,
+            "channels: scratch shorter than one task's"
+        );
+        // As many tasks as the pool has threads and the scratch has room for (a plan built in a
+        // smaller pool runs fewer in a larger one; the sums are the same).
+        let tasks = whole
+            .channel_tasks(t)
+            .min((scratch.len() - lens.q) / lens.work);
+        let (q, work) = scratch.split_at_mut(lens.q);
+        let qplane = (h + 2) * wq;
+        let (planes, tail) = q.split_at_mut(self.bk * qplane);
+        // The 3×3 reads up to `NR + 1` floats past the last plane (see `lens`).
+        tail.fill(0.0);
+
+        // 1. `C1` by groups of output channels, each mapped into its own planes of `Q`.
+        let rows1 = self.bk.div_ceil(t.mr).div_ceil(tasks) * t.mr;
+        let block = whole.block_cols(m, t);
+        let conv1 = |(i, (qp, work)): (usize, (&mut [f32], &mut [f32]))| {
+            let r0 = i * rows1;
+            let rows = qp.len() / qplane;
+            for row in qp.chunks_exact_mut(wq) {
+                row[0] = 0.0;
+                row[w + 1] = 0.0;
+            }
+            for plane in qp.chunks_exact_mut(qplane) {
+                plane[..wq].fill(0.0);
+                plane[(h + 1) * wq..].fill(0.0);
+            }
+            let (c1, packed) = work.split_at_mut(lens.c1);
+            let a1 = AView::RowMajor {
+                data: &w1[r0 * self.c..],
+                ld: self.c,
+            };
+            for col0 in (0..m).step_by(block) {
+                let ncols = block.min(m - col0);
+                let b = &mut packed[..gemm::packed_b_len(self.c, ncols, t)];
+                let channel = |ch: usize| &prefix[ch * m..(ch + 1) * m];
+                pack_block(b, channel, self.c, col0, ncols, Some(pre1), t);
+                let c1 = &mut c1[..rows * ncols];
+                let store = match b1 {
+                    Some(bias) => {
+                        for (row, &v) in c1.chunks_exact_mut(ncols).zip(&bias[r0..]) {
+                            row.fill(v);
+                        }
+                        CStore::Add
+                    }
+                    None => CStore::Write,
+                };
+                gemm::gemm_packed(isa, rows, ncols, self.c, a1, b, c1, ncols, store, false);
+                for (i, values) in c1.chunks_exact(ncols).enumerate() {
+                    let ch = r0 + i;
+                    let qp = &mut qp[i * qplane..][..qplane];
+                    let (scale, shift) = (pre2.scale[ch], pre2.shift[ch]);
+                    let mut j = 0;
+                    while j < ncols {
+                        let (row, x) = ((col0 + j) / w, (col0 + j) % w);
+                        let run = (w - x).min(ncols - j);
+                        let at = (row + 1) * wq + 1 + x;
+                        map_run(
+                            &mut qp[at..at + run],
+                            &values[j..j + run],
+                            scale,
+                            shift,
+                            pre2.relu,
+                        );
+                        j += run;
+                    }
+                }
+            }
+        };
+        planes
+            .par_chunks_mut(rows1 * qplane)
+            .zip(work.par_chunks_mut(lens.work))
+            .enumerate()
+            .for_each(conv1);
+
+        // 2. The 3×3 by groups of its output channels, from all of `Q`, into the slot.
+        let q = &*q;
+        let cols3 = h * wq;
+        let depth3 = self.bk * 9;
+        let row_start = |d: usize| (d / 9) * qplane + (d % 9 / 3) * wq + d % 3;
+        let tile3 = gemm::tile_for_rows(isa, self.k);
+        let tasks3 = tasks.min(self.k.div_ceil(tile3.mr)).max(1);
+        let rows3 = self.k.div_ceil(tile3.mr).div_ceil(tasks3) * tile3.mr;
+        let conv2 = |(i, (out, c3)): (usize, (&mut [f32], &mut [f32]))| {
+            let rows = out.len() / m;
+            let c3 = &mut c3[..rows * cols3];
+            gemm::gemm_block_with(
+                isa,
+                tile3,
+                i * rows3,
+                rows,
+                cols3,
+                depth3,
+                AView::RowMajor {
+                    data: w2,
+                    ld: depth3,
+                },
+                BView::Rows {
+                    data: q,
+                    row_start: &row_start,
+                },
+                c3,
+                cols3,
+                CStore::Write,
+            );
+            for (values, image) in c3.chunks_exact(cols3).zip(out.chunks_exact_mut(m)) {
+                drop_padding(values, wq, image, w);
+            }
+        };
+        slot.par_chunks_mut(rows3 * m)
+            .zip(work.par_chunks_mut(lens.work))
+            .enumerate()
+            .for_each(conv2);
     }
 
     /// Strip `s`, in `scratch`: `[Q | work]`, the work area holding `C1` and the packed `B` of
@@ -601,7 +787,8 @@ mod tests {
         assert_eq!(schedule(1, 7, 1), Strips { rows: 7 });
         assert_eq!(schedule(1, 56, 2), Strips { rows: 28 });
         assert_eq!(schedule(1, 9, 4), Strips { rows: 5 });
-        assert_eq!(schedule(1, 7, 2), Passes);
+        assert_eq!(schedule(1, 7, 2), Channels);
+        assert_eq!(schedule(1, 1, 3), Channels);
     }
 
     /// Every strip height gives the same bits, and those match the reference within rounding,
@@ -626,6 +813,10 @@ mod tests {
             // One-row strips of 33 wide columns: 1 past a multiple of 16 and of 32, so the
             // cache-line rounding of `Q` adds nothing to its slack.
             (1, 3, 31, 5, 16, 4, true),
+            // densenet121's last block, cut down: 7×7, 128 bottleneck and 32 new channels, a
+            // bottleneck that is not whole row groups (20 = 8 + 8 + 4).
+            (1, 7, 7, 70, 128, 32, true),
+            (1, 5, 6, 33, 20, 12, false),
         ]
         .iter()
         .enumerate()
@@ -699,6 +890,67 @@ mod tests {
                             "{isa}, case {case}: strips of {rows} rows change the bits"
                         );
                     }
+                }
+            }
+            if batch > 1 {
+                continue;
+            }
+            // Shared by output channels: the same bits on pools of 1–4 threads, with the
+            // pool's scratch or one task's worth.
+            let first = first.expect("at least one strip height ran");
+            let l = StripLayer {
+                batch,
+                h,
+                w,
+                c,
+                bk,
+                k,
+                rows: h,
+            };
+            for threads in 1..=4 {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .expect("pool");
+                for one_task in [false, true] {
+                    let slot = pool.install(|| {
+                        let len = if one_task {
+                            let lens = l.lens(gemm::tile(isa));
+                            lens.q + lens.work + 16
+                        } else {
+                            l.channels_scratch_len()
+                        };
+                        let mut scratch = vec![f32::NAN; len];
+                        let mut slot = vec![f32::NAN; k * m];
+                        let pre1 = ChannelAffine {
+                            scale: &s1,
+                            shift: &t1,
+                            relu: true,
+                        };
+                        let pre2 = ChannelAffine {
+                            scale: &s2,
+                            shift: &t2,
+                            relu: true,
+                        };
+                        l.run_by_channels(
+                            isa,
+                            &mut slot,
+                            &prefix,
+                            (&w1, b1, pre1),
+                            (&w2, pre2),
+                            &mut scratch,
+                        );
+                        slot
+                    });
+                    let same = first
+                        .iter()
+                        .zip(&slot)
+                        .all(|(a, b)| a.to_bits() == b.to_bits());
+                    assert!(
+                        same,
+                        "{isa}, case {case}: by channels on {threads} threads (one task's \
+                         scratch: {one_task}) changes the bits"
+                    );
                 }
             }
         }
