@@ -25,8 +25,9 @@
 //! other owns.
 //!
 //! That is the schedule at batch 1 ([`schedule`] picks it when the plan is built): two strips
-//! per image in a pool of several threads, one whole-image strip on one thread, and the
-//! whole-tensor passes for maps under 8 rows on several. At batch 2 and more, [`ImageBlock`]
+//! per image in a pool of several threads, one whole-image strip on one thread, and for maps
+//! under 8 rows on several threads one whole-image strip whose two products the threads share
+//! by output channels ([`StripLayer::run_by_channels`]). At batch 2 and more, [`ImageBlock`]
 //! runs a whole block image by image: one task takes an image (one strip, no halo) through
 //! every layer of the block while its prefix stays in the core's caches.
 //!
