@@ -269,13 +269,65 @@ pub fn kernels(data: &[u8]) {
         bytes: data,
         pos: 0,
     };
-    let op = r.byte() % 4;
+    let op = r.byte() % 5;
     let ints = r.byte().is_multiple_of(2);
     match op {
         0 => conv(&mut r, ints),
         1 => pools(&mut r, ints),
         2 => bn(&mut r, ints),
-        _ => fully_connected(&mut r, ints),
+        3 => fully_connected(&mut r, ints),
+        _ => pointwise_bn(&mut r, ints),
+    }
+}
+
+/// The fused backward of a 1×1 convolution through batch norm + ReLU against its reference:
+/// weight and input gradient (overwritten or accumulated) and the two batch-norm sums.
+fn pointwise_bn(r: &mut Reader, ints: bool) {
+    let (batch, h, w) = (r.range(1, 3), r.range(1, 9), r.range(1, 9));
+    let (c, oc) = (r.range(1, 6), r.range(1, 6));
+    let g = Conv2dGeom::square(batch, c, oc, h, w, 1, 1, 0);
+    let accumulate = r.byte() & 1 != 0;
+    let inp = r.values(g.input_len(), ints);
+    let weight = r.values(g.weight_len(), ints);
+    let d_out = r.values(g.output_len(), ints);
+    let d_inp0 = r.values(g.input_len(), ints);
+    let d_w0 = r.values(g.weight_len(), ints);
+    let [gamma, beta, mean, invstd] = [(); 4].map(|_| r.values(c, ints));
+    let (mut want_d, mut want_dw) = (d_inp0.clone(), d_w0.clone());
+    let (mut want_s1, mut want_s2) = (vec![0.0; c], vec![0.0; c]);
+    reference::pointwise_bn_relu_backward(
+        &mut want_d,
+        &mut want_dw,
+        &mut want_s1,
+        &mut want_s2,
+        &d_out,
+        &weight,
+        &inp,
+        [&gamma, &beta, &mean, &invstd],
+        accumulate,
+    );
+    let tol = if ints { 0.0 } else { FLOAT_TOL };
+    let bn = batchnorm::BnReluSaved {
+        gamma: &gamma,
+        beta: &beta,
+        mean: &mean,
+        invstd: &invstd,
+    };
+    let mut ws = Workspace::new();
+    for tier in tiers() {
+        with_max_isa(tier, || {
+            let (mut d, mut dw) = (d_inp0.clone(), d_w0.clone());
+            let (mut s1, mut s2) = (vec![f64::NAN; c], vec![f64::NAN; c]);
+            conv2d::pointwise_bn_relu_backward(
+                &mut d, &mut dw, &mut s1, &mut s2, &d_out, &weight, &inp, bn, &g, &mut ws,
+                accumulate,
+            );
+            assert_close("pointwise_bn d_inp", tier, &d, &want_d, tol);
+            assert_close("pointwise_bn d_weight", tier, &dw, &want_dw, tol);
+            let f = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
+            assert_close("pointwise_bn sum_dy", tier, &f(&s1), &f(&want_s1), tol);
+            assert_close("pointwise_bn sum_dy_xmu", tier, &f(&s2), &f(&want_s2), tol);
+        });
     }
 }
 
