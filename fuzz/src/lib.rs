@@ -281,7 +281,8 @@ pub fn kernels(data: &[u8]) {
 }
 
 /// The fused backward of a 1×1 convolution through batch norm + ReLU against its reference:
-/// weight and input gradient (overwritten or accumulated) and the two batch-norm sums.
+/// the weight gradient (accumulated), the input gradient (overwritten or accumulated) and the
+/// two batch-norm sums.
 fn pointwise_bn(r: &mut Reader, ints: bool) {
     let (batch, h, w) = (r.range(1, 3), r.range(1, 9), r.range(1, 9));
     let (c, oc) = (r.range(1, 6), r.range(1, 6));

@@ -5,7 +5,7 @@ use crate::checkpoint::{Checkpoint, MOMENTUM_PREFIX};
 use crate::error::{fail, CliResult};
 use densenet::data::{Batches, Dataset, Normalization};
 use densenet::train::Sgd;
-use densenet::{DenseNet, DenseNetConfig, Mode};
+use densenet::{DenseNet, DenseNetConfig, MemoryPlan, Mode, TrainWorkspace};
 use std::path::{Path, PathBuf};
 
 /// The checkpoint file name inside a run folder.
@@ -139,13 +139,17 @@ pub fn fit_config_to_data(cfg: &mut DenseNetConfig, set: &Dataset) -> CliResult<
 }
 
 /// The network's mean loss and its number of correct predictions over `set` (evaluation mode:
-/// running batch-norm statistics, no dropout, no augmentation).
+/// running batch-norm statistics, no dropout, no augmentation). Full batches run in `reuse` when
+/// given (a training workspace of `batch` images: evaluating between epochs then allocates no
+/// second workspace beside it, which a memory budget would not cover), else in one workspace
+/// built under `plan`; a partial last batch in its own, under `plan`.
 pub fn evaluate(
     model: &mut DenseNet,
     set: &Dataset,
     norm: &Normalization,
     batch: usize,
-    memory_efficient: bool,
+    plan: MemoryPlan,
+    mut reuse: Option<&mut TrainWorkspace>,
 ) -> CliResult<(f64, usize)> {
     let (h, w) = (set.height(), set.width());
     let mut full = None;
@@ -153,11 +157,13 @@ pub fn evaluate(
     let mut correct = 0usize;
     for b in Batches::eval(set, batch, norm)? {
         let mut partial;
-        let ws = if b.n == batch {
-            full.get_or_insert(model.workspace(batch, h, w, memory_efficient)?)
-        } else {
-            partial = model.workspace(b.n, h, w, memory_efficient)?;
-            &mut partial
+        let ws = match reuse.as_deref_mut() {
+            Some(ws) if b.n == batch => ws,
+            _ if b.n == batch => full.get_or_insert(model.workspace_with_plan(batch, h, w, plan)?),
+            _ => {
+                partial = model.workspace_with_plan(b.n, h, w, plan)?;
+                &mut partial
+            }
         };
         let logits = model.forward(ws, &b.images, Mode::Eval)?;
         correct += count_correct(logits, &b.labels);

@@ -20,8 +20,14 @@
 //! either (one shared `[B, M_b]` buffer per block instead of `L_b`), and backward recomputes it
 //! from the prefix with the same fused conv, at the cost of one extra 1×1 conv per layer. Only
 //! `norm2`'s batch statistics are kept, so the recompute never updates running statistics.
+//! [`MemoryPlan::Budget`] chooses per layer: the layers with the widest inputs keep their
+//! output, as many as the budget allows, the rest share one recomputed buffer per block.
 //!
-//! Scratch, shared by all layers: `a` (the widest batch-norm input, `max C_b·M_b`, or the stem),
+//! In backward each block also keeps two `f64` per channel, the deferred mean terms of the
+//! batch norms read by 1×1 convs (`bn_slope`, `bn_offset`; see `block::layer_backward`).
+//!
+//! Scratch, shared by all layers: `a` (the gradient of a whole block's `relu(norm(·))`, for the
+//! last block's `norm5` and plain layers; or the stem),
 //! `b` (the widest bottleneck, transition output or stem map), `c` (the widest bottleneck),
 //! `drop` (`k·M_b`), the
 //! per-channel `scale`/`shift` of the current fused BN+ReLU, and the kernels' [`Workspace`].
@@ -400,12 +406,12 @@ impl TrainWorkspace {
                     .map(|&(m, l, _, _)| bottleneck_floats(&vec![false; l], bk * m) * 4)
                     .sum();
                 if fixed + least > limit {
+                    let needed = fixed + least;
                     return Err(Error::Config(format!(
                         "a training workspace for this model, batch and size needs at least \
-                         {} bytes ({:.1} MiB) even recomputing every bottleneck; the budget is \
-                         {limit} bytes",
-                        fixed + least,
-                        (fixed + least) as f64 / (1 << 20) as f64
+                         {needed} bytes ({} MB, rounded up) even recomputing every bottleneck; \
+                         the budget is {limit} bytes",
+                        needed.div_ceil(1_000_000),
                     )));
                 }
                 keep_within(&shape, bk, limit - fixed)

@@ -230,14 +230,19 @@ fn forward_allocates_nothing() {
         ..config(Stem::ImageNet, &[2, 2], Some(4), 0.5)
     };
     let net = model(cfg, 5);
-    // Batch 2 runs the blocks image by image; batch 1 by strips, or (the 8×8 block on two
-    // threads) by whole-tensor passes.
-    for (threads, max_bytes, batch) in [(1, 0, 2), (2, 16 * 1024, 2), (1, 0, 1), (2, 16 * 1024, 1)]
-    {
+    // Batch 2 runs the blocks image by image; batch 1 by strips, and at 48×48 (a 6×6 second
+    // block) on two threads by output channels.
+    for (threads, max_bytes, batch, size) in [
+        (1, 0, 2, 64),
+        (2, 16 * 1024, 2, 64),
+        (1, 0, 1, 64),
+        (2, 16 * 1024, 1, 64),
+        (2, 16 * 1024, 1, 48),
+    ] {
         let pool = pool(threads);
         pool.install(|| {
             for (_, opts) in option_sets() {
-                let mut plan = InferencePlan::new(&net, batch, 64, 64, opts).unwrap();
+                let mut plan = InferencePlan::new(&net, batch, size, size, opts).unwrap();
                 let x = input(plan.input_len(), 5);
                 // Warm up, including the pool.
                 plan.forward(&x).unwrap();
@@ -249,10 +254,11 @@ fn forward_allocates_nothing() {
                     });
                     best = best.min(delta.allocated_bytes);
                 }
-                println!("{threads} threads, batch {batch}, {opts:?}: {best} bytes");
+                println!("{threads} threads, batch {batch}, {size}², {opts:?}: {best} bytes");
                 assert!(
                     best <= max_bytes,
-                    "{threads} threads, batch {batch}, {opts:?}: forward allocated {best} bytes"
+                    "{threads} threads, batch {batch}, {size}², {opts:?}: forward allocated \
+                     {best} bytes"
                 );
             }
         });
@@ -367,8 +373,8 @@ fn one_and_two_threads_give_the_same_logits() {
 }
 
 /// A plan built in one pool (or under one tier cap) and run in another: the blocks' schedule
-/// (one whole-image strip per layer on one thread; two strips per image, or whole-tensor passes
-/// for maps under 8 rows, on more; image by image at batch ≥ 2) and the strips' scratch are
+/// (one whole-image strip per layer on one thread; two strips per image, or for maps under 8
+/// rows a whole-image strip shared by output channels, on more; image by image at batch ≥ 2) and the strips' scratch are
 /// chosen when the plan is built, so plans built in different pools run different schedules.
 /// Every schedule gives the same bits: with `norm2` folded (a bare ReLU before the 3×3) and
 /// unfolded (a real affine map, where a fused multiply-add would round differently), against a
@@ -440,6 +446,64 @@ fn a_plan_built_in_one_pool_runs_in_another() {
 /// A tier cap the caller sets with `with_max_isa` reaches the forward pass, which runs on a
 /// rayon worker: the capped result from this (non-pool) thread equals the same call made from
 /// inside a pool under the same cap, on every tier the CPU has.
+/// Maps shorter than 8 rows at batch 1 run by output channels on several threads: the same
+/// bits as the whole-tensor passes for plans built and run in pools of 1–3 threads and on every
+/// tier, with growth rates and bottlenecks that split unevenly (bottleneck 20 = 8 + 8 + 4 rows;
+/// 12 new channels, one row group of AVX-512's 12-row tile; 32, four groups), `norm2` folded
+/// and not.
+#[test]
+fn short_maps_shared_by_channels_across_pools() {
+    use densenet_kernels::dispatch::with_max_isa;
+    use densenet_kernels::Isa;
+    let _serial = alloc_counter::exclusive();
+    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<u32>>();
+    for (k, bn) in [(5, 4), (12, 4), (32, 2)] {
+        let cfg = DenseNetConfig {
+            growth_rate: k,
+            ..config(Stem::Cifar, &[2, 2], Some(bn), 0.5)
+        };
+        let net = model(cfg, 33);
+        for fold_norm2 in [true, false] {
+            let opts = PlanOptions {
+                fold_norm2,
+                ..PlanOptions::default()
+            };
+            let passes = PlanOptions {
+                dense_layers_by_strips: false,
+                ..opts
+            };
+            for (h, w) in [(7, 7), (4, 5)] {
+                let x = input(3 * h * w, 34);
+                let build = |o| InferencePlan::new(&net, 1, h, w, o).unwrap();
+                let reference = pool(1).install(|| build(passes).forward(&x).unwrap().to_vec());
+                for built_in in 1..=3 {
+                    let mut plan = pool(built_in).install(|| build(opts));
+                    for run_in in 1..=3 {
+                        let got = pool(run_in).install(|| plan.forward(&x).unwrap().to_vec());
+                        assert_eq!(
+                            bits(&got),
+                            bits(&reference),
+                            "k {k}, {h}x{w}, fold {fold_norm2}: built in {built_in}, run in {run_in}"
+                        );
+                    }
+                }
+                for isa in Isa::ALL.into_iter().filter(|i| i.is_supported()) {
+                    let on = |threads: usize, o| {
+                        pool(threads).install(|| {
+                            with_max_isa(isa, || build(o).forward(&x).unwrap().to_vec())
+                        })
+                    };
+                    assert_eq!(
+                        bits(&on(2, opts)),
+                        bits(&on(1, passes)),
+                        "k {k}, {h}x{w}, fold {fold_norm2} on {isa}"
+                    );
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn tier_cap_reaches_the_forward_pass() {
     use densenet_kernels::dispatch::with_max_isa;

@@ -5,7 +5,7 @@ use crate::commands::set_threads;
 use crate::error::{fail, CliResult};
 use crate::model_io::{self, checkpoint_path};
 use densenet::data::{DataSpec, Normalization};
-use densenet::{DenseNet, DenseNetConfig};
+use densenet::{DenseNet, DenseNetConfig, MemoryPlan};
 use std::path::PathBuf;
 
 /// Arguments of `densenet eval`.
@@ -93,7 +93,8 @@ pub fn run(args: EvalArgs) -> CliResult<()> {
         &test,
         &norm,
         args.batch as usize,
-        memory_efficient,
+        MemoryPlan::from_memory_efficient(memory_efficient),
+        None,
     )?;
     let epoch = ck.meta_str("epoch").unwrap_or("?");
     println!(

@@ -370,7 +370,17 @@ pub fn run(args: TrainArgs) -> CliResult<()> {
     let plan = match args.memory_budget {
         Some(_) if !settings.memory_efficient => {
             return Err(fail!(
-                "--memory-budget needs memory-efficient training (--memory-efficient on)"
+                "--memory-budget needs memory-efficient training, and this {} with it off{}",
+                if resume.is_some() {
+                    "resumed run trained"
+                } else {
+                    "run is set"
+                },
+                if resume.is_some() {
+                    ""
+                } else {
+                    " (--memory-efficient on)"
+                }
             ))
         }
         Some(mb) => {
@@ -512,7 +522,8 @@ pub fn run(args: TrainArgs) -> CliResult<()> {
             &test_set,
             &norm,
             settings.batch,
-            settings.memory_efficient,
+            plan,
+            Some(&mut ws),
         )?;
         bar.finish();
         if !test_loss.is_finite() {

@@ -55,9 +55,10 @@ pub(crate) enum BlockSchedule {
     Channels,
 }
 
-/// Maps shorter than this many rows are not split between threads at batch 1: at 7×7
-/// (densenet121's last block) the halo rows made the block 34% slower on one thread and
-/// nothing faster on two (4.50 against 3.36 ms, and 3.06 against 3.09).
+/// Maps shorter than this many rows are not cut into strips at batch 1 (they are shared by
+/// output channels instead, [`BlockSchedule::Channels`]): at 7×7 (densenet121's last block) the
+/// halo rows made the block 34% slower on one thread and nothing faster on two (4.50 against
+/// 3.36 ms, and 3.06 against 3.09).
 const MIN_SPLIT_ROWS: usize = 8;
 
 /// The schedule of a block of `h`-row maps at batch `batch`, for a plan built in a pool of
@@ -298,7 +299,9 @@ impl StripLayer {
     /// 1. each task packs the whole image's `pre1(prefix)` for itself (a few tens of KB, cheaper
     ///    than a third region and a cross-core read), computes its rows of `C1` and maps them
     ///    into its channels' planes of `Q`;
-    /// 2. each task computes its rows of the 3×3 from all of `Q` and copies them into the slot.
+    /// 2. each task computes its rows of the 3×3 from all of `Q` and copies them into the slot
+    ///    (split by the tile's row groups: one task when the growth rate is a single group, as
+    ///    12 is for AVX-512's 12-row tile; densenet121's 32 make four).
     ///
     /// # Shapes
     /// As [`StripLayer::run`], with `batch = 1`; `scratch`:

@@ -85,7 +85,7 @@ const ROW_CHUNK: usize = 64;
 /// ```text
 /// a[c, m]        = max(0, s_c·x[c, m] + t_c)                        (never stored)
 /// d_weight[o, c] += Σ_m d_out[o, m]·a[c, m]
-/// g[c, m]        = (Σ_o W[o, c]·d_out[o, m]) · [(x[c, m] − μ_c)·s_c + β_c > 0]
+/// g[c, m]        = (Σ_o W[o, c]·d_out[o, m]) · [s_c·x[c, m] + t_c > 0]           (the forward's map)
 /// d_inp[c, m]   (+)= s_c·g[c, m]
 /// sum_dy[c]      = Σ_m g[c, m]
 /// sum_dy_xmu[c]  = Σ_m g[c, m]·(x[c, m] − μ_c)
