@@ -34,7 +34,9 @@
 //!   bottleneck backward, weight and input gradient in one pass over the input, the batch
 //!   norm's mean terms deferred, `d_a` never stored.
 //!
-//! The non-pointwise forward paths run as *column tasks* (`tasks.rs`). Whatever the path and the
+//! The non-pointwise forward paths run as *column tasks* (`tasks.rs`); on several threads the
+//! wide-row path runs a product of two row groups or more as *row tasks* (`wide.rs`), which
+//! store their own output channels. Whatever the path and the
 //! thread count, each output value is summed in one fixed order: results are bit-identical on 1
 //! and N threads. Measured figures: `docs/performance.md`.
 //!

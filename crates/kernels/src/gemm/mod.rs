@@ -554,7 +554,7 @@ pub(crate) fn c_span(rows: usize, ldc: usize, cols: usize) -> Option<usize> {
 }
 
 /// Largest `MR` of any tile.
-const MAX_MR: usize = 12;
+pub(crate) const MAX_MR: usize = 12;
 
 /// One micro-tile of `rows × cols` (at most `MR × NR`) at the start of `c`.
 ///
