@@ -18,17 +18,18 @@
 //! from the same saved statistics and never touches the running statistics (gpleiss #73).
 
 use densenet_kernels::batchnorm::{
-    batchnorm_add_deferred, batchnorm_deferred_terms, batchnorm_relu_backward,
-    batchnorm_relu_backward_to, batchnorm_statistics, batchnorm_update_running, BnReluSaved,
+    batchnorm_add_deferred, batchnorm_deferred_terms, batchnorm_relu_avgpool2_backward,
+    batchnorm_relu_backward, batchnorm_relu_backward_to, batchnorm_statistics,
+    batchnorm_update_running, BnReluSaved,
 };
 use densenet_kernels::conv2d::{
     conv2d_backward_input_to, conv2d_backward_weight, conv2d_forward, pointwise_bn_relu_backward,
 };
 use densenet_kernels::elementwise::{affine_run, dropout_backward, dropout_forward};
 use densenet_kernels::gemm;
-use densenet_kernels::pool::{avgpool2d_backward, avgpool2d_forward};
-use densenet_kernels::{BatchNormConfig, BatchNormGeom, ChannelAffine, Conv2dGeom, Pool2dGeom};
+use densenet_kernels::{BatchNormConfig, BatchNormGeom, ChannelAffine, Conv2dGeom};
 
+use crate::infer::ops::affine_relu_avgpool2;
 use crate::params::{BnP, ConvP, LayerP, Slot, TransitionP};
 use crate::plan::{BlockState, Scratch};
 
@@ -485,20 +486,10 @@ pub(crate) fn layer_backward(
     }
 }
 
-fn pool_geom(channels: usize, batch: usize, h: usize, w: usize) -> Pool2dGeom {
-    Pool2dGeom {
-        planes: channels * batch,
-        in_h: h,
-        in_w: w,
-        kernel: 2,
-        stride: 2,
-        pad: 0,
-    }
-}
-
-/// Transition forward: `next[0, C') = avgpool2x2(conv1x1(relu(norm(block))))`, then, in
-/// training, the statistics of those channels. `stored` (non-memory-efficient mode) receives
-/// `relu(norm(block))`.
+/// Transition forward: `next[0, C') = conv1x1(avgpool2x2(relu(norm(block))))` (PyTorch pools
+/// after the conv; the two commute, and pooling first does a quarter of the multiply-adds),
+/// then, in training, the statistics of those channels. `stored` (non-memory-efficient mode)
+/// receives `relu(norm(block))`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn transition_forward(
     p: &TransitionP,
@@ -531,28 +522,26 @@ pub(crate) fn transition_forward(
         shift: &s.shift[..cin],
         relu: true,
     };
-    let t = &mut s.b[..cout * m];
-    let g = conv_geom(&p.conv, batch, h, w);
-    let wt = p.conv.weight.of(params);
-    match stored {
-        None => conv2d_forward(
-            t,
-            blk.feats.as_slice(),
-            wt,
-            None,
-            Some(pre),
-            &g,
-            &mut s.kernels,
-        ),
-        Some(a) => {
-            apply_affine(a, blk.feats.as_slice(), &pre, m);
-            conv2d_forward(t, a, wt, None, None, &g, &mut s.kernels);
-        }
+    // Pool first, then the 1×1 (they commute: 4× fewer multiply-adds), as the inference plan
+    // does; `p = avgpool2×2(relu(norm(block)))` lives in scratch `b`.
+    let (oh, ow) = (h / 2, w / 2);
+    let pooled = &mut s.b[..cin * batch * oh * ow];
+    if let Some(a) = stored {
+        // The stored map is what `StoreAll` keeps (the memory study's baseline); the pooling
+        // maps the block itself, to the same bits.
+        apply_affine(a, blk.feats.as_slice(), &pre, m);
     }
-    avgpool2d_forward(
+    affine_relu_avgpool2(pooled, blk.feats.as_slice(), &pre, batch, h, w);
+    let g = conv_geom(&p.conv, batch, oh, ow);
+    let wt = p.conv.weight.of(params);
+    conv2d_forward(
         next.feats.prefix_mut(cout),
-        t,
-        &pool_geom(cout, batch, h, w),
+        pooled,
+        wt,
+        None,
+        None,
+        &g,
+        &mut s.kernels,
     );
     if ctx.mode == Mode::Train {
         let nm = next.m();
@@ -568,8 +557,9 @@ pub(crate) fn transition_forward(
 
 /// Transition backward: from the gradient of the next block's first `C'` channels, accumulates
 /// the transition's parameter gradients and writes the gradient of the whole block buffer
-/// (norm's mean terms deferred, see [`complete_gradient`]). In every memory plan the conv's
-/// weight gradient maps the block again on the fly; a stored `relu(norm(block))` is not read.
+/// (norm's mean terms deferred, see [`complete_gradient`]). The pooled map is rebuilt from the
+/// block and the saved statistics in every memory plan; a stored `relu(norm(block))` is not
+/// read.
 pub(crate) fn transition_backward(
     p: &TransitionP,
     blk: &mut BlockState,
@@ -581,27 +571,42 @@ pub(crate) fn transition_backward(
     let (m, h, w) = (blk.m(), blk.h, blk.w);
     let batch = m / (h * w);
     let (cin, cout) = (p.conv.ic, p.conv.oc);
-    let d_t = &mut s.b[..cout * m];
-    d_t.fill(0.0);
-    avgpool2d_backward(d_t, next.grads.prefix(cout), &pool_geom(cout, batch, h, w));
-    let g = conv_geom(&p.conv, batch, h, w);
+    let (oh, ow) = (h / 2, w / 2);
+    let mq = batch * oh * ow;
+    // The gradient of the conv's output is the next block's first channels (pooled size).
+    let d_t = next.grads.prefix(cout);
+    // `p = avgpool2×2(relu(norm(block)))` again, from the saved statistics.
+    let (scale, shift) = (&mut s.scale[..cin], &mut s.shift[..cin]);
+    let (gamma, beta) = (p.norm.gamma.of(params), p.norm.beta.of(params));
+    for c in 0..cin {
+        scale[c] = gamma[c] * blk.invstd[c];
+        shift[c] = beta[c] - blk.mean[c] * scale[c];
+    }
+    let pre = ChannelAffine {
+        scale,
+        shift,
+        relu: true,
+    };
+    let pooled = &mut s.b[..cin * mq];
+    affine_relu_avgpool2(pooled, blk.feats.as_slice(), &pre, batch, h, w);
+    let g = conv_geom(&p.conv, batch, oh, ow);
+    let [dg, db, dw] = three_mut(grads, [p.norm.gamma, p.norm.beta, p.conv.weight]);
+    conv2d_backward_weight(dw, None, d_t, pooled, None, &g, &mut s.kernels);
+    let d_pooled = &mut gemm::align64(&mut s.c)[..cin * mq];
+    let w_conv = p.conv.weight.of(params);
+    conv2d_backward_input_to(d_pooled, d_t, w_conv, &g, &mut s.kernels, false);
     // The block's gradient buffer is written here first in a backward pass (overwriting the
-    // last step's values), norm's mean terms deferred; its dense layers then add into it. The
-    // conv's weight gradient comes from the same pass over the block.
+    // last step's values), norm's mean terms deferred; its dense layers then add into it.
     let bn = saved_bn(&p.norm, params, &blk.mean[..cin], &blk.invstd[..cin]);
     let (s_dy, s_dyx) = (&mut s.sum_dy[..cin], &mut s.sum_dy_xmu[..cin]);
-    let [dg, db, dw] = three_mut(grads, [p.norm.gamma, p.norm.beta, p.conv.weight]);
-    pointwise_bn_relu_backward(
+    batchnorm_relu_avgpool2_backward(
         blk.grads.as_mut_slice(),
-        dw,
         s_dy,
         s_dyx,
-        d_t,
-        p.conv.weight.of(params),
+        d_pooled,
         blk.feats.as_slice(),
         bn,
-        &g,
-        &mut s.kernels,
+        [batch, h, w],
         false,
     );
     batchnorm_deferred_terms(

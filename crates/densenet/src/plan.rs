@@ -297,7 +297,11 @@ impl TrainWorkspace {
             b_len = b_len.max(bneck * m).max(k * m);
             c_len = c_len.max(bneck * m);
             if b + 1 < sizes.len() {
-                b_len = b_len.max(cfg.transition_out_channels(b) * m);
+                // The transition pools first: `b` holds the pooled map and `c` (aligned, one
+                // cache line of slack) its gradient, `cout` channels at a quarter of the size.
+                let pooled = cout * batch * (bh / 2) * (bw / 2);
+                b_len = b_len.max(pooled);
+                c_len = c_len.max(pooled + 16);
                 if !memory_efficient {
                     stored_trans.push(vec![0.0; cout * m]);
                 }

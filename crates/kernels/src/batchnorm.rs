@@ -733,3 +733,142 @@ pub fn batchnorm_add_deferred(
     slope.fill(0.0);
     offset.fill(0.0);
 }
+
+/// Backward of `p = avgpool2×2(relu(bn(x)))` (stride 2, floor mode: an odd last row or column
+/// is dropped) to `x`, less the batch norm's deferred mean terms, as
+/// [`crate::conv2d::pointwise_bn_relu_backward`] leaves them. A DenseNet transition pools before
+/// its 1×1 convolution (the two commute), so the gradient reaching its batch norm is the pooled
+/// one. With `s_c = γ_c/σ_c`, `t_c = β_c − μ_c·s_c` (the forward's map, multiply then add):
+///
+/// ```text
+/// g[c, n, y, x]  = d_pooled[c, n, y/2, x/2] / 4 · [s_c·x + t_c > 0]   (0 on a dropped row or column)
+/// d_inp         (+)= s_c·g
+/// sum_dy[c]      = Σ g,   sum_dy_xmu[c] = Σ g·(x − μ_c)
+/// ```
+///
+/// # Shapes
+/// - `d_inp`, `inp`: `[C, N, H, W]`; `d_pooled`: `[C, N, H/2, W/2]`; `bn`: `[C]` each.
+/// - `sum_dy`, `sum_dy_xmu`: `[C]`, written.
+///
+/// # Panics
+/// On length mismatches, or a map smaller than 2×2.
+#[allow(clippy::too_many_arguments)]
+pub fn batchnorm_relu_avgpool2_backward(
+    d_inp: &mut [f32],
+    sum_dy: &mut [f64],
+    sum_dy_xmu: &mut [f64],
+    d_pooled: &[f32],
+    inp: &[f32],
+    bn: BnReluSaved<'_>,
+    [batch, h, w]: [usize; 3],
+    accumulate: bool,
+) {
+    let channels = sum_dy.len();
+    bn.check(channels);
+    assert!(
+        h >= 2 && w >= 2,
+        "2×2 average pooling of a {h}×{w} map has no output"
+    );
+    let (oh, ow) = (h / 2, w / 2);
+    let (plane, out_plane) = (h * w, oh * ow);
+    assert_eq!(d_inp.len(), channels * batch * plane, "d_inp length");
+    assert_eq!(inp.len(), channels * batch * plane, "input length");
+    assert_eq!(
+        d_pooled.len(),
+        channels * batch * out_plane,
+        "d_pooled length"
+    );
+    assert_eq!(sum_dy_xmu.len(), channels, "sum_dy_xmu length");
+    let isa = active_isa();
+    let one = |(c, ((d, x), (dy, (s1, s2)))): PoolItem<'_>| {
+        let s = bn.gamma[c] * bn.invstd[c];
+        let t = bn.beta[c] - bn.mean[c] * s;
+        let mu = bn.mean[c];
+        let (a, b) = on_tier(
+            isa,
+            #[inline(always)]
+            || pool_channel_backward(d, x, dy, [h, w], (s, t, mu), accumulate),
+        );
+        *s1 = a;
+        *s2 = b;
+    };
+    let (chan, out_chan) = (batch * plane, batch * out_plane);
+    let geom = BatchNormGeom {
+        channels,
+        per_channel: chan,
+    };
+    if use_threads(&geom) {
+        d_inp
+            .par_chunks_mut(chan)
+            .zip(inp.par_chunks(chan))
+            .zip(
+                d_pooled
+                    .par_chunks(out_chan.max(1))
+                    .zip(sum_dy.par_iter_mut().zip(sum_dy_xmu.par_iter_mut())),
+            )
+            .enumerate()
+            .with_min_len(simd::channels_per_task(chan))
+            .for_each(one);
+    } else {
+        d_inp
+            .chunks_mut(chan)
+            .zip(inp.chunks(chan))
+            .zip(
+                d_pooled
+                    .chunks(out_chan.max(1))
+                    .zip(sum_dy.iter_mut().zip(sum_dy_xmu.iter_mut())),
+            )
+            .enumerate()
+            .for_each(one);
+    }
+}
+
+/// One channel's share of [`batchnorm_relu_avgpool2_backward`]:
+/// `(c, ((d_inp, inp), (d_pooled, (sum_dy, sum_dy_xmu))))`.
+type PoolItem<'a> = (
+    usize,
+    (
+        (&'a mut [f32], &'a [f32]),
+        (&'a [f32], (&'a mut f64, &'a mut f64)),
+    ),
+);
+
+/// One channel of [`batchnorm_relu_avgpool2_backward`] over every image: returns the two sums
+/// (`f32` per row, `f64` across rows).
+#[inline(always)]
+fn pool_channel_backward(
+    d_inp: &mut [f32],
+    inp: &[f32],
+    d_pooled: &[f32],
+    [h, w]: [usize; 2],
+    (s, t, mu): (f32, f32, f32),
+    accumulate: bool,
+) -> (f64, f64) {
+    let (oh, ow) = (h / 2, w / 2);
+    let (mut s1, mut s2) = (0.0f64, 0.0f64);
+    let images = d_inp
+        .chunks_exact_mut(h * w)
+        .zip(inp.chunks_exact(h * w))
+        .zip(d_pooled.chunks_exact(oh * ow));
+    for ((d, x), dy) in images {
+        for (y, (d_row, x_row)) in d.chunks_exact_mut(w).zip(x.chunks_exact(w)).enumerate() {
+            let dy_row = if y < 2 * oh {
+                &dy[(y / 2) * ow..][..ow]
+            } else {
+                &[][..]
+            };
+            let (mut r1, mut r2) = (0.0f32, 0.0f32);
+            for (i, (d, &x)) in d_row.iter_mut().zip(x_row).enumerate() {
+                let up = dy_row.get(i / 2).map_or(0.0, |&v| v * 0.25);
+                let g = if s * x + t > 0.0 { up } else { 0.0 };
+                r1 += g;
+                r2 += g * (x - mu);
+                let v = s * g;
+                *d = if accumulate { *d + v } else { v };
+            }
+            s1 += f64::from(r1);
+            s2 += f64::from(r2);
+        }
+    }
+    (s1, s2)
+}

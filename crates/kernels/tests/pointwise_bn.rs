@@ -16,13 +16,13 @@ mod common;
 
 use common::*;
 use densenet_kernels::batchnorm::{
-    batchnorm_add_deferred, batchnorm_deferred_terms, batchnorm_relu_forward_train,
-    batchnorm_statistics, BnReluSaved,
+    batchnorm_add_deferred, batchnorm_deferred_terms, batchnorm_relu_avgpool2_backward,
+    batchnorm_relu_forward_train, batchnorm_statistics, BnReluSaved,
 };
 use densenet_kernels::conv2d::{conv2d_forward, pointwise_bn_relu_backward};
 use densenet_kernels::elementwise::affine_run;
 use densenet_kernels::reference as r;
-use densenet_kernels::{BatchNormConfig, BatchNormGeom, Conv2dGeom, Workspace};
+use densenet_kernels::{BatchNormConfig, BatchNormGeom, Conv2dGeom, Pool2dGeom, Workspace};
 use proptest::prelude::{any, proptest, ProptestConfig};
 
 /// A 1×1 convolution reading `relu(bn(x))`: the input, batch statistics, one layer's
@@ -528,5 +528,151 @@ fn several_column_blocks_against_reference() {
                 close64(&label("sum_dy_xmu"), &got.3, &want.3, 2e-3, 1e-5);
             }
         }
+    }
+}
+
+/// A transition's batch norm + ReLU + 2×2 average pooling, backward: the input, its batch
+/// statistics, the norm's parameters and the pooled gradient.
+struct PoolProblem {
+    dims: [usize; 3],
+    x: Vec<f32>,
+    mean: Vec<f32>,
+    invstd: Vec<f32>,
+    gamma: Vec<f32>,
+    beta: Vec<f32>,
+    d_pooled: Vec<f32>,
+    d_inp0: Vec<f32>,
+}
+
+impl PoolProblem {
+    fn new(c: usize, batch: usize, h: usize, w: usize, seed: u64) -> Self {
+        let mut rng = Rng::new(seed);
+        let m = batch * h * w;
+        let x = rng.floats(c * m, -1.0, 1.0);
+        let (mut mean, mut invstd) = (vec![0.0; c], vec![0.0; c]);
+        let bg = BatchNormGeom {
+            channels: c,
+            per_channel: m,
+        };
+        batchnorm_statistics(&mut mean, &mut invstd, &x, 1e-5, &bg);
+        PoolProblem {
+            dims: [batch, h, w],
+            gamma: rng.floats(c, -1.5, 1.5),
+            beta: rng.floats(c, -0.5, 0.5),
+            d_pooled: rng.floats(c * batch * (h / 2) * (w / 2), -1.0, 1.0),
+            d_inp0: rng.floats(c * m, -1.0, 1.0),
+            x,
+            mean,
+            invstd,
+        }
+    }
+
+    fn bn(&self) -> BnReluSaved<'_> {
+        BnReluSaved {
+            gamma: &self.gamma,
+            beta: &self.beta,
+            mean: &self.mean,
+            invstd: &self.invstd,
+        }
+    }
+
+    fn fast(&self, accumulate: bool) -> (Vec<f32>, Vec<f64>, Vec<f64>) {
+        let c = self.gamma.len();
+        let (mut d, mut s1, mut s2) = (self.d_inp0.clone(), vec![0.0; c], vec![0.0; c]);
+        batchnorm_relu_avgpool2_backward(
+            &mut d,
+            &mut s1,
+            &mut s2,
+            &self.d_pooled,
+            &self.x,
+            self.bn(),
+            self.dims,
+            accumulate,
+        );
+        (d, s1, s2)
+    }
+}
+
+/// The pooled backward against its reference on every tier, odd and even sizes, both store
+/// modes, 1 and 2 threads (same bits); then with its deferred terms added, against the plain
+/// path: the reference pooling backward into zeros, the forward's mask, the reference batch-norm
+/// backward.
+#[test]
+fn pooled_backward_against_reference_and_plain_path() {
+    for (case, &(c, batch, h, w)) in [(3, 2, 4, 6), (5, 1, 7, 5), (1, 3, 2, 3), (40, 2, 33, 31)]
+        .iter()
+        .enumerate()
+    {
+        let p = PoolProblem::new(c, batch, h, w, case as u64 + 40);
+        let dims = [batch, h, w];
+        for accumulate in [false, true] {
+            let (mut want, mut w1, mut w2) = (p.d_inp0.clone(), vec![0.0; c], vec![0.0; c]);
+            r::batchnorm_relu_avgpool2_backward(
+                &mut want,
+                &mut w1,
+                &mut w2,
+                &p.d_pooled,
+                &p.x,
+                [&p.gamma, &p.beta, &p.mean, &p.invstd],
+                dims,
+                accumulate,
+            );
+            let mut first = None;
+            for_each_tier(|isa| {
+                let got = p.fast(accumulate);
+                let label = |what: &str| format!("{isa} {dims:?} accumulate={accumulate} {what}");
+                assert_close(&label("d_inp"), &got.0, &want, 1e-5, 1e-5);
+                close64(&label("sum_dy"), &got.1, &w1, 1e-4, 1e-5);
+                close64(&label("sum_dy_xmu"), &got.2, &w2, 1e-4, 1e-5);
+                let two = with_threads(2, || p.fast(accumulate));
+                assert_bits(&label("2 threads"), &got.0, &two.0);
+                first.get_or_insert(got);
+            });
+        }
+        // Completed by the deferred terms, it is the whole batch-norm + ReLU backward.
+        let (mut d, s1, s2) = p.fast(true);
+        let (mut dg, mut db) = (vec![0.0; c], vec![0.0; c]);
+        let (mut slope, mut offset) = (vec![0.0; c], vec![0.0; c]);
+        batchnorm_deferred_terms(
+            &mut dg,
+            &mut db,
+            &mut slope,
+            &mut offset,
+            &s1,
+            &s2,
+            p.bn(),
+            batch * h * w,
+        );
+        let bg = BatchNormGeom {
+            channels: c,
+            per_channel: batch * h * w,
+        };
+        batchnorm_add_deferred(&mut d, &p.x, &p.mean, &mut slope, &mut offset, &bg);
+        let mut up = vec![0.0; p.x.len()];
+        let pg = Pool2dGeom {
+            planes: c * batch,
+            in_h: h,
+            in_w: w,
+            kernel: 2,
+            stride: 2,
+            pad: 0,
+        };
+        r::avgpool2d_backward(&mut up, &p.d_pooled, &pg);
+        let m = batch * h * w;
+        for (i, u) in up.iter_mut().enumerate() {
+            let ch = i / m;
+            let s = p.gamma[ch] * p.invstd[ch];
+            if s * p.x[i] + (p.beta[ch] - p.mean[ch] * s) <= 0.0 {
+                *u = 0.0;
+            }
+        }
+        let (mut want, mut wg, mut wb) = (p.d_inp0.clone(), vec![0.0; c], vec![0.0; c]);
+        r::batchnorm_backward(
+            &mut want, &mut wg, &mut wb, &up, &p.x, &p.gamma, &p.mean, &p.invstd, &bg,
+        );
+        let label = format!("{dims:?} composite");
+        assert_close(&format!("{label} d_inp"), &d, &want, 2e-4, 1e-4);
+        assert_close(&format!("{label} d_gamma"), &dg, &wg, 2e-4, 1e-4);
+        assert_close(&format!("{label} d_beta"), &db, &wb, 2e-4, 1e-4);
     }
 }

@@ -37,7 +37,7 @@
 mod arena;
 mod build;
 pub mod npy;
-mod ops;
+pub(crate) mod ops;
 pub mod preprocess;
 mod strips;
 

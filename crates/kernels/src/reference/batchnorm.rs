@@ -227,3 +227,52 @@ pub fn batchnorm_relu_backward(
         .collect();
     batchnorm_backward(d_inp, d_gamma, d_beta, &masked, inp, gamma, mean, invstd, g);
 }
+
+/// Backward of `p = avgpool2×2(relu(bn(x)))` (stride 2, floor mode) to `x`, less the batch
+/// norm's mean terms (see the fast kernel, `batchnorm::batchnorm_relu_avgpool2_backward`):
+///
+/// ```text
+/// g[c, n, y, x]  = d_pooled[c, n, y/2, x/2] / 4 · [s_c·x + t_c > 0]   (0 on a dropped row or column)
+/// d_inp         += s_c·g   (overwritten instead when not `accumulate`)
+/// sum_dy[c]      = Σ g,   sum_dy_xmu[c] = Σ g·(x − μ_c)
+/// ```
+///
+/// with `s_c = γ_c·invstd_c`, `t_c = β_c − μ_c·s_c`; the mask in `f32` as the kernels compute
+/// it, everything else in `f64`.
+#[allow(clippy::too_many_arguments)]
+pub fn batchnorm_relu_avgpool2_backward(
+    d_inp: &mut [f32],
+    sum_dy: &mut [f64],
+    sum_dy_xmu: &mut [f64],
+    d_pooled: &[f32],
+    inp: &[f32],
+    [gamma, beta, mean, invstd]: [&[f32]; 4],
+    [batch, h, w]: [usize; 3],
+    accumulate: bool,
+) {
+    let (oh, ow) = (h / 2, w / 2);
+    for c in 0..sum_dy.len() {
+        let s = gamma[c] * invstd[c];
+        let t = beta[c] - mean[c] * s;
+        let (mut s1, mut s2) = (0.0f64, 0.0f64);
+        for n in 0..batch {
+            for y in 0..h {
+                for x in 0..w {
+                    let i = ((c * batch + n) * h + y) * w + x;
+                    let up = if y / 2 < oh && x / 2 < ow {
+                        f64::from(d_pooled[((c * batch + n) * oh + y / 2) * ow + x / 2]) / 4.0
+                    } else {
+                        0.0
+                    };
+                    let g = if s * inp[i] + t > 0.0 { up } else { 0.0 };
+                    s1 += g;
+                    s2 += g * (f64::from(inp[i]) - f64::from(mean[c]));
+                    let base = if accumulate { f64::from(d_inp[i]) } else { 0.0 };
+                    d_inp[i] = (base + f64::from(s) * g) as f32;
+                }
+            }
+        }
+        sum_dy[c] = s1;
+        sum_dy_xmu[c] = s2;
+    }
+}
