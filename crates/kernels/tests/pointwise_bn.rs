@@ -6,7 +6,9 @@
 //!   materialised `relu(bn(x))`, 1×1 input gradient, then batch norm + ReLU backward), for one
 //!   layer and for several layers sharing the deferred terms;
 //! - by finite differences of a loss through conv1x1(relu(bn(x))), to `x` and to the weight;
-//! - the same bits on 1 and 2 threads, across column blocks and a partial last block.
+//! - the same bits on 1 and 2 threads, across column blocks and a partial last block;
+//! - the transition's pooled variant (`batchnorm::batchnorm_relu_avgpool2_backward`) against its
+//!   reference (proptest, odd sizes, both store modes) and, completed, against the plain path.
 //!
 //! Tolerances: the kernel sums `d_a` over `OC ≤ 20` products in `f32`, the reference in `f64`
 //! (`atol 1e-5`, `rtol 1e-5` on `d_inp`); the sums run over up to ~500 values of `|g| < 5`
@@ -314,6 +316,36 @@ proptest! {
         seed in any::<u64>(),
     ) {
         check_against_reference(&Problem::new(c, oc, batch, h, w, 1, seed));
+    }
+
+    #[test]
+    fn pooled_backward_matches_reference(
+        c in 1usize..=6,
+        batch in 1usize..=3,
+        h in 2usize..=9,
+        w in 2usize..=9,
+        accumulate in any::<bool>(),
+        seed in any::<u64>(),
+    ) {
+        let p = PoolProblem::new(c, batch, h, w, seed);
+        let (mut want, mut w1, mut w2) = (p.d_inp0.clone(), vec![0.0; c], vec![0.0; c]);
+        r::batchnorm_relu_avgpool2_backward(
+            &mut want,
+            &mut w1,
+            &mut w2,
+            &p.d_pooled,
+            &p.x,
+            [&p.gamma, &p.beta, &p.mean, &p.invstd],
+            [batch, h, w],
+            accumulate,
+        );
+        for_each_tier(|isa| {
+            let got = p.fast(accumulate);
+            let label = |what: &str| format!("{isa} {:?} {what}", p.dims);
+            assert_close(&label("d_inp"), &got.0, &want, 1e-5, 1e-5);
+            close64(&label("sum_dy"), &got.1, &w1, 1e-4, 1e-5);
+            close64(&label("sum_dy_xmu"), &got.2, &w2, 1e-4, 1e-5);
+        });
     }
 
     #[test]
