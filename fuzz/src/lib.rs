@@ -269,14 +269,64 @@ pub fn kernels(data: &[u8]) {
         bytes: data,
         pos: 0,
     };
-    let op = r.byte() % 5;
+    let op = r.byte() % 6;
     let ints = r.byte().is_multiple_of(2);
     match op {
         0 => conv(&mut r, ints),
         1 => pools(&mut r, ints),
         2 => bn(&mut r, ints),
         3 => fully_connected(&mut r, ints),
-        _ => pointwise_bn(&mut r, ints),
+        4 => pointwise_bn(&mut r, ints),
+        _ => pooled_bn(&mut r, ints),
+    }
+}
+
+/// The transition's pooled batch norm + ReLU backward against its reference: the input gradient
+/// (overwritten or accumulated) and the two batch-norm sums.
+fn pooled_bn(r: &mut Reader, ints: bool) {
+    let (c, batch, h, w) = (r.range(1, 5), r.range(1, 3), r.range(2, 9), r.range(2, 9));
+    let accumulate = r.byte() & 1 != 0;
+    let m = batch * h * w;
+    let inp = r.values(c * m, ints);
+    let d_pooled = r.values(c * batch * (h / 2) * (w / 2), ints);
+    let d_inp0 = r.values(c * m, ints);
+    let [gamma, beta, mean, invstd] = [(); 4].map(|_| r.values(c, ints));
+    let (mut want, mut w1, mut w2) = (d_inp0.clone(), vec![0.0; c], vec![0.0; c]);
+    reference::batchnorm_relu_avgpool2_backward(
+        &mut want,
+        &mut w1,
+        &mut w2,
+        &d_pooled,
+        &inp,
+        [&gamma, &beta, &mean, &invstd],
+        [batch, h, w],
+        accumulate,
+    );
+    let bn = batchnorm::BnReluSaved {
+        gamma: &gamma,
+        beta: &beta,
+        mean: &mean,
+        invstd: &invstd,
+    };
+    let tol = if ints { 0.0 } else { FLOAT_TOL };
+    for tier in tiers() {
+        with_max_isa(tier, || {
+            let (mut d, mut s1, mut s2) = (d_inp0.clone(), vec![f64::NAN; c], vec![f64::NAN; c]);
+            batchnorm::batchnorm_relu_avgpool2_backward(
+                &mut d,
+                &mut s1,
+                &mut s2,
+                &d_pooled,
+                &inp,
+                bn,
+                [batch, h, w],
+                accumulate,
+            );
+            assert_close("pooled_bn d_inp", tier, &d, &want, tol);
+            let f = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
+            assert_close("pooled_bn sum_dy", tier, &f(&s1), &f(&w1), tol);
+            assert_close("pooled_bn sum_dy_xmu", tier, &f(&s2), &f(&w2), tol);
+        });
     }
 }
 
