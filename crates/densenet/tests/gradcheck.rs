@@ -143,3 +143,18 @@ fn bc_network_with_imagenet_stem() {
 fn plain_network_with_compression() {
     check("plain:k=3,blocks=2-2,init=5,theta=0.5,classes=4", 2, 6, 6);
 }
+
+/// Transitions at odd sizes (pooling drops the last row and column: their gradient comes only
+/// from the batch norm's mean terms), without compression, and down to a 1×1 block.
+#[test]
+fn odd_sizes_through_pooled_transitions() {
+    check("bc:k=3,blocks=2-2,init=4,bn=2,classes=3", 2, 7, 5);
+    check("plain:k=3,blocks=1-1-1,init=4,theta=1.0,classes=3", 2, 7, 5);
+    check("bc:k=2,blocks=1-1,init=4,bn=2,theta=1.0,classes=3", 3, 3, 3);
+    check(
+        "bc:k=2,blocks=2-1,init=4,bn=2,classes=3,stem=imagenet",
+        2,
+        18,
+        18,
+    );
+}
