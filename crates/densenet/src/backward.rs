@@ -75,10 +75,7 @@ impl DenseNet {
         // is cleared; the dense layers then add into it.
         let nb = ws.blocks.len();
         for blk in &mut ws.blocks {
-            // Zero after every complete backward pass; cleared here too in case the last one
-            // was interrupted.
-            blk.bn_slope.fill(0.0);
-            blk.bn_offset.fill(0.0);
+            blk.clear_deferred();
         }
         {
             let last = &mut ws.blocks[nb - 1];

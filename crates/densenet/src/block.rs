@@ -103,10 +103,7 @@ pub(crate) fn bn_affine(
                 };
                 batchnorm_update_running(rm, rv, mean, invstd, bn, &g);
             }
-            for c in 0..p.channels {
-                scale[c] = gamma[c] * invstd[c];
-                shift[c] = beta[c] - mean[c] * scale[c];
-            }
+            affine_from_stats(scale, shift, gamma, beta, mean, invstd);
         }
         Mode::Eval => {
             let (rm, rv) = (p.running_mean.of(buffers), p.running_var.of(buffers));
@@ -116,6 +113,22 @@ pub(crate) fn bn_affine(
                 shift[c] = beta[c] - rm[c] * scale[c];
             }
         }
+    }
+}
+
+/// Batch norm as a per-channel affine map from batch statistics, in `f32`:
+/// `scale = γ·invstd`, `shift = β − μ·scale` (the forward's map; backward rebuilds it bit for bit).
+fn affine_from_stats(
+    scale: &mut [f32],
+    shift: &mut [f32],
+    gamma: &[f32],
+    beta: &[f32],
+    mean: &[f32],
+    invstd: &[f32],
+) {
+    for c in 0..scale.len() {
+        scale[c] = gamma[c] * invstd[c];
+        shift[c] = beta[c] - mean[c] * scale[c];
     }
 }
 
@@ -578,10 +591,14 @@ pub(crate) fn transition_backward(
     // `p = avgpool2×2(relu(norm(block)))` again, from the saved statistics.
     let (scale, shift) = (&mut s.scale[..cin], &mut s.shift[..cin]);
     let (gamma, beta) = (p.norm.gamma.of(params), p.norm.beta.of(params));
-    for c in 0..cin {
-        scale[c] = gamma[c] * blk.invstd[c];
-        shift[c] = beta[c] - blk.mean[c] * scale[c];
-    }
+    affine_from_stats(
+        scale,
+        shift,
+        gamma,
+        beta,
+        &blk.mean[..cin],
+        &blk.invstd[..cin],
+    );
     let pre = ChannelAffine {
         scale,
         shift,

@@ -119,6 +119,13 @@ impl BlockState {
         self.feats.per_channel()
     }
 
+    /// Clears the deferred batch-norm terms (zero after every complete backward pass; cleared
+    /// at the start of one too, in case the last was interrupted).
+    pub fn clear_deferred(&mut self) {
+        self.bn_slope.fill(0.0);
+        self.bn_offset.fill(0.0);
+    }
+
     /// Where layer `l`'s bottleneck output (`bk` channels) lives in `bottleneck`.
     pub fn z_range(&self, l: usize, bk: usize) -> std::ops::Range<usize> {
         let at = self.z_at[l];

@@ -297,32 +297,26 @@ pub(crate) fn build(
                 }
                 .scratch_len(),
             ),
-            (BlockSchedule::Channels, Some(bk)) => (0..cfg.block_config[b])
+            (BlockSchedule::Strips { .. } | BlockSchedule::Channels, Some(bk)) => (0..cfg
+                .block_config[b])
                 .map(|l| {
-                    StripLayer {
+                    let layer = StripLayer {
                         batch,
                         h: bh,
                         w: bw,
                         c: k0 + l * k,
                         bk,
                         k,
-                        rows: bh,
+                        rows: match schedule {
+                            BlockSchedule::Strips { rows } => rows,
+                            _ => bh,
+                        },
+                    };
+                    if schedule == BlockSchedule::Channels {
+                        layer.channels_scratch_len()
+                    } else {
+                        layer.scratch_len()
                     }
-                    .channels_scratch_len()
-                })
-                .max(),
-            (BlockSchedule::Strips { rows }, Some(bk)) => (0..cfg.block_config[b])
-                .map(|l| {
-                    StripLayer {
-                        batch,
-                        h: bh,
-                        w: bw,
-                        c: k0 + l * k,
-                        bk,
-                        k,
-                        rows,
-                    }
-                    .scratch_len()
                 })
                 .max(),
             _ => None,

@@ -219,14 +219,7 @@ impl StripLayer {
     ) {
         let plane = self.h * self.w;
         let m = self.batch * plane;
-        assert_eq!(slot.len(), self.k * m, "strips: output length");
-        assert_eq!(prefix.len(), self.c * m, "strips: input length");
-        assert_eq!(w1.len(), self.bk * self.c, "strips: conv1 weight length");
-        assert_eq!(
-            w2.len(),
-            self.k * self.bk * 9,
-            "strips: conv2 weight length"
-        );
+        self.check_lengths(slot, prefix, w1, w2);
         let t = gemm::tile(isa);
         let lens = self.lens(t);
         let per_strip = lens.total();
@@ -265,6 +258,19 @@ impl StripLayer {
                 }
             }
         }
+    }
+
+    /// Panics unless the layer's tensors have the lengths its shape gives.
+    fn check_lengths(&self, slot: &[f32], prefix: &[f32], w1: &[f32], w2: &[f32]) {
+        let m = self.batch * self.h * self.w;
+        assert_eq!(slot.len(), self.k * m, "strips: output length");
+        assert_eq!(prefix.len(), self.c * m, "strips: input length");
+        assert_eq!(w1.len(), self.bk * self.c, "strips: conv1 weight length");
+        assert_eq!(
+            w2.len(),
+            self.k * self.bk * 9,
+            "strips: conv2 weight length"
+        );
     }
 
     /// Tasks [`StripLayer::run_by_channels`] splits a layer into in the current pool: one per
@@ -323,14 +329,7 @@ impl StripLayer {
         };
         let (h, w, wq) = (self.h, self.w, whole.wq());
         let m = h * w;
-        assert_eq!(slot.len(), self.k * m, "channels: output length");
-        assert_eq!(prefix.len(), self.c * m, "channels: input length");
-        assert_eq!(w1.len(), self.bk * self.c, "channels: conv1 weight length");
-        assert_eq!(
-            w2.len(),
-            self.k * self.bk * 9,
-            "channels: conv2 weight length"
-        );
+        self.check_lengths(slot, prefix, w1, w2);
         let t = gemm::tile(isa);
         let lens = whole.lens(t);
         let scratch = gemm::align64(scratch);
@@ -373,36 +372,22 @@ impl StripLayer {
                 let b = &mut packed[..gemm::packed_b_len(self.c, ncols, t)];
                 let channel = |ch: usize| &prefix[ch * m..(ch + 1) * m];
                 pack_block(b, channel, self.c, col0, ncols, Some(pre1), t);
-                let c1 = &mut c1[..rows * ncols];
-                let store = match b1 {
-                    Some(bias) => {
-                        for (row, &v) in c1.chunks_exact_mut(ncols).zip(&bias[r0..]) {
-                            row.fill(v);
-                        }
-                        CStore::Add
-                    }
-                    None => CStore::Write,
+                let bias = b1.map(|b| &b[r0..r0 + rows]);
+                let pre2 = ChannelAffine {
+                    scale: &pre2.scale[r0..r0 + rows],
+                    shift: &pre2.shift[r0..r0 + rows],
+                    relu: pre2.relu,
                 };
-                gemm::gemm_packed(isa, rows, ncols, self.c, a1, b, c1, ncols, store, false);
-                for (i, values) in c1.chunks_exact(ncols).enumerate() {
-                    let ch = r0 + i;
-                    let qp = &mut qp[i * qplane..][..qplane];
-                    let (scale, shift) = (pre2.scale[ch], pre2.shift[ch]);
-                    let mut j = 0;
-                    while j < ncols {
-                        let (row, x) = ((col0 + j) / w, (col0 + j) % w);
-                        let run = (w - x).min(ncols - j);
-                        let at = (row + 1) * wq + 1 + x;
-                        map_run(
-                            &mut qp[at..at + run],
-                            &values[j..j + run],
-                            scale,
-                            shift,
-                            pre2.relu,
-                        );
-                        j += run;
-                    }
-                }
+                conv1_block_into_q(
+                    isa,
+                    (a1, self.c, bias),
+                    b,
+                    c1,
+                    pre2,
+                    qp,
+                    [qplane, 1, w, wq],
+                    (col0, ncols),
+                );
             }
         };
         planes
@@ -502,37 +487,18 @@ impl StripLayer {
             let b = &mut packed[..gemm::packed_b_len(self.c, ncols, t)];
             let channel = |ch: usize| plane(ch, n);
             pack_block(b, channel, self.c, first_col + col0, ncols, Some(pre1), t);
-            let c1 = &mut c1[..self.bk * ncols];
-            let store = match b1 {
-                Some(bias) => {
-                    for (row, &v) in c1.chunks_exact_mut(ncols).zip(bias) {
-                        row.fill(v);
-                    }
-                    CStore::Add
-                }
-                None => CStore::Write,
-            };
-            gemm::gemm_packed(isa, self.bk, ncols, self.c, a1, b, c1, ncols, store, false);
-            // Column `col0 + j` of the block is image row `ya + (col0 + j) / w`, column
-            // `(col0 + j) % w`: padded row `ya − y0 + 1 + (col0 + j) / w` of `Q`.
-            for (ch, values) in c1.chunks_exact(ncols).enumerate() {
-                let qp = &mut planes[ch * qplane..][..qplane];
-                let (scale, shift) = (pre2.scale[ch], pre2.shift[ch]);
-                let mut j = 0;
-                while j < ncols {
-                    let (row, x) = ((col0 + j) / w, (col0 + j) % w);
-                    let run = (w - x).min(ncols - j);
-                    let at = (ya + 1 - y0 + row) * wq + 1 + x;
-                    map_run(
-                        &mut qp[at..at + run],
-                        &values[j..j + run],
-                        scale,
-                        shift,
-                        pre2.relu,
-                    );
-                    j += run;
-                }
-            }
+            // Column `col0 + j` of the block is image row `ya + (col0 + j) / w`: padded row
+            // `ya − y0 + 1 + (col0 + j) / w` of `Q`.
+            conv1_block_into_q(
+                isa,
+                (a1, self.c, b1),
+                b,
+                c1,
+                pre2,
+                planes,
+                [qplane, ya + 1 - y0, w, wq],
+                (col0, ncols),
+            );
         }
 
         // 3. The 3×3 as wide rows: output `(oy, ox)` of the strip is column `oy·(w+2) + ox`, and
@@ -559,6 +525,57 @@ impl StripLayer {
             cols3,
             CStore::Write,
         );
+    }
+}
+
+/// One column block of a layer's 1×1 into `Q`: `C1 = W1 · B` (`B` the block's packed, mapped
+/// input, `depth` deep) plus `bias`, for the channels whose padded planes `planes` holds (`qplane`
+/// floats each, `a1`'s rows and `pre2`'s entries in the same order), each row mapped by `pre2`
+/// into its plane. Block column `j` is image column `(col0 + j) % w` of padded row
+/// `first_row + (col0 + j) / w`, at column offset 1 of rows `wq` wide.
+#[allow(clippy::too_many_arguments)]
+fn conv1_block_into_q(
+    isa: Isa,
+    (a1, depth, bias): (AView<'_>, usize, Option<&[f32]>),
+    b: &[f32],
+    c1: &mut [f32],
+    pre2: ChannelAffine<'_>,
+    planes: &mut [f32],
+    [qplane, first_row, w, wq]: [usize; 4],
+    (col0, ncols): (usize, usize),
+) {
+    let rows = planes.len() / qplane;
+    let c1 = &mut c1[..rows * ncols];
+    let store = match bias {
+        Some(bias) => {
+            for (row, &v) in c1.chunks_exact_mut(ncols).zip(bias) {
+                row.fill(v);
+            }
+            CStore::Add
+        }
+        None => CStore::Write,
+    };
+    gemm::gemm_packed(isa, rows, ncols, depth, a1, b, c1, ncols, store, false);
+    for (ch, (values, qp)) in c1
+        .chunks_exact(ncols)
+        .zip(planes.chunks_exact_mut(qplane))
+        .enumerate()
+    {
+        let (scale, shift) = (pre2.scale[ch], pre2.shift[ch]);
+        let mut j = 0;
+        while j < ncols {
+            let (row, x) = ((col0 + j) / w, (col0 + j) % w);
+            let run = (w - x).min(ncols - j);
+            let at = (first_row + row) * wq + 1 + x;
+            map_run(
+                &mut qp[at..at + run],
+                &values[j..j + run],
+                scale,
+                shift,
+                pre2.relu,
+            );
+            j += run;
+        }
     }
 }
 

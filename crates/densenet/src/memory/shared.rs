@@ -127,11 +127,7 @@ impl SharedBlock {
             .copy_from_slice(d_out);
         self.copies.backward_bytes += std::mem::size_of_val(d_out) as u64;
         params.store.zero_grads();
-        // Zero after every complete backward; cleared here too in case the last one was
-        // interrupted.
-        let blk = &mut self.ws.blocks[0];
-        blk.bn_slope.fill(0.0);
-        blk.bn_offset.fill(0.0);
+        self.ws.blocks[0].clear_deferred();
         let bn = params.bn;
         let ctx = self.ctx(&bn);
         let (p, grads, buffers) = params.store.split_mut();

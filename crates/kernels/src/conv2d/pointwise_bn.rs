@@ -167,8 +167,10 @@ pub fn pointwise_bn_relu_backward(
         .unwrap_or(0);
     let task_len = [b_len, c_len, dw_len, dot_len]
         .iter()
-        .map(|n| n.div_ceil(16) * 16)
+        .map(|&n| lines(n))
         .sum::<usize>();
+    // Where a task's weight-gradient share starts in its scratch (see `split_task_scratch`).
+    let dw_at = lines(b_len) + lines(c_len);
     let [a, scratch] = gemm::carve(
         ws,
         [gemm::packed_a_len(channels, depth, t), ntasks * task_len],
@@ -259,7 +261,7 @@ pub fn pointwise_bn_relu_backward(
     items.for_each(task);
     // Each task's columns of the weight gradient, added in task order.
     for (i, task_scratch) in scratch.chunks(task_len).take(ntasks).enumerate() {
-        let [_, _, dw, _] = split_task_scratch_ref(task_scratch, [b_len, c_len, dw_len, dot_len]);
+        let dw = &task_scratch[dw_at..dw_at + dw_len];
         let (row0, rows) = (
             i * rows_per_task,
             rows_per_task.min(channels - i * rows_per_task),
@@ -273,24 +275,19 @@ pub fn pointwise_bn_relu_backward(
     }
 }
 
+/// `len` floats rounded up to whole 64-byte cache lines.
+fn lines(len: usize) -> usize {
+    len.div_ceil(16) * 16
+}
+
 /// A task's scratch cut into its four buffers, each starting on a cache line (as
 /// [`gemm::carve`] cuts the workspace).
 fn split_task_scratch(scratch: &mut [f32], lens: [usize; 4]) -> [&mut [f32]; 4] {
     let mut rest = scratch;
     lens.map(|len| {
-        let (head, tail) = std::mem::take(&mut rest).split_at_mut(len.div_ceil(16) * 16);
+        let (head, tail) = std::mem::take(&mut rest).split_at_mut(lines(len));
         rest = tail;
         &mut head[..len]
-    })
-}
-
-/// [`split_task_scratch`], read only.
-fn split_task_scratch_ref(scratch: &[f32], lens: [usize; 4]) -> [&[f32]; 4] {
-    let mut rest = scratch;
-    lens.map(|len| {
-        let (head, tail) = rest.split_at(len.div_ceil(16) * 16);
-        rest = tail;
-        &head[..len]
     })
 }
 
