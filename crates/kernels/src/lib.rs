@@ -75,4 +75,5 @@ pub mod workspace;
 pub use dispatch::{active_isa, Isa};
 pub use feature_buffer::FeatureBuffer;
 pub use geom::{BatchNormConfig, BatchNormGeom, ChannelAffine, Conv2dGeom, Pool2dGeom};
+pub use simd::on_tier;
 pub use workspace::Workspace;
