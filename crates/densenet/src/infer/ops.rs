@@ -177,13 +177,13 @@ pub(crate) fn pointwise_forward(
 /// Each input channel's run of the block is read once, front to back, and dealt out to the
 /// panels. Panel by panel, every panel would read `depth` runs of `NR` floats lying `m` floats
 /// apart: at batch 64 (`m` = 65,536, 256 KB) each run is on its own page, and that packing took
-/// a third of a DenseNet-BC-100 inference pass.
+/// a third of a DenseNet-BC-100 inference pass. Compiled for `isa`'s SIMD tier ([`on_tier`]):
+/// on the baseline target the map and the copies ran four lanes at a time (3.8% of a
+/// densenet121 pass at batch 1, 2.9% since).
 ///
 /// # Shapes
 /// - `b`: at least `ncols.div_ceil(NR)·depth·NR` floats, written.
 /// - `row(k)`: input channel `k`'s values (at least `c0 + ncols`), read.
-/// Compiled for `isa`'s SIMD tier ([`on_tier`]): on the baseline target the map and the copies
-/// ran four lanes at a time (3.8% of a densenet121 pass at batch 1).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn pack_block<'a>(
     isa: Isa,
