@@ -37,6 +37,10 @@ fn main() {
     let mut ws = Workspace::new();
     let mut seconds = [0f64; 5];
     let mut flops = [0f64; 5];
+    // `BC100_ONLY=K` times kind `K` alone (0–4, in the order of `KINDS`) and `BC100_RUNS=R` runs
+    // each call `R` times (3 unless given): a profiler then sees that kind's kernels only.
+    let only = env_usize("BC100_ONLY");
+    let runs = env_usize("BC100_RUNS").unwrap_or(3).max(1);
     // The three blocks: map size and the channels entering the block.
     for (hw, k0) in [(32, 24), (16, 108), (8, 150)] {
         for l in 0..16 {
@@ -109,8 +113,11 @@ fn main() {
                 }),
             ];
             for (kind, call) in calls.iter_mut().enumerate() {
+                if only.is_some_and(|k| k != kind) {
+                    continue;
+                }
                 let mut last = 0.0;
-                for _ in 0..3 {
+                for _ in 0..runs {
                     let start = Instant::now();
                     call(&mut ws);
                     last = start.elapsed().as_secs_f64();
@@ -122,6 +129,9 @@ fn main() {
         }
     }
     for (kind, (name, _)) in KINDS.iter().enumerate() {
+        if only.is_some_and(|k| k != kind) {
+            continue;
+        }
         println!(
             "{name:<22} {:7.1} ms {:6.1} GFLOP/s",
             seconds[kind] * 1e3,
@@ -135,4 +145,9 @@ fn main() {
         total * 1e3,
         flops.iter().sum::<f64>() / total / 1e9
     );
+}
+
+/// A whole number from the environment variable `name`, if set and valid.
+fn env_usize(name: &str) -> Option<usize> {
+    std::env::var(name).ok()?.parse().ok()
 }

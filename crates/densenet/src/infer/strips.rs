@@ -591,19 +591,18 @@ fn map_into_q(
         .enumerate()
     {
         let (scale, shift) = (pre2.scale[ch], pre2.shift[ch]);
-        let mut j = 0;
+        // The first run starts mid-row; every later one at column 0 of the next row.
+        let (mut j, mut at, mut x) = (0, (first_row + col0 / w) * wq + 1, col0 % w);
         while j < ncols {
-            let (row, x) = ((col0 + j) / w, (col0 + j) % w);
             let run = (w - x).min(ncols - j);
-            let at = (first_row + row) * wq + 1 + x;
             map_run(
-                &mut qp[at..at + run],
+                &mut qp[at + x..at + x + run],
                 &values[j..j + run],
                 scale,
                 shift,
                 pre2.relu,
             );
-            j += run;
+            (j, at, x) = (j + run, at + wq, 0);
         }
     }
 }
