@@ -548,3 +548,38 @@ fn narrow_output_tiles_match_reference() {
         }
     }
 }
+
+/// Column tasks store their own results into the spans of the output rows their part owns, up
+/// to `MAX_OWNED_ROWS` (128) output channels, and through a shared scratch and a store pass above
+/// it: both sides of that bound (1×1 with 128, 129 and 200 output channels, with and without
+/// bias), and wide-row tasks whose spans start mid-row and cross images (3×3 forward, 12 output
+/// rows, 20×20 maps: 22-column wide rows in 224-column tasks), exact on integers against the
+/// reference on every tier, and bit for bit on 1, 2 and 3 threads.
+#[test]
+fn column_tasks_store_their_own_spans() {
+    let shapes = [
+        (Conv2dGeom::square(2, 40, 128, 24, 24, 1, 1, 0), false),
+        (Conv2dGeom::square(2, 40, 129, 24, 24, 1, 1, 0), true),
+        (Conv2dGeom::square(2, 40, 200, 24, 24, 1, 1, 0), false),
+        (Conv2dGeom::square(3, 16, 12, 20, 20, 3, 1, 1), false),
+        (Conv2dGeom::square(3, 16, 12, 20, 20, 3, 1, 1), true),
+    ];
+    for (g, bias) in shapes {
+        assert!(g.macs() >= 1 << 18, "{g:?} would run on one thread");
+        let p = Problem::new(g, 43, true, bias, true, true);
+        for isa in Isa::ALL.into_iter().filter(|i| i.is_supported()) {
+            p.check_all(isa);
+            let run = |threads: usize| {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                pool.install(|| p.forward(isa, &mut Workspace::new()))
+            };
+            let bits = |v: Vec<f32>| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            let one = bits(run(1));
+            assert_eq!(one, bits(run(2)), "[{isa}] {g:?} on 2 threads");
+            assert_eq!(one, bits(run(3)), "[{isa}] {g:?} on 3 threads");
+        }
+    }
+}

@@ -34,9 +34,9 @@
 //!   bottleneck backward, weight and input gradient in one pass over the input, the batch
 //!   norm's mean terms deferred, `d_a` never stored.
 //!
-//! The non-pointwise forward paths run as *column tasks* (`tasks.rs`); on several threads the
-//! wide-row path runs a product of two row groups or more as *row tasks* (`wide.rs`), which
-//! store their own output channels. Whatever the path and the
+//! The forward paths run as *column tasks* (`tasks.rs`), which store their own spans of the
+//! output rows; on several threads the wide-row path runs a product of two row groups or more
+//! as *row tasks* (`wide.rs`), which store their own output channels. Whatever the path and the
 //! thread count, each output value is summed in one fixed order: results are bit-identical on 1
 //! and N threads. Measured figures: `docs/performance.md`.
 //!
@@ -158,8 +158,8 @@ pub fn conv2d_forward(
         ncols: block.min(cols - i * block),
     };
     let pack = |task: &tasks::Task, b: &mut [f32]| src.pack_b(isa, b, task.col0, task.ncols, 0, t);
-    let store = |task: &tasks::Task, oc: usize, values: &[f32], out_row: &mut [f32]| {
-        let dst = &mut out_row[task.col0..task.col0 + task.ncols];
+    let store = |task: &tasks::Task, oc: usize, values: &[f32], window: &mut [f32], start| {
+        let dst = &mut window[task.col0 - start..][..task.ncols];
         match bias {
             None => dst.copy_from_slice(values),
             Some(bias) => dst
@@ -177,6 +177,7 @@ pub fn conv2d_forward(
         ntasks,
         task_at,
         tasks::BSource::Packed(&pack),
+        |task| task.col0,
         store,
         out,
         cols,

@@ -231,9 +231,16 @@ pub(super) fn conv_wide(
             ncols: block.min(cols - col0),
         }
     };
-    let store_values = |task: &Task, oc: usize, values: &[f32], out_row: &mut [f32]| {
-        let dst = &mut out_row[task.n * out_plane..][..out_plane];
-        scatter_row(dst, values, task.col0, layout.wq, ow, oc, store);
+    // Output position `p` of image `n`'s plane is at `n·out_plane + p` of an output row; wide
+    // column `c` stores from plane position `(c / wq)·OW + min(c % wq, OW)` on.
+    let plane_pos = |col: usize| (col / layout.wq) * ow + (col % layout.wq).min(ow);
+    let span_start = |task: &Task| task.n * out_plane + plane_pos(task.col0);
+    let store_values = |task: &Task, oc: usize, values: &[f32], window: &mut [f32], start| {
+        // The task writes plane positions `skip..end` only (the rest are other tasks').
+        let skip = plane_pos(task.col0);
+        let end = plane_pos(task.col0 + task.ncols).min(out_plane);
+        let dst = &mut window[task.n * out_plane + skip - start..][..end - skip];
+        scatter_row(dst, values, task.col0, skip, layout.wq, ow, oc, store);
     };
     let ntasks = g.batch * blocks_per_image;
     let kernel_tile = match a {
@@ -271,7 +278,7 @@ pub(super) fn conv_wide(
                     CStore::Write,
                 );
                 for (r, out_row) in out_rows.chunks_mut(out_len).enumerate() {
-                    store_values(&task, row0 + r, &c[r * block..][..task.ncols], out_row);
+                    store_values(&task, row0 + r, &c[r * block..][..task.ncols], out_row, 0);
                 }
             }
         };
@@ -294,6 +301,7 @@ pub(super) fn conv_wide(
             image_len: layout.plane(),
             row_start: &row_start,
         },
+        span_start,
         store_values,
         out,
         out_len,
@@ -304,11 +312,14 @@ pub(super) fn conv_wide(
 }
 
 /// Stores the wide-row values `src[j]` (`m' = col0 + j`) of one output channel into its image
-/// plane `dst[oy·OW + ox]`, dropping the columns `ox ≥ OW`.
+/// plane, position `oy·OW + ox` at `dst[oy·OW + ox − skip]` (`dst` starts `skip` positions into
+/// the plane), dropping the columns `ox ≥ OW`.
+#[allow(clippy::too_many_arguments)]
 fn scatter_row(
     dst: &mut [f32],
     src: &[f32],
     col0: usize,
+    skip: usize,
     wp: usize,
     ow: usize,
     oc: usize,
@@ -321,7 +332,7 @@ fn scatter_row(
         let run = (wp - ox).min(src.len() - j);
         if ox < ow {
             let valid = (ow - ox).min(run);
-            let d = &mut dst[oy * ow + ox..][..valid];
+            let d = &mut dst[oy * ow + ox - skip..][..valid];
             let s = &src[j..j + valid];
             match store {
                 Store::Overwrite(None) => d.copy_from_slice(s),

@@ -2,6 +2,7 @@
 //! formulas are in the parent module's doc).
 
 use super::Tile;
+use crate::simd::on_tier;
 
 /// Packs `A[rows, depth]`, `A[r, k] = src[r·row_stride + k·col_stride]`, into `MR`-row groups.
 ///
@@ -80,10 +81,25 @@ pub fn pack_b_matrix(
     if depth == 0 {
         return;
     }
+    // Compiled for the tier: on the baseline target a 32-float panel row is eight 16-byte
+    // moves.
+    let isa = crate::active_isa();
     match t.nr {
-        32 => pack_b_rows::<32>(dst, src, ld, depth, col0, ncols),
-        16 => pack_b_rows::<16>(dst, src, ld, depth, col0, ncols),
-        8 => pack_b_rows::<8>(dst, src, ld, depth, col0, ncols),
+        32 => on_tier(
+            isa,
+            #[inline(always)]
+            || pack_b_rows::<32>(dst, src, ld, depth, col0, ncols),
+        ),
+        16 => on_tier(
+            isa,
+            #[inline(always)]
+            || pack_b_rows::<16>(dst, src, ld, depth, col0, ncols),
+        ),
+        8 => on_tier(
+            isa,
+            #[inline(always)]
+            || pack_b_rows::<8>(dst, src, ld, depth, col0, ncols),
+        ),
         _ => {
             for (j, panel) in dst.chunks_exact_mut(t.nr * depth).take(panels).enumerate() {
                 let c0 = col0 + j * t.nr;
@@ -101,6 +117,7 @@ pub fn pack_b_matrix(
 /// [`pack_b_matrix`] with `NR` known at compile time, row by row of `B`: each source row is
 /// read front to back once (rather than one short run of every row per panel), and a full
 /// panel row is a fixed-size copy instead of an out-of-line `memcpy` call.
+#[inline(always)]
 fn pack_b_rows<const NR: usize>(
     dst: &mut [f32],
     src: &[f32],
