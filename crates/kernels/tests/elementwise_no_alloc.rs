@@ -83,9 +83,29 @@ fn forward_kernels_allocate_nothing() {
         avgpool2d_forward(&mut avg, &x, &ag);
         global_avgpool_forward(&mut feats, &x[..16 * 2 * 49], 16, 2, 49);
     };
-    // Warm up: rayon's global pool and its thread-locals allocate on first use.
-    run();
-    run();
-    let ((), delta) = measure(&mut run);
-    assert_eq!(delta.allocations, 0, "forward kernels allocated: {delta:?}");
+    // As in `conv2d_alloc.rs`: on a 1-thread pool nothing at all may be allocated; on 2 threads
+    // the kernels request nothing either, but work stealing pins crossbeam's epoch collector,
+    // which now and then allocates a garbage bag of a few KB (this test failed now and then on a
+    // loaded machine when it ran the kernels from outside the pool and allowed 0 bytes there).
+    // A kernel that allocates does so on every call, so the least of a few passes is what
+    // counts.
+    for (threads, max_bytes) in [(1, 0), (2, 8192)] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            // Warm up: the pool and its thread-locals allocate on first use.
+            run();
+            run();
+            let least = (0..3)
+                .map(|_| measure(&mut run).1)
+                .min_by_key(|d| d.allocated_bytes)
+                .unwrap();
+            assert!(
+                least.allocated_bytes <= max_bytes,
+                "forward kernels allocated on {threads} threads: {least:?}"
+            );
+        });
+    }
 }
