@@ -429,9 +429,17 @@ fn fill_channel_planes(
                 let src = &inp[((ic * g.batch + n) * g.in_h + y) * g.in_w..][..g.in_w];
                 if sw == 1 {
                     // One phase across: the row is `pw` zeros, the mapped input row, zeros.
-                    row[..g.pad_w].fill(0.0);
-                    map.copy(&mut row[g.pad_w..g.pad_w + g.in_w], src);
-                    row[g.pad_w + g.in_w..].fill(0.0);
+                    // (A `fill` of the one zero of a 3×3's padding is a `memset` call per side
+                    // and row: 1.6% of BC-100's forward 3×3.)
+                    let (left, rest) = row.split_at_mut(g.pad_w);
+                    let (mid, right) = rest.split_at_mut(g.in_w);
+                    if let ([l], [r]) = (&mut *left, &mut *right) {
+                        (*l, *r) = (0.0, 0.0);
+                    } else {
+                        left.fill(0.0);
+                        right.fill(0.0);
+                    }
+                    map.copy(mid, src);
                 } else {
                     for (xq, value) in row.iter_mut().enumerate() {
                         *value = (sw * xq + qx)
