@@ -1,6 +1,9 @@
 //! Pooling kernels against the reference on every tier: DenseNet's 3×3/s2/p1 max pool and 2×2/s2
 //! average pool plus generic windows, odd sizes in PyTorch's floor mode, 1×1 planes, max-pool
 //! ties (small integers make many), NaN, accumulation into non-zero gradients, 1 vs 2 threads.
+//! The 3×3 stride-2 max-pool backward has its own fast path, tested at its edges: padding 0 and
+//! 1, odd and even sizes, tiny planes, widths around its lane blocks and its row buffer, and
+//! inputs made of ties, signed zeros, infinities and NaNs of either sign.
 //!
 //! Exact where the op is exact: max pooling (a selection), average pooling of small integers
 //! (sums of at most 49 integers times 1/K², exact when K² is a power of two, else one rounding),
@@ -32,6 +35,50 @@ fn check_max(g: &Pool2dGeom, values: Values, seed: u64) {
         // Each input receives the same gradients in the same order as in the reference.
         assert_exact(&format!("{isa} maxpool backward {g:?}"), &d, &want_d);
     });
+}
+
+/// Inputs that stress the max-pool tie and NaN rules: few distinct values, both zeros, both
+/// infinities, NaNs of either sign.
+fn specials(rng: &mut Rng, len: usize) -> Vec<f32> {
+    const S: [f32; 8] = [
+        f32::NEG_INFINITY,
+        -1.0,
+        -0.0,
+        0.0,
+        1.0,
+        f32::INFINITY,
+        f32::NAN,
+        -f32::NAN,
+    ];
+    (0..len).map(|_| S[rng.below(S.len())]).collect()
+}
+
+/// The max-pool backward of input `x` against the reference on every tier, bit for bit, with
+/// uniform gradients and a uniform non-zero starting `d_inp`: an input that wrongly wins, or
+/// gradients added in another order, changes the bits.
+fn check_max_backward(g: &Pool2dGeom, x: &[f32], seed: u64) {
+    let mut rng = Rng::new(seed);
+    let dy = rng.floats(g.output_len(), -1.0, 1.0);
+    let d0 = rng.floats(g.input_len(), -1.0, 1.0);
+    let mut want = d0.clone();
+    r::maxpool2d_backward(&mut want, &dy, x, g);
+    for_each_tier(|isa| {
+        let mut d = d0.clone();
+        maxpool2d_backward(&mut d, &dy, x, g);
+        assert_bits(&format!("{isa} maxpool backward {g:?}"), &d, &want);
+    });
+}
+
+/// A 3×3 stride-2 pool over `h×w` planes.
+fn pool_3s2(planes: usize, h: usize, w: usize, pad: usize) -> Pool2dGeom {
+    Pool2dGeom {
+        planes,
+        in_h: h,
+        in_w: w,
+        kernel: 3,
+        stride: 2,
+        pad,
+    }
 }
 
 fn check_avg(g: &Pool2dGeom, values: Values, seed: u64) {
@@ -99,6 +146,23 @@ proptest! {
         check_max(&g, if ints { Values::Ints } else { Values::Floats }, seed);
     }
 
+    /// The 3×3 stride-2 fast path: up to three lane blocks of outputs per row, every clipping.
+    #[test]
+    fn maxpool_3x3_stride2_backward_matches_reference(
+        planes in 1usize..=3, h in 1usize..=9, w in 1usize..=70, pad in 0usize..=1,
+        kind in 0u8..3, seed in any::<u64>(),
+    ) {
+        let g = pool_3s2(planes, h, w, pad);
+        prop_assume!(g.is_valid());
+        let mut rng = Rng::new(seed);
+        let x = match kind {
+            0 => rng.ints(g.input_len()),
+            1 => rng.floats(g.input_len(), -1.0, 1.0),
+            _ => specials(&mut rng, g.input_len()),
+        };
+        check_max_backward(&g, &x, seed ^ 1);
+    }
+
     #[test]
     fn avgpool_matches_reference(
         planes in 1usize..=5, h in 1usize..=13, w in 1usize..=13,
@@ -159,6 +223,79 @@ fn densenet_windows_and_edges() {
     }
     for hw in [1, 49, 64, 1025] {
         check_global(5, 2, hw, Values::Ints, 3);
+    }
+}
+
+/// The 3×3 stride-2 backward at its edges: tiny planes (a window row of one or two input rows
+/// or columns), odd and even sizes, one lane block and a column past it, the widest row it
+/// buffers and one wider (which takes the generic scan); planes of one repeated value (every
+/// window a tie: the first tap must win, never a padded one), of −∞ (below any padding
+/// sentinel), of NaN, and of mixed zeros.
+#[test]
+fn maxpool_3x3_stride2_backward_edges() {
+    let sizes = [
+        (1, 1),
+        (1, 2),
+        (2, 1),
+        (2, 2),
+        (2, 3),
+        (3, 2),
+        (3, 3),
+        (4, 4),
+        (5, 6),
+        (1, 33),
+        (5, 31),
+        (4, 32),
+        (6, 33),
+        (7, 34),
+        (3, 35),
+        (3, 511),
+        (2, 512),
+        (3, 513),
+    ];
+    for (h, w) in sizes {
+        for pad in 0..=1 {
+            let g = pool_3s2(2, h, w, pad);
+            if !g.is_valid() {
+                continue;
+            }
+            let n = g.input_len();
+            let mut rng = Rng::new((h * 1000 + w) as u64);
+            let zeros: Vec<f32> = (0..n)
+                .map(|_| if rng.below(2) == 0 { 0.0 } else { -0.0 })
+                .collect();
+            for x in [
+                vec![1.5; n],
+                vec![f32::NEG_INFINITY; n],
+                vec![f32::INFINITY; n],
+                vec![f32::NAN; n],
+                zeros,
+                specials(&mut rng, n),
+                rng.ints(n),
+            ] {
+                check_max_backward(&g, &x, (h + w + pad) as u64);
+            }
+        }
+    }
+}
+
+/// One NaN at every position of a small plane, then two NaNs at every pair of positions (the
+/// first wins), in a plane of ties, with padding 0 and 1.
+#[test]
+fn maxpool_3x3_stride2_backward_nans_everywhere() {
+    for pad in 0..=1 {
+        let g = pool_3s2(1, 5, 7, pad);
+        let n = g.input_len();
+        for i in 0..n {
+            let mut x = vec![2.0; n];
+            x[i] = f32::NAN;
+            check_max_backward(&g, &x, i as u64);
+            for j in i + 1..n {
+                let mut x = x.clone();
+                x[j] = -f32::NAN;
+                check_max_backward(&g, &x, (i * n + j) as u64);
+            }
+        }
     }
 }
 
