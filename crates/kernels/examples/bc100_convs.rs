@@ -7,7 +7,12 @@
 //! ```sh
 //! RAYON_NUM_THREADS=1 cargo run --release -p densenet-kernels --example bc100_convs
 //! RAYON_NUM_THREADS=2 cargo run --release -p densenet-kernels --example bc100_convs
+//! BC100_ONLY=0 BC100_RUNS=10 cargo run --release -p densenet-kernels --example bc100_convs
 //! ```
+//!
+//! `BC100_ONLY=K` times kind `K` alone (0–4, in the order printed), `BC100_RUNS=R` calls each
+//! convolution `R` times instead of 3 (the last is timed): together they give a profiler a run
+//! of one kind's kernels.
 //!
 //! Each line: the summed time over the 48 layers (the third of three runs of each call) and the
 //! rate in GFLOP/s (`2·OC·IC·KH·KW·M` per call). Transitions, stem and classifier are left out.
