@@ -26,7 +26,7 @@
 //!
 //! That is the schedule at batch 1 ([`schedule`] picks it when the plan is built): two strips
 //! per image in a pool of several threads, one whole-image strip on one thread, and for maps
-//! under 8 rows on several threads one whole-image strip whose two products the threads share
+//! under 16 rows on several threads one whole-image strip whose two products the threads share
 //! by output channels ([`StripLayer::run_by_channels`]). At batch 2 and more, [`ImageBlock`]
 //! runs a whole block image by image: one task takes an image (one strip, no halo) through
 //! every layer of the block while its prefix stays in the core's caches.
@@ -58,8 +58,13 @@ pub(crate) enum BlockSchedule {
 /// Maps shorter than this many rows are not cut into strips at batch 1 (they are shared by
 /// output channels instead, [`BlockSchedule::Channels`]): at 7×7 (densenet121's last block) the
 /// halo rows made the block 34% slower on one thread and nothing faster on two (4.50 against
-/// 3.36 ms, and 3.06 against 3.09).
-const MIN_SPLIT_ROWS: usize = 8;
+/// 3.36 ms, and 3.06 against 3.09). At 14×14 two strips of 7 rows compute 8 rows of 1×1 each
+/// (a seventh more) in 112-column blocks of four 32-column panels (an eighth empty), where a
+/// whole image is 196 columns: densenet121 batch 1 on two threads 31.9–32.1 → 31.2–31.4 ms with
+/// its 14×14 block shared by channels (four interleaved passes). At 16×16 BC-100 stays faster
+/// in strips (3.60 against 4.11–4.14 ms): its 12 new channels are one row group of the 3×3, so
+/// one thread does the whole 3×3 when shared by channels; at 28×28 densenet121 gained 1% at most.
+const MIN_SPLIT_ROWS: usize = 16;
 
 /// The schedule of a block of `h`-row maps at batch `batch`, for a plan built in a pool of
 /// `threads` threads: image by image at batch 2 and more; at batch 1 one whole-image strip per
@@ -835,7 +840,10 @@ mod tests {
         assert_eq!(schedule(1, 56, 1), Strips { rows: 56 });
         assert_eq!(schedule(1, 7, 1), Strips { rows: 7 });
         assert_eq!(schedule(1, 56, 2), Strips { rows: 28 });
-        assert_eq!(schedule(1, 9, 4), Strips { rows: 5 });
+        assert_eq!(schedule(1, 17, 4), Strips { rows: 9 });
+        assert_eq!(schedule(1, 16, 2), Strips { rows: 8 });
+        assert_eq!(schedule(1, 15, 2), Channels);
+        assert_eq!(schedule(1, 14, 2), Channels);
         assert_eq!(schedule(1, 7, 2), Channels);
         assert_eq!(schedule(1, 1, 3), Channels);
     }
