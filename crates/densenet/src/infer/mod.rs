@@ -43,6 +43,7 @@ mod strips;
 
 use std::time::{Duration, Instant};
 
+use densenet_kernels::gemm;
 use densenet_kernels::pool::{avgpool2d_forward, maxpool2d_forward};
 use densenet_kernels::{Isa, Pool2dGeom, Workspace};
 
@@ -531,15 +532,41 @@ impl InferencePlan {
             [&r[last], &r[bf.pooled], &r[bf.logits_t], &r[bf.logits]],
         );
         affine_relu_global_avgpool(pooled, feats, &self.norm5.prefix(cf, true), n, h * w);
-        // logitsᵀ[classes, N] = W[classes, C] · pooled[C, N] + b: a 1×1 convolution over N
-        // columns (`linear_forward` allocates its scratch on every call).
         let classes = self.config.num_classes;
         let isa = densenet_kernels::active_isa();
-        let bias = Some(&self.weights[self.classifier_b.clone()]);
+        let weight = &self.weights[self.classifier.clone()];
+        let bias = &self.weights[self.classifier_b.clone()];
+        if n == 1 {
+            // One image: `classes` dot products of a weight row with the pooled features, as
+            // the training code's `linear_forward` computes them. As a 1×1 convolution over one
+            // column the product filled one of each 32-column panel: 32× the multiply-adds,
+            // 0.76 ms of a densenet121 pass on one thread.
+            logits.copy_from_slice(bias);
+            let (image_row, weight_row) = (|_: usize| 0, |o: usize| o * cf);
+            let image = gemm::Rows {
+                data: pooled,
+                count: 1,
+                start: &image_row,
+            };
+            let rows = gemm::BRows::InPlace(gemm::Rows {
+                data: weight,
+                count: classes,
+                start: &weight_row,
+            });
+            let scratch = self
+                .kernels
+                .get(gemm::gemm_abt_scratch_len(isa, 1, classes, false));
+            let parallel = gemm::worth_parallel(classes * cf);
+            gemm::gemm_abt(isa, logits, classes, image, &rows, cf, scratch, parallel);
+            return;
+        }
+        // logitsᵀ[classes, N] = W[classes, C] · pooled[C, N] + b: a 1×1 convolution over N
+        // columns (`linear_forward` allocates its scratch on every call).
+        let bias = Some(bias);
         pointwise_forward(
             logits_t,
             pooled,
-            &self.weights[self.classifier.clone()],
+            weight,
             [classes, cf],
             isa,
             bias,
