@@ -179,12 +179,14 @@ fn bc_cifar_stem_matches_eval_forward() {
     check_against_eval(config(Stem::Cifar, &[3, 2, 2], Some(4), 0.5), 3, 16, 16, 2);
 }
 
-/// Batch 1 cuts each image into two strips: odd heights (a short last strip), maps of one or
-/// two rows in the last blocks, and a width of one column.
+/// Batch 1 cuts each image of 16 rows or more into two strips on several threads: odd heights
+/// (a short last strip: 17 and 35 rows), maps shared by channels below 16 rows (15, 9, 5: the
+/// later blocks), maps of one or two rows in the last blocks, and a width of one column.
 #[test]
 fn batch_one_strips_match_eval_forward() {
     let _serial = alloc_counter::exclusive();
     check_against_eval(config(Stem::Cifar, &[3, 2, 2], Some(4), 0.5), 1, 15, 9, 5);
+    check_against_eval(config(Stem::Cifar, &[3, 2], Some(4), 0.5), 1, 17, 13, 8);
     check_against_eval(config(Stem::Cifar, &[3], Some(2), 0.5), 1, 5, 1, 6);
     check_against_eval(
         config(Stem::ImageNet, &[2, 2, 2], Some(4), 0.5),
@@ -373,9 +375,9 @@ fn one_and_two_threads_give_the_same_logits() {
 }
 
 /// A plan built in one pool (or under one tier cap) and run in another: the blocks' schedule
-/// (one whole-image strip per layer on one thread; two strips per image, or for maps under 8
-/// rows a whole-image strip shared by output channels, on more; image by image at batch ≥ 2) and the strips' scratch are
-/// chosen when the plan is built, so plans built in different pools run different schedules.
+/// (one whole-image strip per layer on one thread; two strips per image, or for maps under 16
+/// rows a whole-image strip shared by output channels, on more; image by image at batch ≥ 2)
+/// and the strips' scratch are chosen when the plan is built, so plans built in different pools run different schedules.
 /// Every schedule gives the same bits: with `norm2` folded (a bare ReLU before the 3×3) and
 /// unfolded (a real affine map, where a fused multiply-add would round differently), against a
 /// plan without strips, on every tier.
@@ -395,7 +397,7 @@ fn a_plan_built_in_one_pool_runs_in_another() {
             dense_layers_by_strips: false,
             ..opts
         };
-        for (n, h, w) in [(1, 9, 31), (1, 3, 3), (3, 2, 2), (5, 6, 5)] {
+        for (n, h, w) in [(1, 17, 13), (1, 9, 31), (1, 3, 3), (3, 2, 2), (5, 6, 5)] {
             let net = model(cfg.clone(), 21);
             let x = input(n * 3 * h * w, 21);
             let want = eval_reference(&mut net.clone(), &x, n, h, w);
@@ -443,10 +445,7 @@ fn a_plan_built_in_one_pool_runs_in_another() {
     }
 }
 
-/// A tier cap the caller sets with `with_max_isa` reaches the forward pass, which runs on a
-/// rayon worker: the capped result from this (non-pool) thread equals the same call made from
-/// inside a pool under the same cap, on every tier the CPU has.
-/// Maps shorter than 8 rows at batch 1 run by output channels on several threads: the same
+/// Maps shorter than 16 rows at batch 1 run by output channels on several threads: the same
 /// bits as the whole-tensor passes for plans built and run in pools of 1–3 threads and on every
 /// tier, with growth rates and bottlenecks that split unevenly (bottleneck 20 = 8 + 8 + 4 rows;
 /// 12 new channels, one row group of AVX-512's 12-row tile; 32, four groups), `norm2` folded
@@ -504,6 +503,9 @@ fn short_maps_shared_by_channels_across_pools() {
     }
 }
 
+/// A tier cap the caller sets with `with_max_isa` reaches the forward pass, which runs on a
+/// rayon worker: the capped result from this (non-pool) thread equals the same call made from
+/// inside a pool under the same cap, on every tier the CPU has.
 #[test]
 fn tier_cap_reaches_the_forward_pass() {
     use densenet_kernels::dispatch::with_max_isa;

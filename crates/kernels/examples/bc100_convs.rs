@@ -42,8 +42,6 @@ fn main() {
     let mut ws = Workspace::new();
     let mut seconds = [0f64; 5];
     let mut flops = [0f64; 5];
-    // `BC100_ONLY=K` times kind `K` alone (0–4, in the order of `KINDS`) and `BC100_RUNS=R` runs
-    // each call `R` times (3 unless given): a profiler then sees that kind's kernels only.
     let only = env_usize("BC100_ONLY");
     let runs = env_usize("BC100_RUNS").unwrap_or(3).max(1);
     // The three blocks: map size and the channels entering the block.

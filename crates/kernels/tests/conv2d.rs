@@ -551,10 +551,13 @@ fn narrow_output_tiles_match_reference() {
 
 /// Column tasks store their own results into the spans of the output rows their part owns, up
 /// to `MAX_OWNED_ROWS` (128) output channels, and through a shared scratch and a store pass above
-/// it: both sides of that bound (1×1 with 128, 129 and 200 output channels, with and without
-/// bias), and wide-row tasks whose spans start mid-row and cross images (3×3 forward, 12 output
-/// rows, 20×20 maps: 22-column wide rows in 224-column tasks), exact on integers against the
-/// reference on every tier, and bit for bit on 1, 2 and 3 threads.
+/// it: both sides of that bound (1×1 with 128, 129, 136 and 200 output channels, with and
+/// without bias), parts that run several tasks one after the other in one scratch (1×1 with
+/// many column blocks), more than one wave of tasks above the bound (forward with 136 output
+/// channels, and a 3×3 input gradient with 136 input channels), and wide-row tasks whose spans
+/// start mid-row and cross images (3×3 forward, 12 output rows, 20×20 maps: 22-column wide
+/// rows in 224-column tasks); exact on integers against the reference on every tier, and bit
+/// for bit on 1, 2 and 3 threads.
 #[test]
 fn column_tasks_store_their_own_spans() {
     let shapes = [
@@ -563,23 +566,43 @@ fn column_tasks_store_their_own_spans() {
         (Conv2dGeom::square(2, 40, 200, 24, 24, 1, 1, 0), false),
         (Conv2dGeom::square(3, 16, 12, 20, 20, 3, 1, 1), false),
         (Conv2dGeom::square(3, 16, 12, 20, 20, 3, 1, 1), true),
+        (Conv2dGeom::square(3, 256, 128, 32, 32, 1, 1, 0), false),
+        (
+            Conv2dGeom {
+                in_w: 37,
+                ..Conv2dGeom::square(1, 300, 40, 61, 61, 1, 1, 0)
+            },
+            true,
+        ),
+        (Conv2dGeom::square(2, 512, 136, 24, 24, 1, 1, 0), false),
     ];
+    // The input gradient of this one is a stride-1 convolution with 136 output rows: column
+    // tasks in several waves on one thread.
+    let long_backward = Conv2dGeom::square(1, 136, 8, 100, 100, 3, 1, 1);
     for (g, bias) in shapes {
         assert!(g.macs() >= 1 << 18, "{g:?} would run on one thread");
         let p = Problem::new(g, 43, true, bias, true, true);
-        for isa in Isa::ALL.into_iter().filter(|i| i.is_supported()) {
-            p.check_all(isa);
-            let run = |threads: usize| {
-                let pool = rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .build()
-                    .unwrap();
-                pool.install(|| p.forward(isa, &mut Workspace::new()))
-            };
-            let bits = |v: Vec<f32>| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-            let one = bits(run(1));
-            assert_eq!(one, bits(run(2)), "[{isa}] {g:?} on 2 threads");
-            assert_eq!(one, bits(run(3)), "[{isa}] {g:?} on 3 threads");
-        }
+        check_on_pools(&p, |p, isa, ws| p.forward(isa, ws));
+    }
+    let p = Problem::new(long_backward, 47, true, false, false, false);
+    check_on_pools(&p, |p, isa, ws| p.backward_input(isa, ws));
+}
+
+/// `run` against the reference (by [`Problem::check_all`]) on every tier, and the same bits on
+/// pools of 1, 2 and 3 threads.
+fn check_on_pools(p: &Problem, run: impl Fn(&Problem, Isa, &mut Workspace) -> Vec<f32> + Sync) {
+    for isa in Isa::ALL.into_iter().filter(|i| i.is_supported()) {
+        p.check_all(isa);
+        let on = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let v = pool.install(|| run(p, isa, &mut Workspace::new()));
+            v.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+        };
+        let one = on(1);
+        assert_eq!(one, on(2), "[{isa}] {:?} on 2 threads", p.g);
+        assert_eq!(one, on(3), "[{isa}] {:?} on 3 threads", p.g);
     }
 }

@@ -291,7 +291,7 @@ fn streamed_stores_equal_plain_writes() {
             let a: Vec<f32> = (0..rows * depth).map(|i| (i % 7) as f32 - 3.0).collect();
             let b: Vec<f32> = (0..depth * cols).map(|i| (i % 5) as f32 - 2.0).collect();
             let mut b_packed = vec![0.0; gemm::packed_b_len(depth, cols, t)];
-            gemm::pack_b_matrix(&mut b_packed, &b, cols, depth, 0, cols, t);
+            gemm::pack_b_matrix(isa, &mut b_packed, &b, cols, depth, 0, cols);
             // A row stride that keeps every row on a 64-byte boundary when the base is.
             let ldc = cols.div_ceil(16) * 16;
             let run = |store: gemm::CStore, offset: usize| {
@@ -399,7 +399,7 @@ fn wrapping_ldc_is_refused() {
             let a = vec![1.0f32; rows * depth];
             let b = vec![1.0f32; depth * cols];
             let mut b_packed = vec![0.0; gemm::packed_b_len(depth, cols, t)];
-            gemm::pack_b_matrix(&mut b_packed, &b, cols, depth, 0, cols, t);
+            gemm::pack_b_matrix(isa, &mut b_packed, &b, cols, depth, 0, cols);
             let result = std::panic::catch_unwind(move || {
                 let mut c = vec![0.0f32; cols + 1];
                 gemm::gemm_block_with(

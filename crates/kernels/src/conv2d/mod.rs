@@ -35,7 +35,8 @@
 //!   norm's mean terms deferred, `d_a` never stored.
 //!
 //! The forward paths run as *column tasks* (`tasks.rs`), which store their own spans of the
-//! output rows; on several threads the wide-row path runs a product of two row groups or more
+//! output rows (up to 128 output channels; a wider output goes through a shared scratch and a
+//! store pass); on several threads the wide-row path runs a product of two row groups or more
 //! as *row tasks* (`wide.rs`), which store their own output channels. Whatever the path and the
 //! thread count, each output value is summed in one fixed order: results are bit-identical on 1
 //! and N threads. Measured figures: `docs/performance.md`.
@@ -316,7 +317,7 @@ pub fn conv2d_backward_input_to(
     for col0 in (0..cols).step_by(block) {
         let ncols = block.min(cols - col0);
         let b = &mut b[..gemm::packed_b_len(depth, ncols, t)];
-        pack_matrix_b(b, d_out, cols, depth, col0, ncols, t, parallel);
+        pack_matrix_b(isa, b, d_out, cols, depth, col0, ncols, parallel);
         if pointwise {
             let c = &mut d_inp[col0..];
             gemm::gemm_packed(isa, rows, ncols, depth, a, b, c, cols, store, parallel);
@@ -535,34 +536,36 @@ fn check(
     }
 }
 
-/// Packs a plain row-major matrix as `B`, one panel per task when `parallel`.
+/// Packs a plain row-major matrix as `B` for `isa`'s tile, a few panels per task when
+/// `parallel`.
 #[allow(clippy::too_many_arguments)]
 fn pack_matrix_b(
+    isa: Isa,
     b: &mut [f32],
     src: &[f32],
     ld: usize,
     depth: usize,
     col0: usize,
     ncols: usize,
-    t: Tile,
     parallel: bool,
 ) {
     if parallel {
         // A few panels per task, so each task reads long runs of every row.
+        let nr = gemm::tile(isa).nr;
         let panels_per_task = ncols
-            .div_ceil(t.nr)
+            .div_ceil(nr)
             .div_ceil(2 * rayon::current_num_threads())
             .max(1);
-        let cols_per_task = panels_per_task * t.nr;
+        let cols_per_task = panels_per_task * nr;
         b.par_chunks_mut(depth * cols_per_task)
             .enumerate()
             .for_each(|(i, panels)| {
                 let c0 = col0 + i * cols_per_task;
                 let w = cols_per_task.min(ncols - i * cols_per_task);
-                gemm::pack_b_matrix(panels, src, ld, depth, c0, w, t);
+                gemm::pack_b_matrix(isa, panels, src, ld, depth, c0, w);
             });
     } else {
-        gemm::pack_b_matrix(b, src, ld, depth, col0, ncols, t);
+        gemm::pack_b_matrix(isa, b, src, ld, depth, col0, ncols);
     }
 }
 

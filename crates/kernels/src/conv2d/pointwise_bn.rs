@@ -188,7 +188,7 @@ pub fn pointwise_bn_relu_backward(
         dw.fill(0.0);
         for col0 in (0..cols).step_by(block) {
             let ncols = block.min(cols - col0);
-            gemm::pack_b_matrix(b, d_out, cols, depth, col0, ncols, t);
+            gemm::pack_b_matrix(isa, b, d_out, cols, depth, col0, ncols);
             for chunk0 in (0..rows).step_by(row_chunk) {
                 let chunk = row_chunk.min(rows - chunk0);
                 gemm::gemm_block_with(

@@ -1,4 +1,5 @@
-//! Column tasks: the parallel schedule of the convolutions whose output has few channels.
+//! Column tasks: the parallel schedule of the convolutions' forward products (and of the
+//! stride-1 input gradients with few output rows).
 //!
 //! The output columns (pixels) are cut into blocks whose packed `B` fits L2. One *task* packs
 //! its block of `B` into its own buffer and multiplies every row group of `A` by it into its own
@@ -108,8 +109,10 @@ pub(super) const MAX_OWNED_ROWS: usize = 128;
 /// - `a`: `A` (`rows × depth`), read.
 /// - `source`: where each task's `B` (`depth × task.ncols`) comes from.
 /// - `span_start(task)`: the first position of an output row (`out_row_len` floats) that the
-///   task writes; it must not decrease from one task to the next, and a task writes only
-///   positions before the next task's start (a write past it panics).
+///   task writes; it must not decrease from one task to the next, and a task must write only
+///   positions before the next task's start. (A write past the end of the task's *part*
+///   panics; tasks of one part run one after the other on one thread, so an overlap inside a
+///   part would go unnoticed: with `Accumulate` it would add twice.)
 /// - `store(task, row, values, window, start)`: moves the task's `values` (`task.ncols` floats)
 ///   of output row `row` into that row, of which `window` holds the positions `start..` (at
 ///   least the task's own).
@@ -176,7 +179,7 @@ pub(super) fn run(
     };
     if rows <= MAX_OWNED_ROWS && ntasks > 0 {
         // Parts of consecutive tasks, one scratch each (the scratch of one wave).
-        let parts = if parallel { wave.min(ntasks) } else { 1 };
+        let parts = if parallel { wave } else { 1 };
         let first_task = |p: usize| p * ntasks / parts;
         let part_start = |p: usize| {
             if p == parts {

@@ -247,7 +247,7 @@ pub(super) fn conv_wide(
     let store_values = |task: &Task, oc: usize, values: &[f32], window: &mut [f32], start| {
         // The task writes plane positions `skip..end` only (the rest are other tasks').
         let skip = plane_pos(task.col0);
-        let end = plane_pos(task.col0 + task.ncols).min(out_plane);
+        let end = plane_pos(task.col0 + task.ncols);
         let dst = &mut window[task.n * out_plane + skip - start..][..end - skip];
         scatter_row(dst, values, task.col0, skip, layout.wq, ow, oc, store);
     };

@@ -659,7 +659,7 @@ pub fn gemm(
     let parallel = worth_parallel(rows * cols * depth);
     for col0 in (0..cols).step_by(block) {
         let ncols = block.min(cols - col0);
-        pack_b_matrix(b_packed, b, ldb, depth, col0, ncols, t);
+        pack_b_matrix(isa, b_packed, b, ldb, depth, col0, ncols);
         gemm_packed(
             isa,
             rows,

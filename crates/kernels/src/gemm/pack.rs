@@ -2,6 +2,7 @@
 //! formulas are in the parent module's doc).
 
 use super::Tile;
+use crate::dispatch::Isa;
 use crate::simd::on_tier;
 
 /// Packs `A[rows, depth]`, `A[r, k] = src[r·row_stride + k·col_stride]`, into `MR`-row groups.
@@ -62,20 +63,21 @@ pub fn pack_a_with(
 }
 
 /// Packs the columns `[col0, col0 + ncols)` of the row-major `B[depth, ·]`,
-/// `B[k, j] = src[k·ld + j]`, into `NR`-column panels.
+/// `B[k, j] = src[k·ld + j]`, into the `NR`-column panels of `isa`'s tile.
 ///
 /// # Shapes
-/// - `dst`: at least [`super::packed_b_len`]`(depth, ncols, t)` floats, written; columns past
-///   `ncols` are zero.
+/// - `dst`: at least [`super::packed_b_len`]`(depth, ncols, tile(isa))` floats, written;
+///   columns past `ncols` are zero.
 pub fn pack_b_matrix(
+    isa: Isa,
     dst: &mut [f32],
     src: &[f32],
     ld: usize,
     depth: usize,
     col0: usize,
     ncols: usize,
-    t: Tile,
 ) {
+    let t = super::tile(isa);
     let panels = ncols.div_ceil(t.nr);
     assert!(dst.len() >= panels * t.nr * depth, "pack_b: dst too short");
     if depth == 0 {
@@ -83,7 +85,6 @@ pub fn pack_b_matrix(
     }
     // Compiled for the tier: on the baseline target a 32-float panel row is eight 16-byte
     // moves.
-    let isa = crate::active_isa();
     match t.nr {
         32 => on_tier(
             isa,
