@@ -121,12 +121,25 @@ fn d_weight0(p: &Problem) -> Vec<f32> {
 
 /// The fast kernel for one layer.
 fn fast(p: &Problem, l: &Layer, accumulate: bool) -> Grads {
+    let mut d = p.d_inp0.clone();
+    let (dw, s1, s2) = fast_into(p, l, &mut d, &mut Workspace::new(), accumulate);
+    (d, dw, s1, s2)
+}
+
+/// The fast kernel for one layer into (or onto) `d`, with the workspace `ws`:
+/// `(d_weight, sum_dy, sum_dy_xmu)`, the weight gradient added to [`d_weight0`].
+fn fast_into(
+    p: &Problem,
+    l: &Layer,
+    d: &mut [f32],
+    ws: &mut Workspace,
+    accumulate: bool,
+) -> (Vec<f32>, Vec<f64>, Vec<f64>) {
     let c = p.g.in_channels;
-    let (mut d, mut s1, mut s2) = (p.d_inp0.clone(), vec![0.0; c], vec![0.0; c]);
+    let (mut s1, mut s2) = (vec![0.0; c], vec![0.0; c]);
     let mut dw = d_weight0(p);
-    let mut ws = Workspace::new();
     pointwise_bn_relu_backward(
-        &mut d,
+        d,
         &mut dw,
         &mut s1,
         &mut s2,
@@ -135,10 +148,10 @@ fn fast(p: &Problem, l: &Layer, accumulate: bool) -> Grads {
         &p.x,
         p.bn(l),
         &p.g,
-        &mut ws,
+        ws,
         accumulate,
     );
-    (d, dw, s1, s2)
+    (dw, s1, s2)
 }
 
 fn reference(p: &Problem, l: &Layer, accumulate: bool) -> Grads {
@@ -219,21 +232,7 @@ fn fused_layers(p: &Problem) -> (Vec<f32>, Vec<[Vec<f32>; 3]>) {
     let mut ws = Workspace::new();
     let mut per_layer = vec![];
     for l in &p.layers {
-        let (mut s1, mut s2) = (vec![0.0; c], vec![0.0; c]);
-        let mut dw = d_weight0(p);
-        pointwise_bn_relu_backward(
-            &mut d,
-            &mut dw,
-            &mut s1,
-            &mut s2,
-            &l.d_out,
-            &l.weight,
-            &p.x,
-            p.bn(l),
-            &p.g,
-            &mut ws,
-            true,
-        );
+        let (dw, s1, s2) = fast_into(p, l, &mut d, &mut ws, true);
         let (mut dg, mut db) = (vec![0.25; c], vec![-0.5; c]);
         batchnorm_deferred_terms(
             &mut dg,
@@ -443,21 +442,8 @@ fn every_channel_count_fits_its_scratch() {
                 // Wide enough in columns for the pool to split it on two threads.
                 let p = Problem::new(c, 48, 1, 8, 16, 1, c as u64);
                 let l = &p.layers[0];
-                let (mut d, mut dw) = (p.d_inp0.clone(), d_weight0(&p));
-                let (mut s1, mut s2) = (vec![0.0; c], vec![0.0; c]);
-                pointwise_bn_relu_backward(
-                    &mut d,
-                    &mut dw,
-                    &mut s1,
-                    &mut s2,
-                    &l.d_out,
-                    &l.weight,
-                    &p.x,
-                    p.bn(l),
-                    &p.g,
-                    &mut ws,
-                    true,
-                );
+                let mut d = p.d_inp0.clone();
+                let (dw, _, _) = fast_into(&p, l, &mut d, &mut ws, true);
                 if c % 97 == 0 {
                     let want = reference(&p, l, true);
                     assert_close(&format!("d_inp c={c}"), &d, &want.0, 1e-5, 1e-5);

@@ -404,33 +404,14 @@ impl StripLayer {
         // 2. The 3×3 by groups of its output channels, from all of `Q`, into the slot.
         let q = &*q;
         let cols3 = h * wq;
-        let depth3 = self.bk * 9;
-        let row_start = |d: usize| (d / 9) * qplane + (d % 9 / 3) * wq + d % 3;
         let tile3 = gemm::tile_for_rows(isa, self.k);
         let tasks3 = tasks.min(self.k.div_ceil(tile3.mr)).max(1);
         let rows3 = self.k.div_ceil(tile3.mr).div_ceil(tasks3) * tile3.mr;
         let conv2 = |(i, (out, c3)): (usize, (&mut [f32], &mut [f32]))| {
             let rows = out.len() / m;
             let c3 = &mut c3[..rows * cols3];
-            gemm::gemm_block_with(
-                isa,
-                tile3,
-                i * rows3,
-                rows,
-                cols3,
-                depth3,
-                AView::RowMajor {
-                    data: w2,
-                    ld: depth3,
-                },
-                BView::Rows {
-                    data: q,
-                    row_start: &row_start,
-                },
-                c3,
-                cols3,
-                CStore::Write,
-            );
+            let geometry = [qplane, wq, cols3];
+            conv3_from_q(isa, self.k, (i * rows3, rows), w2, self.bk, q, geometry, c3);
             for (values, image) in c3.chunks_exact(cols3).zip(out.chunks_exact_mut(m)) {
                 drop_padding(values, wq, image, w);
             }
@@ -518,28 +499,56 @@ impl StripLayer {
         // 3. The 3×3 as wide rows: output `(oy, ox)` of the strip is column `oy·(w+2) + ox`, and
         //    row `(ch, ky, kx)` of `B` is `Q` read from `ch·qplane + ky·(w+2) + kx` on.
         let cols3 = (y1 - y0) * wq;
-        let depth3 = self.bk * 9;
-        let row_start = |d: usize| (d / 9) * qplane + (d % 9 / 3) * wq + d % 3;
-        gemm::gemm_block_with(
+        let c3 = &mut work[..self.k * cols3];
+        conv3_from_q(
             isa,
-            gemm::tile_for_rows(isa, self.k),
-            0,
             self.k,
-            cols3,
-            depth3,
-            AView::RowMajor {
-                data: w2,
-                ld: depth3,
-            },
-            BView::Rows {
-                data: q,
-                row_start: &row_start,
-            },
-            &mut work[..self.k * cols3],
-            cols3,
-            CStore::Write,
+            (0, self.k),
+            w2,
+            self.bk,
+            q,
+            [qplane, wq, cols3],
+            c3,
         );
     }
+}
+
+/// Rows `row0 .. row0 + rows` of a layer's 3×3 (`k` new channels, `bk` input channels) over the
+/// padded bottleneck `Q` as wide rows, into `c3` (`rows × cols3`): output `(oy, ox)` is column
+/// `oy·wq + ox`, and row `(ch, ky, kx)` of `B` is `Q` read from `ch·qplane + ky·wq + kx` on.
+/// `row0` starts a row group of the tile `gemm::tile_for_rows` gives for `k`.
+#[allow(clippy::too_many_arguments)]
+fn conv3_from_q(
+    isa: Isa,
+    k: usize,
+    (row0, rows): (usize, usize),
+    w2: &[f32],
+    bk: usize,
+    q: &[f32],
+    [qplane, wq, cols3]: [usize; 3],
+    c3: &mut [f32],
+) {
+    let depth3 = bk * 9;
+    let row_start = |d: usize| (d / 9) * qplane + (d % 9 / 3) * wq + d % 3;
+    gemm::gemm_block_with(
+        isa,
+        gemm::tile_for_rows(isa, k),
+        row0,
+        rows,
+        cols3,
+        depth3,
+        AView::RowMajor {
+            data: w2,
+            ld: depth3,
+        },
+        BView::Rows {
+            data: q,
+            row_start: &row_start,
+        },
+        c3,
+        cols3,
+        CStore::Write,
+    );
 }
 
 /// One column block of a layer's 1×1 into `Q`: `C1 = W1 · B` (`B` the block's packed, mapped
