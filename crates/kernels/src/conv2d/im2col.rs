@@ -194,33 +194,31 @@ impl<'a> Im2col<'a> {
     ) {
         let depth = self.rows();
         let panels = (dst.len() / (depth * NR)).min(ncols.div_ceil(NR).saturating_sub(first_panel));
-        // Channel-major order: each channel's runs are one contiguous stretch of the input, read
-        // front to back, instead of one short run from every channel per panel (a page and TLB
-        // walk per run at CIFAR batch sizes).
-        // The columns this call reads of each channel.
-        let run0 = col0 + first_panel * NR;
-        let run1 = (col0 + ncols).min(run0 + panels * NR);
-        for ic in 0..depth {
-            let map = ChannelMap::new(self.pre.as_ref(), ic);
-            let chan = &self.inp[ic * self.chan_len..(ic + 1) * self.chan_len];
-            // Each channel's run starts cold: ask for a later channel's run now, so that the
-            // misses at its start overlap this channel's copy.
-            let ahead = (ic + PREFETCH_CHANNELS) * self.chan_len;
-            if let Some(run) = self.inp.get(ahead + run0..ahead + run1) {
-                crate::simd::prefetch_run(run);
-            }
+        // A few channels at a time, panel by panel: each channel's run is read front to back
+        // (one stream per channel, which the hardware prefetchers follow), and each panel gets
+        // `PACK_CHANNELS` consecutive rows, so the writes touch one page per panel and group
+        // instead of one per panel and channel.
+        for ic0 in (0..depth).step_by(PACK_CHANNELS) {
+            let group = ic0..(ic0 + PACK_CHANNELS).min(depth);
+            let maps: [ChannelMap; PACK_CHANNELS] = std::array::from_fn(|i| {
+                ChannelMap::new(self.pre.as_ref(), (ic0 + i).min(depth - 1))
+            });
             for jj in 0..panels {
                 let j = first_panel + jj;
                 let w = NR.min(ncols - j * NR);
                 let m0 = col0 + j * NR;
-                let lanes = &mut dst[(jj * depth + ic) * NR..(jj * depth + ic + 1) * NR];
-                if w == NR {
-                    let lanes: &mut [f32; NR] = lanes.try_into().expect("panel row of NR lanes");
-                    let src: &[f32; NR] = chan[m0..m0 + NR].try_into().expect("run of NR columns");
-                    map.copy(lanes, src);
-                } else {
-                    map.copy(&mut lanes[..w], &chan[m0..m0 + w]);
-                    lanes[w..].fill(0.0);
+                for (ic, map) in group.clone().zip(&maps) {
+                    let run = &self.inp[ic * self.chan_len + m0..][..w];
+                    let lanes = &mut dst[(jj * depth + ic) * NR..][..NR];
+                    if w == NR {
+                        let lanes: &mut [f32; NR] =
+                            lanes.try_into().expect("panel row of NR lanes");
+                        let run: &[f32; NR] = run.try_into().expect("run of NR columns");
+                        map.copy(lanes, run);
+                    } else {
+                        map.copy(&mut lanes[..w], run);
+                        lanes[w..].fill(0.0);
+                    }
                 }
             }
         }
@@ -330,11 +328,13 @@ fn valid_range(ix0: isize, stride: usize, seg: usize, width: usize) -> (usize, u
     (lo, hi.clamp(lo, seg))
 }
 
-/// How many channels ahead the 1×1 packing prefetches its runs. Measured on BC-100's forward
-/// 1×1s at batch 64 (prefixes of 13–53 MB, read from memory; `examples/bc100_convs.rs`,
-/// interleaved runs): one thread 280–308 ms without, 266–300 at 1–8 channels ahead; two threads
-/// 149–152 → 136–145 ms at 1, 2 or 4.
-const PREFETCH_CHANNELS: usize = 2;
+/// Channels the 1×1 packing takes through all panels together. One channel at a time wrote
+/// each of its runs' `NR` values to a different panel (a page apart for deep inputs: an L1 TLB
+/// miss per write); all channels at a time read one short run from each (a page and TLB walk
+/// per run, and more streams than the prefetchers follow). Measured on BC-100's forward 1×1s at
+/// batch 64 (`examples/bc100_convs.rs`, one thread, interleaved): 1 channel 304–315 ms, 4
+/// 259–265, 8 252–262, 16 268–270; packing went from 27% to 17% of the samples.
+const PACK_CHANNELS: usize = 8;
 
 /// The per-channel input map of one channel: identity, or `max(0, scale·x + shift)`.
 pub(super) struct ChannelMap {

@@ -188,26 +188,3 @@ pub fn flat_chunk(len: usize) -> usize {
 pub fn channels_per_task(per_channel: usize) -> usize {
     (4096 / per_channel.max(1)).max(1)
 }
-
-/// Asks the cache hierarchy to start loading `run` (one hint per 64-byte line), so that a loop
-/// which reaches it later finds it on its way. A hint only: no effect on results, none on other
-/// targets.
-///
-/// Use where a loop jumps between many short runs of a large tensor: the hardware prefetchers
-/// need a few misses on each new run before they follow it, and those misses are paid at full
-/// memory latency.
-#[inline(always)]
-pub fn prefetch_run(run: &[f32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        const LINE_FLOATS: usize = 16;
-        for i in (0..run.len()).step_by(LINE_FLOATS) {
-            // SAFETY: `i < run.len()`, so the address is inside `run`; a prefetch never faults
-            // and reads nothing into the program's state anyway (SSE is part of x86-64).
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(run.as_ptr().add(i).cast()) };
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = run;
-}
