@@ -9,7 +9,7 @@
 //! gets them straight from the input, with the per-channel map `pre` applied on the way and
 //! padding written as zero after it.
 
-use super::super::gemm::Tile;
+use super::super::gemm::{Tile, PACK_ROWS};
 use crate::dispatch::Isa;
 use crate::elementwise::{affine_run, relu_value};
 use crate::geom::{ChannelAffine, Conv2dGeom};
@@ -194,13 +194,11 @@ impl<'a> Im2col<'a> {
     ) {
         let depth = self.rows();
         let panels = (dst.len() / (depth * NR)).min(ncols.div_ceil(NR).saturating_sub(first_panel));
-        // A few channels at a time, panel by panel: each channel's run is read front to back
-        // (one stream per channel, which the hardware prefetchers follow), and each panel gets
-        // `PACK_CHANNELS` consecutive rows, so the writes touch one page per panel and group
-        // instead of one per panel and channel.
-        for ic0 in (0..depth).step_by(PACK_CHANNELS) {
-            let group = ic0..(ic0 + PACK_CHANNELS).min(depth);
-            let maps: [ChannelMap; PACK_CHANNELS] = std::array::from_fn(|i| {
+        // `PACK_ROWS` channels at a time through the panels, as `gemm::pack_b_matrix` packs
+        // rows: each channel's run is read front to back, and each panel gets consecutive rows.
+        for ic0 in (0..depth).step_by(PACK_ROWS) {
+            let group = ic0..(ic0 + PACK_ROWS).min(depth);
+            let maps: [ChannelMap; PACK_ROWS] = std::array::from_fn(|i| {
                 ChannelMap::new(self.pre.as_ref(), (ic0 + i).min(depth - 1))
             });
             for jj in 0..panels {
@@ -327,14 +325,6 @@ fn valid_range(ix0: isize, stride: usize, seg: usize, width: usize) -> (usize, u
     let lo = lo.min(seg);
     (lo, hi.clamp(lo, seg))
 }
-
-/// Channels the 1×1 packing takes through all panels together. One channel at a time wrote
-/// each of its runs' `NR` values to a different panel (a page apart for deep inputs: an L1 TLB
-/// miss per write); all channels at a time read one short run from each (a page and TLB walk
-/// per run, and more streams than the prefetchers follow). Measured on BC-100's forward 1×1s at
-/// batch 64 (`examples/bc100_convs.rs`, one thread, interleaved): 1 channel 304–315 ms, 4
-/// 259–265, 8 252–262, 16 268–270; packing went from 27% to 17% of the samples.
-const PACK_CHANNELS: usize = 8;
 
 /// The per-channel input map of one channel: identity, or `max(0, scale·x + shift)`.
 pub(super) struct ChannelMap {

@@ -40,6 +40,7 @@ mod x86_64_avx2;
 mod x86_64_avx512;
 
 pub use dot::{gemm_abt, gemm_abt_scratch_len, gemm_abt_serial_scratch_len, BRows, Rows};
+pub(crate) use pack::PACK_ROWS;
 pub use pack::{pack_a, pack_a_with, pack_b_matrix};
 
 use crate::dispatch::Isa;
