@@ -1,6 +1,6 @@
-//! Time of the max-pooling backward, for comparing builds side by side in one sitting
-//! (criterion's `cargo bench --bench kernels -- maxpool` measures the same calls, one shape at a
-//! time).
+//! Time of the max-pooling forward and backward, for comparing builds side by side in one
+//! sitting (criterion's `cargo bench --bench kernels -- maxpool` measures the same calls, one
+//! shape at a time).
 //!
 //! ```sh
 //! cargo run --release -p densenet-kernels --example maxpool_timing
@@ -8,11 +8,12 @@
 //! ```
 //!
 //! Each line: the median and the minimum of 9 runs of at least 10 calls, and a checksum of the
-//! gradient bits after one call, which must not change between builds. `relu` inputs are
+//! output (forward) or gradient (backward) bits after one call, which must not change between
+//! builds. An argument keeps the shapes whose name contains it. `relu` inputs are
 //! rectified (half zeros, so many ties, as after the stem's ReLU); `mixed` inputs are small
 //! integers with NaNs, infinities and signed zeros sprinkled in.
 
-use densenet_kernels::pool::maxpool2d_backward;
+use densenet_kernels::pool::{maxpool2d_backward, maxpool2d_forward};
 use densenet_kernels::Pool2dGeom;
 use std::time::Instant;
 
@@ -50,6 +51,7 @@ fn checksum(v: &[f32]) -> u64 {
 fn main() {
     let only = std::env::args().nth(1);
     for (name, planes, h, w, kernel, stride, pad) in [
+        ("d121_stem_n1_64x112x112_k3s2p1", 64, 112, 112, 3, 2, 1),
         ("d121_stem_n8_512x112x112_k3s2p1", 512, 112, 112, 3, 2, 1),
         ("awkward_37x15x13_k3s2p1", 37, 15, 13, 3, 2, 1),
         ("awkward_37x15x13_k3s2p0", 37, 15, 13, 3, 2, 0),
@@ -68,6 +70,23 @@ fn main() {
         };
         for kind in ["uniform", "relu", "mixed"] {
             let x = values(g.input_len(), kind);
+            let mut y = vec![0.0; g.output_len()];
+            maxpool2d_forward(&mut y, &x, &g);
+            let sum = checksum(&y);
+            let iters = (20_000_000 / g.input_len()).max(10);
+            let mut times = vec![];
+            for _ in 0..9 {
+                let st = Instant::now();
+                for _ in 0..iters {
+                    maxpool2d_forward(&mut y, &x, &g);
+                }
+                times.push(st.elapsed().as_secs_f64() / iters as f64 * 1e6);
+            }
+            times.sort_by(|a, b| a.total_cmp(b));
+            println!(
+                "forward  {name} {kind}: median {:.1} us min {:.1} (checksum {sum:016x})",
+                times[4], times[0]
+            );
             let dy = values(g.output_len(), "uniform");
             let mut dx = values(g.input_len(), "uniform");
             maxpool2d_backward(&mut dx, &dy, &x, &g);
@@ -83,7 +102,7 @@ fn main() {
             }
             times.sort_by(|a, b| a.total_cmp(b));
             println!(
-                "{name} {kind}: median {:.1} us min {:.1} (checksum {sum:016x})",
+                "backward {name} {kind}: median {:.1} us min {:.1} (checksum {sum:016x})",
                 times[4], times[0]
             );
         }

@@ -108,10 +108,28 @@ fn maxpool_plane(out: &mut [f32], inp: &[f32], g: &Pool2dGeom) {
         let (y0, y1) = window(oy, g, g.in_h);
         if w <= ROW_BUF {
             let colmax = &mut buf[..w];
-            colmax.copy_from_slice(&inp[y0 * w..(y0 + 1) * w]);
-            for y in y0 + 1..y1 {
-                for (m, &v) in colmax.iter_mut().zip(&inp[y * w..(y + 1) * w]) {
-                    *m = max_nan(*m, v);
+            let row = |y: usize| &inp[y * w..(y + 1) * w];
+            // Each column's maximum written once: a running maximum stored row after row became
+            // a masked store (the column is only written where the new row wins), which the
+            // next row's load of the same column cannot take its value from (it waits for the
+            // store to reach the cache): the stem pool took 3× as long.
+            match y1 - y0 {
+                1 => colmax.copy_from_slice(row(y0)),
+                2 => {
+                    for ((m, &a), &b) in colmax.iter_mut().zip(row(y0)).zip(row(y0 + 1)) {
+                        *m = max_nan(a, b);
+                    }
+                }
+                _ => {
+                    let rows = row(y0).iter().zip(row(y0 + 1)).zip(row(y0 + 2));
+                    for (m, ((&a, &b), &c)) in colmax.iter_mut().zip(rows) {
+                        *m = max_nan(max_nan(a, b), c);
+                    }
+                    for y in y0 + 3..y1 {
+                        for (m, &v) in colmax.iter_mut().zip(row(y)) {
+                            *m = max_nan(*m, v);
+                        }
+                    }
                 }
             }
             if g.kernel == 3 && g.stride == 2 && g.pad == 1 {
