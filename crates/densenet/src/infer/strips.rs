@@ -14,12 +14,13 @@
 //!    row above and below (the 3×3 needs them), packed and multiplied one column block at a
 //!    time;
 //! 2. `Q = pre2(C1)`, each block mapped as soon as it is computed, laid out as zero-padded wide
-//!    rows (`w + 2` columns, a zero row above the image's first row and below its last), the
-//!    layout `conv2d`'s wide-row path uses;
+//!    rows (`w + 1` columns: one zero column between consecutive rows, the right padding of one
+//!    and the left of the next; a zero row above the image's first row and below its last), the
+//!    layout of `conv2d`'s wide-row path with its two padding columns merged into one;
 //! 3. `C3 = W2 · Q` read in place (each of the `9·bk` rows of the 3×3's `B` is a run of `Q`);
 //!
 //! and then the caller copies each strip's `C3` into the layer's `k` new channels of the block
-//! buffer, dropping the two padding columns of each row (the one step that reads another
+//! buffer, dropping the padding column of each row (the one step that reads another
 //! core's data: `k` channels, against the `bk` of the bottleneck and the whole prefix a strip
 //! reads). The price is the halo: where two strips meet, each computes the 1×1 for one row the
 //! other owns.
@@ -153,9 +154,10 @@ impl StripLayer {
         (n, y0, (y0 + self.rows).min(self.h))
     }
 
-    /// Columns of the padded wide rows.
+    /// Columns of the padded wide rows: the image row and one zero column, which is the right
+    /// padding of this row and the left padding of the next.
     fn wq(&self) -> usize {
-        self.w + 2
+        wide_row(self.w)
     }
 
     /// Columns of the 1×1 per block: an L2-sized block of packed `B`
@@ -250,8 +252,8 @@ impl StripLayer {
             } else {
                 task((0, &mut scratch[..per_strip]));
             }
-            // The strips' rows of each new channel: `C3` rows of `w + 2` wide columns, the last
-            // two dropped.
+            // The strips' rows of each new channel: `C3` rows of `w + 1` wide columns, the last
+            // dropped.
             let wq = self.wq();
             for (i, mine) in scratch[..nw * per_strip].chunks(per_strip).enumerate() {
                 let (n, y0, y1) = self.strip(s0 + i);
@@ -361,7 +363,6 @@ impl StripLayer {
             let rows = qp.len() / qplane;
             for row in qp.chunks_exact_mut(wq) {
                 row[0] = 0.0;
-                row[w + 1] = 0.0;
             }
             for plane in qp.chunks_exact_mut(qplane) {
                 plane[..wq].fill(0.0);
@@ -452,7 +453,6 @@ impl StripLayer {
             for (r, row) in qp.chunks_exact_mut(wq).enumerate() {
                 if (y0 + r).checked_sub(1).is_some_and(|y| y < self.h) {
                     row[0] = 0.0;
-                    row[w + 1] = 0.0;
                 } else {
                     row.fill(0.0);
                 }
@@ -496,8 +496,8 @@ impl StripLayer {
             );
         }
 
-        // 3. The 3×3 as wide rows: output `(oy, ox)` of the strip is column `oy·(w+2) + ox`, and
-        //    row `(ch, ky, kx)` of `B` is `Q` read from `ch·qplane + ky·(w+2) + kx` on.
+        // 3. The 3×3 as wide rows: output `(oy, ox)` of the strip is column `oy·(w+1) + ox`, and
+        //    row `(ch, ky, kx)` of `B` is `Q` read from `ch·qplane + ky·(w+1) + kx` on.
         let cols3 = (y1 - y0) * wq;
         let c3 = &mut work[..self.k * cols3];
         conv3_from_q(
@@ -621,6 +621,19 @@ fn map_into_q(
     }
 }
 
+/// Columns of a wide row of `Q` for maps `w` wide: the row and one zero column. Padded row `r`
+/// of a plane starts at `r·(w + 1)` with its zero column, and image column `x` is at
+/// `r·(w + 1) + 1 + x`, so the column after a row's last value is the next row's zero column:
+/// each padding column serves as the right padding of one row and the left of the next. A
+/// 3×3 output `(oy, ox)` at wide column `oy·(w + 1) + ox` then reads its taps at `ky·(w + 1) +
+/// kx` further on, and one wide column per row (`ox = w`) is computed and dropped, where
+/// `conv2d`'s `w + 2` wide rows compute two. densenet121 at batch 1 on one thread: 56·57
+/// columns in 100 panels of 32 for the 56×56 map (56·58 took 102), 28·29 in 26 (28·30 took 27),
+/// 14·15 in 7 (as 14·16).
+fn wide_row(w: usize) -> usize {
+    w + 1
+}
+
 /// Rows of `wq` wide columns (`values`) into rows of `w` (`dst`), the columns past `w` dropped.
 fn drop_padding(values: &[f32], wq: usize, dst: &mut [f32], w: usize) {
     for (row, out) in values.chunks_exact(wq).zip(dst.chunks_exact_mut(w)) {
@@ -710,7 +723,7 @@ impl ImageBlock {
         weights: &(dyn Fn(usize) -> LayerWeights<'w> + Sync),
         scratch: &mut [f32],
     ) {
-        let (hw, w, wq) = (self.h * self.w, self.w, self.w + 2);
+        let (hw, w, wq) = (self.h * self.w, self.w, wide_row(self.w));
         let m = self.batch * hw;
         assert_eq!(head.len(), self.k0 * m, "image block: input length");
         for l in 0..self.layers {
@@ -878,7 +891,7 @@ mod tests {
             (1, 20, 30, 300, 16, 4, false),
             // One-row strips of 33 wide columns: 1 past a multiple of 16 and of 32, so the
             // cache-line rounding of `Q` adds nothing to its slack.
-            (1, 3, 31, 5, 16, 4, true),
+            (1, 3, 32, 5, 16, 4, true),
             // densenet121's last block, cut down: 7×7, 128 bottleneck and 32 new channels, a
             // bottleneck that is not whole row groups (20 = 8 + 8 + 4).
             (1, 7, 7, 70, 128, 32, true),
