@@ -68,43 +68,38 @@ fn main() {
             stride,
             pad,
         };
+        let iters = (20_000_000 / g.input_len()).max(10);
         for kind in ["uniform", "relu", "mixed"] {
             let x = values(g.input_len(), kind);
             let mut y = vec![0.0; g.output_len()];
             maxpool2d_forward(&mut y, &x, &g);
             let sum = checksum(&y);
-            let iters = (20_000_000 / g.input_len()).max(10);
-            let mut times = vec![];
-            for _ in 0..9 {
-                let st = Instant::now();
-                for _ in 0..iters {
-                    maxpool2d_forward(&mut y, &x, &g);
-                }
-                times.push(st.elapsed().as_secs_f64() / iters as f64 * 1e6);
-            }
-            times.sort_by(|a, b| a.total_cmp(b));
+            let (median, min) = time(iters, || maxpool2d_forward(&mut y, &x, &g));
             println!(
-                "forward  {name} {kind}: median {:.1} us min {:.1} (checksum {sum:016x})",
-                times[4], times[0]
+                "forward  {name} {kind}: median {median:.1} us min {min:.1} (checksum {sum:016x})"
             );
             let dy = values(g.output_len(), "uniform");
             let mut dx = values(g.input_len(), "uniform");
             maxpool2d_backward(&mut dx, &dy, &x, &g);
             let sum = checksum(&dx);
-            let iters = (20_000_000 / g.input_len()).max(10);
-            let mut times = vec![];
-            for _ in 0..9 {
-                let st = Instant::now();
-                for _ in 0..iters {
-                    maxpool2d_backward(&mut dx, &dy, &x, &g);
-                }
-                times.push(st.elapsed().as_secs_f64() / iters as f64 * 1e6);
-            }
-            times.sort_by(|a, b| a.total_cmp(b));
+            let (median, min) = time(iters, || maxpool2d_backward(&mut dx, &dy, &x, &g));
             println!(
-                "backward {name} {kind}: median {:.1} us min {:.1} (checksum {sum:016x})",
-                times[4], times[0]
+                "backward {name} {kind}: median {median:.1} us min {min:.1} (checksum {sum:016x})"
             );
         }
     }
+}
+
+/// Median and minimum over 9 runs of `iters` calls of `call`, in µs per call.
+fn time(iters: usize, mut call: impl FnMut()) -> (f64, f64) {
+    let mut times = vec![];
+    for _ in 0..9 {
+        let st = Instant::now();
+        for _ in 0..iters {
+            call();
+        }
+        times.push(st.elapsed().as_secs_f64() / iters as f64 * 1e6);
+    }
+    times.sort_by(|a, b| a.total_cmp(b));
+    (times[4], times[0])
 }
