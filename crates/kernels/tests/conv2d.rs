@@ -595,3 +595,108 @@ fn check_on_pools(p: &Problem, run: impl Fn(&Problem, Isa, &mut Workspace) -> Ve
         assert_eq!(one, on(3), "[{isa}] {:?} on 3 threads", p.g);
     }
 }
+/// A stride-1 geometry with its own kernel and padding per axis.
+#[allow(clippy::too_many_arguments)]
+fn stride1(
+    n: usize,
+    ic: usize,
+    oc: usize,
+    h: usize,
+    w: usize,
+    kh: usize,
+    kw: usize,
+    ph: usize,
+    pw: usize,
+) -> Conv2dGeom {
+    Conv2dGeom {
+        batch: n,
+        in_channels: ic,
+        out_channels: oc,
+        in_h: h,
+        in_w: w,
+        kernel_h: kh,
+        kernel_w: kw,
+        stride_h: 1,
+        stride_w: 1,
+        pad_h: ph,
+        pad_w: pw,
+    }
+}
+
+/// As `check_all`, with the workspace filled with NaN before every call: a read of any position
+/// the call did not write itself (padding, slack past the padded input) shows up.
+fn check_all_poisoned(p: &Problem, isa: Isa) {
+    let g = p.g;
+    let len = conv2d::conv2d_workspace_len(&g);
+    let mut ws = Workspace::new();
+    let x = p.mapped_input();
+    let mut want = vec![0.0; g.output_len()];
+    reference::conv2d_forward(&mut want, &x, &p.weight, p.bias.as_deref(), &g);
+    ws.get(len).fill(f32::NAN);
+    p.check("forward", isa, &p.forward(isa, &mut ws), &want);
+    let mut want = p.d_inp0.clone();
+    reference::conv2d_backward_input(&mut want, &p.d_out, &p.weight, &g);
+    ws.get(len).fill(f32::NAN);
+    p.check(
+        "backward_input",
+        isa,
+        &p.backward_input(isa, &mut ws),
+        &want,
+    );
+    let mut want_w = p.d_weight0.clone();
+    let mut want_b = p.d_bias0.clone();
+    reference::conv2d_backward_weight(
+        &mut want_w,
+        p.bias.is_some().then_some(&mut want_b[..]),
+        &p.d_out,
+        &x,
+        &g,
+    );
+    ws.get(len).fill(f32::NAN);
+    let (got_w, got_b) = p.backward_weight(isa, &mut ws);
+    p.check("backward_weight", isa, &got_w, &want_w);
+    p.check("backward_bias", isa, &got_b, &want_b);
+}
+
+/// The wide rows' shared padding columns (`K = 2p + 1`, stride 1: rows `W + p` wide, a tap past
+/// a row's end reading the next row's leading zeros, the last plane's last tap reading `p`
+/// zeros of slack) on every kind of such geometry, against the reference with a workspace full
+/// of NaN: 5×5/p2 and 7×7/p3, one-axis kernels (3×1, 1×3, 1×5), unequal axes (5×3, 3×5),
+/// maps of 1 or 2 rows or columns at batch 3, kernels whose padding is not `(K−1)/2` (3×3/p2,
+/// 5×5/p1: the old `W + 2p` rows), a last panel whose `NR`-wide read ends exactly at the end of
+/// the slack (33 wide columns), and weight gradients long enough for the dot products.
+#[test]
+fn shared_padding_columns_on_every_geometry() {
+    let shapes = [
+        stride1(3, 5, 7, 6, 7, 5, 5, 2, 2),
+        stride1(2, 3, 4, 9, 8, 7, 7, 3, 3),
+        stride1(2, 3, 4, 5, 6, 3, 1, 1, 0),
+        stride1(2, 3, 4, 5, 6, 1, 3, 0, 1),
+        stride1(2, 3, 4, 5, 6, 1, 5, 0, 2),
+        stride1(2, 3, 4, 6, 6, 5, 3, 2, 1),
+        stride1(2, 3, 4, 6, 6, 3, 5, 1, 2),
+        stride1(3, 2, 3, 1, 1, 3, 3, 1, 1),
+        stride1(3, 2, 3, 1, 2, 3, 3, 1, 1),
+        stride1(3, 2, 3, 2, 1, 3, 3, 1, 1),
+        stride1(3, 2, 3, 1, 1, 5, 5, 2, 2),
+        stride1(3, 2, 3, 2, 1, 5, 5, 2, 2),
+        stride1(2, 2, 3, 4, 4, 3, 3, 2, 2),
+        // (H−1)·(W+p) + W = 33 wide columns, 1 past a panel: the last read ends at the slack's end.
+        stride1(2, 3, 4, 2, 15, 7, 7, 3, 3),
+        stride1(1, 3, 4, 1, 33, 5, 5, 2, 2),
+        stride1(2, 2, 3, 4, 4, 5, 5, 1, 1),
+        // N·OH·OW ≥ 4096: weight gradients by dot products.
+        stride1(4, 6, 5, 33, 33, 5, 5, 2, 2),
+        stride1(2, 4, 3, 50, 45, 7, 7, 3, 3),
+        stride1(4, 6, 5, 33, 33, 3, 3, 1, 1),
+        stride1(4, 6, 5, 33, 33, 1, 3, 0, 1),
+    ];
+    for (i, g) in shapes.into_iter().enumerate() {
+        for (ints, pre) in [(true, true), (true, false), (false, true)] {
+            let p = Problem::new(g, 0x51 + i as u64, ints, true, pre, true);
+            for isa in Isa::ALL.into_iter().filter(|i| i.is_supported()) {
+                check_all_poisoned(&p, isa);
+            }
+        }
+    }
+}

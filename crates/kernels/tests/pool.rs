@@ -1,6 +1,8 @@
 //! Pooling kernels against the reference on every tier: DenseNet's 3×3/s2/p1 max pool and 2×2/s2
 //! average pool plus generic windows, odd sizes in PyTorch's floor mode, 1×1 planes, max-pool
 //! ties (small integers make many), NaN, accumulation into non-zero gradients, 1 vs 2 threads.
+//! The forward's order among equal values of different bits (±0, NaNs of either sign) is pinned
+//! bit for bit against an oracle of its separable order, which differs from the reference's.
 //! The 3×3 stride-2 max-pool backward has its own fast path, tested at its edges: padding 0 and
 //! 1, odd and even sizes, tiny planes, widths around its lane blocks and its row buffer, and
 //! inputs made of ties, signed zeros, infinities and NaNs of either sign.
@@ -296,6 +298,77 @@ fn maxpool_3x3_stride2_backward_nans_everywhere() {
                 check_max_backward(&g, &x, (i * n + j) as u64);
             }
         }
+    }
+}
+
+/// The forward's separable order, bit for bit: each column's maximum over the window's rows top
+/// to bottom, then those maxima left to right, each step keeping the running value only if it
+/// is greater or a NaN (`a > b || a.is_nan()`). On equal values of different bits (−0 and +0,
+/// NaNs of either sign) that order picks a different one than the reference's row-major scan,
+/// so this oracle, not the reference, pins which (`assert_exact` treats them as equal).
+fn separable_maxpool(x: &[f32], g: &Pool2dGeom) -> Vec<f32> {
+    let keep = |a: f32, b: f32| if a > b || a.is_nan() { a } else { b };
+    let window = |o: usize, n: usize| {
+        let start = (o * g.stride) as isize - g.pad as isize;
+        let lo = start.max(0) as usize;
+        let hi = ((start + g.kernel as isize).max(0) as usize).min(n);
+        lo..hi
+    };
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let mut out = Vec::with_capacity(g.output_len());
+    for plane in x.chunks_exact(g.in_h * g.in_w) {
+        for oy in 0..oh {
+            let rows = window(oy, g.in_h);
+            let colmax: Vec<f32> = (0..g.in_w)
+                .map(|c| {
+                    let mut v = rows.clone().map(|y| plane[y * g.in_w + c]);
+                    let first = v.next().expect("a window row");
+                    v.fold(first, keep)
+                })
+                .collect();
+            for ox in 0..ow {
+                let cols = window(ox, g.in_w);
+                let first = colmax[cols.start];
+                out.push(
+                    colmax[cols.start + 1..cols.end]
+                        .iter()
+                        .fold(first, |m, &v| keep(m, v)),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// The forward on inputs made of ties, signed zeros, infinities and NaNs of either sign, against
+/// [`separable_maxpool`] bit for bit on every tier: DenseNet's stem pool, a 2×2 window at
+/// stride 1, windows of 4 at stride 2 and 3 at stride 1 (rows of one, two and three in the
+/// column pass, planes under the fast path's 512 columns).
+#[test]
+fn maxpool_forward_order_on_signed_zeros_and_nans() {
+    let mut rng = Rng::new(23);
+    for (planes, in_h, in_w, kernel, stride, pad) in [
+        (5, 7, 7, 3, 2, 1),
+        (3, 2, 2, 2, 1, 0),
+        (4, 9, 9, 4, 2, 1),
+        (4, 6, 5, 3, 1, 1),
+        (2, 17, 40, 3, 2, 1),
+    ] {
+        let g = Pool2dGeom {
+            planes,
+            in_h,
+            in_w,
+            kernel,
+            stride,
+            pad,
+        };
+        let x = specials(&mut rng, g.input_len());
+        let want = separable_maxpool(&x, &g);
+        for_each_tier(|isa| {
+            let mut got = vec![0.0; g.output_len()];
+            maxpool2d_forward(&mut got, &x, &g);
+            assert_bits(&format!("{isa} maxpool forward {g:?}"), &got, &want);
+        });
     }
 }
 

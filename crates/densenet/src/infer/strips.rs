@@ -16,7 +16,7 @@
 //! 2. `Q = pre2(C1)`, each block mapped as soon as it is computed, laid out as zero-padded wide
 //!    rows (`w + 1` columns: one zero column between consecutive rows, the right padding of one
 //!    and the left of the next; a zero row above the image's first row and below its last), the
-//!    layout of `conv2d`'s wide-row path with its two padding columns merged into one;
+//!    layout `conv2d`'s wide-row path uses for "same" padding;
 //! 3. `C3 = W2 · Q` read in place (each of the `9·bk` rows of the 3×3's `B` is a run of `Q`);
 //!
 //! and then the caller copies each strip's `C3` into the layer's `k` new channels of the block
@@ -627,7 +627,7 @@ fn map_into_q(
 /// each padding column serves as the right padding of one row and the left of the next. A
 /// 3×3 output `(oy, ox)` at wide column `oy·(w + 1) + ox` then reads its taps at `ky·(w + 1) +
 /// kx` further on, and one wide column per row (`ox = w`) is computed and dropped, where
-/// `conv2d`'s `w + 2` wide rows compute two. densenet121 at batch 1 on one thread: 56·57
+/// `w + 2` wide rows computed two (as `conv2d`'s wide rows did before they shared theirs). densenet121 at batch 1 on one thread: 56·57
 /// columns in 100 panels of 32 for the 56×56 map (56·58 took 102), 28·29 in 26 (28·30 took 27),
 /// 14·15 in 7 (as 14·16).
 fn wide_row(w: usize) -> usize {

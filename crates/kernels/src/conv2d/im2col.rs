@@ -194,6 +194,12 @@ impl<'a> Im2col<'a> {
     ) {
         let depth = self.rows();
         let panels = (dst.len() / (depth * NR)).min(ncols.div_ceil(NR).saturating_sub(first_panel));
+        // The runs are cut from the whole input, not from their channel: a range past the
+        // channel would read the next one.
+        debug_assert!(
+            col0 + ncols <= self.chan_len,
+            "pack_b: columns past the channel"
+        );
         // `PACK_ROWS` channels at a time through the panels, as `gemm::pack_b_matrix` packs
         // rows: each channel's run is read front to back, and each panel gets consecutive rows.
         for ic0 in (0..depth).step_by(PACK_ROWS) {

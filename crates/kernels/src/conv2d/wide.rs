@@ -6,9 +6,10 @@
 //! The stride-1 case:
 //!
 //! Copy the input once into a zero-padded buffer `P[IC, N, Hp, Wp]` (`Hp = H + 2·ph`,
-//! `Wp = W + 2·pw`), with `pre` applied. Then compute the output of each image on the padded
-//! width, `m' = oy·Wp + ox` for `ox < Wp` (the last `KW − 1` columns of each row are computed
-//! and thrown away), because then every row of `col` is a contiguous slice of `P`:
+//! `Wp = W + 2·pw`, or `W + pw` with padding columns shared between rows, below), with `pre`
+//! applied. Then compute the output of each image on the padded width, `m' = oy·Wp + ox` for
+//! `ox < Wp` (the last `Wp − OW` columns of each row are computed and thrown away), because
+//! then every row of `col` is a contiguous slice of `P`:
 //!
 //! ```text
 //! col[(ic, ky, kx), m'] = P[ic, n, oy + ky, ox + kx] = P_flat[ic, n][m' + ky·Wp + kx]
@@ -21,8 +22,8 @@
 //! 2.40 ms in place). The window a depth slice of 256 rows reads (28 channels × 3 rows of `P`
 //! around the panel) is a third of the packed panel's size, so it stays in L1 as well.
 //! The `(Wp − OW)/Wp` wasted columns cost 3.5% at 56×56, 7% at 28×28 and 22% at 7×7; the
-//! generic path's per-tap index arithmetic cost far more. A convolution padded the same on
-//! every side (the 3×3/p1s) shares its padding columns between rows, `Wp = W + pw` (see
+//! generic path's per-tap index arithmetic cost far more. A convolution with "same" padding
+//! (`K = 2p + 1`: the 3×3/p1s) shares its padding columns between rows, `Wp = W + pw` (see
 //! `WideInput`), which halves that waste: 1.8%, 3.4% and 12.5%.
 //!
 //! The input gradient of a stride-1 convolution is itself a stride-1 convolution of `d_out`
@@ -75,12 +76,13 @@ pub(super) fn applies_forward(g: &Conv2dGeom) -> bool {
 /// `m' = oy·wq + ox` every row of `col` is again a contiguous run of `Q`. With stride 1 there is
 /// one phase and `Q` is the padded input `P` (`hq = H + 2·ph`, `wq = W + 2·pw`).
 ///
-/// A stride-1 convolution padded the same on every side (`KW = 2·pw + 1`, `KH = 2·ph + 1`,
-/// `ph ≥ 1`: the 3×3/p1 growth convs and their input gradients) shares the padding columns
-/// between rows: `wq = W + pw`, each row the `pw` zeros then the `W` values, so the zeros
-/// starting the next row (a zero row after the last) are this row's right padding. A tap
-/// reading past a row's end lands in them (`ox + kx − wq ≤ pw − 1`), and each row computes `pw`
-/// columns to throw away instead of `2·pw` (3% of the columns at 32×32, 1.7% at 56×56).
+/// A stride-1 convolution with "same" padding (`KW = 2·pw + 1` and `KH = 2·ph + 1`: the 3×3/p1
+/// growth convs and their input gradients) shares the padding columns between rows:
+/// `wq = W + pw`, every row (a zero row too) the `pw` zeros then the `W` values, so the zeros
+/// starting the next row are this row's right padding. A tap reading past a row's end lands in
+/// them (`ox + kx − wq ≤ pw − 1`); past the last row of the last plane, in `pw` zeros of slack
+/// after `Q`. Each row computes `pw` columns to throw away instead of `2·pw` (3% of the columns
+/// at 32×32, 1.7% at 56×56).
 #[derive(Clone, Copy, Debug)]
 struct WideInput {
     sh: usize,
@@ -93,7 +95,6 @@ impl WideInput {
     fn new(g: &Conv2dGeom) -> Self {
         let shared = g.stride_h == 1
             && g.stride_w == 1
-            && g.pad_h >= 1
             && g.kernel_h == 2 * g.pad_h + 1
             && g.kernel_w == 2 * g.pad_w + 1;
         WideInput {
@@ -447,10 +448,10 @@ fn fill_channel_planes(
                 };
                 let src = &inp[((ic * g.batch + n) * g.in_h + y) * g.in_w..][..g.in_w];
                 if sw == 1 {
-                    // One phase across: the row is `pw` zeros, the mapped input row, and zeros
-                    // unless the next row's serve (see `WideInput`). (A `fill` of the one zero
-                    // of a 3×3's padding is a `memset` call per side and row: 1.6% of BC-100's
-                    // forward 3×3.)
+                    // One phase across: the row is `pw` zeros, the mapped input row, and `pw`
+                    // zeros more unless the next row's leading zeros serve as them (see
+                    // `WideInput`). (A `fill` of the one zero of a 3×3's padding is a `memset`
+                    // call per side and row: 1.6% of BC-100's forward 3×3.)
                     let (left, rest) = row.split_at_mut(g.pad_w);
                     let (mid, right) = rest.split_at_mut(g.in_w);
                     match (&mut *left, &mut *right) {

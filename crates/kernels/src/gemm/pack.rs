@@ -138,6 +138,11 @@ fn pack_b_rows<const NR: usize>(
     ncols: usize,
 ) {
     let panels = ncols.div_ceil(NR);
+    // The runs are cut from the whole of `src`: columns past a row would read the next one.
+    debug_assert!(
+        depth <= 1 || col0 + ncols <= ld,
+        "pack_b: columns past a row"
+    );
     for k0 in (0..depth).step_by(PACK_ROWS) {
         for j in 0..panels {
             let w = NR.min(ncols - j * NR);
