@@ -581,16 +581,27 @@ fn micro_tile(
         return;
     }
     let mut scratch = [0.0f32; MAX_TILE];
-    micro_kernel(
-        isa,
-        t.mr,
-        kc,
-        a,
-        b,
-        &mut scratch[..t.mr * t.nr],
-        t.nr,
-        CStore::Write,
-    );
+    let tile = &mut scratch[..t.mr * t.nr];
+    match isa {
+        // A tail of at most 16 columns takes half the AVX-512 tile (the same sums): the last
+        // panel of a 14×14 map's 196 columns holds 4.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 if cols <= 16 && t.mr == x86_64_avx512::MR_NARROW => {
+            x86_64_avx512::kernel::<{ x86_64_avx512::MR_NARROW }, 1>(
+                kc,
+                a,
+                b,
+                tile,
+                t.nr,
+                CStore::Write,
+            )
+        }
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 if cols <= 16 => {
+            x86_64_avx512::kernel::<{ x86_64_avx512::MR }, 1>(kc, a, b, tile, t.nr, CStore::Write)
+        }
+        _ => micro_kernel(isa, t.mr, kc, a, b, tile, t.nr, CStore::Write),
+    }
     let accumulate = store == CStore::Add;
     for (r, tile_row) in scratch.chunks_exact(t.nr).take(rows).enumerate() {
         let c_row = &mut c[r * ldc..r * ldc + cols];
@@ -619,10 +630,10 @@ fn micro_kernel(
     match isa {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 if mr == x86_64_avx512::MR_NARROW => {
-            x86_64_avx512::kernel::<{ x86_64_avx512::MR_NARROW }>(kc, a, b, c, ldc, store)
+            x86_64_avx512::kernel::<{ x86_64_avx512::MR_NARROW }, 2>(kc, a, b, c, ldc, store)
         }
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => x86_64_avx512::kernel::<{ x86_64_avx512::MR }>(kc, a, b, c, ldc, store),
+        Isa::Avx512 => x86_64_avx512::kernel::<{ x86_64_avx512::MR }, 2>(kc, a, b, c, ldc, store),
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => x86_64_avx2::kernel(kc, a, b, c, ldc, accumulate),
         _ => portable::kernel(kc, a, b, c, ldc, accumulate),

@@ -26,12 +26,14 @@ pub const MR_NARROW: usize = 12;
 
 /// `C[MR, NR] (+)= Σ_k A[·, k] ⊗ B[k, ..NR]`, `C[r, j] = c[r·ldc + j]`, with `B` packed
 /// (`B[k, ..] = b[k·NR..][..NR]`) or read in place from its rows. `ROWS` is [`MR`] or
-/// [`MR_NARROW`].
+/// [`MR_NARROW`]. With `VECS = 1` only the first 16 columns (one vector) of the tile are
+/// computed and stored, from the same `B` rows: a column tail of at most 16 costs half a tile
+/// (each of those columns is the same sum as in a whole tile).
 ///
 /// # Panics
 /// If a buffer is too short for `kc` or the tile, or the CPU lacks the tier's features.
 #[inline]
-pub(crate) fn kernel<const ROWS: usize>(
+pub(crate) fn kernel<const ROWS: usize, const VECS: usize>(
     kc: usize,
     a: ASliver<'_>,
     b: BSliver<'_>,
@@ -39,9 +41,12 @@ pub(crate) fn kernel<const ROWS: usize>(
     ldc: usize,
     store: CStore,
 ) {
+    // Checked for whole rows of `NR`: a packed row is `NR` floats apart whatever `VECS`, and
+    // callers of an in-place `B` leave `NR` floats after its last row anyway.
     let (b_ptr, b_starts) = b.checked(kc, NR);
     assert!(ROWS == MR || ROWS == MR_NARROW);
-    assert!(super::c_span(ROWS, ldc, NR).is_some_and(|n| n <= c.len()));
+    assert!(VECS == 1 || VECS == 2);
+    assert!(super::c_span(ROWS, ldc, 16 * VECS).is_some_and(|n| n <= c.len()));
     assert!(is_x86_feature_detected!("avx512f"));
     let (packed, rows) = match a {
         ASliver::Packed(a) => {
@@ -58,37 +63,43 @@ pub(crate) fn kernel<const ROWS: usize>(
     };
     // SAFETY: the asserts (and `BSliver::checked`) bound every read of `A` (kc·ROWS packed
     // floats, or kc floats from each row start), of `B` (kc·NR packed floats, or NR floats from
-    // each of kc row starts) and every access to `c` ((ROWS−1)·ldc + NR), and the CPU has the
-    // features.
+    // each of kc row starts; the kernel reads the first 16·VECS of each) and every access to
+    // `c` ((ROWS−1)·ldc + 16·VECS), and the CPU has the features.
     unsafe {
         let c = c.as_mut_ptr();
         match (packed.is_null(), b_starts.is_null()) {
-            (true, true) => {
-                kernel_rx32::<ROWS, false, true>(kc, packed, rows, b_ptr, b_starts, c, ldc, store)
-            }
-            (true, false) => {
-                kernel_rx32::<ROWS, false, false>(kc, packed, rows, b_ptr, b_starts, c, ldc, store)
-            }
-            (false, true) => {
-                kernel_rx32::<ROWS, true, true>(kc, packed, rows, b_ptr, b_starts, c, ldc, store)
-            }
-            (false, false) => {
-                kernel_rx32::<ROWS, true, false>(kc, packed, rows, b_ptr, b_starts, c, ldc, store)
-            }
+            (true, true) => kernel_rx32::<ROWS, VECS, false, true>(
+                kc, packed, rows, b_ptr, b_starts, c, ldc, store,
+            ),
+            (true, false) => kernel_rx32::<ROWS, VECS, false, false>(
+                kc, packed, rows, b_ptr, b_starts, c, ldc, store,
+            ),
+            (false, true) => kernel_rx32::<ROWS, VECS, true, true>(
+                kc, packed, rows, b_ptr, b_starts, c, ldc, store,
+            ),
+            (false, false) => kernel_rx32::<ROWS, VECS, true, false>(
+                kc, packed, rows, b_ptr, b_starts, c, ldc, store,
+            ),
         }
     }
 }
 
 /// With `A_PACKED`, `A[r, k] = a[k·ROWS + r]`, otherwise `A[r, k] = rows[r][k]`; with
-/// `B_PACKED`, `B[k, t] = b[k·NR + t]`, otherwise `B[k, t] = b[b_starts[k] + t]`.
+/// `B_PACKED`, `B[k, t] = b[k·NR + t]`, otherwise `B[k, t] = b[b_starts[k] + t]`; columns
+/// `t < 16·VECS`.
 ///
 /// # Safety
 /// `a` (packed) or each `rows[r]` holds the `kc` values of `A` so addressed; `b` holds the
-/// `kc·NR` values of `B` so addressed (with `b_starts` holding `kc` offsets); `c` holds
-/// `(ROWS−1)·ldc + NR`; the CPU has the enabled features.
+/// values of `B` so addressed for `t < 16·VECS` (with `b_starts` holding `kc` offsets); `c`
+/// holds `(ROWS−1)·ldc + 16·VECS`; the CPU has the enabled features.
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn kernel_rx32<const ROWS: usize, const A_PACKED: bool, const B_PACKED: bool>(
+unsafe fn kernel_rx32<
+    const ROWS: usize,
+    const VECS: usize,
+    const A_PACKED: bool,
+    const B_PACKED: bool,
+>(
     kc: usize,
     a: *const f32,
     rows: [*const f32; ROWS],
@@ -109,7 +120,11 @@ unsafe fn kernel_rx32<const ROWS: usize, const A_PACKED: bool, const B_PACKED: b
                 b.add(*b_starts.add(k))
             };
             let b0 = _mm512_loadu_ps(b_k);
-            let b1 = _mm512_loadu_ps(b_k.add(16));
+            let b1 = if VECS == 2 {
+                _mm512_loadu_ps(b_k.add(16))
+            } else {
+                b0
+            };
             for (r, acc_r) in acc.iter_mut().enumerate() {
                 let a_rk = if A_PACKED {
                     *a.add(k * ROWS + r)
@@ -118,30 +133,28 @@ unsafe fn kernel_rx32<const ROWS: usize, const A_PACKED: bool, const B_PACKED: b
                 };
                 let a_r = _mm512_set1_ps(a_rk);
                 acc_r[0] = _mm512_fmadd_ps(a_r, b0, acc_r[0]);
-                acc_r[1] = _mm512_fmadd_ps(a_r, b1, acc_r[1]);
+                if VECS == 2 {
+                    acc_r[1] = _mm512_fmadd_ps(a_r, b1, acc_r[1]);
+                }
             }
         }
     }
     for (r, acc_r) in acc.iter().enumerate() {
-        // SAFETY: r < ROWS, so row r's NR floats at c + r·ldc are within (ROWS−1)·ldc + NR.
+        // SAFETY: r < ROWS, so row r's 16·VECS floats at c + r·ldc are within
+        // (ROWS−1)·ldc + 16·VECS.
         unsafe {
             let row = c.add(r * ldc);
-            let (mut v0, mut v1) = (acc_r[0], acc_r[1]);
-            match store {
-                CStore::Add => {
-                    v0 = _mm512_add_ps(_mm512_loadu_ps(row), v0);
-                    v1 = _mm512_add_ps(_mm512_loadu_ps(row.add(16)), v1);
+            for (v, &acc_v) in acc_r.iter().take(VECS).enumerate() {
+                let at = row.add(16 * v);
+                match store {
+                    CStore::Add => _mm512_storeu_ps(at, _mm512_add_ps(_mm512_loadu_ps(at), acc_v)),
+                    // Full, 64-byte-aligned lines: straight to memory.
+                    CStore::Stream if (row as usize).is_multiple_of(64) => {
+                        _mm512_stream_ps(at, acc_v);
+                    }
+                    _ => _mm512_storeu_ps(at, acc_v),
                 }
-                // Two full, 64-byte-aligned lines per row: straight to memory.
-                CStore::Stream if (row as usize).is_multiple_of(64) => {
-                    _mm512_stream_ps(row, v0);
-                    _mm512_stream_ps(row.add(16), v1);
-                    continue;
-                }
-                _ => {}
             }
-            _mm512_storeu_ps(row, v0);
-            _mm512_storeu_ps(row.add(16), v1);
         }
     }
     if store == CStore::Stream {
