@@ -177,15 +177,29 @@ impl Problem {
     }
 
     fn check_all(&self, isa: Isa) {
+        self.check_all_with(isa, false);
+    }
+
+    /// [`Problem::check_all`]; with `poison`, the workspace is filled with NaN before every
+    /// call, so a read of any position the call did not write itself (padding, slack past the
+    /// padded input) shows up.
+    fn check_all_with(&self, isa: Isa, poison: bool) {
         let mut ws = Workspace::new();
         let x = self.mapped_input();
+        let fresh = |ws: &mut Workspace| {
+            if poison {
+                ws.get(conv2d::conv2d_workspace_len(&self.g)).fill(f32::NAN);
+            }
+        };
 
         let mut want = vec![0.0; self.g.output_len()];
         reference::conv2d_forward(&mut want, &x, &self.weight, self.bias.as_deref(), &self.g);
+        fresh(&mut ws);
         self.check("forward", isa, &self.forward(isa, &mut ws), &want);
 
         let mut want = self.d_inp0.clone();
         reference::conv2d_backward_input(&mut want, &self.d_out, &self.weight, &self.g);
+        fresh(&mut ws);
         self.check(
             "backward_input",
             isa,
@@ -202,6 +216,7 @@ impl Problem {
             &x,
             &self.g,
         );
+        fresh(&mut ws);
         let (got_w, got_b) = self.backward_weight(isa, &mut ws);
         self.check("backward_weight", isa, &got_w, &want_w);
         self.check("backward_bias", isa, &got_b, &want_b);
@@ -623,41 +638,6 @@ fn stride1(
     }
 }
 
-/// As `check_all`, with the workspace filled with NaN before every call: a read of any position
-/// the call did not write itself (padding, slack past the padded input) shows up.
-fn check_all_poisoned(p: &Problem, isa: Isa) {
-    let g = p.g;
-    let len = conv2d::conv2d_workspace_len(&g);
-    let mut ws = Workspace::new();
-    let x = p.mapped_input();
-    let mut want = vec![0.0; g.output_len()];
-    reference::conv2d_forward(&mut want, &x, &p.weight, p.bias.as_deref(), &g);
-    ws.get(len).fill(f32::NAN);
-    p.check("forward", isa, &p.forward(isa, &mut ws), &want);
-    let mut want = p.d_inp0.clone();
-    reference::conv2d_backward_input(&mut want, &p.d_out, &p.weight, &g);
-    ws.get(len).fill(f32::NAN);
-    p.check(
-        "backward_input",
-        isa,
-        &p.backward_input(isa, &mut ws),
-        &want,
-    );
-    let mut want_w = p.d_weight0.clone();
-    let mut want_b = p.d_bias0.clone();
-    reference::conv2d_backward_weight(
-        &mut want_w,
-        p.bias.is_some().then_some(&mut want_b[..]),
-        &p.d_out,
-        &x,
-        &g,
-    );
-    ws.get(len).fill(f32::NAN);
-    let (got_w, got_b) = p.backward_weight(isa, &mut ws);
-    p.check("backward_weight", isa, &got_w, &want_w);
-    p.check("backward_bias", isa, &got_b, &want_b);
-}
-
 /// The wide rows' shared padding columns (`K = 2p + 1`, stride 1: rows `W + p` wide, a tap past
 /// a row's end reading the next row's leading zeros, the last plane's last tap reading `p`
 /// zeros of slack) on every kind of such geometry, against the reference with a workspace full
@@ -695,7 +675,7 @@ fn shared_padding_columns_on_every_geometry() {
         for (ints, pre) in [(true, true), (true, false), (false, true)] {
             let p = Problem::new(g, 0x51 + i as u64, ints, true, pre, true);
             for isa in Isa::ALL.into_iter().filter(|i| i.is_supported()) {
-                check_all_poisoned(&p, isa);
+                p.check_all_with(isa, true);
             }
         }
     }

@@ -577,30 +577,17 @@ fn micro_tile(
     store: CStore,
 ) {
     if rows == t.mr && cols == t.nr {
-        micro_kernel(isa, t.mr, kc, a, b, c, ldc, store);
+        micro_kernel::<2>(isa, t.mr, kc, a, b, c, ldc, store);
         return;
     }
     let mut scratch = [0.0f32; MAX_TILE];
     let tile = &mut scratch[..t.mr * t.nr];
-    match isa {
-        // A tail of at most 16 columns takes half the AVX-512 tile (the same sums): the last
-        // panel of a 14×14 map's 196 columns holds 4.
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 if cols <= 16 && t.mr == x86_64_avx512::MR_NARROW => {
-            x86_64_avx512::kernel::<{ x86_64_avx512::MR_NARROW }, 1>(
-                kc,
-                a,
-                b,
-                tile,
-                t.nr,
-                CStore::Write,
-            )
-        }
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 if cols <= 16 => {
-            x86_64_avx512::kernel::<{ x86_64_avx512::MR }, 1>(kc, a, b, tile, t.nr, CStore::Write)
-        }
-        _ => micro_kernel(isa, t.mr, kc, a, b, tile, t.nr, CStore::Write),
+    // A tail of at most 16 columns takes half the AVX-512 tile (the same sums): the last panel
+    // of a 14×14 map's 196 columns holds 4.
+    if cols <= 16 {
+        micro_kernel::<1>(isa, t.mr, kc, a, b, tile, t.nr, CStore::Write);
+    } else {
+        micro_kernel::<2>(isa, t.mr, kc, a, b, tile, t.nr, CStore::Write);
     }
     let accumulate = store == CStore::Add;
     for (r, tile_row) in scratch.chunks_exact(t.nr).take(rows).enumerate() {
@@ -614,9 +601,12 @@ fn micro_tile(
 }
 
 /// A full `mr × NR` tile on the given tier: `C (+)= Σ_k A[·, k] ⊗ b[k]`. `mr` is the tier's
-/// own, or AVX-512's narrow 12 (see [`tile_for_rows`]).
+/// own, or AVX-512's narrow 12 (see [`tile_for_rows`]). With `VECS = 1` the AVX-512 kernel
+/// computes only the tile's first 16 columns (one vector); the other tiers compute the whole
+/// tile either way, so `c` must hold a whole tile.
 #[inline]
-fn micro_kernel(
+#[allow(clippy::too_many_arguments)]
+fn micro_kernel<const VECS: usize>(
     isa: Isa,
     mr: usize,
     kc: usize,
@@ -630,10 +620,12 @@ fn micro_kernel(
     match isa {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 if mr == x86_64_avx512::MR_NARROW => {
-            x86_64_avx512::kernel::<{ x86_64_avx512::MR_NARROW }, 2>(kc, a, b, c, ldc, store)
+            x86_64_avx512::kernel::<{ x86_64_avx512::MR_NARROW }, VECS>(kc, a, b, c, ldc, store)
         }
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => x86_64_avx512::kernel::<{ x86_64_avx512::MR }, 2>(kc, a, b, c, ldc, store),
+        Isa::Avx512 => {
+            x86_64_avx512::kernel::<{ x86_64_avx512::MR }, VECS>(kc, a, b, c, ldc, store)
+        }
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => x86_64_avx2::kernel(kc, a, b, c, ldc, accumulate),
         _ => portable::kernel(kc, a, b, c, ldc, accumulate),
