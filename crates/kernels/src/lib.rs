@@ -70,6 +70,7 @@ pub mod pool;
 pub mod reference;
 pub mod sgd;
 mod simd;
+pub mod winograd;
 pub mod workspace;
 
 pub use dispatch::{active_isa, Isa};

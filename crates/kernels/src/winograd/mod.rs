@@ -1,0 +1,451 @@
+//! A 3×3, stride-1 convolution by Winograd's minimal filtering, F(2×2, 3×3) (Lavin and Gray,
+//! "Fast Algorithms for Convolutional Neural Networks", 2016): forward only, for inference.
+//!
+//! # The algorithm
+//!
+//! In one dimension, two outputs of a 3-tap filter `g` over four inputs `d`,
+//! `y0 = d0·g0 + d1·g1 + d2·g2` and `y1 = d1·g0 + d2·g1 + d3·g2`, take four multiplications
+//! instead of six:
+//!
+//! ```text
+//! m0 = (d0 − d2)·g0            m1 = (d1 + d2)·(g0 + g1 + g2)/2
+//! m3 = (d1 − d3)·g2            m2 = (d2 − d1)·(g0 − g1 + g2)/2
+//! y0 = m0 + m1 + m2            y1 = m1 − m2 − m3
+//! ```
+//!
+//! that is `y = Aᵀ[(G·g) ⊙ (Bᵀ·d)]` with
+//!
+//! ```text
+//!      ⎡1  0 −1  0⎤        ⎡ 1    0    0 ⎤
+//! Bᵀ = ⎢0  1  1  0⎥    G = ⎢1/2  1/2  1/2⎥    Aᵀ = ⎡1  1  1  0⎤
+//!      ⎢0 −1  1  0⎥        ⎢1/2 −1/2  1/2⎥         ⎣0  1 −1 −1⎦
+//!      ⎣0  1  0 −1⎦        ⎣ 0    0    1 ⎦
+//! ```
+//!
+//! Nested, the same matrices give a 2×2 output tile of a 3×3 filter from a 4×4 input tile `D`
+//! in 16 multiplications instead of 36: `Y = Aᵀ[(G·g·Gᵀ) ⊙ (Bᵀ·D·B)]·A`. Over `C` input
+//! channels the products sum channel by channel before the output transform (it is linear), so
+//! a convolution with `K` outputs becomes, for each of the 16 positions `ξ` of the 4×4
+//! transformed tile, one matrix product
+//!
+//! ```text
+//! M_ξ[K, tiles] = U_ξ[K, C] · V_ξ[C, tiles],   U = G·g·Gᵀ (weights),   V = Bᵀ·D·B (input)
+//! ```
+//!
+//! of depth `C`, where the direct convolution is one product of depth `9·C`: 16·C against
+//! 4·9·C = 36·C multiply-adds per tile of four outputs, 2.25× fewer. The transforms are
+//! additions only (and halvings, exact in binary), a few percent of the products' time.
+//!
+//! # Accuracy
+//!
+//! The products see transformed values instead of the inputs, so each output is a different
+//! sum of roundings than the direct convolution's: on DenseNet's 3×3s, the outputs differ by a
+//! few units in the last place of the largest term (the tests bound it relative to
+//! `Σ|w|·|x|`), and a whole densenet121 forward's logits within 1e-5 of the direct one's.
+//! F(2×2, 3×3) is the variant with the smallest error; the larger tiles (F(4×4, 3×3) and up)
+//! save more multiplications with transforms whose coefficients grow, and their errors with them.
+//!
+//! # Layout
+//!
+//! The input is read in place from zero-padded planes in the wide-row layout of
+//! `conv2d`'s stride-1 path and the inference strips: padded row `r` of channel `ch` starts at
+//! `ch·plane + r·row`, and holds the left padding zero at column 0 and image column `x` at
+//! `1 + x`. Tile `(ty, tx)` (outputs `2ty..2ty+2 × 2tx..2tx+2`) reads padded rows `2ty..2ty+4`
+//! and columns `2tx..2tx+4`. Each channel's `U_ξ` rows and `V_ξ` rows are contiguous, so the
+//! products read both in place (`AView::RowMajor`, `BView::Rows`), with no packing.
+
+#[cfg(target_arch = "x86_64")]
+mod x86_64_avx512;
+
+use crate::dispatch::Isa;
+use crate::gemm::{self, AView, BView, CStore};
+
+/// Positions of a transformed 4×4 tile: the number of products.
+pub const POSITIONS: usize = 16;
+
+/// Tiles of `V` handled per product ([`lanes`]-wide groups of a tile row are transformed
+/// at once): at most this many floats of `V` (256 KiB) per block, so a block stays in L2
+/// while its 16 products read it.
+const V_BLOCK_FLOATS: usize = 64 * 1024;
+
+/// Tiles the transforms handle at once: one AVX-512 vector.
+const LANES: usize = 16;
+
+/// A 3×3, stride-1, padding-1 convolution of `c` input channels into `k` output channels over
+/// `rows × cols` outputs, run as F(2×2, 3×3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Winograd3x3 {
+    /// Output channels.
+    pub k: usize,
+    /// Input channels.
+    pub c: usize,
+    /// Output rows and columns.
+    pub rows: usize,
+    pub cols: usize,
+}
+
+/// The lengths of [`Winograd3x3::forward`]'s scratch parts, in floats.
+struct ScratchLens {
+    u: usize,
+    v: usize,
+    m: usize,
+    /// Tiles per block; the row stride of `V_ξ` and `M_ξ` (the block rounded up to `NR`, and
+    /// room for a whole group's 16 lanes from its last tile); the stride from one `ξ` to the
+    /// next in `V` and in `M`.
+    block: usize,
+    ld: usize,
+    v_stride: usize,
+    m_stride: usize,
+}
+
+impl Winograd3x3 {
+    /// Tile rows and tile columns: `⌈rows/2⌉ × ⌈cols/2⌉`.
+    pub fn tiles(&self) -> (usize, usize) {
+        (self.rows.div_ceil(2), self.cols.div_ceil(2))
+    }
+
+    /// Floats per output row of [`Winograd3x3::forward`]: whole tiles, `2·⌈cols/2⌉`.
+    pub fn out_row(&self) -> usize {
+        2 * self.tiles().1
+    }
+
+    /// Floats of the output for `k_rows` output channels: `2·⌈rows/2⌉` rows of
+    /// [`Winograd3x3::out_row`] each.
+    pub fn out_len(&self, k_rows: usize) -> usize {
+        k_rows * 2 * self.tiles().0 * self.out_row()
+    }
+
+    /// Floats the input must hold for planes `plane` apart with rows `row` apart: the last
+    /// channel's last tile row, and on AVX-512 the 34 floats a group of tiles reads from its
+    /// first tile's first column, for a group that starts at the last tile (lanes past the map's
+    /// edge read values whose results are dropped).
+    pub fn input_len(&self, plane: usize, row: usize) -> usize {
+        let (ty, tx) = self.tiles();
+        if self.c == 0 || ty == 0 || tx == 0 {
+            return 0;
+        }
+        (self.c - 1) * plane + (2 * ty + 1) * row + 2 * (tx - 1) + 2 * LANES + 2
+    }
+
+    fn scratch_lens(&self, isa: Isa, k_rows: usize) -> ScratchLens {
+        let nr = gemm::tile(isa).nr;
+        let (ty, tx) = self.tiles();
+        let tiles = ty * tx;
+        let fit = (V_BLOCK_FLOATS / (POSITIONS * self.c.max(1))) / nr * nr;
+        let block = fit.max(nr).min(tiles.next_multiple_of(nr)).max(1);
+        let ld = block.next_multiple_of(nr) + LANES;
+        // A cache line more than the rows, so that the 16 positions of one tile, which the
+        // transforms write and read together, do not sit a multiple of 4 KiB apart (their
+        // accesses would alias in the load-store unit).
+        let (v_stride, m_stride) = (self.c * ld + 16, k_rows * ld + 16);
+        let round = |n: usize| n.div_ceil(16) * 16;
+        ScratchLens {
+            u: round(POSITIONS * k_rows * self.c),
+            v: round(POSITIONS * v_stride),
+            m: round(POSITIONS * m_stride),
+            block,
+            ld,
+            v_stride,
+            m_stride,
+        }
+    }
+
+    /// Floats of scratch [`Winograd3x3::forward`] needs for `k_rows` output channels on the
+    /// tier `isa` (16 more than its parts, for alignment): the transformed weights (`16·k_rows·c`),
+    /// one block of transformed input (`16·c·block`) and of products (`16·k_rows·block`), a
+    /// block being the tiles whose `V` fits in 256 KiB.
+    pub fn scratch_len(&self, isa: Isa, k_rows: usize) -> usize {
+        let l = self.scratch_lens(isa, k_rows);
+        l.u + l.v + l.m + 16
+    }
+
+    /// Output channels `row0 .. row0 + k_rows` of the convolution.
+    ///
+    /// # Shapes
+    /// - `weights`: `[9, k, c]`, tap-major (`g[o, ch, ky, kx]` at `((ky·3 + kx)·k + o)·c + ch`;
+    ///   see [`taps_major`]).
+    /// - `input`: `c` zero-padded planes as the module docs say, `plane` floats apart, rows
+    ///   `row ≥ cols + 1` apart, at least [`Winograd3x3::input_len`] floats. Padded rows
+    ///   `0 ..= rows + 1` and columns `0 ..= cols + 1` are the convolution's input (column
+    ///   `cols + 1` may be the next row's column 0 when `row = cols + 1`: it must then be zero,
+    ///   as it is in the shared-padding layout); what lies past them is read only for outputs
+    ///   past `rows × cols`.
+    /// - `out`: [`Winograd3x3::out_len`]`(k_rows)` floats: channel `o − row0`, row `y`, column
+    ///   `x` at `((o − row0)·2⌈rows/2⌉ + y)·out_row + x`, written. Rows and columns past the
+    ///   map's hold values to be dropped.
+    /// - `scratch`: [`Winograd3x3::scratch_len`]`(isa, k_rows)` floats.
+    ///
+    /// Each output is the same sum in the same order whatever `row0`, `k_rows`, the tier's
+    /// thread, or which block its tile falls in; tiles start at even rows and columns of the
+    /// padded input, so a caller cutting a map into strips of an even number of rows gets the
+    /// whole map's values.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward(
+        &self,
+        isa: Isa,
+        (row0, k_rows): (usize, usize),
+        weights: &[f32],
+        input: &[f32],
+        [plane, row]: [usize; 2],
+        out: &mut [f32],
+        scratch: &mut [f32],
+    ) {
+        let (k, c) = (self.k, self.c);
+        let (ty_n, tx_n) = self.tiles();
+        assert!(row0 + k_rows <= k, "winograd: output rows out of range");
+        assert_eq!(weights.len(), 9 * k * c, "winograd: weight length");
+        assert!(row > self.cols, "winograd: rows must be wider than the map");
+        assert!(
+            input.len() >= self.input_len(plane, row),
+            "winograd: input too short"
+        );
+        assert!(
+            out.len() >= self.out_len(k_rows),
+            "winograd: output too short"
+        );
+        if k_rows == 0 || ty_n == 0 || tx_n == 0 {
+            return;
+        }
+        let lens = self.scratch_lens(isa, k_rows);
+        let scratch = gemm::align64(scratch);
+        assert!(
+            scratch.len() >= lens.u + lens.v + lens.m,
+            "winograd: scratch too short"
+        );
+        let (u, rest) = scratch.split_at_mut(lens.u);
+        let (v, rest) = rest.split_at_mut(lens.v);
+        let m = &mut rest[..lens.m];
+        crate::on_tier(
+            isa,
+            #[inline(always)]
+            || transform_weights(isa, weights, k, c, row0, k_rows, u),
+        );
+
+        let tile = gemm::tile_for_rows(isa, k);
+        let (ld, v_stride, m_stride) = (lens.ld, lens.v_stride, lens.m_stride);
+        let tiles = ty_n * tx_n;
+        let out_row = self.out_row();
+        let out_plane = 2 * ty_n * out_row;
+        for f0 in (0..tiles).step_by(lens.block) {
+            let f1 = (f0 + lens.block).min(tiles);
+            // 1. V_ξ[ch, f − f0] for every channel and tile of the block.
+            for ch in 0..c {
+                let src = &input[ch * plane..];
+                for (ty, tx, n) in segments(f0, f1, tx_n) {
+                    let at = 2 * ty * row + 2 * tx;
+                    let dst = ch * ld + (ty * tx_n + tx - f0);
+                    input_group(isa, &src[at..], row, n, v, dst, v_stride);
+                }
+            }
+            // 2. M_ξ = U_ξ · V_ξ.
+            let cols = f1 - f0;
+            let row_start = |ch: usize| ch * ld;
+            for xi in 0..POSITIONS {
+                gemm::gemm_block_with(
+                    isa,
+                    tile,
+                    0,
+                    k_rows,
+                    cols,
+                    c,
+                    AView::RowMajor {
+                        data: &u[xi * k_rows * c..][..k_rows * c],
+                        ld: c,
+                    },
+                    BView::Rows {
+                        data: &v[xi * v_stride..][..c * ld],
+                        row_start: &row_start,
+                    },
+                    &mut m[xi * m_stride..][..k_rows * ld],
+                    ld,
+                    CStore::Write,
+                );
+            }
+            // 3. Each output tile from its 16 products.
+            for o in 0..k_rows {
+                for (ty, tx, n) in segments(f0, f1, tx_n) {
+                    let src = o * ld + (ty * tx_n + tx - f0);
+                    let at = o * out_plane + 2 * ty * out_row + 2 * tx;
+                    output_group(isa, m, src, m_stride, n, &mut out[at..], out_row);
+                }
+            }
+        }
+    }
+}
+
+/// The tiles `f0 .. f1` (row-major over tile rows `tx_n` long) as runs within one tile row of
+/// at most [`LANES`]: `(tile row, first tile column, tiles)`.
+fn segments(f0: usize, f1: usize, tx_n: usize) -> impl Iterator<Item = (usize, usize, usize)> {
+    let mut f = f0;
+    std::iter::from_fn(move || {
+        (f < f1).then(|| {
+            let (ty, tx) = (f / tx_n, f % tx_n);
+            let n = LANES.min(tx_n - tx).min(f1 - f);
+            f += n;
+            (ty, tx, n)
+        })
+    })
+}
+
+/// A 3×3 weight `[k, c, 3, 3]` (OIHW, PyTorch's) rearranged tap-major, `[9, k, c]`, as
+/// [`Winograd3x3::forward`] reads it (each tap's weights of one output channel contiguous, so
+/// the weight transform runs along channels).
+pub fn taps_major(oihw: &[f32], k: usize, c: usize, out: &mut [f32]) {
+    assert_eq!(oihw.len(), 9 * k * c, "taps_major: weight length");
+    assert_eq!(out.len(), 9 * k * c, "taps_major: output length");
+    for o in 0..k {
+        for ch in 0..c {
+            for tap in 0..9 {
+                out[(tap * k + o) * c + ch] = oihw[(o * c + ch) * 9 + tap];
+            }
+        }
+    }
+}
+
+/// `U_ξ[o − row0, ch] = (G·g[o, ch]·Gᵀ)_ξ` for output channels `row0 .. row0 + k_rows`, into
+/// `u` (`[16, k_rows, c]`), from tap-major weights: on AVX-512 sixteen channels at a time, one
+/// filter per lane.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn transform_weights(
+    isa: Isa,
+    g: &[f32],
+    k: usize,
+    c: usize,
+    row0: usize,
+    k_rows: usize,
+    u: &mut [f32],
+) {
+    for o in 0..k_rows {
+        let taps: [&[f32]; 9] = std::array::from_fn(|t| &g[(t * k + row0 + o) * c..][..c]);
+        let mut ch0 = 0;
+        #[cfg(target_arch = "x86_64")]
+        if isa == Isa::Avx512 {
+            while ch0 + LANES <= c {
+                x86_64_avx512::weight_group(&taps, ch0, u, o * c + ch0, k_rows * c);
+                ch0 += LANES;
+            }
+        }
+        let _ = isa;
+        for ch in ch0..c {
+            for xi in 0..POSITIONS {
+                u[(xi * k_rows + o) * c + ch] =
+                    weight_at(std::array::from_fn(|t| taps[t][ch]), xi / 4, xi % 4);
+            }
+        }
+    }
+}
+
+/// Entry `j` of `G·(a, b, c)`: `a, (a + b + c)/2, (a − b + c)/2, c`.
+#[inline(always)]
+fn g_times(a: f32, b: f32, c: f32, j: usize) -> f32 {
+    match j {
+        0 => a,
+        1 => (a + b + c) * 0.5,
+        2 => (a - b + c) * 0.5,
+        _ => c,
+    }
+}
+
+/// Entry `(i, j)` of `G·g·Gᵀ` for a 3×3 filter `g` (row-major taps): `G` along each row of `g`
+/// (entry `j`), then along the column of those (entry `i`).
+#[inline(always)]
+fn weight_at(g: [f32; 9], i: usize, j: usize) -> f32 {
+    let r = |a: usize| g_times(g[3 * a], g[3 * a + 1], g[3 * a + 2], j);
+    g_times(r(0), r(1), r(2), i)
+}
+
+/// `Bᵀ·D·B` of `n ≤ 16` horizontally adjacent tiles of one channel: `src` starts at the top-left
+/// input of the first (rows `row` apart), and position `ξ` of tile `t` goes to
+/// `v[dst + ξ·stride + t]`. Lanes `n .. 16` of each position may be written too (with values
+/// to be overwritten or dropped): the caller leaves room for them and writes a row's groups in
+/// order.
+fn input_group(
+    isa: Isa,
+    src: &[f32],
+    row: usize,
+    n: usize,
+    v: &mut [f32],
+    dst: usize,
+    stride: usize,
+) {
+    assert!(n <= LANES && (POSITIONS - 1) * stride + dst + LANES <= v.len());
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx512 {
+        x86_64_avx512::input_group(src, row, n, v, dst, stride);
+        return;
+    }
+    let _ = isa;
+    for t in 0..n {
+        let d: [[f32; 4]; 4] =
+            std::array::from_fn(|i| std::array::from_fn(|j| src[i * row + 2 * t + j]));
+        let tv = input_tile(d);
+        for (xi, &x) in tv.iter().enumerate() {
+            v[dst + xi * stride + t] = x;
+        }
+    }
+}
+
+/// `Bᵀ·D·B` of one 4×4 tile, row-major. Every tier does these operations in this order.
+#[inline(always)]
+pub(crate) fn input_tile(d: [[f32; 4]; 4]) -> [f32; POSITIONS] {
+    // Bᵀ·D: combine rows.
+    let t: [[f32; 4]; 4] = [
+        std::array::from_fn(|j| d[0][j] - d[2][j]),
+        std::array::from_fn(|j| d[1][j] + d[2][j]),
+        std::array::from_fn(|j| d[2][j] - d[1][j]),
+        std::array::from_fn(|j| d[1][j] - d[3][j]),
+    ];
+    // (Bᵀ·D)·B: combine columns.
+    let mut v = [0.0; POSITIONS];
+    for i in 0..4 {
+        v[4 * i] = t[i][0] - t[i][2];
+        v[4 * i + 1] = t[i][1] + t[i][2];
+        v[4 * i + 2] = t[i][2] - t[i][1];
+        v[4 * i + 3] = t[i][1] - t[i][3];
+    }
+    v
+}
+
+/// `Aᵀ·M·A` of `n ≤ 16` adjacent tiles: position `ξ` of tile `t` at `m[src + ξ·stride + t]`;
+/// the tile's 2×2 outputs to `out[2t ..= 2t + 1]` and `out[row + 2t ..= row + 2t + 1]`.
+fn output_group(
+    isa: Isa,
+    m: &[f32],
+    src: usize,
+    stride: usize,
+    n: usize,
+    out: &mut [f32],
+    row: usize,
+) {
+    assert!(n <= LANES && (POSITIONS - 1) * stride + src + n <= m.len());
+    assert!(row + 2 * n <= out.len());
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx512 {
+        x86_64_avx512::output_group(m, src, stride, n, out, row);
+        return;
+    }
+    let _ = isa;
+    for t in 0..n {
+        let mt: [f32; POSITIONS] = std::array::from_fn(|xi| m[src + xi * stride + t]);
+        let y = output_tile(mt);
+        out[2 * t] = y[0][0];
+        out[2 * t + 1] = y[0][1];
+        out[row + 2 * t] = y[1][0];
+        out[row + 2 * t + 1] = y[1][1];
+    }
+}
+
+/// `Aᵀ·M·A` of one tile (`M` row-major): its 2×2 outputs. Every tier does these operations in
+/// this order.
+#[inline(always)]
+pub(crate) fn output_tile(m: [f32; POSITIONS]) -> [[f32; 2]; 2] {
+    // M·A: combine columns, per row.
+    let s: [f32; 4] = std::array::from_fn(|i| m[4 * i] + m[4 * i + 1] + m[4 * i + 2]);
+    let t: [f32; 4] = std::array::from_fn(|i| m[4 * i + 1] - m[4 * i + 2] - m[4 * i + 3]);
+    // Aᵀ·(M·A): combine rows.
+    [
+        [s[0] + s[1] + s[2], t[0] + t[1] + t[2]],
+        [s[1] - s[2] - s[3], t[1] - t[2] - t[3]],
+    ]
+}

@@ -1,0 +1,192 @@
+//! The Winograd transforms on AVX-512: sixteen tiles of a tile row at once, one per lane.
+//!
+//! Tile `t` of a group reads input columns `2t .. 2t + 4`, so the lanes' first inputs are the
+//! even columns of a 32-float run and their second the odd ones: two loads and two
+//! two-source permutes (`vpermt2ps`) give a row's `d0` and `d1` for all sixteen tiles, and the
+//! same from two columns further on give `d2` and `d3`. The outputs go the other way: the two
+//! columns of each tile's output row are interleaved back into 32 consecutive floats. The
+//! arithmetic is `input_tile` / `output_tile`'s, operation for operation, so the results equal the
+//! other tiers' bit for bit.
+
+use std::arch::x86_64::*;
+
+use super::{LANES, POSITIONS};
+
+/// Even lanes of a two-vector run, then its odd lanes.
+const EVEN: [i32; 16] = [0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30];
+const ODD: [i32; 16] = [1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31];
+/// Interleaving of two vectors `a`, `b`: `a0 b0 a1 b1 …`, the low eight pairs and the high.
+const LO: [i32; 16] = [0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23];
+const HI: [i32; 16] = [8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31];
+
+/// See `super::input_group`: `Bᵀ·D·B` of `n ≤ 16` adjacent tiles, reading `2·16 + 2` floats
+/// of each of four rows and storing all 16 lanes of each position (lanes past `n` compute from
+/// whatever lies there, for the caller to overwrite or drop: a full store costs a masked one's
+/// fraction).
+///
+/// # Panics
+/// If `src` is shorter than `3·row + 34` floats, `v` than the 16 positions' runs, or the CPU
+/// lacks AVX-512F.
+pub(super) fn input_group(
+    src: &[f32],
+    row: usize,
+    n: usize,
+    v: &mut [f32],
+    dst: usize,
+    stride: usize,
+) {
+    assert!(
+        src.len() >= 3 * row + 2 * LANES + 2,
+        "winograd: input run too short"
+    );
+    assert!(n <= LANES && dst + (POSITIONS - 1) * stride + LANES <= v.len());
+    assert!(is_x86_feature_detected!("avx512f"));
+    // SAFETY: AVX-512F was detected just above; the loads stay within `src` (the first assert:
+    // four rows of 34 floats from `src[0]`), and the stores write 16 floats from each
+    // `dst + ξ·stride`, within `v` (the second assert).
+    unsafe { input_group_avx512(src.as_ptr(), row, v.as_mut_ptr().add(dst), stride) }
+}
+
+#[target_feature(enable = "avx512f")]
+unsafe fn input_group_avx512(src: *const f32, row: usize, v: *mut f32, stride: usize) {
+    // SAFETY: the caller checked every address (see `input_group`).
+    unsafe {
+        let even = _mm512_loadu_si512(EVEN.as_ptr().cast());
+        let odd = _mm512_loadu_si512(ODD.as_ptr().cast());
+        let mut d = [[_mm512_setzero_ps(); 4]; 4];
+        for (i, di) in d.iter_mut().enumerate() {
+            let r = src.add(i * row);
+            let (x0, x1) = (_mm512_loadu_ps(r), _mm512_loadu_ps(r.add(LANES)));
+            let (y0, y1) = (_mm512_loadu_ps(r.add(2)), _mm512_loadu_ps(r.add(LANES + 2)));
+            *di = [
+                _mm512_permutex2var_ps(x0, even, x1),
+                _mm512_permutex2var_ps(x0, odd, x1),
+                _mm512_permutex2var_ps(y0, even, y1),
+                _mm512_permutex2var_ps(y0, odd, y1),
+            ];
+        }
+        // Bᵀ·D, then ·B: `super::input_tile`'s operations.
+        let t: [[__m512; 4]; 4] = [
+            std::array::from_fn(|j| _mm512_sub_ps(d[0][j], d[2][j])),
+            std::array::from_fn(|j| _mm512_add_ps(d[1][j], d[2][j])),
+            std::array::from_fn(|j| _mm512_sub_ps(d[2][j], d[1][j])),
+            std::array::from_fn(|j| _mm512_sub_ps(d[1][j], d[3][j])),
+        ];
+        for (i, ti) in t.iter().enumerate() {
+            let vi = [
+                _mm512_sub_ps(ti[0], ti[2]),
+                _mm512_add_ps(ti[1], ti[2]),
+                _mm512_sub_ps(ti[2], ti[1]),
+                _mm512_sub_ps(ti[1], ti[3]),
+            ];
+            for (j, &x) in vi.iter().enumerate() {
+                _mm512_storeu_ps(v.add((4 * i + j) * stride), x);
+            }
+        }
+    }
+}
+
+/// See `super::output_group`: `Aᵀ·M·A` of `n ≤ 16` adjacent tiles into two output rows.
+///
+/// # Panics
+/// If `m` or `out` is too short for `n` tiles, or the CPU lacks AVX-512F.
+pub(super) fn output_group(
+    m: &[f32],
+    src: usize,
+    stride: usize,
+    n: usize,
+    out: &mut [f32],
+    row: usize,
+) {
+    assert!(n <= LANES && src + (POSITIONS - 1) * stride + n <= m.len());
+    assert!(row + 2 * n <= out.len());
+    assert!(is_x86_feature_detected!("avx512f"));
+    // SAFETY: AVX-512F was detected just above; the masked loads read lanes `0 .. n` of runs at
+    // `src + ξ·stride`, within `m`, and the masked stores write `2n` floats from `out[0]` and
+    // from `out[row]`, within `out` (the asserts).
+    unsafe { output_group_avx512(m.as_ptr().add(src), stride, n, out.as_mut_ptr(), row) }
+}
+
+#[target_feature(enable = "avx512f")]
+unsafe fn output_group_avx512(m: *const f32, stride: usize, n: usize, out: *mut f32, row: usize) {
+    // SAFETY: the caller checked every address (see `output_group`).
+    unsafe {
+        let mask: __mmask16 = ((1u32 << n) - 1) as __mmask16;
+        let mt: [__m512; POSITIONS] =
+            std::array::from_fn(|xi| _mm512_maskz_loadu_ps(mask, m.add(xi * stride)));
+        // M·A, then Aᵀ·: `super::output_tile`'s operations.
+        let s: [__m512; 4] = std::array::from_fn(|i| {
+            _mm512_add_ps(_mm512_add_ps(mt[4 * i], mt[4 * i + 1]), mt[4 * i + 2])
+        });
+        let t: [__m512; 4] = std::array::from_fn(|i| {
+            _mm512_sub_ps(_mm512_sub_ps(mt[4 * i + 1], mt[4 * i + 2]), mt[4 * i + 3])
+        });
+        let y00 = _mm512_add_ps(_mm512_add_ps(s[0], s[1]), s[2]);
+        let y01 = _mm512_add_ps(_mm512_add_ps(t[0], t[1]), t[2]);
+        let y10 = _mm512_sub_ps(_mm512_sub_ps(s[1], s[2]), s[3]);
+        let y11 = _mm512_sub_ps(_mm512_sub_ps(t[1], t[2]), t[3]);
+        let lo = _mm512_loadu_si512(LO.as_ptr().cast());
+        let hi = _mm512_loadu_si512(HI.as_ptr().cast());
+        // 2n floats per output row: the first vector's lanes, then the second's.
+        let wide = 2 * n as u32;
+        let m0: __mmask16 = ((1u32 << wide.min(16)) - 1) as __mmask16;
+        let m1: __mmask16 = ((1u32 << wide.saturating_sub(16)) - 1) as __mmask16;
+        for (dy, (a, b)) in [(y00, y01), (y10, y11)].into_iter().enumerate() {
+            let o = out.add(dy * row);
+            _mm512_mask_storeu_ps(o, m0, _mm512_permutex2var_ps(a, lo, b));
+            // Only a group of more than eight tiles reaches the second vector (`o + 16` is then
+            // within the `2n` floats checked).
+            if m1 != 0 {
+                _mm512_mask_storeu_ps(o.add(LANES), m1, _mm512_permutex2var_ps(a, hi, b));
+            }
+        }
+    }
+}
+
+/// See `super::transform_weights`: `U_ξ[ch0 + l] = (G·g[ch0 + l]·Gᵀ)_ξ` for sixteen channels of one
+/// output channel, `taps[t][ch0 + l]` its tap `t`, position `ξ` to `u[dst + ξ·stride + l]`.
+///
+/// # Panics
+/// If a tap row is shorter than `ch0 + 16`, `u` than the 16 positions' runs, or the CPU lacks
+/// AVX-512F.
+pub(super) fn weight_group(
+    taps: &[&[f32]; 9],
+    ch0: usize,
+    u: &mut [f32],
+    dst: usize,
+    stride: usize,
+) {
+    assert!(taps.iter().all(|t| t.len() >= ch0 + LANES));
+    assert!(dst + (POSITIONS - 1) * stride + LANES <= u.len());
+    assert!(is_x86_feature_detected!("avx512f"));
+    let starts: [*const f32; 9] = std::array::from_fn(|t| taps[t].as_ptr().wrapping_add(ch0));
+    // SAFETY: AVX-512F was detected just above; each load reads 16 floats from `taps[t][ch0]`
+    // (the first assert) and each store writes 16 from `dst + ξ·stride` (the second).
+    unsafe { weight_group_avx512(starts, u.as_mut_ptr().add(dst), stride) }
+}
+
+#[target_feature(enable = "avx512f")]
+unsafe fn weight_group_avx512(taps: [*const f32; 9], u: *mut f32, stride: usize) {
+    // SAFETY: the caller checked every address (see `weight_group`).
+    unsafe {
+        let g: [__m512; 9] = std::array::from_fn(|t| _mm512_loadu_ps(taps[t]));
+        let half = _mm512_set1_ps(0.5);
+        // `super::g_times`: entry `j` of `G·(a, b, c)`.
+        let g_times = |a: __m512, b: __m512, c: __m512| {
+            [
+                a,
+                _mm512_mul_ps(_mm512_add_ps(_mm512_add_ps(a, b), c), half),
+                _mm512_mul_ps(_mm512_add_ps(_mm512_sub_ps(a, b), c), half),
+                c,
+            ]
+        };
+        let r: [[__m512; 4]; 3] =
+            std::array::from_fn(|a| g_times(g[3 * a], g[3 * a + 1], g[3 * a + 2]));
+        for (j, ((&r0, &r1), &r2)) in r[0].iter().zip(&r[1]).zip(&r[2]).enumerate() {
+            let col = g_times(r0, r1, r2);
+            for (i, &x) in col.iter().enumerate() {
+                _mm512_storeu_ps(u.add((4 * i + j) * stride), x);
+            }
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! The Winograd F(2×2, 3×3) convolution against the reference direct convolution, on every tier
+//! this CPU has.
+//!
+//! Small integers as `f32` (inputs in −4..=4, weights in −4..=4): the weight transform only
+//! adds and halves, the input transform only adds, so every transformed value, product and sum
+//! is exact and the result must equal the reference bit for bit. Uniform floats in [−1, 1):
+//! each output within `TOL·Σ|w|·|x|` of the reference (the sum of its terms' magnitudes, which
+//! bounds the roundings of both orders), where a wrong tap or a misplaced tile is off by about
+//! one term, `Σ|w|·|x| / (9·C)`, hundreds of times more.
+
+use densenet_kernels::winograd::{taps_major, Winograd3x3};
+use densenet_kernels::{reference, Conv2dGeom, Isa};
+use proptest::prelude::*;
+
+const TOL: f32 = 1e-5;
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn value(&mut self, ints: bool) -> f32 {
+        if ints {
+            (self.next() % 9) as f32 - 4.0
+        } else {
+            (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+        }
+    }
+    fn vec(&mut self, len: usize, ints: bool) -> Vec<f32> {
+        (0..len).map(|_| self.value(ints)).collect()
+    }
+}
+
+/// One problem: `x` `[c, rows, cols]`, `w` `[k, c, 3, 3]`.
+struct Problem {
+    conv: Winograd3x3,
+    x: Vec<f32>,
+    w: Vec<f32>,
+}
+
+impl Problem {
+    fn new(conv: Winograd3x3, seed: u64, ints: bool) -> Self {
+        let mut r = Rng(seed | 1);
+        let x = r.vec(conv.c * conv.rows * conv.cols, ints);
+        let w = r.vec(conv.k * conv.c * 9, ints);
+        Problem { conv, x, w }
+    }
+
+    fn geom(&self) -> Conv2dGeom {
+        let c = self.conv;
+        Conv2dGeom::square(1, c.c, c.k, c.rows, c.cols, 3, 1, 1)
+    }
+
+    /// The direct convolution, and the same on `|x|` and `|w|` (each output's `Σ|w|·|x|`).
+    fn reference(&self) -> (Vec<f32>, Vec<f32>) {
+        let g = self.geom();
+        let mut out = vec![0.0; g.output_len()];
+        reference::conv2d_forward(&mut out, &self.x, &self.w, None, &g);
+        let abs = |v: &[f32]| v.iter().map(|a| a.abs()).collect::<Vec<_>>();
+        let mut bound = vec![0.0; g.output_len()];
+        reference::conv2d_forward(&mut bound, &abs(&self.x), &abs(&self.w), None, &g);
+        (out, bound)
+    }
+
+    /// The padded input with rows `row` floats apart (`cols + 1`: the shared-padding layout),
+    /// planes `(rows + 2)·row` apart, and `slack` after the documented region (the first float
+    /// after the last plane zero, as the shared layout's last column needs).
+    fn padded(&self, row: usize, slack: f32) -> (Vec<f32>, usize) {
+        let c = self.conv;
+        let plane = (c.rows + 2) * row;
+        let len = (c.c * plane + 1).max(c.input_len(plane, row));
+        let mut q = vec![slack; len];
+        for ch in 0..c.c {
+            let p = &mut q[ch * plane..][..plane];
+            p.fill(0.0);
+            for y in 0..c.rows {
+                let src = &self.x[(ch * c.rows + y) * c.cols..][..c.cols];
+                p[(y + 1) * row + 1..][..c.cols].copy_from_slice(src);
+            }
+        }
+        q[c.c * plane] = 0.0;
+        (q, plane)
+    }
+
+    /// Output channels `row0 .. row0 + k_rows` on `isa`, cropped to `[k_rows, rows, cols]`.
+    fn winograd(
+        &self,
+        isa: Isa,
+        row: usize,
+        slack: f32,
+        (row0, k_rows): (usize, usize),
+    ) -> Vec<f32> {
+        let c = self.conv;
+        let mut taps = vec![0.0; self.w.len()];
+        taps_major(&self.w, c.k, c.c, &mut taps);
+        let (q, plane) = self.padded(row, slack);
+        let mut out = vec![f32::NAN; c.out_len(k_rows)];
+        let mut scratch = vec![f32::NAN; c.scratch_len(isa, k_rows)];
+        c.forward(
+            isa,
+            (row0, k_rows),
+            &taps,
+            &q,
+            [plane, row],
+            &mut out,
+            &mut scratch,
+        );
+        let (ty, ow) = (c.tiles().0, c.out_row());
+        let mut cropped = Vec::with_capacity(k_rows * c.rows * c.cols);
+        for o in 0..k_rows {
+            for y in 0..c.rows {
+                cropped.extend_from_slice(&out[(o * 2 * ty + y) * ow..][..c.cols]);
+            }
+        }
+        cropped
+    }
+}
+
+fn tiers() -> impl Iterator<Item = Isa> {
+    Isa::ALL.into_iter().filter(|i| i.is_supported())
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+fn conv_strategy() -> impl Strategy<Value = Winograd3x3> {
+    (1usize..=40, 1usize..=40, 1usize..=19, 1usize..=37)
+        .prop_map(|(k, c, rows, cols)| Winograd3x3 { k, c, rows, cols })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Integers: bit for bit the reference, on every tier, in both row layouts.
+    #[test]
+    fn integers_equal_the_reference(conv in conv_strategy(), seed in any::<u64>(), extra in 0usize..3) {
+        let p = Problem::new(conv, seed, true);
+        let (want, _) = p.reference();
+        for isa in tiers() {
+            let got = p.winograd(isa, conv.cols + 1 + extra, 0.0, (0, conv.k));
+            prop_assert_eq!(bits(&got), bits(&want), "{:?} on {}", conv, isa);
+        }
+    }
+
+    /// Floats: within `TOL·Σ|w|·|x|` of the reference on every tier. (The tiers' products
+    /// round differently: the portable one multiplies then adds, the others fuse.)
+    #[test]
+    fn floats_match_the_reference(conv in conv_strategy(), seed in any::<u64>()) {
+        let p = Problem::new(conv, seed, false);
+        let (want, bound) = p.reference();
+        for isa in tiers() {
+            let got = p.winograd(isa, conv.cols + 1, 0.0, (0, conv.k));
+            for (i, (&g, (&r, &b))) in got.iter().zip(want.iter().zip(&bound)).enumerate() {
+                prop_assert!(
+                    (g - r).abs() <= TOL * b,
+                    "{conv:?} on {isa}, output {i}: {g} against {r} (bound {b})"
+                );
+            }
+        }
+    }
+
+    /// Groups of output channels (whole row groups of the tile, as callers split them) give
+    /// the same bits as all channels at once, and NaNs past the documented input region reach
+    /// no output of the map (odd sizes read past it for the dropped row and column).
+    #[test]
+    fn channel_groups_and_slack_change_nothing(conv in conv_strategy(), seed in any::<u64>()) {
+        let p = Problem::new(conv, seed, false);
+        for isa in tiers() {
+            let whole = p.winograd(isa, conv.cols + 1, 0.0, (0, conv.k));
+            let with_nans = p.winograd(isa, conv.cols + 1, f32::NAN, (0, conv.k));
+            prop_assert_eq!(bits(&with_nans), bits(&whole), "{:?} on {}: NaN slack", conv, isa);
+            let mr = densenet_kernels::gemm::tile_for_rows(isa, conv.k).mr;
+            let mut split = Vec::new();
+            for row0 in (0..conv.k).step_by(mr) {
+                let rows = mr.min(conv.k - row0);
+                split.extend(p.winograd(isa, conv.cols + 1, 0.0, (row0, rows)));
+            }
+            prop_assert_eq!(bits(&split), bits(&whole), "{:?} on {}: by groups", conv, isa);
+        }
+    }
+}
+
+/// densenet121's shapes (128 → 32 at 56, 28, 14 and 7), against the reference.
+#[test]
+fn densenet121_shapes() {
+    for size in [56, 28, 14, 7] {
+        let conv = Winograd3x3 {
+            k: 32,
+            c: 128,
+            rows: size,
+            cols: size,
+        };
+        let p = Problem::new(conv, size as u64, false);
+        let (want, bound) = p.reference();
+        for isa in tiers() {
+            let got = p.winograd(isa, size + 1, 0.0, (0, 32));
+            let worst = got
+                .iter()
+                .zip(want.iter().zip(&bound))
+                .map(|(&g, (&r, &b))| (g - r).abs() / b)
+                .fold(0.0f32, f32::max);
+            assert!(worst <= TOL, "{size}x{size} on {isa}: {worst:e}");
+        }
+    }
+}
+
+/// The tap-major rearrangement: tap `(ky, kx)` of output `o`, input `ch` at
+/// `((ky·3 + kx)·k + o)·c + ch`.
+#[test]
+fn taps_major_layout() {
+    let (k, c) = (3, 5);
+    let oihw: Vec<f32> = (0..9 * k * c).map(|i| i as f32).collect();
+    let mut taps = vec![0.0; oihw.len()];
+    taps_major(&oihw, k, c, &mut taps);
+    for o in 0..k {
+        for ch in 0..c {
+            for ky in 0..3 {
+                for kx in 0..3 {
+                    let tap = ky * 3 + kx;
+                    assert_eq!(
+                        taps[(tap * k + o) * c + ch],
+                        oihw[((o * c + ch) * 3 + ky) * 3 + kx]
+                    );
+                }
+            }
+        }
+    }
+}
