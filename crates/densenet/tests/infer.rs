@@ -124,9 +124,25 @@ fn option_sets() -> Vec<(&'static str, PlanOptions)> {
             },
         ),
         (
+            "winograd_3x3",
+            PlanOptions {
+                fuse_bn_relu_into_packing: true,
+                dense_layers_by_strips: true,
+                winograd_3x3: true,
+                ..none
+            },
+        ),
+        (
             "all but strips",
             PlanOptions {
                 dense_layers_by_strips: false,
+                ..PlanOptions::default()
+            },
+        ),
+        (
+            "all but winograd",
+            PlanOptions {
+                winograd_3x3: false,
                 ..PlanOptions::default()
             },
         ),
@@ -187,6 +203,8 @@ fn batch_one_strips_match_eval_forward() {
     let _serial = alloc_counter::exclusive();
     check_against_eval(config(Stem::Cifar, &[3, 2, 2], Some(4), 0.5), 1, 15, 9, 5);
     check_against_eval(config(Stem::Cifar, &[3, 2], Some(4), 0.5), 1, 17, 13, 8);
+    // Winograd's 3×3s in the first block: two strips of 16 and 15 rows on several threads.
+    check_against_eval(config(Stem::Cifar, &[2, 2], Some(4), 0.5), 1, 31, 29, 9);
     check_against_eval(config(Stem::Cifar, &[3], Some(2), 0.5), 1, 5, 1, 6);
     check_against_eval(
         config(Stem::ImageNet, &[2, 2, 2], Some(4), 0.5),
@@ -272,7 +290,15 @@ fn arena_is_at_least_the_peak_and_reuses_memory() {
     let _serial = alloc_counter::exclusive();
     let cfg = config(Stem::ImageNet, &[2, 3, 2], Some(4), 0.5);
     let net = model(cfg.clone(), 6);
-    let plan = InferencePlan::new(&net, 2, 64, 64, PlanOptions::default()).unwrap();
+    // Without Winograd: its scratch (the transformed weights and one block of at least 32
+    // tiles' transformed input, 128 KiB per image for this first block of 16×16 maps) is
+    // larger than all these tiny maps' buffers, where it is a few percent of densenet121's
+    // arena at batch 1 (which it leaves unchanged).
+    let opts = PlanOptions {
+        winograd_3x3: false,
+        ..PlanOptions::default()
+    };
+    let plan = InferencePlan::new(&net, 2, 64, 64, opts).unwrap();
     assert!(plan.arena_bytes() >= plan.peak_live_bytes());
     // Without reuse the arena would hold every block buffer and the input at once.
     let sizes = cfg.block_sizes(64, 64).unwrap();
@@ -380,7 +406,10 @@ fn one_and_two_threads_give_the_same_logits() {
 /// and the strips' scratch are chosen when the plan is built, so plans built in different pools run different schedules.
 /// Every schedule gives the same bits: with `norm2` folded (a bare ReLU before the 3×3) and
 /// unfolded (a real affine map, where a fused multiply-add would round differently), against a
-/// plan without strips, on every tier.
+/// plan without strips, on every tier. With Winograd's 3×3s (maps of 14 rows and columns and
+/// more: strips of 10 and 8 or 7 rows, 16 and 15, or a 15-row map shared by channels), whose
+/// sums are not the direct convolution's, against the plan built on one thread (one strip per
+/// image).
 #[test]
 fn a_plan_built_in_one_pool_runs_in_another() {
     use densenet_kernels::dispatch::with_max_isa;
@@ -392,17 +421,34 @@ fn a_plan_built_in_one_pool_runs_in_another() {
         fold_norm2: false,
         ..PlanOptions::default()
     };
-    for opts in [PlanOptions::default(), unfolded] {
+    let direct = PlanOptions {
+        winograd_3x3: false,
+        ..PlanOptions::default()
+    };
+    for opts in [PlanOptions::default(), unfolded, direct] {
         let passes = PlanOptions {
             dense_layers_by_strips: false,
             ..opts
         };
-        for (n, h, w) in [(1, 17, 13), (1, 9, 31), (1, 3, 3), (3, 2, 2), (5, 6, 5)] {
+        let sizes = [
+            (1, 17, 13),
+            (1, 9, 31),
+            (1, 3, 3),
+            (3, 2, 2),
+            (5, 6, 5),
+            (1, 18, 15),
+            (1, 17, 14),
+            (1, 31, 16),
+            (1, 15, 29),
+            (2, 14, 17),
+        ];
+        for (n, h, w) in sizes {
             let net = model(cfg.clone(), 21);
             let x = input(n * 3 * h * w, 21);
             let want = eval_reference(&mut net.clone(), &x, n, h, w);
             let build = |opts| InferencePlan::new(&net, n, h, w, opts).unwrap();
-            let reference = pool(1).install(|| build(passes).forward(&x).unwrap().to_vec());
+            let single = if opts.winograd_3x3 { opts } else { passes };
+            let reference = pool(1).install(|| build(single).forward(&x).unwrap().to_vec());
             assert!(relative_error(&reference, &want) <= 1e-5, "{n}x{h}x{w}");
             for built_in in 1..=4 {
                 let mut plan = pool(built_in).install(|| build(opts));
@@ -416,14 +462,14 @@ fn a_plan_built_in_one_pool_runs_in_another() {
                 }
             }
             // On every tier: plans built in one and two threads, and under the portable cap,
-            // equal a plan without strips built on that tier.
+            // equal a plan without strips (with Winograd: built on one thread) on that tier.
             let mut portable = with_max_isa(Isa::Portable, || build(opts));
             for isa in Isa::ALL.into_iter().filter(|i| i.is_supported()) {
                 let on = |threads: usize, o| {
                     pool(threads)
                         .install(|| with_max_isa(isa, || build(o).forward(&x).unwrap().to_vec()))
                 };
-                let native = on(1, passes);
+                let native = on(1, single);
                 let capped = with_max_isa(isa, || portable.forward(&x).unwrap().to_vec());
                 assert_eq!(
                     bits(&capped),

@@ -44,6 +44,10 @@ pub struct BenchArgs {
     /// two schedules).
     #[arg(long, conflicts_with = "plain")]
     pub no_strips: bool,
+    /// Run the dense layers' 3×3 convolutions directly instead of by Winograd F(2×2, 3×3) (to
+    /// compare the two).
+    #[arg(long, conflicts_with = "plain")]
+    pub no_winograd: bool,
 }
 
 /// Runs `densenet bench`.
@@ -60,6 +64,7 @@ pub fn run(args: BenchArgs) -> CliResult<()> {
     } else {
         PlanOptions {
             dense_layers_by_strips: !args.no_strips,
+            winograd_3x3: !args.no_winograd,
             ..PlanOptions::default()
         }
     };
@@ -101,6 +106,8 @@ pub fn run(args: BenchArgs) -> CliResult<()> {
             "plain"
         } else if args.no_strips {
             "all rewrites but strips"
+        } else if args.no_winograd {
+            "all rewrites but Winograd"
         } else {
             "all rewrites"
         }

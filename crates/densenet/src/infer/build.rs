@@ -2,13 +2,14 @@
 //! own parameter vector, and the arena laid out by buffer liveness.
 
 use densenet_kernels::conv2d::conv2d_forward;
+use densenet_kernels::winograd::taps_major;
 use std::ops::Range;
 
 use densenet_kernels::{Conv2dGeom, Workspace};
 
 use super::arena::{self, Request};
 use super::ops::{pointwise_forward, pointwise_scratch_len, Affine};
-use super::strips::{schedule, BlockSchedule, ImageBlock, StripLayer};
+use super::strips::{schedule, uses_winograd, BlockSchedule, ImageBlock, StripLayer};
 use super::{InferencePlan, PlanOptions};
 use crate::config::Stem;
 use crate::error::{Error, Result};
@@ -265,6 +266,7 @@ pub(crate) fn build(
     };
     bufs.stem = stem_hw.map(|(sh, sw)| req(cfg.init_features * batch * sh * sw, 0, 0));
     let mut schedules = Vec::with_capacity(sizes.len());
+    let mut winograd = Vec::with_capacity(sizes.len());
     for (b, &(bh, bw)) in sizes.iter().enumerate() {
         let m = batch * bh * bw;
         let c_out = cfg.block_out_channels(b);
@@ -278,6 +280,20 @@ pub(crate) fn build(
             Some(_) if by_strips => schedule(batch, bh, rayon::current_num_threads()),
             _ => BlockSchedule::Passes,
         };
+        let block_winograd = opts.winograd_3x3 && uses_winograd(schedule, bh, bw);
+        if block_winograd {
+            // The Winograd weight transform reads each tap along the input channels.
+            for (_, conv2) in layers[b].iter().filter_map(|l| l.bottleneck.as_ref()) {
+                let oihw = weights[conv2.weight.clone()].to_vec();
+                taps_major(
+                    &oihw,
+                    conv2.oc,
+                    conv2.ic,
+                    &mut weights[conv2.weight.clone()],
+                );
+            }
+        }
+        winograd.push(block_winograd);
         bufs.bottleneck.push(
             bk.filter(|_| schedule == BlockSchedule::Passes)
                 .map(|bk| req(bk * m, 2 * b + 1, 2 * b + 1)),
@@ -294,6 +310,7 @@ pub(crate) fn build(
                     k,
                     bk,
                     layers: cfg.block_config[b],
+                    winograd: block_winograd,
                 }
                 .scratch_len(),
             ),
@@ -311,6 +328,7 @@ pub(crate) fn build(
                             BlockSchedule::Strips { rows } => rows,
                             _ => bh,
                         },
+                        winograd: block_winograd,
                     };
                     if schedule == BlockSchedule::Channels {
                         layer.channels_scratch_len()
@@ -367,6 +385,7 @@ pub(crate) fn build(
         peak_floats: layout.peak,
         bufs,
         schedules,
+        winograd,
         kernels: Workspace::new(),
     })
 }

@@ -37,6 +37,7 @@
 //! the very operations of the strip that owns it), so results do not depend on the thread count.
 
 use densenet_kernels::gemm::{self, AView, BView, CStore, Tile};
+use densenet_kernels::winograd::Winograd3x3;
 use densenet_kernels::{on_tier, ChannelAffine, Isa};
 use rayon::prelude::*;
 
@@ -86,12 +87,29 @@ pub(crate) fn schedule(batch: usize, h: usize, threads: usize) -> BlockSchedule 
     } else if threads <= 1 {
         BlockSchedule::Strips { rows: h.max(1) }
     } else if h >= MIN_SPLIT_ROWS {
+        // An even number of rows: Winograd's 2×2 tiles then start at the same rows in every
+        // strip as in the whole map.
         BlockSchedule::Strips {
-            rows: h.div_ceil(2),
+            rows: h.div_ceil(2).next_multiple_of(2),
         }
     } else {
         BlockSchedule::Channels
     }
+}
+
+/// Maps with fewer rows or columns than this run their 3×3s directly, not by Winograd: on
+/// smaller maps the transforms and the products' fewer tiles cost more than the 2.25× fewer
+/// multiply-adds save (densenet121's 128 → 32 on one thread,
+/// `cargo run --release -p densenet-kernels --example winograd_timing`: 1.50× faster at 56×56,
+/// 1.38× at 28×28, 1.19× at 14×14, 0.94× at 7×7; BC-100's 48 → 12: 1.25× at 32×32, 1.13× at
+/// 16×16, 0.76× at 8×8).
+const WINOGRAD_MIN_SIDE: usize = 14;
+
+/// Whether a block of `h × w` maps run with `schedule` takes its 3×3s by Winograd: any schedule
+/// but the whole-tensor passes (which use `conv2d`'s direct convolution), on maps of at least
+/// [`WINOGRAD_MIN_SIDE`] rows and columns.
+pub(crate) fn uses_winograd(schedule: BlockSchedule, h: usize, w: usize) -> bool {
+    schedule != BlockSchedule::Passes && h.min(w) >= WINOGRAD_MIN_SIDE
 }
 
 /// One bottleneck dense layer on a batch of `h × w` maps, cut into strips of `rows` image rows.
@@ -104,8 +122,12 @@ pub(crate) struct StripLayer {
     pub c: usize,
     pub bk: usize,
     pub k: usize,
-    /// Image rows per strip (the last strip of an image may have fewer).
+    /// Image rows per strip (the last strip of an image may have fewer; an even number when
+    /// `winograd` and an image has several strips).
     pub rows: usize,
+    /// The 3×3 as Winograd F(2×2, 3×3) ([`Winograd3x3`]; `w2` tap-major) instead of the
+    /// direct wide-row product (`w2` OIHW).
+    pub winograd: bool,
 }
 
 /// Strips one parallel region takes at most, per thread of the pool: the scratch holds that many
@@ -160,16 +182,40 @@ impl StripLayer {
         wide_row(self.w)
     }
 
+    /// The 3×3 of a strip of `rows` image rows, as Winograd.
+    fn conv3(&self, rows: usize) -> Winograd3x3 {
+        Winograd3x3 {
+            k: self.k,
+            c: self.bk,
+            rows,
+            cols: self.w,
+        }
+    }
+
+    /// How a strip of `rows` image rows holds its `C3`: floats per row and per channel (`rows`
+    /// wide rows of `Q`, or the Winograd output's whole tiles). The first `w` values of each of
+    /// the first `rows` rows are the outputs.
+    fn c3_layout(&self, rows: usize) -> (usize, usize) {
+        if self.winograd {
+            let conv = self.conv3(rows);
+            (conv.out_row(), conv.out_len(1))
+        } else {
+            (self.wq(), rows * self.wq())
+        }
+    }
+
     /// Columns of the 1×1 per block: an L2-sized block of packed `B`
     /// ([`gemm::b_block_cols`]), at most [`STRIP_BLOCK_COLS`].
     fn block_cols(&self, cols1: usize, t: Tile) -> usize {
         gemm::b_block_cols(self.c, cols1, t).min(STRIP_BLOCK_COLS)
     }
 
-    /// Floats of one strip's scratch: `Q`, then a work area holding one column block of the
-    /// 1×1 (its output `C1` and its packed `B`) while `Q` is filled, and the 3×3's output `C3`
-    /// afterwards. Each part is rounded up to whole cache lines.
-    fn lens(&self, t: Tile) -> StripLens {
+    /// Floats of one strip's scratch on the tier `isa`: `Q`, then a work area holding one
+    /// column block of the 1×1 (its output `C1` and its packed `B`) while `Q` is filled, and
+    /// the 3×3's output `C3` (and the Winograd scratch) afterwards. Each part is rounded up to
+    /// whole cache lines.
+    fn lens(&self, isa: Isa) -> StripLens {
+        let t = gemm::tile(isa);
         let rows = self.rows.min(self.h);
         let cols1 = (rows + 2).min(self.h) * self.w;
         let block = self.block_cols(cols1, t);
@@ -177,14 +223,22 @@ impl StripLayer {
         // `NR`, starting up to two rows and two columns into a channel's plane: the last
         // channel's last run ends `NR − 1 + 2` floats past the last plane at most (`NR + 1`
         // is exactly enough; one spare).
-        let q = self.bk * (rows + 2) * self.wq() + t.nr + 2;
+        let qplane = (rows + 2) * self.wq();
+        let mut q = self.bk * qplane + t.nr + 2;
+        let mut conv3 = 0;
+        if self.winograd {
+            // Winograd reads past the last plane too (for a strip of odd height, the row below
+            // it), and needs its own scratch.
+            q = q.max(self.conv3(rows).input_len(qplane, self.wq()));
+            conv3 = self.conv3(rows).scratch_len(isa, self.k);
+        }
         let c1 = lines(self.bk * block);
         let packed = lines(gemm::packed_b_len(self.c, block, t));
-        let c3 = lines(self.k * rows * self.wq());
+        let c3 = lines(self.k * self.c3_layout(rows).1);
         StripLens {
             q: lines(q),
             c1,
-            work: (c1 + packed).max(c3),
+            work: (c1 + packed).max(c3 + conv3),
         }
     }
 
@@ -198,7 +252,7 @@ impl StripLayer {
     /// works too, down to one strip's worth (see [`StripLayer::run`]).
     pub fn scratch_len(&self) -> usize {
         let per_strip = Isa::ALL
-            .map(|isa| self.lens(gemm::tile(isa)).total())
+            .map(|isa| self.lens(isa).total())
             .into_iter()
             .max()
             .unwrap_or(0);
@@ -227,8 +281,11 @@ impl StripLayer {
         let plane = self.h * self.w;
         let m = self.batch * plane;
         self.check_lengths(slot, prefix, w1, w2);
-        let t = gemm::tile(isa);
-        let lens = self.lens(t);
+        assert!(
+            !self.winograd || self.rows >= self.h || self.rows.is_multiple_of(2),
+            "strips: Winograd's tiles need strips of an even number of rows"
+        );
+        let lens = self.lens(isa);
         let per_strip = lens.total();
         // `per_strip` is a whole number of cache lines, so every strip's parts are aligned.
         let scratch = gemm::align64(scratch);
@@ -252,16 +309,19 @@ impl StripLayer {
             } else {
                 task((0, &mut scratch[..per_strip]));
             }
-            // The strips' rows of each new channel: `C3` rows of `w + 1` wide columns, the last
-            // dropped.
-            let wq = self.wq();
+            // The strips' rows of each new channel, the columns past `w` dropped.
             for (i, mine) in scratch[..nw * per_strip].chunks(per_strip).enumerate() {
                 let (n, y0, y1) = self.strip(s0 + i);
-                let cols3 = (y1 - y0) * wq;
-                let c3 = &mine[lens.q..][..self.k * cols3];
-                for (o, values) in c3.chunks_exact(cols3).enumerate() {
+                let (row_len, per_channel) = self.c3_layout(y1 - y0);
+                let c3 = &mine[lens.q..][..self.k * per_channel];
+                for (o, values) in c3.chunks_exact(per_channel).enumerate() {
                     let image = &mut slot[o * m + n * plane..][..plane];
-                    drop_padding(values, wq, &mut image[y0 * self.w..y1 * self.w], self.w);
+                    drop_padding(
+                        values,
+                        row_len,
+                        &mut image[y0 * self.w..y1 * self.w],
+                        self.w,
+                    );
                 }
             }
         }
@@ -295,7 +355,7 @@ impl StripLayer {
         };
         Isa::ALL
             .map(|isa| {
-                let lens = whole.lens(gemm::tile(isa));
+                let lens = whole.lens(isa);
                 lens.q + whole.channel_tasks(gemm::tile(isa)) * lens.work
             })
             .into_iter()
@@ -338,7 +398,7 @@ impl StripLayer {
         let m = h * w;
         self.check_lengths(slot, prefix, w1, w2);
         let t = gemm::tile(isa);
-        let lens = whole.lens(t);
+        let lens = whole.lens(isa);
         let scratch = gemm::align64(scratch);
         assert!(
             scratch.len() >= lens.q + lens.work,
@@ -408,13 +468,20 @@ impl StripLayer {
         let tile3 = gemm::tile_for_rows(isa, self.k);
         let tasks3 = tasks.min(self.k.div_ceil(tile3.mr)).max(1);
         let rows3 = self.k.div_ceil(tile3.mr).div_ceil(tasks3) * tile3.mr;
-        let conv2 = |(i, (out, c3)): (usize, (&mut [f32], &mut [f32]))| {
+        let (row_len, per_channel) = whole.c3_layout(h);
+        let conv2 = |(i, (out, work)): (usize, (&mut [f32], &mut [f32]))| {
             let rows = out.len() / m;
-            let c3 = &mut c3[..rows * cols3];
-            let geometry = [qplane, wq, cols3];
-            conv3_from_q(isa, self.k, (i * rows3, rows), w2, self.bk, q, geometry, c3);
-            for (values, image) in c3.chunks_exact(cols3).zip(out.chunks_exact_mut(m)) {
-                drop_padding(values, wq, image, w);
+            let (c3, rest) = work.split_at_mut(lines(rows * per_channel));
+            let c3 = &mut c3[..rows * per_channel];
+            if self.winograd {
+                let conv = whole.conv3(h);
+                conv.forward(isa, (i * rows3, rows), w2, q, [qplane, wq], c3, rest);
+            } else {
+                let geometry = [qplane, wq, cols3];
+                conv3_from_q(isa, self.k, (i * rows3, rows), w2, self.bk, q, geometry, c3);
+            }
+            for (values, image) in c3.chunks_exact(per_channel).zip(out.chunks_exact_mut(m)) {
+                drop_padding(values, row_len, image, w);
             }
         };
         slot.par_chunks_mut(rows3 * m)
@@ -437,7 +504,7 @@ impl StripLayer {
         (w2, pre2): (&[f32], ChannelAffine<'_>),
     ) {
         let t = gemm::tile(isa);
-        let lens = self.lens(t);
+        let lens = self.lens(isa);
         let (q, work) = scratch.split_at_mut(lens.q);
         let (c1, packed) = work.split_at_mut(lens.c1);
         let (n, y0, y1) = self.strip(s);
@@ -496,8 +563,15 @@ impl StripLayer {
             );
         }
 
-        // 3. The 3×3 as wide rows: output `(oy, ox)` of the strip is column `oy·(w+1) + ox`, and
-        //    row `(ch, ky, kx)` of `B` is `Q` read from `ch·qplane + ky·(w+1) + kx` on.
+        // 3. The 3×3 by Winograd's tiles, both read from `Q` in place,
+        if self.winograd {
+            let conv = self.conv3(y1 - y0);
+            let (c3, rest) = work.split_at_mut(lines(self.k * conv.out_len(1)));
+            conv.forward(isa, (0, self.k), w2, q, [qplane, wq], c3, rest);
+            return;
+        }
+        //    or as wide rows: output `(oy, ox)` of the strip is column `oy·(w+1) + ox`, and row
+        //    `(ch, ky, kx)` of `B` is `Q` read from `ch·qplane + ky·(w+1) + kx` on.
         let cols3 = (y1 - y0) * wq;
         let c3 = &mut work[..self.k * cols3];
         conv3_from_q(
@@ -668,6 +742,8 @@ pub(crate) struct ImageBlock {
     pub k: usize,
     pub bk: usize,
     pub layers: usize,
+    /// The layers' 3×3s as Winograd (see [`StripLayer::winograd`]).
+    pub winograd: bool,
 }
 
 impl ImageBlock {
@@ -680,6 +756,7 @@ impl ImageBlock {
             bk: self.bk,
             k: self.k,
             rows: self.h,
+            winograd: self.winograd,
         }
     }
 
@@ -692,7 +769,7 @@ impl ImageBlock {
     /// widest layer on any tier.
     fn per_image(&self) -> usize {
         let strip = (0..self.layers)
-            .flat_map(|l| Isa::ALL.map(|isa| self.layer(l).lens(gemm::tile(isa)).total()))
+            .flat_map(|l| Isa::ALL.map(|isa| self.layer(l).lens(isa).total()))
             .max()
             .unwrap_or(0);
         self.own_len() + strip
@@ -723,7 +800,7 @@ impl ImageBlock {
         weights: &(dyn Fn(usize) -> LayerWeights<'w> + Sync),
         scratch: &mut [f32],
     ) {
-        let (hw, w, wq) = (self.h * self.w, self.w, wide_row(self.w));
+        let (hw, w) = (self.h * self.w, self.w);
         let m = self.batch * hw;
         assert_eq!(head.len(), self.k0 * m, "image block: input length");
         for l in 0..self.layers {
@@ -765,13 +842,14 @@ impl ImageBlock {
                         let (first, second) = weights(l);
                         layer.strip_layer(isa, n, strip, &plane, first, second);
                     }
-                    // `C3` into the image's channels `k0 + l·k ..`, padding columns dropped.
-                    let c3_at = layer.lens(gemm::tile(isa)).q;
-                    let cols3 = self.h * wq;
-                    let c3 = &strip[c3_at..][..self.k * cols3];
+                    // `C3` into the image's channels `k0 + l·k ..`, the columns past `w` dropped.
+                    let c3_at = layer.lens(isa).q;
+                    let (row_len, per_channel) = layer.c3_layout(self.h);
+                    let c3 = &strip[c3_at..][..self.k * per_channel];
                     let new = &mut own[l * self.k * hw..][..self.k * hw];
-                    for (values, dst) in c3.chunks_exact(cols3).zip(new.chunks_exact_mut(hw)) {
-                        drop_padding(values, wq, dst, w);
+                    for (values, dst) in c3.chunks_exact(per_channel).zip(new.chunks_exact_mut(hw))
+                    {
+                        drop_padding(values, row_len, dst, w);
                     }
                 }
             };
@@ -862,7 +940,8 @@ mod tests {
         assert_eq!(schedule(1, 56, 1), Strips { rows: 56 });
         assert_eq!(schedule(1, 7, 1), Strips { rows: 7 });
         assert_eq!(schedule(1, 56, 2), Strips { rows: 28 });
-        assert_eq!(schedule(1, 17, 4), Strips { rows: 9 });
+        assert_eq!(schedule(1, 17, 4), Strips { rows: 10 });
+        assert_eq!(schedule(1, 18, 2), Strips { rows: 10 });
         assert_eq!(schedule(1, 16, 2), Strips { rows: 8 });
         assert_eq!(schedule(1, 15, 2), Channels);
         assert_eq!(schedule(1, 14, 2), Channels);
@@ -872,15 +951,26 @@ mod tests {
 
     /// Every strip height gives the same bits, and those match the reference within rounding,
     /// on maps down to one row or one column, with and without the 1×1's bias, with the 1×1's
-    /// column blocks ending inside an image row, on every tier the CPU has.
+    /// column blocks ending inside an image row, on every tier the CPU has; with the direct
+    /// 3×3 and with Winograd's (every even strip height, odd maps: a last strip of odd height).
     #[test]
     fn any_strip_height_gives_the_same_bits_and_matches_the_reference() {
         for isa in Isa::ALL.into_iter().filter(|t| t.is_supported()) {
-            check_every_strip_height(isa);
+            check_every_strip_height(isa, false);
+            check_every_strip_height(isa, true);
         }
     }
 
-    fn check_every_strip_height(isa: Isa) {
+    /// `w2` as a layer with or without Winograd takes it: tap-major or OIHW.
+    fn conv2_weight(w2: &[f32], k: usize, bk: usize, winograd: bool) -> Vec<f32> {
+        let mut out = w2.to_vec();
+        if winograd {
+            densenet_kernels::winograd::taps_major(w2, k, bk, &mut out);
+        }
+        out
+    }
+
+    fn check_every_strip_height(isa: Isa, winograd: bool) {
         for (case, &(batch, h, w, c, bk, k, bias)) in [
             (1, 7, 5, 5, 8, 3, true),
             (1, 1, 9, 3, 4, 2, false),
@@ -909,8 +999,10 @@ mod tests {
             let (s1, t1) = (values(c, seed + 4), values(c, seed + 5));
             let (s2, t2) = (values(bk, seed + 6), values(bk, seed + 7));
             let b1 = bias.then_some(&b1[..]);
+            let w2_run = conv2_weight(&w2, k, bk, winograd);
             let mut first: Option<Vec<f32>> = None;
-            for rows in 1..=h + 1 {
+            // Winograd's tiles need strips of even height (or one strip per image).
+            for rows in (1..=h + 1).filter(|&r| !winograd || r % 2 == 0 || r >= h) {
                 let l = StripLayer {
                     batch,
                     h,
@@ -919,12 +1011,13 @@ mod tests {
                     bk,
                     k,
                     rows,
+                    winograd,
                 };
                 let mut slot = vec![f32::NAN; k * m];
                 // Every other height gets only one strip's worth: the strips then run one at
                 // a time.
-                let len = if rows % 2 == 0 {
-                    l.lens(gemm::tile(isa)).total() + 16
+                let len = if rows % 4 < 2 {
+                    l.lens(isa).total() + 16
                 } else {
                     l.scratch_len()
                 };
@@ -944,7 +1037,7 @@ mod tests {
                     &mut slot,
                     &prefix,
                     (&w1, b1, pre1),
-                    (&w2, pre2),
+                    (&w2_run, pre2),
                     &mut scratch,
                 );
                 match &first {
@@ -954,7 +1047,8 @@ mod tests {
                         for (i, (g, r)) in slot.iter().zip(&want).enumerate() {
                             assert!(
                                 (g - r).abs() <= 1e-5 * scale,
-                                "{isa}, case {case}, rows {rows}: value {i} is {g}, the reference {r}"
+                                "{isa}, case {case}, rows {rows}, Winograd {winograd}: value {i} \
+                                 is {g}, the reference {r}"
                             );
                         }
                         first = Some(slot);
@@ -966,7 +1060,8 @@ mod tests {
                             .all(|(a, b)| a.to_bits() == b.to_bits());
                         assert!(
                             same,
-                            "{isa}, case {case}: strips of {rows} rows change the bits"
+                            "{isa}, case {case}, Winograd {winograd}: strips of {rows} rows \
+                             change the bits"
                         );
                     }
                 }
@@ -985,6 +1080,7 @@ mod tests {
                 bk,
                 k,
                 rows: h,
+                winograd,
             };
             for threads in 1..=4 {
                 let pool = rayon::ThreadPoolBuilder::new()
@@ -994,7 +1090,7 @@ mod tests {
                 for one_task in [false, true] {
                     let slot = pool.install(|| {
                         let len = if one_task {
-                            let lens = l.lens(gemm::tile(isa));
+                            let lens = l.lens(isa);
                             lens.q + lens.work + 16
                         } else {
                             l.channels_scratch_len()
@@ -1016,7 +1112,7 @@ mod tests {
                             &mut slot,
                             &prefix,
                             (&w1, b1, pre1),
-                            (&w2, pre2),
+                            (&w2_run, pre2),
                             &mut scratch,
                         );
                         slot
@@ -1027,8 +1123,8 @@ mod tests {
                         .all(|(a, b)| a.to_bits() == b.to_bits());
                     assert!(
                         same,
-                        "{isa}, case {case}: by channels on {threads} threads (one task's \
-                         scratch: {one_task}) changes the bits"
+                        "{isa}, case {case}, Winograd {winograd}: by channels on {threads} \
+                         threads (one task's scratch: {one_task}) changes the bits"
                     );
                 }
             }
@@ -1038,7 +1134,7 @@ mod tests {
     /// Image by image equals layer by layer bit for bit, whatever the scratch holds (one image
     /// at a time, or the pool's wave, including a partial last wave), on pools of 1–3 threads
     /// and every tier: batches of 3 and 5, maps down to one column, 12 new channels (AVX-512's
-    /// 12-row tile), with and without the 1×1's bias.
+    /// 12-row tile), with and without the 1×1's bias, with the direct 3×3 and Winograd's.
     #[test]
     fn image_by_image_equals_layer_by_layer() {
         for &(batch, h, w, k0, k, bk, layers, bias) in &[
@@ -1051,7 +1147,11 @@ mod tests {
                     .num_threads(threads)
                     .build()
                     .unwrap();
-                pool.install(|| check_image_block(batch, h, w, k0, k, bk, layers, bias));
+                for winograd in [false, true] {
+                    pool.install(|| {
+                        check_image_block(batch, h, w, k0, k, bk, layers, bias, winograd)
+                    });
+                }
             }
         }
     }
@@ -1066,6 +1166,7 @@ mod tests {
         bk: usize,
         layers: usize,
         bias: bool,
+        winograd: bool,
     ) {
         let m = batch * h * w;
         let params: Vec<_> = (0..layers)
@@ -1076,7 +1177,7 @@ mod tests {
                     values(bk * c, seed),
                     values(bk, seed + 1),
                     (values(c, seed + 2), values(c, seed + 3)),
-                    values(k * bk * 9, seed + 4),
+                    conv2_weight(&values(k * bk * 9, seed + 4), k, bk, winograd),
                     (values(bk, seed + 5), values(bk, seed + 6)),
                 )
             })
@@ -1111,6 +1212,7 @@ mod tests {
                     bk,
                     k,
                     rows: 2,
+                    winograd,
                 };
                 let (prefix, rest) = feats.split_at_mut(c * m);
                 let mut scratch = vec![f32::NAN; layer.scratch_len()];
@@ -1125,6 +1227,7 @@ mod tests {
                 k,
                 bk,
                 layers,
+                winograd,
             };
             for len in [block.scratch_len(), block.per_image() + 16] {
                 let mut tail = vec![f32::NAN; layers * k * m];
@@ -1136,7 +1239,8 @@ mod tests {
                     .all(|(a, b)| a.to_bits() == b.to_bits());
                 assert!(
                     same,
-                    "{isa}, batch {batch}, {h}x{w}, scratch {len}: image by image differs"
+                    "{isa}, batch {batch}, {h}x{w}, scratch {len}, Winograd {winograd}: image by \
+                     image differs"
                 );
             }
         }
