@@ -281,18 +281,6 @@ pub(crate) fn build(
             _ => BlockSchedule::Passes,
         };
         let block_winograd = opts.winograd_3x3 && uses_winograd(schedule, bh, bw);
-        if block_winograd {
-            // The Winograd weight transform reads each tap along the input channels.
-            for (_, conv2) in layers[b].iter().filter_map(|l| l.bottleneck.as_ref()) {
-                let oihw = weights[conv2.weight.clone()].to_vec();
-                taps_major(
-                    &oihw,
-                    conv2.oc,
-                    conv2.ic,
-                    &mut weights[conv2.weight.clone()],
-                );
-            }
-        }
         winograd.push(block_winograd);
         bufs.bottleneck.push(
             bk.filter(|_| schedule == BlockSchedule::Passes)
@@ -363,6 +351,26 @@ pub(crate) fn build(
     bufs.logits = req(batch * cfg.num_classes, 2 * nb, 2 * nb);
     let layout = arena::layout(&reqs);
 
+    // The Winograd blocks' `conv2` weights, tap-major (the weight transform reads each tap along
+    // the input channels), rearranged through the arena rather than a heap copy: the arena's
+    // pages are the plan's anyway, where a freed copy would stay in the process's heap.
+    let mut arena = vec![0.0; layout.len];
+    for (block, _) in layers.iter().zip(&winograd).filter(|(_, &on)| on) {
+        for (_, conv2) in block.iter().filter_map(|l| l.bottleneck.as_ref()) {
+            let weight = &mut weights[conv2.weight.clone()];
+            let mut own = Vec::new();
+            let oihw = if arena.len() >= weight.len() {
+                &mut arena[..weight.len()]
+            } else {
+                own.resize(weight.len(), 0.0);
+                &mut own[..]
+            };
+            oihw.copy_from_slice(weight);
+            taps_major(oihw, conv2.oc, conv2.ic, weight);
+            oihw.fill(0.0);
+        }
+    }
+
     Ok(InferencePlan {
         config: cfg,
         batch,
@@ -380,7 +388,7 @@ pub(crate) fn build(
         weights,
         classifier,
         classifier_b,
-        arena: vec![0.0; layout.len],
+        arena,
         ranges: layout.ranges,
         peak_floats: layout.peak,
         bufs,
