@@ -407,9 +407,9 @@ fn one_and_two_threads_give_the_same_logits() {
 /// Every schedule gives the same bits: with `norm2` folded (a bare ReLU before the 3×3) and
 /// unfolded (a real affine map, where a fused multiply-add would round differently), against a
 /// plan without strips, on every tier. With Winograd's 3×3s (maps of 14 rows and columns and
-/// more: strips of 10 and 8 or 7 rows, 16 and 15, or a 15-row map shared by channels), whose
-/// sums are not the direct convolution's, against the plan built on one thread (one strip per
-/// image).
+/// more, 16 rows at batch 1: strips of 10 and 8 or 7 rows, 16 and 15; image by image; a 15-row
+/// map, direct in every pool), whose sums are not the direct convolution's, against the plan
+/// built on one thread (one strip per image).
 #[test]
 fn a_plan_built_in_one_pool_runs_in_another() {
     use densenet_kernels::dispatch::with_max_isa;

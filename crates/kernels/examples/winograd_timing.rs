@@ -32,12 +32,7 @@ fn main() {
     for &(c, k, s) in shapes.iter().filter(|sh| only.is_none_or(|o| o == sh.2)) {
         let row = s + 1;
         let plane = (s + 2) * row;
-        let conv = Winograd3x3 {
-            k,
-            c,
-            rows: s,
-            cols: s,
-        };
+        let conv = Winograd3x3::new(k, c, s, s);
         let len = (c * plane + 64).max(conv.input_len(plane, row));
         let mut q: Vec<f32> = (0..len).map(|i| (i % 7) as f32 * 0.1).collect();
         for p in q.chunks_mut(row) {
@@ -72,16 +67,11 @@ fn main() {
                 CStore::Write,
             )
         };
+        let mut u = vec![0.0; conv.weights_len(k)];
+        // The weight transform is part of each call, as in the inference plan.
         let mut wino = || {
-            conv.forward(
-                isa,
-                (0, k),
-                &taps,
-                &q,
-                [plane, row],
-                &mut wino_out,
-                &mut scratch,
-            )
+            conv.transform_weights(isa, (0, k), &taps, &mut u);
+            conv.forward(isa, (&u, k), &q, [plane, row], &mut wino_out, &mut scratch)
         };
         let flops = 2.0 * (k * c * 9 * s * s) as f64;
         let iters = (200_000_000.0 / flops).max(20.0) as usize;

@@ -8,7 +8,7 @@
 //! bounds the roundings of both orders), where a wrong tap or a misplaced tile is off by about
 //! one term, `Σ|w|·|x| / (9·C)`, hundreds of times more.
 
-use densenet_kernels::winograd::{taps_major, Winograd3x3};
+use densenet_kernels::winograd::{taps_major, Winograd3x3, V_BLOCK_FLOATS};
 use densenet_kernels::{reference, Conv2dGeom, Isa};
 use proptest::prelude::*;
 
@@ -98,17 +98,11 @@ impl Problem {
         let mut taps = vec![0.0; self.w.len()];
         taps_major(&self.w, c.k, c.c, &mut taps);
         let (q, plane) = self.padded(row, slack);
+        let mut u = vec![f32::NAN; c.weights_len(k_rows)];
+        c.transform_weights(isa, (row0, k_rows), &taps, &mut u);
         let mut out = vec![f32::NAN; c.out_len(k_rows)];
         let mut scratch = vec![f32::NAN; c.scratch_len(isa, k_rows)];
-        c.forward(
-            isa,
-            (row0, k_rows),
-            &taps,
-            &q,
-            [plane, row],
-            &mut out,
-            &mut scratch,
-        );
+        c.forward(isa, (&u, k_rows), &q, [plane, row], &mut out, &mut scratch);
         let (ty, ow) = (c.tiles().0, c.out_row());
         let mut cropped = Vec::with_capacity(k_rows * c.rows * c.cols);
         for o in 0..k_rows {
@@ -128,9 +122,20 @@ fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
 }
 
+/// Shapes up to 10 × 19 tiles, in one block of tiles or in blocks of one panel (32 tiles on
+/// AVX-512: several blocks, ending inside tile rows).
 fn conv_strategy() -> impl Strategy<Value = Winograd3x3> {
-    (1usize..=40, 1usize..=40, 1usize..=19, 1usize..=37)
-        .prop_map(|(k, c, rows, cols)| Winograd3x3 { k, c, rows, cols })
+    (
+        1usize..=40,
+        1usize..=40,
+        1usize..=19,
+        1usize..=37,
+        any::<bool>(),
+    )
+        .prop_map(|(k, c, rows, cols, small_blocks)| Winograd3x3 {
+            v_block: if small_blocks { 0 } else { V_BLOCK_FLOATS },
+            ..Winograd3x3::new(k, c, rows, cols)
+        })
 }
 
 proptest! {
@@ -164,14 +169,22 @@ proptest! {
         }
     }
 
-    /// Groups of output channels (whole row groups of the tile, as callers split them) give
-    /// the same bits as all channels at once, and NaNs past the documented input region reach
-    /// no output of the map (odd sizes read past it for the dropped row and column).
+    /// Groups of output channels (whole row groups of the tile, as callers split them) and
+    /// the other block size give the same bits as all channels at once, and NaNs past the
+    /// documented input region reach no output of the map (odd sizes read past it for the
+    /// dropped row and column).
     #[test]
-    fn channel_groups_and_slack_change_nothing(conv in conv_strategy(), seed in any::<u64>()) {
+    fn channel_groups_blocks_and_slack_change_nothing(conv in conv_strategy(), seed in any::<u64>()) {
         let p = Problem::new(conv, seed, false);
+        let other_blocks = Problem {
+            conv: Winograd3x3 { v_block: V_BLOCK_FLOATS - conv.v_block, ..conv },
+            x: p.x.clone(),
+            w: p.w.clone(),
+        };
         for isa in tiers() {
             let whole = p.winograd(isa, conv.cols + 1, 0.0, (0, conv.k));
+            let blocks = other_blocks.winograd(isa, conv.cols + 1, 0.0, (0, conv.k));
+            prop_assert_eq!(bits(&blocks), bits(&whole), "{:?} on {}: block size", conv, isa);
             let with_nans = p.winograd(isa, conv.cols + 1, f32::NAN, (0, conv.k));
             prop_assert_eq!(bits(&with_nans), bits(&whole), "{:?} on {}: NaN slack", conv, isa);
             let mr = densenet_kernels::gemm::tile_for_rows(isa, conv.k).mr;
@@ -189,12 +202,7 @@ proptest! {
 #[test]
 fn densenet121_shapes() {
     for size in [56, 28, 14, 7] {
-        let conv = Winograd3x3 {
-            k: 32,
-            c: 128,
-            rows: size,
-            cols: size,
-        };
+        let conv = Winograd3x3::new(32, 128, size, size);
         let p = Problem::new(conv, size as u64, false);
         let (want, bound) = p.reference();
         for isa in tiers() {

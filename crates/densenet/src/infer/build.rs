@@ -280,7 +280,7 @@ pub(crate) fn build(
             Some(_) if by_strips => schedule(batch, bh, rayon::current_num_threads()),
             _ => BlockSchedule::Passes,
         };
-        let block_winograd = opts.winograd_3x3 && uses_winograd(schedule, bh, bw);
+        let block_winograd = opts.winograd_3x3 && uses_winograd(schedule, batch, bh, bw);
         winograd.push(block_winograd);
         bufs.bottleneck.push(
             bk.filter(|_| schedule == BlockSchedule::Passes)

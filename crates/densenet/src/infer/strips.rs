@@ -37,7 +37,7 @@
 //! the very operations of the strip that owns it), so results do not depend on the thread count.
 
 use densenet_kernels::gemm::{self, AView, BView, CStore, Tile};
-use densenet_kernels::winograd::Winograd3x3;
+use densenet_kernels::winograd::{self, Winograd3x3};
 use densenet_kernels::{on_tier, ChannelAffine, Isa};
 use rayon::prelude::*;
 
@@ -105,17 +105,28 @@ pub(crate) fn schedule(batch: usize, h: usize, threads: usize) -> BlockSchedule 
 /// 16×16, 0.76× at 8×8).
 const WINOGRAD_MIN_SIDE: usize = 14;
 
-/// Whether a block of `h × w` maps run with `schedule` takes its 3×3s by Winograd: by strips
-/// or image by image, on maps of at least [`WINOGRAD_MIN_SIDE`] rows and columns. Not in the
-/// whole-tensor passes (which use `conv2d`'s direct convolution), nor shared by channels: there
-/// every task would transform the whole input for its share of the outputs (densenet121's
-/// 14×14 block at batch 1 on two threads: 27.5–27.8 ms a pass with it direct, 28.2–29.3 with
-/// it by Winograd, and 1 MiB more peak RSS).
-pub(crate) fn uses_winograd(schedule: BlockSchedule, h: usize, w: usize) -> bool {
-    matches!(
-        schedule,
-        BlockSchedule::Strips { .. } | BlockSchedule::Images
-    ) && h.min(w) >= WINOGRAD_MIN_SIDE
+/// Floats of Winograd's transformed input per block of tiles when an image is cut into several
+/// strips (which run at once on several threads, each with its own): half the default, which
+/// keeps densenet121's arena at batch 1 on two threads at its size without Winograd (6.70 MiB;
+/// 6.93 with the default blocks) for 3% of the 3×3s' time (its 56×56 blocks at 1.50× the direct
+/// product instead of 1.57×).
+const SPLIT_V_BLOCK: usize = winograd::V_BLOCK_FLOATS / 2;
+
+/// Whether a block of `h × w` maps at batch `batch` run with `schedule` takes its 3×3s by
+/// Winograd: on maps of at least [`WINOGRAD_MIN_SIDE`] rows and columns, except at batch 1
+/// under [`MIN_SPLIT_ROWS`] rows, and not in the whole-tensor passes (which use `conv2d`'s
+/// direct convolution).
+///
+/// Batch-1 maps under 16 rows are shared by output channels on several threads
+/// ([`BlockSchedule::Channels`]), where every task would transform the whole input for its
+/// share of the outputs (densenet121's 14×14 block at batch 1 on two threads: 27.5–27.8 ms a
+/// pass with it direct, 28.2–29.3 with it by Winograd, and 1 MiB more peak RSS). They stay
+/// direct on one thread too, so that the choice, and with it every result, does not depend on
+/// the pool the plan is built in.
+pub(crate) fn uses_winograd(schedule: BlockSchedule, batch: usize, h: usize, w: usize) -> bool {
+    schedule != BlockSchedule::Passes
+        && h.min(w) >= WINOGRAD_MIN_SIDE
+        && (batch > 1 || h >= MIN_SPLIT_ROWS)
 }
 
 /// One bottleneck dense layer on a batch of `h × w` maps, cut into strips of `rows` image rows.
@@ -157,9 +168,13 @@ struct StripLens {
     q: usize,
     c1: usize,
     work: usize,
+    /// The Winograd weights of all `k` output channels (none for the direct 3×3): one copy
+    /// for all the strips a call runs, outside the strips' own scratch.
+    u: usize,
 }
 
 impl StripLens {
+    /// One strip's own scratch.
     fn total(&self) -> usize {
         self.q + self.work
     }
@@ -190,11 +205,14 @@ impl StripLayer {
 
     /// The 3×3 of a strip of `rows` image rows, as Winograd.
     fn conv3(&self, rows: usize) -> Winograd3x3 {
+        let v_block = if self.strips_per_image() > 1 {
+            SPLIT_V_BLOCK
+        } else {
+            winograd::V_BLOCK_FLOATS
+        };
         Winograd3x3 {
-            k: self.k,
-            c: self.bk,
-            rows,
-            cols: self.w,
+            v_block,
+            ..Winograd3x3::new(self.k, self.bk, rows, self.w)
         }
     }
 
@@ -241,10 +259,16 @@ impl StripLayer {
         let c1 = lines(self.bk * block);
         let packed = lines(gemm::packed_b_len(self.c, block, t));
         let c3 = lines(self.k * self.c3_layout(rows).1);
+        let u = if self.winograd {
+            lines(self.conv3(rows).weights_len(self.k))
+        } else {
+            0
+        };
         StripLens {
             q: lines(q),
             c1,
             work: (c1 + packed).max(c3 + conv3),
+            u,
         }
     }
 
@@ -257,13 +281,15 @@ impl StripLayer {
     /// current pool, on any tier (a plan built on one tier may run capped to another). Less
     /// works too, down to one strip's worth (see [`StripLayer::run`]).
     pub fn scratch_len(&self) -> usize {
-        let per_strip = Isa::ALL
-            .map(|isa| self.lens(isa).total())
+        let (per_strip, u) = Isa::ALL
+            .map(|isa| {
+                let lens = self.lens(isa);
+                (lens.total(), lens.u)
+            })
             .into_iter()
-            .max()
-            .unwrap_or(0);
+            .fold((0, 0), |(a, b), (x, y)| (a.max(x), b.max(y)));
         // 16 more for aligning the start.
-        self.wave() * per_strip + 16
+        u + self.wave() * per_strip + 16
     }
 
     /// The layer: `slot = conv2(pre2(conv1(pre1(prefix)) + b1))`, on the tier `isa`.
@@ -293,8 +319,16 @@ impl StripLayer {
         );
         let lens = self.lens(isa);
         let per_strip = lens.total();
-        // `per_strip` is a whole number of cache lines, so every strip's parts are aligned.
+        // `per_strip` and `lens.u` are whole numbers of cache lines, so every part is aligned.
         let scratch = gemm::align64(scratch);
+        assert!(scratch.len() >= lens.u, "strips: scratch shorter than U");
+        let (u, scratch) = scratch.split_at_mut(lens.u);
+        if self.winograd {
+            // Once for every strip of the call.
+            self.conv3(self.rows.min(self.h))
+                .transform_weights(isa, (0, self.k), w2, u);
+        }
+        let u = &*u;
         // As many strips at once as the pool can run and the scratch holds (a plan built in a
         // smaller pool runs fewer at once in a larger one).
         let wave = self.wave().min(scratch.len() / per_strip);
@@ -305,7 +339,7 @@ impl StripLayer {
             let nw = wave.min(strips - s0);
             let plane_of = |ch: usize, n: usize| &prefix[(ch * self.batch + n) * plane..][..plane];
             let task = |(i, mine): (usize, &mut [f32])| {
-                self.strip_layer(isa, s0 + i, mine, &plane_of, (w1, b1, pre1), (w2, pre2));
+                self.strip_layer(isa, s0 + i, mine, &plane_of, (w1, b1, pre1), (w2, pre2), u);
             };
             if nw > 1 {
                 scratch[..nw * per_strip]
@@ -362,7 +396,7 @@ impl StripLayer {
         Isa::ALL
             .map(|isa| {
                 let lens = whole.lens(isa);
-                lens.q + whole.channel_tasks(gemm::tile(isa)) * lens.work
+                lens.q + whole.channel_tasks(gemm::tile(isa)) * (lens.work + lens.u)
             })
             .into_iter()
             .max()
@@ -406,15 +440,17 @@ impl StripLayer {
         let t = gemm::tile(isa);
         let lens = whole.lens(isa);
         let scratch = gemm::align64(scratch);
+        // Each task's work area, with its own channels' Winograd weights.
+        let per_task = lens.work + lens.u;
         assert!(
-            scratch.len() >= lens.q + lens.work,
+            scratch.len() >= lens.q + per_task,
             "channels: scratch shorter than one task's"
         );
         // As many tasks as the pool has threads and the scratch has room for (a plan built in a
         // smaller pool runs fewer in a larger one; the sums are the same).
         let tasks = whole
             .channel_tasks(t)
-            .min((scratch.len() - lens.q) / lens.work);
+            .min((scratch.len() - lens.q) / per_task);
         let (q, work) = scratch.split_at_mut(lens.q);
         let qplane = (h + 2) * wq;
         let (planes, tail) = q.split_at_mut(self.bk * qplane);
@@ -464,7 +500,7 @@ impl StripLayer {
         };
         planes
             .par_chunks_mut(rows1 * qplane)
-            .zip(work.par_chunks_mut(lens.work))
+            .zip(work.par_chunks_mut(per_task))
             .enumerate()
             .for_each(conv1);
 
@@ -481,7 +517,9 @@ impl StripLayer {
             let c3 = &mut c3[..rows * per_channel];
             if self.winograd {
                 let conv = whole.conv3(h);
-                conv.forward(isa, (i * rows3, rows), w2, q, [qplane, wq], c3, rest);
+                let (u, rest) = rest.split_at_mut(lines(conv.weights_len(rows)));
+                conv.transform_weights(isa, (i * rows3, rows), w2, u);
+                conv.forward(isa, (u, rows), q, [qplane, wq], c3, rest);
             } else {
                 let geometry = [qplane, wq, cols3];
                 conv3_from_q(isa, self.k, (i * rows3, rows), w2, self.bk, q, geometry, c3);
@@ -491,7 +529,7 @@ impl StripLayer {
             }
         };
         slot.par_chunks_mut(rows3 * m)
-            .zip(work.par_chunks_mut(lens.work))
+            .zip(work.par_chunks_mut(per_task))
             .enumerate()
             .for_each(conv2);
     }
@@ -499,7 +537,9 @@ impl StripLayer {
     /// Strip `s`, in `scratch`: `[Q | work]`, the work area holding `C1` and the packed `B` of
     /// one column block of the 1×1, then `C3` (see [`StripLayer::lens`]).
     ///
-    /// `plane(ch, n)` is input channel `ch` of image `n`: its `h·w` values.
+    /// `plane(ch, n)` is input channel `ch` of image `n`: its `h·w` values. With Winograd, `u`
+    /// is the 3×3's transformed weights (`w2`, tap-major, is then unused).
+    #[allow(clippy::too_many_arguments)]
     fn strip_layer<'a>(
         &self,
         isa: Isa,
@@ -508,6 +548,7 @@ impl StripLayer {
         plane: &(dyn Fn(usize, usize) -> &'a [f32] + Sync),
         (w1, b1, pre1): (&[f32], Option<&[f32]>, ChannelAffine<'_>),
         (w2, pre2): (&[f32], ChannelAffine<'_>),
+        u: &[f32],
     ) {
         let t = gemm::tile(isa);
         let lens = self.lens(isa);
@@ -573,7 +614,7 @@ impl StripLayer {
         if self.winograd {
             let conv = self.conv3(y1 - y0);
             let (c3, rest) = work.split_at_mut(lines(self.k * conv.out_len(1)));
-            conv.forward(isa, (0, self.k), w2, q, [qplane, wq], c3, rest);
+            conv.forward(isa, (u, self.k), q, [qplane, wq], c3, rest);
             return;
         }
         //    or as wide rows: output `(oy, ox)` of the strip is column `oy·(w+1) + ox`, and row
@@ -771,14 +812,19 @@ impl ImageBlock {
         lines(self.layers * self.k * self.h * self.w)
     }
 
-    /// Floats of one image's scratch: its new channels, then one strip's scratch for the
-    /// widest layer on any tier.
+    /// Floats of the Winograd weights of one layer (the same for every layer of the block).
+    fn u_len(&self) -> usize {
+        self.layer(0).lens(Isa::Portable).u
+    }
+
+    /// Floats of one image's scratch: its new channels, a layer's Winograd weights, then one
+    /// strip's scratch for the widest layer on any tier.
     fn per_image(&self) -> usize {
         let strip = (0..self.layers)
             .flat_map(|l| Isa::ALL.map(|isa| self.layer(l).lens(isa).total()))
             .max()
             .unwrap_or(0);
-        self.own_len() + strip
+        self.own_len() + self.u_len() + strip
     }
 
     /// Images per parallel region in the current pool.
@@ -833,7 +879,8 @@ impl ImageBlock {
             let nw = wave.min(self.batch - n0);
             let task = |(i, mine): (usize, &mut [f32])| {
                 let n = n0 + i;
-                let (own, strip) = mine.split_at_mut(own_len);
+                let (own, rest) = mine.split_at_mut(own_len);
+                let (u, strip) = rest.split_at_mut(self.u_len());
                 for l in 0..self.layers {
                     let layer = self.layer(l);
                     {
@@ -846,7 +893,12 @@ impl ImageBlock {
                             }
                         };
                         let (first, second) = weights(l);
-                        layer.strip_layer(isa, n, strip, &plane, first, second);
+                        if self.winograd {
+                            layer
+                                .conv3(self.h)
+                                .transform_weights(isa, (0, self.k), second.0, u);
+                        }
+                        layer.strip_layer(isa, n, strip, &plane, first, second, u);
                     }
                     // `C3` into the image's channels `k0 + l·k ..`, the columns past `w` dropped.
                     let c3_at = layer.lens(isa).q;
@@ -1023,7 +1075,8 @@ mod tests {
                 // Every other height gets only one strip's worth: the strips then run one at
                 // a time.
                 let len = if rows % 4 < 2 {
-                    l.lens(isa).total() + 16
+                    let lens = l.lens(isa);
+                    lens.u + lens.total() + 16
                 } else {
                     l.scratch_len()
                 };
@@ -1097,7 +1150,7 @@ mod tests {
                     let slot = pool.install(|| {
                         let len = if one_task {
                             let lens = l.lens(isa);
-                            lens.q + lens.work + 16
+                            lens.q + lens.work + lens.u + 16
                         } else {
                             l.channels_scratch_len()
                         };

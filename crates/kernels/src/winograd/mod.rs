@@ -63,10 +63,12 @@ use crate::gemm::{self, AView, BView, CStore};
 /// Positions of a transformed 4×4 tile: the number of products.
 pub const POSITIONS: usize = 16;
 
-/// Tiles of `V` handled per product ([`lanes`]-wide groups of a tile row are transformed
-/// at once): at most this many floats of `V` (256 KiB) per block, so a block stays in L2
-/// while its 16 products read it.
-const V_BLOCK_FLOATS: usize = 64 * 1024;
+/// The default [`Winograd3x3::v_block`]: 512 KiB of `V` per block of tiles. Larger blocks cost
+/// fewer, longer products and re-read fewer overlapping input rows, for more scratch:
+/// densenet121's 128 → 32 on one thread (`winograd_timing`) with 256 / 512 / 768 / 1024 KiB
+/// ran 1.50× / 1.57× / 1.67× / 1.74× as fast as the direct product at 56×56, 1.38× / 1.49× /
+/// 1.55× / 1.60× at 28×28.
+pub const V_BLOCK_FLOATS: usize = 128 * 1024;
 
 /// Tiles the transforms handle at once: one AVX-512 vector.
 const LANES: usize = 16;
@@ -82,11 +84,13 @@ pub struct Winograd3x3 {
     /// Output rows and columns.
     pub rows: usize,
     pub cols: usize,
+    /// Floats of transformed input per block of tiles, at most (at least one panel of the
+    /// products is taken whatever it says). Any value gives the same results.
+    pub v_block: usize,
 }
 
 /// The lengths of [`Winograd3x3::forward`]'s scratch parts, in floats.
 struct ScratchLens {
-    u: usize,
     v: usize,
     m: usize,
     /// Tiles per block; the row stride of `V_ξ` and `M_ξ` (the block rounded up to `NR`, and
@@ -99,6 +103,17 @@ struct ScratchLens {
 }
 
 impl Winograd3x3 {
+    /// The convolution with the default block size ([`V_BLOCK_FLOATS`]).
+    pub fn new(k: usize, c: usize, rows: usize, cols: usize) -> Self {
+        Winograd3x3 {
+            k,
+            c,
+            rows,
+            cols,
+            v_block: V_BLOCK_FLOATS,
+        }
+    }
+
     /// Tile rows and tile columns: `⌈rows/2⌉ × ⌈cols/2⌉`.
     pub fn tiles(&self) -> (usize, usize) {
         (self.rows.div_ceil(2), self.cols.div_ceil(2))
@@ -131,7 +146,7 @@ impl Winograd3x3 {
         let nr = gemm::tile(isa).nr;
         let (ty, tx) = self.tiles();
         let tiles = ty * tx;
-        let fit = (V_BLOCK_FLOATS / (POSITIONS * self.c.max(1))) / nr * nr;
+        let fit = (self.v_block / (POSITIONS * self.c.max(1))) / nr * nr;
         let block = fit.max(nr).min(tiles.next_multiple_of(nr)).max(1);
         let ld = block.next_multiple_of(nr) + LANES;
         // A cache line more than the rows, so that the 16 positions of one tile, which the
@@ -140,7 +155,6 @@ impl Winograd3x3 {
         let (v_stride, m_stride) = (self.c * ld + 16, k_rows * ld + 16);
         let round = |n: usize| n.div_ceil(16) * 16;
         ScratchLens {
-            u: round(POSITIONS * k_rows * self.c),
             v: round(POSITIONS * v_stride),
             m: round(POSITIONS * m_stride),
             block,
@@ -151,40 +165,71 @@ impl Winograd3x3 {
     }
 
     /// Floats of scratch [`Winograd3x3::forward`] needs for `k_rows` output channels on the
-    /// tier `isa` (16 more than its parts, for alignment): the transformed weights (`16·k_rows·c`),
-    /// one block of transformed input (`16·c·block`) and of products (`16·k_rows·block`), a
-    /// block being the tiles whose `V` fits in 256 KiB.
+    /// tier `isa` (16 more than its parts, for alignment): one block of transformed input
+    /// (`16·c·block`) and of products (`16·k_rows·block`), a block being the tiles whose `V`
+    /// fits in [`Winograd3x3::v_block`] floats.
     pub fn scratch_len(&self, isa: Isa, k_rows: usize) -> usize {
         let l = self.scratch_lens(isa, k_rows);
-        l.u + l.v + l.m + 16
+        l.v + l.m + 16
     }
 
-    /// Output channels `row0 .. row0 + k_rows` of the convolution.
+    /// Floats of the transformed weights of `k_rows` output channels, `16·k_rows·c`.
+    pub fn weights_len(&self, k_rows: usize) -> usize {
+        POSITIONS * k_rows * self.c
+    }
+
+    /// `U = G·g·Gᵀ` of output channels `row0 .. row0 + k_rows`, for [`Winograd3x3::forward`]:
+    /// 16 times `[k_rows, c]`. Computed per call by the inference plan rather than stored: it
+    /// takes about 5 µs for densenet121's 32 × 128 filters, and stored it would be 16/9 of the
+    /// 3×3 weights (6.6 MB more for densenet121).
     ///
     /// # Shapes
     /// - `weights`: `[9, k, c]`, tap-major (`g[o, ch, ky, kx]` at `((ky·3 + kx)·k + o)·c + ch`;
     ///   see [`taps_major`]).
+    /// - `u`: [`Winograd3x3::weights_len`]`(k_rows)` floats, written.
+    pub fn transform_weights(
+        &self,
+        isa: Isa,
+        (row0, k_rows): (usize, usize),
+        weights: &[f32],
+        u: &mut [f32],
+    ) {
+        let (k, c) = (self.k, self.c);
+        assert!(row0 + k_rows <= k, "winograd: output rows out of range");
+        assert_eq!(weights.len(), 9 * k * c, "winograd: weight length");
+        assert!(u.len() >= self.weights_len(k_rows), "winograd: U too short");
+        crate::on_tier(
+            isa,
+            #[inline(always)]
+            || transform_weights(isa, weights, k, c, row0, k_rows, u),
+        );
+    }
+
+    /// `k_rows` output channels of the convolution from their transformed weights `u` (a
+    /// [`Winograd3x3::transform_weights`] of those channels).
+    ///
+    /// # Shapes
+    /// - `u`: [`Winograd3x3::weights_len`]`(k_rows)` floats.
     /// - `input`: `c` zero-padded planes as the module docs say, `plane` floats apart, rows
     ///   `row ≥ cols + 1` apart, at least [`Winograd3x3::input_len`] floats. Padded rows
     ///   `0 ..= rows + 1` and columns `0 ..= cols + 1` are the convolution's input (column
     ///   `cols + 1` may be the next row's column 0 when `row = cols + 1`: it must then be zero,
     ///   as it is in the shared-padding layout); what lies past them is read only for outputs
     ///   past `rows × cols`.
-    /// - `out`: [`Winograd3x3::out_len`]`(k_rows)` floats: channel `o − row0`, row `y`, column
-    ///   `x` at `((o − row0)·2⌈rows/2⌉ + y)·out_row + x`, written. Rows and columns past the
+    /// - `out`: [`Winograd3x3::out_len`]`(k_rows)` floats: channel `o` of `u`'s, row `y`,
+    ///   column `x` at `(o·2⌈rows/2⌉ + y)·out_row + x`, written. Rows and columns past the
     ///   map's hold values to be dropped.
     /// - `scratch`: [`Winograd3x3::scratch_len`]`(isa, k_rows)` floats.
     ///
-    /// Each output is the same sum in the same order whatever `row0`, `k_rows`, the tier's
-    /// thread, or which block its tile falls in; tiles start at even rows and columns of the
-    /// padded input, so a caller cutting a map into strips of an even number of rows gets the
-    /// whole map's values.
+    /// Each output is the same sum in the same order whatever channels `u` holds, the thread,
+    /// or which block its tile falls in; tiles start at even rows and columns of the padded
+    /// input, so a caller cutting a map into strips of an even number of rows gets the whole
+    /// map's values.
     #[allow(clippy::too_many_arguments)]
     pub fn forward(
         &self,
         isa: Isa,
-        (row0, k_rows): (usize, usize),
-        weights: &[f32],
+        (u, k_rows): (&[f32], usize),
         input: &[f32],
         [plane, row]: [usize; 2],
         out: &mut [f32],
@@ -192,8 +237,11 @@ impl Winograd3x3 {
     ) {
         let (k, c) = (self.k, self.c);
         let (ty_n, tx_n) = self.tiles();
-        assert!(row0 + k_rows <= k, "winograd: output rows out of range");
-        assert_eq!(weights.len(), 9 * k * c, "winograd: weight length");
+        assert!(
+            k_rows <= k,
+            "winograd: more output rows than the convolution's"
+        );
+        assert!(u.len() >= self.weights_len(k_rows), "winograd: U too short");
         assert!(row > self.cols, "winograd: rows must be wider than the map");
         assert!(
             input.len() >= self.input_len(plane, row),
@@ -209,17 +257,11 @@ impl Winograd3x3 {
         let lens = self.scratch_lens(isa, k_rows);
         let scratch = gemm::align64(scratch);
         assert!(
-            scratch.len() >= lens.u + lens.v + lens.m,
+            scratch.len() >= lens.v + lens.m,
             "winograd: scratch too short"
         );
-        let (u, rest) = scratch.split_at_mut(lens.u);
-        let (v, rest) = rest.split_at_mut(lens.v);
+        let (v, rest) = scratch.split_at_mut(lens.v);
         let m = &mut rest[..lens.m];
-        crate::on_tier(
-            isa,
-            #[inline(always)]
-            || transform_weights(isa, weights, k, c, row0, k_rows, u),
-        );
 
         let tile = gemm::tile_for_rows(isa, k);
         let (ld, v_stride, m_stride) = (lens.ld, lens.v_stride, lens.m_stride);
