@@ -571,3 +571,29 @@ fn tier_cap_reaches_the_forward_pass() {
         assert_eq!(bits(&here), bits(&in_pool), "[{isa}]");
     }
 }
+
+/// densenet121 at 224×224, batch 1: Winograd's 3×3s (its 56×56 and 28×28 blocks, 18 layers)
+/// against the direct ones, through the whole network: the logits within `1e-5` of the largest,
+/// and the plan with Winograd against the training code's eval forward too.
+#[test]
+fn winograd_through_densenet121() {
+    let _serial = alloc_counter::exclusive();
+    let mut net = model(DenseNetConfig::preset("densenet121").unwrap(), 31);
+    let x = input(3 * 224 * 224, 31);
+    let run = |winograd_3x3| {
+        let opts = PlanOptions {
+            winograd_3x3,
+            ..PlanOptions::default()
+        };
+        let mut plan = InferencePlan::new(&net, 1, 224, 224, opts).unwrap();
+        plan.forward(&x).unwrap().to_vec()
+    };
+    let (winograd, direct) = (run(true), run(false));
+    let err = relative_error(&winograd, &direct);
+    println!("densenet121: Winograd against direct, relative error {err:.2e}");
+    assert!(err <= TOL, "relative error {err:e}");
+    let want = eval_reference(&mut net, &x, 1, 224, 224);
+    let err = relative_error(&winograd, &want);
+    println!("densenet121: Winograd against the eval forward, relative error {err:.2e}");
+    assert!(err <= TOL, "relative error {err:e}");
+}
