@@ -11,7 +11,7 @@
 //! `2·K·C·9·S²` FLOPs (so Winograd's figure is an effective rate).
 
 use densenet_kernels::gemm::{self, AView, BView, CStore};
-use densenet_kernels::winograd::{taps_major, Winograd3x3};
+use densenet_kernels::winograd::Winograd3x3;
 use std::time::Instant;
 
 fn main() {
@@ -39,8 +39,6 @@ fn main() {
             p[0] = 0.0;
         }
         let w: Vec<f32> = (0..k * c * 9).map(|i| (i % 5) as f32 * 0.1).collect();
-        let mut taps = vec![0.0; w.len()];
-        taps_major(&w, k, c, &mut taps);
         let cols3 = s * row;
         let mut direct_out = vec![0.0; k * cols3];
         let mut wino_out = vec![0.0; conv.out_len(k)];
@@ -70,7 +68,7 @@ fn main() {
         let mut u = vec![0.0; conv.weights_len(k)];
         // The weight transform is part of each call, as in the inference plan.
         let mut wino = || {
-            conv.transform_weights(isa, (0, k), &taps, &mut u);
+            conv.transform_weights(isa, (0, k), &w, &mut u);
             conv.forward(isa, (&u, k), &q, [plane, row], &mut wino_out, &mut scratch)
         };
         let flops = 2.0 * (k * c * 9 * s * s) as f64;

@@ -8,7 +8,7 @@
 //! bounds the roundings of both orders), where a wrong tap or a misplaced tile is off by about
 //! one term, `Σ|w|·|x| / (9·C)`, hundreds of times more.
 
-use densenet_kernels::winograd::{taps_major, Winograd3x3, V_BLOCK_FLOATS};
+use densenet_kernels::winograd::{Winograd3x3, V_BLOCK_FLOATS};
 use densenet_kernels::{reference, Conv2dGeom, Isa};
 use proptest::prelude::*;
 
@@ -95,11 +95,9 @@ impl Problem {
         (row0, k_rows): (usize, usize),
     ) -> Vec<f32> {
         let c = self.conv;
-        let mut taps = vec![0.0; self.w.len()];
-        taps_major(&self.w, c.k, c.c, &mut taps);
         let (q, plane) = self.padded(row, slack);
         let mut u = vec![f32::NAN; c.weights_len(k_rows)];
-        c.transform_weights(isa, (row0, k_rows), &taps, &mut u);
+        c.transform_weights(isa, (row0, k_rows), &self.w, &mut u);
         let mut out = vec![f32::NAN; c.out_len(k_rows)];
         let mut scratch = vec![f32::NAN; c.scratch_len(isa, k_rows)];
         c.forward(isa, (&u, k_rows), &q, [plane, row], &mut out, &mut scratch);
@@ -213,29 +211,6 @@ fn densenet121_shapes() {
                 .map(|(&g, (&r, &b))| (g - r).abs() / b)
                 .fold(0.0f32, f32::max);
             assert!(worst <= TOL, "{size}x{size} on {isa}: {worst:e}");
-        }
-    }
-}
-
-/// The tap-major rearrangement: tap `(ky, kx)` of output `o`, input `ch` at
-/// `((ky·3 + kx)·k + o)·c + ch`.
-#[test]
-fn taps_major_layout() {
-    let (k, c) = (3, 5);
-    let oihw: Vec<f32> = (0..9 * k * c).map(|i| i as f32).collect();
-    let mut taps = vec![0.0; oihw.len()];
-    taps_major(&oihw, k, c, &mut taps);
-    for o in 0..k {
-        for ch in 0..c {
-            for ky in 0..3 {
-                for kx in 0..3 {
-                    let tap = ky * 3 + kx;
-                    assert_eq!(
-                        taps[(tap * k + o) * c + ch],
-                        oihw[((o * c + ch) * 3 + ky) * 3 + kx]
-                    );
-                }
-            }
         }
     }
 }

@@ -2,7 +2,6 @@
 //! own parameter vector, and the arena laid out by buffer liveness.
 
 use densenet_kernels::conv2d::conv2d_forward;
-use densenet_kernels::winograd::taps_major;
 use std::ops::Range;
 
 use densenet_kernels::{Conv2dGeom, Workspace};
@@ -351,25 +350,7 @@ pub(crate) fn build(
     bufs.logits = req(batch * cfg.num_classes, 2 * nb, 2 * nb);
     let layout = arena::layout(&reqs);
 
-    // The Winograd blocks' `conv2` weights, tap-major (the weight transform reads each tap along
-    // the input channels), rearranged through the arena rather than a heap copy: the arena's
-    // pages are the plan's anyway, where a freed copy would stay in the process's heap.
-    let mut arena = vec![0.0; layout.len];
-    for (block, _) in layers.iter().zip(&winograd).filter(|(_, &on)| on) {
-        for (_, conv2) in block.iter().filter_map(|l| l.bottleneck.as_ref()) {
-            let weight = &mut weights[conv2.weight.clone()];
-            let mut own = Vec::new();
-            let oihw = if arena.len() >= weight.len() {
-                &mut arena[..weight.len()]
-            } else {
-                own.resize(weight.len(), 0.0);
-                &mut own[..]
-            };
-            oihw.copy_from_slice(weight);
-            taps_major(oihw, conv2.oc, conv2.ic, weight);
-            oihw.fill(0.0);
-        }
-    }
+    let arena = vec![0.0; layout.len];
 
     Ok(InferencePlan {
         config: cfg,

@@ -146,7 +146,8 @@ pub struct InferencePlan {
     /// How each dense block runs, chosen when the plan is built for the pool it is built in
     /// (see `strips::schedule`).
     schedules: Vec<strips::BlockSchedule>,
-    /// Whether each dense block runs its 3×3s as Winograd (its `conv2` weights then tap-major).
+    /// Whether each dense block runs its 3×3s as Winograd (where the tier's transforms are
+    /// vectorised).
     winograd: Vec<bool>,
     /// Scratch of the kernels crate's convolutions.
     kernels: Workspace,

@@ -142,8 +142,9 @@ pub(crate) struct StripLayer {
     /// Image rows per strip (the last strip of an image may have fewer; an even number when
     /// `winograd` and an image has several strips).
     pub rows: usize,
-    /// The 3×3 as Winograd F(2×2, 3×3) ([`Winograd3x3`]; `w2` tap-major) instead of the
-    /// direct wide-row product (`w2` OIHW).
+    /// The 3×3 as Winograd F(2×2, 3×3) ([`Winograd3x3`]) instead of the direct wide-row
+    /// product, on the tiers where its transforms are vectorised
+    /// ([`winograd::is_fast_on`]; [`StripLayer::winograd_on`]).
     pub winograd: bool,
 }
 
@@ -216,11 +217,16 @@ impl StripLayer {
         }
     }
 
-    /// How a strip of `rows` image rows holds its `C3`: floats per row and per channel (`rows`
-    /// wide rows of `Q`, or the Winograd output's whole tiles). The first `w` values of each of
-    /// the first `rows` rows are the outputs.
-    fn c3_layout(&self, rows: usize) -> (usize, usize) {
-        if self.winograd {
+    /// Whether the 3×3 runs by Winograd on the tier `isa`.
+    fn winograd_on(&self, isa: Isa) -> bool {
+        self.winograd && winograd::is_fast_on(isa)
+    }
+
+    /// How a strip of `rows` image rows holds its `C3` on the tier `isa`: floats per row and
+    /// per channel (`rows` wide rows of `Q`, or the Winograd output's whole tiles). The first
+    /// `w` values of each of the first `rows` rows are the outputs.
+    fn c3_layout(&self, isa: Isa, rows: usize) -> (usize, usize) {
+        if self.winograd_on(isa) {
             let conv = self.conv3(rows);
             (conv.out_row(), conv.out_len(1))
         } else {
@@ -250,7 +256,7 @@ impl StripLayer {
         let qplane = (rows + 2) * self.wq();
         let mut q = self.bk * qplane + t.nr + 2;
         let mut conv3 = 0;
-        if self.winograd {
+        if self.winograd_on(isa) {
             // Winograd reads past the last plane too (for a strip of odd height, the row below
             // it), and needs its own scratch.
             q = q.max(self.conv3(rows).input_len(qplane, self.wq()));
@@ -258,8 +264,8 @@ impl StripLayer {
         }
         let c1 = lines(self.bk * block);
         let packed = lines(gemm::packed_b_len(self.c, block, t));
-        let c3 = lines(self.k * self.c3_layout(rows).1);
-        let u = if self.winograd {
+        let c3 = lines(self.k * self.c3_layout(isa, rows).1);
+        let u = if self.winograd_on(isa) {
             lines(self.conv3(rows).weights_len(self.k))
         } else {
             0
@@ -323,7 +329,7 @@ impl StripLayer {
         let scratch = gemm::align64(scratch);
         assert!(scratch.len() >= lens.u, "strips: scratch shorter than U");
         let (u, scratch) = scratch.split_at_mut(lens.u);
-        if self.winograd {
+        if self.winograd_on(isa) {
             // Once for every strip of the call.
             self.conv3(self.rows.min(self.h))
                 .transform_weights(isa, (0, self.k), w2, u);
@@ -352,7 +358,7 @@ impl StripLayer {
             // The strips' rows of each new channel, the columns past `w` dropped.
             for (i, mine) in scratch[..nw * per_strip].chunks(per_strip).enumerate() {
                 let (n, y0, y1) = self.strip(s0 + i);
-                let (row_len, per_channel) = self.c3_layout(y1 - y0);
+                let (row_len, per_channel) = self.c3_layout(isa, y1 - y0);
                 let c3 = &mine[lens.q..][..self.k * per_channel];
                 for (o, values) in c3.chunks_exact(per_channel).enumerate() {
                     let image = &mut slot[o * m + n * plane..][..plane];
@@ -510,12 +516,12 @@ impl StripLayer {
         let tile3 = gemm::tile_for_rows(isa, self.k);
         let tasks3 = tasks.min(self.k.div_ceil(tile3.mr)).max(1);
         let rows3 = self.k.div_ceil(tile3.mr).div_ceil(tasks3) * tile3.mr;
-        let (row_len, per_channel) = whole.c3_layout(h);
+        let (row_len, per_channel) = whole.c3_layout(isa, h);
         let conv2 = |(i, (out, work)): (usize, (&mut [f32], &mut [f32]))| {
             let rows = out.len() / m;
             let (c3, rest) = work.split_at_mut(lines(rows * per_channel));
             let c3 = &mut c3[..rows * per_channel];
-            if self.winograd {
+            if self.winograd_on(isa) {
                 let conv = whole.conv3(h);
                 let (u, rest) = rest.split_at_mut(lines(conv.weights_len(rows)));
                 conv.transform_weights(isa, (i * rows3, rows), w2, u);
@@ -538,7 +544,7 @@ impl StripLayer {
     /// one column block of the 1×1, then `C3` (see [`StripLayer::lens`]).
     ///
     /// `plane(ch, n)` is input channel `ch` of image `n`: its `h·w` values. With Winograd, `u`
-    /// is the 3×3's transformed weights (`w2`, tap-major, is then unused).
+    /// is the 3×3's transformed weights (`w2` is then unused).
     #[allow(clippy::too_many_arguments)]
     fn strip_layer<'a>(
         &self,
@@ -611,7 +617,7 @@ impl StripLayer {
         }
 
         // 3. The 3×3 by Winograd's tiles, both read from `Q` in place,
-        if self.winograd {
+        if self.winograd_on(isa) {
             let conv = self.conv3(y1 - y0);
             let (c3, rest) = work.split_at_mut(lines(self.k * conv.out_len(1)));
             conv.forward(isa, (u, self.k), q, [qplane, wq], c3, rest);
@@ -814,7 +820,11 @@ impl ImageBlock {
 
     /// Floats of the Winograd weights of one layer (the same for every layer of the block).
     fn u_len(&self) -> usize {
-        self.layer(0).lens(Isa::Portable).u
+        Isa::ALL
+            .map(|isa| self.layer(0).lens(isa).u)
+            .into_iter()
+            .max()
+            .unwrap_or(0)
     }
 
     /// Floats of one image's scratch: its new channels, a layer's Winograd weights, then one
@@ -893,7 +903,7 @@ impl ImageBlock {
                             }
                         };
                         let (first, second) = weights(l);
-                        if self.winograd {
+                        if layer.winograd_on(isa) {
                             layer
                                 .conv3(self.h)
                                 .transform_weights(isa, (0, self.k), second.0, u);
@@ -902,7 +912,7 @@ impl ImageBlock {
                     }
                     // `C3` into the image's channels `k0 + l·k ..`, the columns past `w` dropped.
                     let c3_at = layer.lens(isa).q;
-                    let (row_len, per_channel) = layer.c3_layout(self.h);
+                    let (row_len, per_channel) = layer.c3_layout(isa, self.h);
                     let c3 = &strip[c3_at..][..self.k * per_channel];
                     let new = &mut own[l * self.k * hw..][..self.k * hw];
                     for (values, dst) in c3.chunks_exact(per_channel).zip(new.chunks_exact_mut(hw))
@@ -1019,15 +1029,6 @@ mod tests {
         }
     }
 
-    /// `w2` as a layer with or without Winograd takes it: tap-major or OIHW.
-    fn conv2_weight(w2: &[f32], k: usize, bk: usize, winograd: bool) -> Vec<f32> {
-        let mut out = w2.to_vec();
-        if winograd {
-            densenet_kernels::winograd::taps_major(w2, k, bk, &mut out);
-        }
-        out
-    }
-
     fn check_every_strip_height(isa: Isa, winograd: bool) {
         for (case, &(batch, h, w, c, bk, k, bias)) in [
             (1, 7, 5, 5, 8, 3, true),
@@ -1057,7 +1058,6 @@ mod tests {
             let (s1, t1) = (values(c, seed + 4), values(c, seed + 5));
             let (s2, t2) = (values(bk, seed + 6), values(bk, seed + 7));
             let b1 = bias.then_some(&b1[..]);
-            let w2_run = conv2_weight(&w2, k, bk, winograd);
             let mut first: Option<Vec<f32>> = None;
             // Winograd's tiles need strips of even height (or one strip per image).
             for rows in (1..=h + 1).filter(|&r| !winograd || r % 2 == 0 || r >= h) {
@@ -1096,7 +1096,7 @@ mod tests {
                     &mut slot,
                     &prefix,
                     (&w1, b1, pre1),
-                    (&w2_run, pre2),
+                    (&w2, pre2),
                     &mut scratch,
                 );
                 match &first {
@@ -1171,7 +1171,7 @@ mod tests {
                             &mut slot,
                             &prefix,
                             (&w1, b1, pre1),
-                            (&w2_run, pre2),
+                            (&w2, pre2),
                             &mut scratch,
                         );
                         slot
@@ -1236,7 +1236,7 @@ mod tests {
                     values(bk * c, seed),
                     values(bk, seed + 1),
                     (values(c, seed + 2), values(c, seed + 3)),
-                    conv2_weight(&values(k * bk * 9, seed + 4), k, bk, winograd),
+                    values(k * bk * 9, seed + 4),
                     (values(bk, seed + 5), values(bk, seed + 6)),
                 )
             })

@@ -143,33 +143,32 @@ unsafe fn output_group_avx512(m: *const f32, stride: usize, n: usize, out: *mut 
     }
 }
 
-/// See `super::transform_weights`: `U_ξ[ch0 + l] = (G·g[ch0 + l]·Gᵀ)_ξ` for sixteen channels of one
-/// output channel, `taps[t][ch0 + l]` its tap `t`, position `ξ` to `u[dst + ξ·stride + l]`.
+/// See `super::transform_weights`: `U_ξ[l] = (G·g_l·Gᵀ)_ξ` for sixteen consecutive filters of
+/// one output channel, `filters[9·l + t]` tap `t` of filter `l` (OIHW), position `ξ` to
+/// `u[dst + ξ·stride + l]`. Each tap of the sixteen filters is one gather (nine floats apart).
 ///
 /// # Panics
-/// If a tap row is shorter than `ch0 + 16`, `u` than the 16 positions' runs, or the CPU lacks
+/// If `filters` is shorter than 16 filters, `u` than the 16 positions' runs, or the CPU lacks
 /// AVX-512F.
-pub(super) fn weight_group(
-    taps: &[&[f32]; 9],
-    ch0: usize,
-    u: &mut [f32],
-    dst: usize,
-    stride: usize,
-) {
-    assert!(taps.iter().all(|t| t.len() >= ch0 + LANES));
+pub(super) fn weight_group(filters: &[f32], u: &mut [f32], dst: usize, stride: usize) {
+    assert!(filters.len() >= 9 * LANES);
     assert!(dst + (POSITIONS - 1) * stride + LANES <= u.len());
     assert!(is_x86_feature_detected!("avx512f"));
-    let starts: [*const f32; 9] = std::array::from_fn(|t| taps[t].as_ptr().wrapping_add(ch0));
-    // SAFETY: AVX-512F was detected just above; each load reads 16 floats from `taps[t][ch0]`
-    // (the first assert) and each store writes 16 from `dst + ξ·stride` (the second).
-    unsafe { weight_group_avx512(starts, u.as_mut_ptr().add(dst), stride) }
+    // SAFETY: AVX-512F was detected just above; the gathers read `filters[9·l + t]` for
+    // `l < 16`, `t < 9`, within `filters` (the first assert), and each store writes 16 floats
+    // from `dst + ξ·stride` (the second).
+    unsafe { weight_group_avx512(filters.as_ptr(), u.as_mut_ptr().add(dst), stride) }
 }
 
 #[target_feature(enable = "avx512f")]
-unsafe fn weight_group_avx512(taps: [*const f32; 9], u: *mut f32, stride: usize) {
+unsafe fn weight_group_avx512(filters: *const f32, u: *mut f32, stride: usize) {
     // SAFETY: the caller checked every address (see `weight_group`).
     unsafe {
-        let g: [__m512; 9] = std::array::from_fn(|t| _mm512_loadu_ps(taps[t]));
+        let nine = _mm512_setr_epi32(
+            0, 9, 18, 27, 36, 45, 54, 63, 72, 81, 90, 99, 108, 117, 126, 135,
+        );
+        let g: [__m512; 9] =
+            std::array::from_fn(|t| _mm512_i32gather_ps::<4>(nine, filters.add(t)));
         let half = _mm512_set1_ps(0.5);
         // `super::g_times`: entry `j` of `G·(a, b, c)`.
         let g_times = |a: __m512, b: __m512, c: __m512| {
