@@ -7,8 +7,9 @@
 //! ```
 //!
 //! Each line: a shape (`C → K` at `S×S`), then per method the median and minimum of 9 runs of
-//! at least 20 calls (`WINOGRAD_SIZE=S` for the `S×S` shapes only), and the median's GFLOP/s counted as the direct convolution's
-//! `2·K·C·9·S²` FLOPs (so Winograd's figure is an effective rate).
+//! at least 20 calls (`WINOGRAD_SIZE=S` for the `S×S` shapes only), the median's GFLOP/s
+//! counted as the direct convolution's `2·K·C·9·S²` FLOPs (so Winograd's figure is an
+//! effective rate), and the median time of the weight transform alone.
 
 use densenet_kernels::gemm::{self, AView, BView, CStore};
 use densenet_kernels::winograd::Winograd3x3;
@@ -91,14 +92,26 @@ fn main() {
             (v[v.len() / 2], v[0])
         };
         let ((dm, dmin), (wm, wmin)) = (stat(&mut td), stat(&mut tw));
+        // The weight transform alone (part of the Winograd time above).
+        let mut tu = vec![];
+        for _ in 0..9 {
+            let t = Instant::now();
+            for _ in 0..iters {
+                conv.transform_weights(isa, (0, k), &w, &mut u);
+            }
+            tu.push(t.elapsed().as_secs_f64() / iters as f64);
+        }
+        let (um, _) = stat(&mut tu);
         println!(
-            "{c:>4} -> {k:>3} @{s:>2}: direct {:>8.1} us (min {:>8.1}, {:>5.1} GFLOP/s)   winograd {:>8.1} us (min {:>8.1}, {:>5.1} effective)   {:.2}x",
+            "{c:>4} -> {k:>3} @{s:>2}: direct {:>7.1} us (min {:>7.1}, {:>5.1} GFLOP/s)   \
+             winograd {:>7.1} us (min {:>7.1}, {:>5.1} effective; weights {:>5.1} us)   {:.2}x",
             dm * 1e6,
             dmin * 1e6,
             flops / dm / 1e9,
             wm * 1e6,
             wmin * 1e6,
             flops / wm / 1e9,
+            um * 1e6,
             dm / wm
         );
     }

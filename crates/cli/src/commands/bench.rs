@@ -37,7 +37,7 @@ pub struct BenchArgs {
     /// Also report the median time of each stage.
     #[arg(long)]
     pub stages: bool,
-    /// Turn every plan rewrite off (BN folding, pooling first, fused packing, strips).
+    /// Turn every plan rewrite off (BN folding, pooling first, fused packing, strips, Winograd).
     #[arg(long)]
     pub plain: bool,
     /// Run the dense layers as whole-tensor passes instead of strip by strip (to compare the

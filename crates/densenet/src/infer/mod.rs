@@ -25,7 +25,8 @@
 //! The weights are not copied: the plan takes the model's parameter vector (or a copy of it, from
 //! a borrowed model), folds batch norms into it in place, and every convolution reads its weight
 //! from there, row-major (the GEMM broadcasts from weight rows; packing them once measured no
-//! faster and would double the weights' memory).
+//! faster and would double the weights' memory). The Winograd 3×3s transform theirs from there
+//! at each call (`winograd_3x3`).
 //!
 //! # Memory
 //!
@@ -75,7 +76,8 @@ pub struct PlanOptions {
     /// for the pool it is built in: a plan built on one thread runs one strip per image (run on
     /// more threads it stays on one core for the dense layers); maps under 16 rows at batch 1 on
     /// several threads run as one whole-image strip per layer, its products shared by output
-    /// channels. Same bits either way. Needs `fuse_bn_relu_into_packing`.
+    /// channels. Same bits either way (with the direct 3×3s: Winograd's sums are others; see
+    /// `winograd_3x3`). Needs `fuse_bn_relu_into_packing`.
     pub dense_layers_by_strips: bool,
     /// Run the dense layers' 3×3 convolutions as Winograd F(2×2, 3×3)
     /// (`densenet_kernels::winograd`: 2.25× fewer multiply-adds) in the blocks whose maps are

@@ -17,7 +17,9 @@
 //!    rows (`w + 1` columns: one zero column between consecutive rows, the right padding of one
 //!    and the left of the next; a zero row above the image's first row and below its last), the
 //!    layout `conv2d`'s wide-row path uses for "same" padding;
-//! 3. `C3 = W2 · Q` read in place (each of the `9·bk` rows of the 3×3's `B` is a run of `Q`);
+//! 3. `C3 = W2 ⋆ Q`, `Q` read in place: as one product whose `9·bk` rows of `B` are runs of
+//!    `Q`, or, on maps of 14×14 and more, by Winograd F(2×2, 3×3) (16 products of depth `bk`
+//!    over 4×4 tiles of `Q`, [`Winograd3x3`]; see [`uses_winograd`]);
 //!
 //! and then the caller copies each strip's `C3` into the layer's `k` new channels of the block
 //! buffer, dropping the padding column of each row (the one step that reads another
@@ -32,9 +34,10 @@
 //! runs a whole block image by image: one task takes an image (one strip, no halo) through
 //! every layer of the block while its prefix stays in the core's caches.
 //!
-//! Each value is the same sum in the same order whatever the strip height and whichever thread
-//! runs the strip (the products sum over depth in fixed slices, and a halo row is recomputed with
-//! the very operations of the strip that owns it), so results do not depend on the thread count.
+//! Each value is the same sum in the same order whatever the strip height (an even one with
+//! Winograd, whose tiles then start at the same rows in every strip) and whichever thread runs
+//! the strip (the products sum over depth in fixed slices, and a halo row is recomputed with the
+//! very operations of the strip that owns it), so results do not depend on the thread count.
 
 use densenet_kernels::gemm::{self, AView, BView, CStore, Tile};
 use densenet_kernels::winograd::{self, Winograd3x3};
@@ -72,15 +75,17 @@ const MIN_SPLIT_ROWS: usize = 16;
 /// `threads` threads: image by image at batch 2 and more; at batch 1 one whole-image strip per
 /// layer on one thread, two strips per image on more, or, for maps too short to split into
 /// strips, one whole-image strip whose products the threads share by output channels. Any
-/// choice gives the same bits (a strip's sums do not depend on its height,
-/// image by image equals layer by layer, and strips equal the whole-tensor passes); it only
-/// moves work between cores.
+/// choice gives the same bits (a strip's sums do not depend on its height, image by image
+/// equals layer by layer, and, with the direct 3×3s, strips equal the whole-tensor passes); it
+/// only moves work between cores. The strips have an even number of rows, for Winograd's 2×2
+/// tiles.
 ///
-/// That last equality holds because both paths do the same arithmetic: the maps before each
-/// convolution multiply then add (`map_run` here, `ChannelMap` in the kernels; never a fused
-/// multiply-add), the products use the same tile (`gemm::tile_for_rows`), the same depth slices
-/// and the same depth order (`(channel, ky, kx)` for the 3×3). Change one side and
-/// `tests/infer.rs::a_plan_built_in_one_pool_runs_in_another` (with `norm2` unfolded) fails.
+/// The equality with the passes holds because both paths do the same arithmetic: the maps
+/// before each convolution multiply then add (`map_run` here, `ChannelMap` in the kernels;
+/// never a fused multiply-add), the products use the same tile (`gemm::tile_for_rows`), the
+/// same depth slices and the same depth order (`(channel, ky, kx)` for the 3×3). Change one side
+/// and `tests/infer.rs::a_plan_built_in_one_pool_runs_in_another` (with `norm2` unfolded and
+/// Winograd off) fails.
 pub(crate) fn schedule(batch: usize, h: usize, threads: usize) -> BlockSchedule {
     if batch > 1 {
         BlockSchedule::Images
@@ -104,13 +109,6 @@ pub(crate) fn schedule(batch: usize, h: usize, threads: usize) -> BlockSchedule 
 /// 1.38× at 28×28, 1.19× at 14×14, 0.94× at 7×7; BC-100's 48 → 12: 1.25× at 32×32, 1.13× at
 /// 16×16, 0.76× at 8×8).
 const WINOGRAD_MIN_SIDE: usize = 14;
-
-/// Floats of Winograd's transformed input per block of tiles when an image is cut into several
-/// strips (which run at once on several threads, each with its own): half the default, which
-/// keeps densenet121's arena at batch 1 on two threads at its size without Winograd (6.70 MiB;
-/// 6.93 with the default blocks) for 3% of the 3×3s' time (its 56×56 blocks at 1.50× the direct
-/// product instead of 1.57×).
-const SPLIT_V_BLOCK: usize = winograd::V_BLOCK_FLOATS / 2;
 
 /// Whether a block of `h × w` maps at batch `batch` run with `schedule` takes its 3×3s by
 /// Winograd: on maps of at least [`WINOGRAD_MIN_SIDE`] rows and columns, except at batch 1
@@ -206,15 +204,7 @@ impl StripLayer {
 
     /// The 3×3 of a strip of `rows` image rows, as Winograd.
     fn conv3(&self, rows: usize) -> Winograd3x3 {
-        let v_block = if self.strips_per_image() > 1 {
-            SPLIT_V_BLOCK
-        } else {
-            winograd::V_BLOCK_FLOATS
-        };
-        Winograd3x3 {
-            v_block,
-            ..Winograd3x3::new(self.k, self.bk, rows, self.w)
-        }
+        Winograd3x3::new(self.k, self.bk, rows, self.w)
     }
 
     /// Whether the 3×3 runs by Winograd on the tier `isa`.
@@ -257,8 +247,8 @@ impl StripLayer {
         let mut q = self.bk * qplane + t.nr + 2;
         let mut conv3 = 0;
         if self.winograd_on(isa) {
-            // Winograd reads past the last plane too (for a strip of odd height, the row below
-            // it), and needs its own scratch.
+            // Winograd reads past the last plane too (up to 34 floats from its last group of
+            // tiles, and for a strip of odd height the row below it), and needs its own scratch.
             q = q.max(self.conv3(rows).input_len(qplane, self.wq()));
             conv3 = self.conv3(rows).scratch_len(isa, self.k);
         }
@@ -460,7 +450,7 @@ impl StripLayer {
         let (q, work) = scratch.split_at_mut(lens.q);
         let qplane = (h + 2) * wq;
         let (planes, tail) = q.split_at_mut(self.bk * qplane);
-        // The 3×3 reads up to `NR + 1` floats past the last plane (see `lens`).
+        // The 3×3 reads past the last plane (see `lens`): zeros, the bottom-right corner's padding.
         tail.fill(0.0);
 
         // 1. `C1` by groups of output channels, each mapped into its own planes of `Q`.

@@ -89,11 +89,12 @@ pub struct Winograd3x3 {
     pub k: usize,
     /// Input channels.
     pub c: usize,
-    /// Output rows and columns.
+    /// Output rows.
     pub rows: usize,
+    /// Output columns.
     pub cols: usize,
-    /// Floats of transformed input per block of tiles, at most (at least one panel of the
-    /// products is taken whatever it says). Any value gives the same results.
+    /// Floats of transformed input per block of tiles, about (whole panels of the products,
+    /// at least one, whatever it says). Any value gives the same results.
     pub v_block: usize,
 }
 
@@ -101,9 +102,8 @@ pub struct Winograd3x3 {
 struct ScratchLens {
     v: usize,
     m: usize,
-    /// Tiles per block; the row stride of `V_ξ` and `M_ξ` (the block rounded up to `NR`, and
-    /// room for a whole group's 16 lanes from its last tile); the stride from one `ξ` to the
-    /// next in `V` and in `M`.
+    /// Tiles per block (whole panels of `NR`), which is also the row stride of `V_ξ` and `M_ξ`;
+    /// the stride from one `ξ` to the next in `V` and in `M`.
     block: usize,
     ld: usize,
     v_stride: usize,
@@ -156,11 +156,14 @@ impl Winograd3x3 {
         let tiles = ty * tx;
         let fit = (self.v_block / (POSITIONS * self.c.max(1))) / nr * nr;
         let block = fit.max(nr).min(tiles.next_multiple_of(nr)).max(1);
-        let ld = block.next_multiple_of(nr) + LANES;
+        // Whole panels: the products read each row of `V_ξ` as runs of `NR` tiles.
+        let ld = block;
         // A cache line more than the rows, so that the 16 positions of one tile, which the
         // transforms write and read together, do not sit a multiple of 4 KiB apart (their
-        // accesses would alias in the load-store unit).
-        let (v_stride, m_stride) = (self.c * ld + 16, k_rows * ld + 16);
+        // accesses would alias in the load-store unit); it also takes the spare lanes of the
+        // last channel's last group (each channel's spill into the next row is overwritten
+        // when that row is transformed).
+        let (v_stride, m_stride) = (self.c * ld + LANES, k_rows * ld + LANES);
         let round = |n: usize| n.div_ceil(16) * 16;
         ScratchLens {
             v: round(POSITIONS * v_stride),
@@ -183,13 +186,14 @@ impl Winograd3x3 {
 
     /// Floats of the transformed weights of `k_rows` output channels, `16·k_rows·c`.
     pub fn weights_len(&self, k_rows: usize) -> usize {
-        POSITIONS * k_rows * self.c
+        POSITIONS * u_stride(k_rows, self.c)
     }
 
     /// `U = G·g·Gᵀ` of output channels `row0 .. row0 + k_rows`, for [`Winograd3x3::forward`]:
     /// 16 times `[k_rows, c]`. Computed per call by the inference plan rather than stored: it
-    /// takes about 5 µs for densenet121's 32 × 128 filters, and stored it would be 16/9 of the
-    /// 3×3 weights (6.6 MB more for densenet121).
+    /// takes about 15 µs on AVX-512 for densenet121's 32 × 128 filters (a hundredth of their
+    /// convolution at 56×56), and stored it would be 16/9 of the 3×3 weights it replaces (2.1
+    /// MB more for densenet121's 18 layers on 56×56 and 28×28 maps).
     ///
     /// # Shapes
     /// - `weights`: `[k, c, 3, 3]` (OIHW, PyTorch's layout).
@@ -298,7 +302,7 @@ impl Winograd3x3 {
                     cols,
                     c,
                     AView::RowMajor {
-                        data: &u[xi * k_rows * c..][..k_rows * c],
+                        data: &u[xi * u_stride(k_rows, c)..][..k_rows * c],
                         ld: c,
                     },
                     BView::Rows {
@@ -358,7 +362,8 @@ fn transform_weights(
         #[cfg(target_arch = "x86_64")]
         if isa == Isa::Avx512 {
             while ch0 + LANES <= c {
-                x86_64_avx512::weight_group(&filters[ch0 * 9..], u, o * c + ch0, k_rows * c);
+                let stride = u_stride(k_rows, c);
+                x86_64_avx512::weight_group(&filters[ch0 * 9..], u, o * c + ch0, stride);
                 ch0 += LANES;
             }
         }
@@ -366,10 +371,17 @@ fn transform_weights(
         for ch in ch0..c {
             let taps: [f32; 9] = filters[ch * 9..][..9].try_into().expect("nine taps");
             for xi in 0..POSITIONS {
-                u[(xi * k_rows + o) * c + ch] = weight_at(taps, xi / 4, xi % 4);
+                u[xi * u_stride(k_rows, c) + o * c + ch] = weight_at(taps, xi / 4, xi % 4);
             }
         }
     }
+}
+
+/// Floats from one position's `U_ξ` (`k_rows × c`) to the next: a cache line more than its
+/// values, so that the 16 positions of a filter, which the weight transform writes together,
+/// do not fall a multiple of 4 KiB apart (in the same few sets of the L1 cache).
+fn u_stride(k_rows: usize, c: usize) -> usize {
+    k_rows * c + LANES
 }
 
 /// Entry `j` of `G·(a, b, c)`: `a, (a + b + c)/2, (a − b + c)/2, c`.
