@@ -408,8 +408,9 @@ fn one_and_two_threads_give_the_same_logits() {
 /// unfolded (a real affine map, where a fused multiply-add would round differently), against a
 /// plan without strips, on every tier. With Winograd's 3×3s (maps of 14 rows and columns and
 /// more, 16 rows at batch 1: strips of 10 and 8 or 7 rows, 16 and 15; image by image; a 15-row
-/// map, direct in every pool), whose sums are not the direct convolution's, against the plan
-/// built on one thread (one strip per image).
+/// map, direct in every pool; strips of 24 rows at 48×52; F(4×4, 3×3) image by image at
+/// 48×48), whose sums are not the direct convolution's, against the plan built on one thread
+/// (one strip per image).
 #[test]
 fn a_plan_built_in_one_pool_runs_in_another() {
     use densenet_kernels::dispatch::with_max_isa;
@@ -447,6 +448,8 @@ fn a_plan_built_in_one_pool_runs_in_another() {
             (1, 31, 16),
             (1, 15, 29),
             (2, 14, 17),
+            (1, 48, 52),
+            (2, 48, 48),
         ];
         for (n, h, w) in sizes {
             let net = model(cfg.clone(), 21);

@@ -7,12 +7,13 @@
 //! ```
 //!
 //! Each line: a shape (`C → K` at `S×S`), then per method the median and minimum of 9 runs of
-//! at least 20 calls (`WINOGRAD_SIZE=S` for the `S×S` shapes only), the median's GFLOP/s
+//! at least 20 calls (`WINOGRAD_SIZE=S` for the `S×S` shapes only; `WINOGRAD_VARIANT=4` for
+//! F(4×4, 3×3)), the median's GFLOP/s
 //! counted as the direct convolution's `2·K·C·9·S²` FLOPs (so Winograd's figure is an
 //! effective rate), and the median time of the weight transform alone.
 
 use densenet_kernels::gemm::{self, AView, BView, CStore};
-use densenet_kernels::winograd::Winograd3x3;
+use densenet_kernels::winograd::{Variant, Winograd3x3};
 use std::time::Instant;
 
 fn main() {
@@ -30,10 +31,18 @@ fn main() {
     let only: Option<usize> = std::env::var("WINOGRAD_SIZE")
         .ok()
         .and_then(|v| v.parse().ok());
+    // `WINOGRAD_VARIANT=4` times F(4×4, 3×3) instead of F(2×2, 3×3).
+    let variant = match std::env::var("WINOGRAD_VARIANT").as_deref() {
+        Ok("4") => Variant::F4x4,
+        _ => Variant::F2x2,
+    };
     for &(c, k, s) in shapes.iter().filter(|sh| only.is_none_or(|o| o == sh.2)) {
         let row = s + 1;
         let plane = (s + 2) * row;
-        let conv = Winograd3x3::new(k, c, s, s);
+        let conv = Winograd3x3 {
+            variant,
+            ..Winograd3x3::new(k, c, s, s)
+        };
         let len = (c * plane + 64).max(conv.input_len(plane, row));
         let mut q: Vec<f32> = (0..len).map(|i| (i % 7) as f32 * 0.1).collect();
         for p in q.chunks_mut(row) {

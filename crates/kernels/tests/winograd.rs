@@ -1,18 +1,31 @@
-//! The Winograd F(2×2, 3×3) convolution against the reference direct convolution, on every tier
-//! this CPU has.
+//! The Winograd convolutions, F(2×2, 3×3) and F(4×4, 3×3), against the reference direct
+//! convolution, on every tier this CPU has.
 //!
-//! Small integers as `f32` (inputs in −4..=4, weights in −4..=4): the weight transform only
-//! adds and halves, the input transform only adds, so every transformed value, product and sum
-//! is exact and the result must equal the reference bit for bit. Uniform floats in [−1, 1):
-//! each output within `TOL·Σ|w|·|x|` of the reference (the sum of its terms' magnitudes, which
-//! bounds the roundings of both orders), where a wrong tap or a misplaced tile is off by about
-//! one term, `Σ|w|·|x| / (9·C)`, hundreds of times more.
+//! Small integers as `f32` (inputs in −4..=4, weights in −4..=4), F(2×2, 3×3): the weight
+//! transform only adds and halves, the input transform only adds, so every transformed value,
+//! product and sum is exact and the result must equal the reference bit for bit. Uniform
+//! floats in [−1, 1): each output within `tol·Σ|w|·|x|` of the reference (the sum of its terms'
+//! magnitudes, which bounds the roundings of both orders), where a wrong tap or a misplaced
+//! tile is off by about one term, `Σ|w|·|x| / (9·C)`, hundreds of times more; F(4×4, 3×3)'s
+//! transforms scale by up to 5 and 1/24, and its bound is larger ([`tol`]).
 
-use densenet_kernels::winograd::{Winograd3x3, V_BLOCK_FLOATS};
+use densenet_kernels::winograd::{Variant, Winograd3x3, V_BLOCK_FLOATS};
 use densenet_kernels::{reference, Conv2dGeom, Isa};
 use proptest::prelude::*;
 
-const TOL: f32 = 1e-5;
+/// The float tolerance, relative to `Σ|w|·|x|`.
+fn tol(variant: Variant) -> f32 {
+    match variant {
+        Variant::F2x2 => 1e-5,
+        Variant::F4x4 => 1e-4,
+    }
+}
+
+/// Rows of the padded input `row` floats apart with zeros to the right of the map up to whole
+/// tiles, as both variants need (F(4×4, 3×3) reads them into every output of its last tiles).
+fn shared_row(conv: &Winograd3x3) -> usize {
+    conv.variant.m() * conv.tiles().1 + 1
+}
 
 struct Rng(u64);
 
@@ -66,12 +79,14 @@ impl Problem {
         (out, bound)
     }
 
-    /// The padded input with rows `row` floats apart (`cols + 1`: the shared-padding layout),
-    /// planes `(rows + 2)·row` apart, and `slack` after the documented region (the first float
-    /// after the last plane zero, as the shared layout's last column needs).
+    /// The padded input with rows `row` floats apart ([`shared_row`]: the shared-padding layout
+    /// with the map's columns rounded up to whole tiles), planes of whole tile rows and the
+    /// padding rows (`(m·⌈rows/m⌉ + 2)·row` floats) apart, and `slack` after the documented
+    /// region (the first float after the last plane zero, as the shared layout's last column
+    /// needs).
     fn padded(&self, row: usize, slack: f32) -> (Vec<f32>, usize) {
         let c = self.conv;
-        let plane = (c.rows + 2) * row;
+        let plane = (c.variant.m() * c.tiles().0 + 2) * row;
         let len = (c.c * plane + 1).max(c.input_len(plane, row));
         let mut q = vec![slack; len];
         for ch in 0..c.c {
@@ -105,7 +120,7 @@ impl Problem {
         let mut cropped = Vec::with_capacity(k_rows * c.rows * c.cols);
         for o in 0..k_rows {
             for y in 0..c.rows {
-                cropped.extend_from_slice(&out[(o * 2 * ty + y) * ow..][..c.cols]);
+                cropped.extend_from_slice(&out[(o * c.variant.m() * ty + y) * ow..][..c.cols]);
             }
         }
         cropped
@@ -120,8 +135,9 @@ fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
 }
 
-/// Shapes up to 10 × 19 tiles, in one block of tiles or in blocks of one panel (32 tiles on
-/// AVX-512: several blocks, ending inside tile rows).
+/// Shapes up to 10 × 19 tiles of F(2×2, 3×3) (or 5 × 10 of F(4×4, 3×3)), in one block of tiles
+/// or in blocks of one panel (32 tiles on AVX-512: several blocks, ending inside tile rows),
+/// by either variant.
 fn conv_strategy() -> impl Strategy<Value = Winograd3x3> {
     (
         1usize..=40,
@@ -129,38 +145,50 @@ fn conv_strategy() -> impl Strategy<Value = Winograd3x3> {
         1usize..=19,
         1usize..=37,
         any::<bool>(),
+        any::<bool>(),
     )
-        .prop_map(|(k, c, rows, cols, small_blocks)| Winograd3x3 {
+        .prop_map(|(k, c, rows, cols, small_blocks, f4)| Winograd3x3 {
             v_block: if small_blocks { 0 } else { V_BLOCK_FLOATS },
+            variant: if f4 { Variant::F4x4 } else { Variant::F2x2 },
             ..Winograd3x3::new(k, c, rows, cols)
         })
+}
+
+/// The worst output's error relative to its `Σ|w|·|x|`.
+fn worst_error(got: &[f32], want: &[f32], bound: &[f32]) -> f32 {
+    got.iter()
+        .zip(want.iter().zip(bound))
+        .map(|(&g, (&r, &b))| (g - r).abs() / b.max(f32::MIN_POSITIVE))
+        .fold(0.0f32, f32::max)
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
-    /// Integers: bit for bit the reference, on every tier, in both row layouts.
+    /// Integers, F(2×2, 3×3): bit for bit the reference, on every tier, in both row layouts.
     #[test]
     fn integers_equal_the_reference(conv in conv_strategy(), seed in any::<u64>(), extra in 0usize..3) {
+        let conv = Winograd3x3 { variant: Variant::F2x2, ..conv };
         let p = Problem::new(conv, seed, true);
         let (want, _) = p.reference();
         for isa in tiers() {
-            let got = p.winograd(isa, conv.cols + 1 + extra, 0.0, (0, conv.k));
+            let got = p.winograd(isa, shared_row(&conv) + extra, 0.0, (0, conv.k));
             prop_assert_eq!(bits(&got), bits(&want), "{:?} on {}", conv, isa);
         }
     }
 
-    /// Floats: within `TOL·Σ|w|·|x|` of the reference on every tier. (The tiers' products
-    /// round differently: the portable one multiplies then adds, the others fuse.)
+    /// Floats: within `tol·Σ|w|·|x|` of the reference on every tier, with rows one wider
+    /// than the tiles too (zero-padded). (The tiers' products round differently: the portable
+    /// one multiplies then adds, the others fuse.)
     #[test]
-    fn floats_match_the_reference(conv in conv_strategy(), seed in any::<u64>()) {
+    fn floats_match_the_reference(conv in conv_strategy(), seed in any::<u64>(), extra in 0usize..2) {
         let p = Problem::new(conv, seed, false);
         let (want, bound) = p.reference();
         for isa in tiers() {
-            let got = p.winograd(isa, conv.cols + 1, 0.0, (0, conv.k));
+            let got = p.winograd(isa, shared_row(&conv) + extra, 0.0, (0, conv.k));
             for (i, (&g, (&r, &b))) in got.iter().zip(want.iter().zip(&bound)).enumerate() {
                 prop_assert!(
-                    (g - r).abs() <= TOL * b,
+                    (g - r).abs() <= tol(conv.variant) * b,
                     "{conv:?} on {isa}, output {i}: {g} against {r} (bound {b})"
                 );
             }
@@ -180,37 +208,40 @@ proptest! {
             w: p.w.clone(),
         };
         for isa in tiers() {
-            let whole = p.winograd(isa, conv.cols + 1, 0.0, (0, conv.k));
-            let blocks = other_blocks.winograd(isa, conv.cols + 1, 0.0, (0, conv.k));
+            let whole = p.winograd(isa, shared_row(&conv), 0.0, (0, conv.k));
+            let blocks = other_blocks.winograd(isa, shared_row(&conv), 0.0, (0, conv.k));
             prop_assert_eq!(bits(&blocks), bits(&whole), "{:?} on {}: block size", conv, isa);
-            let with_nans = p.winograd(isa, conv.cols + 1, f32::NAN, (0, conv.k));
+            let with_nans = p.winograd(isa, shared_row(&conv), f32::NAN, (0, conv.k));
             prop_assert_eq!(bits(&with_nans), bits(&whole), "{:?} on {}: NaN slack", conv, isa);
             let mr = densenet_kernels::gemm::tile_for_rows(isa, conv.k).mr;
             let mut split = Vec::new();
             for row0 in (0..conv.k).step_by(mr) {
                 let rows = mr.min(conv.k - row0);
-                split.extend(p.winograd(isa, conv.cols + 1, 0.0, (row0, rows)));
+                split.extend(p.winograd(isa, shared_row(&conv), 0.0, (row0, rows)));
             }
             prop_assert_eq!(bits(&split), bits(&whole), "{:?} on {}: by groups", conv, isa);
         }
     }
 }
 
-/// densenet121's shapes (128 → 32 at 56, 28, 14 and 7), against the reference.
+/// densenet121's shapes (128 → 32 at 56, 28, 14 and 7) by both variants, against the
+/// reference; the worst errors are printed.
 #[test]
 fn densenet121_shapes() {
-    for size in [56, 28, 14, 7] {
-        let conv = Winograd3x3::new(32, 128, size, size);
-        let p = Problem::new(conv, size as u64, false);
-        let (want, bound) = p.reference();
-        for isa in tiers() {
-            let got = p.winograd(isa, size + 1, 0.0, (0, 32));
-            let worst = got
-                .iter()
-                .zip(want.iter().zip(&bound))
-                .map(|(&g, (&r, &b))| (g - r).abs() / b)
-                .fold(0.0f32, f32::max);
-            assert!(worst <= TOL, "{size}x{size} on {isa}: {worst:e}");
+    for variant in [Variant::F2x2, Variant::F4x4] {
+        for size in [56, 28, 14, 7] {
+            let conv = Winograd3x3 {
+                variant,
+                ..Winograd3x3::new(32, 128, size, size)
+            };
+            let p = Problem::new(conv, size as u64, false);
+            let (want, bound) = p.reference();
+            for isa in tiers() {
+                let got = p.winograd(isa, shared_row(&conv), 0.0, (0, 32));
+                let worst = worst_error(&got, &want, &bound);
+                println!("{variant:?} {size}x{size} on {isa}: worst error {worst:.2e} of Σ|w||x|");
+                assert!(worst <= tol(variant), "{size}x{size} on {isa}: {worst:e}");
+            }
         }
     }
 }

@@ -279,7 +279,7 @@ pub(crate) fn build(
             Some(_) if by_strips => schedule(batch, bh, rayon::current_num_threads()),
             _ => BlockSchedule::Passes,
         };
-        let block_winograd = opts.winograd_3x3 && uses_winograd(schedule, batch, bh, bw);
+        let block_winograd = uses_winograd(schedule, batch, bh, bw).filter(|_| opts.winograd_3x3);
         winograd.push(block_winograd);
         bufs.bottleneck.push(
             bk.filter(|_| schedule == BlockSchedule::Passes)

@@ -150,7 +150,7 @@ pub struct InferencePlan {
     schedules: Vec<strips::BlockSchedule>,
     /// Whether each dense block runs its 3×3s as Winograd (where the tier's transforms are
     /// vectorised).
-    winograd: Vec<bool>,
+    winograd: Vec<Option<densenet_kernels::winograd::Variant>>,
     /// Scratch of the kernels crate's convolutions.
     kernels: Workspace,
 }

@@ -40,7 +40,7 @@
 //! very operations of the strip that owns it), so results do not depend on the thread count.
 
 use densenet_kernels::gemm::{self, AView, BView, CStore, Tile};
-use densenet_kernels::winograd::{self, Winograd3x3};
+use densenet_kernels::winograd::{self, Variant, Winograd3x3};
 use densenet_kernels::{on_tier, ChannelAffine, Isa};
 use rayon::prelude::*;
 
@@ -105,15 +105,30 @@ pub(crate) fn schedule(batch: usize, h: usize, threads: usize) -> BlockSchedule 
 /// Maps with fewer rows or columns than this run their 3×3s directly, not by Winograd: on
 /// smaller maps the transforms and the products' fewer tiles cost more than the 2.25× fewer
 /// multiply-adds save (densenet121's 128 → 32 on one thread,
-/// `cargo run --release -p densenet-kernels --example winograd_timing`: 1.50× faster at 56×56,
-/// 1.38× at 28×28, 1.19× at 14×14, 0.94× at 7×7; BC-100's 48 → 12: 1.25× at 32×32, 1.13× at
-/// 16×16, 0.76× at 8×8).
+/// `cargo run --release -p densenet-kernels --example winograd_timing`, F(2×2, 3×3): 1.68×
+/// as fast at 56×56, 1.53× at 28×28, 1.23× at 14×14, 0.87× at 7×7; BC-100's 48 → 12: 1.36× at
+/// 32×32, 1.09× at 16×16, 0.71× at 8×8).
 const WINOGRAD_MIN_SIDE: usize = 14;
 
+/// Maps with at least this many rows and columns take F(4×4, 3×3) at batch 2 and more where its
+/// tiles fit (see [`uses_winograd`]): 4× fewer multiply-adds than the direct product, for
+/// larger transforms, which pay off on the largest maps only (the same measurements, with
+/// `WINOGRAD_VARIANT=4`: 2.10× as fast as the direct product at 56×56 where F(2×2, 3×3) is
+/// 1.68×; 1.57× against 1.53× at 28×28, 1.11× against 1.23× at 14×14; BC-100 at 32×32 1.36×,
+/// as F(2×2, 3×3)). densenet121 at batch 8 on two threads: 193–195 ms a pass against 197–203.
+const WINOGRAD_F4_MIN_SIDE: usize = 48;
+
 /// Whether a block of `h × w` maps at batch `batch` run with `schedule` takes its 3×3s by
-/// Winograd: on maps of at least [`WINOGRAD_MIN_SIDE`] rows and columns, except at batch 1
-/// under [`MIN_SPLIT_ROWS`] rows, and not in the whole-tensor passes (which use `conv2d`'s
-/// direct convolution).
+/// Winograd, and with which tiles: on maps of at least [`WINOGRAD_MIN_SIDE`] rows and columns,
+/// except at batch 1 under [`MIN_SPLIT_ROWS`] rows, and not in the whole-tensor passes (which
+/// use `conv2d`'s direct convolution). F(4×4, 3×3) at batch 2 and more on maps of at least
+/// [`WINOGRAD_F4_MIN_SIDE`] whose sides are multiples of 4 (its tiles read everything up to
+/// whole tiles, which must then be the map or its zero padding); F(2×2, 3×3) elsewhere.
+///
+/// Not at batch 1: there it would take densenet121 from 49–51 to 47.6–48.4 ms on one thread
+/// and 27.9–28.9 to 27.1–27.4 ms on two, but its transformed weights (36 positions instead of
+/// 16) and tiles grow the two-thread arena from 6.70 to 7.10 MiB, and the peak RSS past the
+/// 48 MB target (45.9–46.1 MiB); and the choice may not depend on the thread count.
 ///
 /// Batch-1 maps under 16 rows are shared by output channels on several threads
 /// ([`BlockSchedule::Channels`]), where every task would transform the whole input for its
@@ -121,10 +136,18 @@ const WINOGRAD_MIN_SIDE: usize = 14;
 /// pass with it direct, 28.2–29.3 with it by Winograd, and 1 MiB more peak RSS). They stay
 /// direct on one thread too, so that the choice, and with it every result, does not depend on
 /// the pool the plan is built in.
-pub(crate) fn uses_winograd(schedule: BlockSchedule, batch: usize, h: usize, w: usize) -> bool {
-    schedule != BlockSchedule::Passes
+pub(crate) fn uses_winograd(
+    schedule: BlockSchedule,
+    batch: usize,
+    h: usize,
+    w: usize,
+) -> Option<Variant> {
+    let any = schedule != BlockSchedule::Passes
         && h.min(w) >= WINOGRAD_MIN_SIDE
-        && (batch > 1 || h >= MIN_SPLIT_ROWS)
+        && (batch > 1 || h >= MIN_SPLIT_ROWS);
+    let big =
+        batch > 1 && h.min(w) >= WINOGRAD_F4_MIN_SIDE && w.is_multiple_of(4) && h.is_multiple_of(4);
+    any.then_some(if big { Variant::F4x4 } else { Variant::F2x2 })
 }
 
 /// One bottleneck dense layer on a batch of `h × w` maps, cut into strips of `rows` image rows.
@@ -143,7 +166,7 @@ pub(crate) struct StripLayer {
     /// The 3×3 as Winograd F(2×2, 3×3) ([`Winograd3x3`]) instead of the direct wide-row
     /// product, on the tiers where its transforms are vectorised
     /// ([`winograd::is_fast_on`]; [`StripLayer::winograd_on`]).
-    pub winograd: bool,
+    pub winograd: Option<Variant>,
 }
 
 /// Strips one parallel region takes at most, per thread of the pool: the scratch holds that many
@@ -204,12 +227,15 @@ impl StripLayer {
 
     /// The 3×3 of a strip of `rows` image rows, as Winograd.
     fn conv3(&self, rows: usize) -> Winograd3x3 {
-        Winograd3x3::new(self.k, self.bk, rows, self.w)
+        Winograd3x3 {
+            variant: self.winograd.unwrap_or(Variant::F2x2),
+            ..Winograd3x3::new(self.k, self.bk, rows, self.w)
+        }
     }
 
     /// Whether the 3×3 runs by Winograd on the tier `isa`.
     fn winograd_on(&self, isa: Isa) -> bool {
-        self.winograd && winograd::is_fast_on(isa)
+        self.winograd.is_some() && winograd::is_fast_on(isa)
     }
 
     /// How a strip of `rows` image rows holds its `C3` on the tier `isa`: floats per row and
@@ -310,8 +336,9 @@ impl StripLayer {
         let m = self.batch * plane;
         self.check_lengths(slot, prefix, w1, w2);
         assert!(
-            !self.winograd || self.rows >= self.h || self.rows.is_multiple_of(2),
-            "strips: Winograd's tiles need strips of an even number of rows"
+            self.winograd
+                .is_none_or(|v| self.rows >= self.h || self.rows.is_multiple_of(v.m())),
+            "strips: Winograd's tiles need strips of whole tile rows"
         );
         let lens = self.lens(isa);
         let per_strip = lens.total();
@@ -786,7 +813,7 @@ pub(crate) struct ImageBlock {
     pub bk: usize,
     pub layers: usize,
     /// The layers' 3×3s as Winograd (see [`StripLayer::winograd`]).
-    pub winograd: bool,
+    pub winograd: Option<Variant>,
 }
 
 impl ImageBlock {
@@ -1010,16 +1037,18 @@ mod tests {
     /// Every strip height gives the same bits, and those match the reference within rounding,
     /// on maps down to one row or one column, with and without the 1×1's bias, with the 1×1's
     /// column blocks ending inside an image row, on every tier the CPU has; with the direct
-    /// 3×3 and with Winograd's (every even strip height, odd maps: a last strip of odd height).
+    /// 3×3 and with Winograd's: F(2×2, 3×3) on every even strip height (odd maps: a last strip
+    /// of odd height), F(4×4, 3×3) on maps of whole tiles of 4 and strip heights multiples of 4.
     #[test]
     fn any_strip_height_gives_the_same_bits_and_matches_the_reference() {
         for isa in Isa::ALL.into_iter().filter(|t| t.is_supported()) {
-            check_every_strip_height(isa, false);
-            check_every_strip_height(isa, true);
+            check_every_strip_height(isa, None);
+            check_every_strip_height(isa, Some(Variant::F2x2));
+            check_every_strip_height(isa, Some(Variant::F4x4));
         }
     }
 
-    fn check_every_strip_height(isa: Isa, winograd: bool) {
+    fn check_every_strip_height(isa: Isa, winograd: Option<Variant>) {
         for (case, &(batch, h, w, c, bk, k, bias)) in [
             (1, 7, 5, 5, 8, 3, true),
             (1, 1, 9, 3, 4, 2, false),
@@ -1034,6 +1063,8 @@ mod tests {
             // densenet121's last block, cut down: 7×7, 128 bottleneck and 32 new channels, a
             // bottleneck that is not whole row groups (20 = 8 + 8 + 4).
             (1, 7, 7, 70, 128, 32, true),
+            // Whole tiles of 4 for F(4×4, 3×3), 12 new channels.
+            (1, 8, 12, 24, 20, 12, true),
             (1, 5, 6, 33, 20, 12, false),
         ]
         .iter()
@@ -1049,8 +1080,13 @@ mod tests {
             let (s2, t2) = (values(bk, seed + 6), values(bk, seed + 7));
             let b1 = bias.then_some(&b1[..]);
             let mut first: Option<Vec<f32>> = None;
-            // Winograd's tiles need strips of even height (or one strip per image).
-            for rows in (1..=h + 1).filter(|&r| !winograd || r % 2 == 0 || r >= h) {
+            // F(4×4, 3×3) reads whole tiles: maps of whole tiles of 4 only.
+            if winograd == Some(Variant::F4x4) && (h % 4 != 0 || w % 4 != 0) {
+                continue;
+            }
+            // Winograd's tiles need strips of whole tile rows (or one strip per image).
+            let whole = |r: usize| winograd.is_none_or(|v| r.is_multiple_of(v.m())) || r >= h;
+            for rows in (1..=h + 1).filter(|&r| whole(r)) {
                 let l = StripLayer {
                     batch,
                     h,
@@ -1096,7 +1132,7 @@ mod tests {
                         for (i, (g, r)) in slot.iter().zip(&want).enumerate() {
                             assert!(
                                 (g - r).abs() <= 1e-5 * scale,
-                                "{isa}, case {case}, rows {rows}, Winograd {winograd}: value {i} \
+                                "{isa}, case {case}, rows {rows}, Winograd {winograd:?}: value {i} \
                                  is {g}, the reference {r}"
                             );
                         }
@@ -1109,7 +1145,7 @@ mod tests {
                             .all(|(a, b)| a.to_bits() == b.to_bits());
                         assert!(
                             same,
-                            "{isa}, case {case}, Winograd {winograd}: strips of {rows} rows \
+                            "{isa}, case {case}, Winograd {winograd:?}: strips of {rows} rows \
                              change the bits"
                         );
                     }
@@ -1172,7 +1208,7 @@ mod tests {
                         .all(|(a, b)| a.to_bits() == b.to_bits());
                     assert!(
                         same,
-                        "{isa}, case {case}, Winograd {winograd}: by channels on {threads} \
+                        "{isa}, case {case}, Winograd {winograd:?}: by channels on {threads} \
                          threads (one task's scratch: {one_task}) changes the bits"
                     );
                 }
@@ -1190,13 +1226,19 @@ mod tests {
             (3, 5, 7, 6, 4, 16, 3, true),
             (5, 4, 1, 5, 12, 20, 2, false),
             (2, 1, 6, 3, 2, 4, 2, true),
+            (3, 8, 4, 5, 12, 16, 2, true),
         ] {
             for threads in 1..=3 {
                 let pool = rayon::ThreadPoolBuilder::new()
                     .num_threads(threads)
                     .build()
                     .unwrap();
-                for winograd in [false, true] {
+                let whole_fours = h % 4 == 0 && w % 4 == 0;
+                let variants = [None, Some(Variant::F2x2), Some(Variant::F4x4)];
+                for winograd in variants
+                    .into_iter()
+                    .filter(|&v| v != Some(Variant::F4x4) || whole_fours)
+                {
                     pool.install(|| {
                         check_image_block(batch, h, w, k0, k, bk, layers, bias, winograd)
                     });
@@ -1215,7 +1257,7 @@ mod tests {
         bk: usize,
         layers: usize,
         bias: bool,
-        winograd: bool,
+        winograd: Option<Variant>,
     ) {
         let m = batch * h * w;
         let params: Vec<_> = (0..layers)
@@ -1260,7 +1302,7 @@ mod tests {
                     c,
                     bk,
                     k,
-                    rows: 2,
+                    rows: winograd.map_or(2, |v| v.m()),
                     winograd,
                 };
                 let (prefix, rest) = feats.split_at_mut(c * m);
@@ -1288,7 +1330,7 @@ mod tests {
                     .all(|(a, b)| a.to_bits() == b.to_bits());
                 assert!(
                     same,
-                    "{isa}, batch {batch}, {h}x{w}, scratch {len}, Winograd {winograd}: image by \
+                    "{isa}, batch {batch}, {h}x{w}, scratch {len}, Winograd {winograd:?}: image by \
                      image differs"
                 );
             }

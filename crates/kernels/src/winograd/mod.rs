@@ -1,5 +1,7 @@
-//! A 3×3, stride-1 convolution by Winograd's minimal filtering, F(2×2, 3×3) (Lavin and Gray,
-//! "Fast Algorithms for Convolutional Neural Networks", 2016): forward only, for inference.
+//! A 3×3, stride-1 convolution by Winograd's minimal filtering, F(2×2, 3×3) and F(4×4, 3×3)
+//! (Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks", 2016): forward only,
+//! for inference. The algorithm below is F(2×2, 3×3)'s; F(4×4, 3×3) ([`Variant::F4x4`],
+//! `f4.rs`) is the same with 6×6 input tiles, 4×4 output tiles and 36 products.
 //!
 //! # The algorithm
 //!
@@ -42,8 +44,9 @@
 //! sum of roundings than the direct convolution's: on DenseNet's 3×3s, the outputs differ by a
 //! few units in the last place of the largest term (the tests bound it relative to
 //! `Σ|w|·|x|`), and a whole densenet121 forward's logits within 1e-5 of the direct one's.
-//! F(2×2, 3×3) is the variant with the smallest error; the larger tiles (F(4×4, 3×3) and up)
-//! save more multiplications with transforms whose coefficients grow, and their errors with them.
+//! F(2×2, 3×3) is the variant with the smallest error (under 1e-7 of `Σ|w|·|x|` on
+//! densenet121's 128 → 32); F(4×4, 3×3) saves more multiplications with transforms whose
+//! coefficients grow to 5 and 1/24, and its errors with them (about 2e-6 there).
 //!
 //! # Layout
 //!
@@ -54,6 +57,7 @@
 //! and columns `2tx..2tx+4`. Each channel's `U_ξ` rows and `V_ξ` rows are contiguous, so the
 //! products read both in place (`AView::RowMajor`, `BView::Rows`), with no packing.
 
+mod f4;
 #[cfg(target_arch = "x86_64")]
 mod x86_64_avx512;
 
@@ -68,8 +72,38 @@ pub fn is_fast_on(isa: Isa) -> bool {
     isa == Isa::Avx512
 }
 
-/// Positions of a transformed 4×4 tile: the number of products.
+/// Positions of a transformed 4×4 tile of F(2×2, 3×3): the number of products.
 pub const POSITIONS: usize = 16;
+
+/// The tile size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Variant {
+    /// F(2×2, 3×3): 2×2 outputs from 4×4 inputs, 16 products per tile (2.25× fewer
+    /// multiply-adds than the direct convolution), exact on small integers; what lies past the
+    /// map is read only for outputs past it.
+    F2x2,
+    /// F(4×4, 3×3) (`f4.rs`): 4×4 outputs from 6×6 inputs, 36 products per tile (4× fewer), with
+    /// larger roundings; everything its tiles read past the map must be zero.
+    F4x4,
+}
+
+impl Variant {
+    /// Outputs per side of a tile.
+    pub fn m(self) -> usize {
+        match self {
+            Variant::F2x2 => 2,
+            Variant::F4x4 => 4,
+        }
+    }
+
+    /// Products (positions of a transformed tile) per tile.
+    pub fn positions(self) -> usize {
+        match self {
+            Variant::F2x2 => POSITIONS,
+            Variant::F4x4 => f4::POSITIONS,
+        }
+    }
+}
 
 /// The default [`Winograd3x3::v_block`]: 512 KiB of `V` per block of tiles. Larger blocks cost
 /// fewer, longer products and re-read fewer overlapping input rows, for more scratch:
@@ -96,6 +130,8 @@ pub struct Winograd3x3 {
     /// Floats of transformed input per block of tiles, about (whole panels of the products,
     /// at least one, whatever it says). Any value gives the same results.
     pub v_block: usize,
+    /// The tile size.
+    pub variant: Variant,
 }
 
 /// The lengths of [`Winograd3x3::forward`]'s scratch parts, in floats.
@@ -111,7 +147,7 @@ struct ScratchLens {
 }
 
 impl Winograd3x3 {
-    /// The convolution with the default block size ([`V_BLOCK_FLOATS`]).
+    /// The convolution by F(2×2, 3×3) with the default block size ([`V_BLOCK_FLOATS`]).
     pub fn new(k: usize, c: usize, rows: usize, cols: usize) -> Self {
         Winograd3x3 {
             k,
@@ -119,42 +155,46 @@ impl Winograd3x3 {
             rows,
             cols,
             v_block: V_BLOCK_FLOATS,
+            variant: Variant::F2x2,
         }
     }
 
-    /// Tile rows and tile columns: `⌈rows/2⌉ × ⌈cols/2⌉`.
+    /// Tile rows and tile columns: `⌈rows/m⌉ × ⌈cols/m⌉` for tiles of `m × m` outputs.
     pub fn tiles(&self) -> (usize, usize) {
-        (self.rows.div_ceil(2), self.cols.div_ceil(2))
+        let m = self.variant.m();
+        (self.rows.div_ceil(m), self.cols.div_ceil(m))
     }
 
-    /// Floats per output row of [`Winograd3x3::forward`]: whole tiles, `2·⌈cols/2⌉`.
+    /// Floats per output row of [`Winograd3x3::forward`]: whole tiles, `m·⌈cols/m⌉`.
     pub fn out_row(&self) -> usize {
-        2 * self.tiles().1
+        self.variant.m() * self.tiles().1
     }
 
-    /// Floats of the output for `k_rows` output channels: `2·⌈rows/2⌉` rows of
+    /// Floats of the output for `k_rows` output channels: `m·⌈rows/m⌉` rows of
     /// [`Winograd3x3::out_row`] each.
     pub fn out_len(&self, k_rows: usize) -> usize {
-        k_rows * 2 * self.tiles().0 * self.out_row()
+        k_rows * self.variant.m() * self.tiles().0 * self.out_row()
     }
 
     /// Floats the input must hold for planes `plane` apart with rows `row` apart: the last
-    /// channel's last tile row, and on AVX-512 the 34 floats a group of tiles reads from its
-    /// first tile's first column, for a group that starts at the last tile (lanes past the map's
-    /// edge read values whose results are dropped).
+    /// channel's last tile row, and on AVX-512 the `16·m + 2` floats a group of tiles reads from
+    /// its first tile's first column, for a group that starts at the last tile (lanes past the
+    /// map's edge compute values that are dropped).
     pub fn input_len(&self, plane: usize, row: usize) -> usize {
         let (ty, tx) = self.tiles();
         if self.c == 0 || ty == 0 || tx == 0 {
             return 0;
         }
-        (self.c - 1) * plane + (2 * ty + 1) * row + 2 * (tx - 1) + 2 * LANES + 2
+        let m = self.variant.m();
+        (self.c - 1) * plane + (m * ty + 1) * row + m * (tx - 1) + m * LANES + 2
     }
 
     fn scratch_lens(&self, isa: Isa, k_rows: usize) -> ScratchLens {
         let nr = gemm::tile(isa).nr;
         let (ty, tx) = self.tiles();
         let tiles = ty * tx;
-        let fit = (self.v_block / (POSITIONS * self.c.max(1))) / nr * nr;
+        let positions = self.variant.positions();
+        let fit = (self.v_block / (positions * self.c.max(1))) / nr * nr;
         let block = fit.max(nr).min(tiles.next_multiple_of(nr)).max(1);
         // Whole panels: the products read each row of `V_ξ` as runs of `NR` tiles.
         let ld = block;
@@ -166,8 +206,8 @@ impl Winograd3x3 {
         let (v_stride, m_stride) = (self.c * ld + LANES, k_rows * ld + LANES);
         let round = |n: usize| n.div_ceil(16) * 16;
         ScratchLens {
-            v: round(POSITIONS * v_stride),
-            m: round(POSITIONS * m_stride),
+            v: round(positions * v_stride),
+            m: round(positions * m_stride),
             block,
             ld,
             v_stride,
@@ -184,9 +224,10 @@ impl Winograd3x3 {
         l.v + l.m + 16
     }
 
-    /// Floats of the transformed weights of `k_rows` output channels, `16·k_rows·c`.
+    /// Floats of the transformed weights of `k_rows` output channels: `k_rows·c` per position
+    /// (16 or 36), and a line.
     pub fn weights_len(&self, k_rows: usize) -> usize {
-        POSITIONS * u_stride(k_rows, self.c)
+        self.variant.positions() * u_stride(k_rows, self.c)
     }
 
     /// `U = G·g·Gᵀ` of output channels `row0 .. row0 + k_rows`, for [`Winograd3x3::forward`]:
@@ -212,7 +253,7 @@ impl Winograd3x3 {
         crate::on_tier(
             isa,
             #[inline(always)]
-            || transform_weights(isa, weights, k, c, row0, k_rows, u),
+            || transform_weights(isa, self.variant, weights, c, row0, k_rows, u),
         );
     }
 
@@ -278,22 +319,23 @@ impl Winograd3x3 {
         let (ld, v_stride, m_stride) = (lens.ld, lens.v_stride, lens.m_stride);
         let tiles = ty_n * tx_n;
         let out_row = self.out_row();
-        let out_plane = 2 * ty_n * out_row;
+        let (variant, mt) = (self.variant, self.variant.m());
+        let out_plane = mt * ty_n * out_row;
         for f0 in (0..tiles).step_by(lens.block) {
             let f1 = (f0 + lens.block).min(tiles);
             // 1. V_ξ[ch, f − f0] for every channel and tile of the block.
             for ch in 0..c {
                 let src = &input[ch * plane..];
                 for (ty, tx, n) in segments(f0, f1, tx_n) {
-                    let at = 2 * ty * row + 2 * tx;
+                    let at = mt * ty * row + mt * tx;
                     let dst = ch * ld + (ty * tx_n + tx - f0);
-                    input_group(isa, &src[at..], row, n, v, dst, v_stride);
+                    input_group(isa, variant, &src[at..], row, n, v, dst, v_stride);
                 }
             }
             // 2. M_ξ = U_ξ · V_ξ.
             let cols = f1 - f0;
             let row_start = |ch: usize| ch * ld;
-            for xi in 0..POSITIONS {
+            for xi in 0..variant.positions() {
                 gemm::gemm_block_with(
                     isa,
                     tile,
@@ -314,12 +356,13 @@ impl Winograd3x3 {
                     CStore::Write,
                 );
             }
-            // 3. Each output tile from its 16 products.
+            // 3. Each output tile from its products.
             for o in 0..k_rows {
                 for (ty, tx, n) in segments(f0, f1, tx_n) {
                     let src = o * ld + (ty * tx_n + tx - f0);
-                    let at = o * out_plane + 2 * ty * out_row + 2 * tx;
-                    output_group(isa, m, src, m_stride, n, &mut out[at..], out_row);
+                    let at = o * out_plane + mt * ty * out_row + mt * tx;
+                    let out = &mut out[at..];
+                    output_group(isa, variant, m, src, m_stride, n, out, out_row);
                 }
             }
         }
@@ -347,14 +390,17 @@ fn segments(f0: usize, f1: usize, tx_n: usize) -> impl Iterator<Item = (usize, u
 #[allow(clippy::too_many_arguments)]
 fn transform_weights(
     isa: Isa,
+    variant: Variant,
     g: &[f32],
-    k: usize,
     c: usize,
     row0: usize,
     k_rows: usize,
     u: &mut [f32],
 ) {
-    let _ = k;
+    if variant == Variant::F4x4 {
+        transform_weights4(isa, g, c, row0, k_rows, u);
+        return;
+    }
     for o in 0..k_rows {
         // Output channel `row0 + o`'s filters, nine taps each.
         let filters = &g[(row0 + o) * c * 9..][..c * 9];
@@ -372,6 +418,32 @@ fn transform_weights(
             let taps: [f32; 9] = filters[ch * 9..][..9].try_into().expect("nine taps");
             for xi in 0..POSITIONS {
                 u[xi * u_stride(k_rows, c) + o * c + ch] = weight_at(taps, xi / 4, xi % 4);
+            }
+        }
+    }
+}
+
+/// [`transform_weights`] for F(4×4, 3×3): 36 positions.
+#[inline(always)]
+fn transform_weights4(isa: Isa, g: &[f32], c: usize, row0: usize, k_rows: usize, u: &mut [f32]) {
+    let stride = u_stride(k_rows, c);
+    for o in 0..k_rows {
+        let filters = &g[(row0 + o) * c * 9..][..c * 9];
+        let mut ch0 = 0;
+        #[cfg(target_arch = "x86_64")]
+        if isa == Isa::Avx512 {
+            while ch0 + LANES <= c {
+                x86_64_avx512::weight_group4(&filters[ch0 * 9..], u, o * c + ch0, stride);
+                ch0 += LANES;
+            }
+        }
+        let _ = isa;
+        for ch in ch0..c {
+            let taps: [f32; 9] = filters[ch * 9..][..9].try_into().expect("nine taps");
+            for (j, col) in f4::weight_tile(taps).iter().enumerate() {
+                for (i, &x) in col.iter().enumerate() {
+                    u[(f4::ALPHA * i + j) * stride + o * c + ch] = x;
+                }
             }
         }
     }
@@ -408,8 +480,10 @@ fn weight_at(g: [f32; 9], i: usize, j: usize) -> f32 {
 /// `v[dst + ξ·stride + t]`. Lanes `n .. 16` of each position may be written too (with values
 /// to be overwritten or dropped): the caller leaves room for them and writes a row's groups in
 /// order.
+#[allow(clippy::too_many_arguments)]
 fn input_group(
     isa: Isa,
+    variant: Variant,
     src: &[f32],
     row: usize,
     n: usize,
@@ -417,13 +491,29 @@ fn input_group(
     dst: usize,
     stride: usize,
 ) {
-    assert!(n <= LANES && (POSITIONS - 1) * stride + dst + LANES <= v.len());
+    let positions = variant.positions();
+    assert!(n <= LANES && (positions - 1) * stride + dst + LANES <= v.len());
     #[cfg(target_arch = "x86_64")]
     if isa == Isa::Avx512 {
-        x86_64_avx512::input_group(src, row, n, v, dst, stride);
+        match variant {
+            Variant::F2x2 => x86_64_avx512::input_group(src, row, n, v, dst, stride),
+            Variant::F4x4 => x86_64_avx512::input_group4(src, row, v, dst, stride),
+        }
         return;
     }
     let _ = isa;
+    if variant == Variant::F4x4 {
+        for t in 0..n {
+            let rows: [[f32; 6]; 6] =
+                std::array::from_fn(|i| std::array::from_fn(|j| src[i * row + 4 * t + j]));
+            for (j, col) in f4::input_tile(rows).iter().enumerate() {
+                for (i, &x) in col.iter().enumerate() {
+                    v[dst + (f4::ALPHA * i + j) * stride + t] = x;
+                }
+            }
+        }
+        return;
+    }
     for t in 0..n {
         let d: [[f32; 4]; 4] =
             std::array::from_fn(|i| std::array::from_fn(|j| src[i * row + 2 * t + j]));
@@ -457,8 +547,10 @@ pub(crate) fn input_tile(d: [[f32; 4]; 4]) -> [f32; POSITIONS] {
 
 /// `Aᵀ·M·A` of `n ≤ 16` adjacent tiles: position `ξ` of tile `t` at `m[src + ξ·stride + t]`;
 /// the tile's 2×2 outputs to `out[2t ..= 2t + 1]` and `out[row + 2t ..= row + 2t + 1]`.
+#[allow(clippy::too_many_arguments)]
 fn output_group(
     isa: Isa,
+    variant: Variant,
     m: &[f32],
     src: usize,
     stride: usize,
@@ -466,14 +558,31 @@ fn output_group(
     out: &mut [f32],
     row: usize,
 ) {
-    assert!(n <= LANES && (POSITIONS - 1) * stride + src + n <= m.len());
-    assert!(row + 2 * n <= out.len());
+    let (positions, mt) = (variant.positions(), variant.m());
+    assert!(n <= LANES && (positions - 1) * stride + src + n <= m.len());
+    assert!((mt - 1) * row + mt * n <= out.len());
     #[cfg(target_arch = "x86_64")]
     if isa == Isa::Avx512 {
-        x86_64_avx512::output_group(m, src, stride, n, out, row);
+        match variant {
+            Variant::F2x2 => x86_64_avx512::output_group(m, src, stride, n, out, row),
+            Variant::F4x4 => x86_64_avx512::output_group4(m, src, stride, n, out, row),
+        }
         return;
     }
     let _ = isa;
+    if variant == Variant::F4x4 {
+        for t in 0..n {
+            let products: [[f32; 6]; 6] = std::array::from_fn(|i| {
+                std::array::from_fn(|j| m[src + (f4::ALPHA * i + j) * stride + t])
+            });
+            for (c, y) in f4::output_tile(products).iter().enumerate() {
+                for (r, &value) in y.iter().enumerate() {
+                    out[r * row + 4 * t + c] = value;
+                }
+            }
+        }
+        return;
+    }
     for t in 0..n {
         let mt: [f32; POSITIONS] = std::array::from_fn(|xi| m[src + xi * stride + t]);
         let y = output_tile(mt);

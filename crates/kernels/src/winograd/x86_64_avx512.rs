@@ -189,3 +189,191 @@ unsafe fn weight_group_avx512(filters: *const f32, u: *mut f32, stride: usize) {
         }
     }
 }
+
+// F(4×4, 3×3): sixteen tiles of four columns each span 64 input columns (and two more).
+
+/// Sixteen lanes of F(4×4, 3×3)'s arithmetic ([`super::f4::Arith`]).
+#[derive(Clone, Copy)]
+struct Z(__m512);
+
+impl super::f4::Arith for Z {
+    #[inline(always)]
+    fn add(self, other: Z) -> Z {
+        // SAFETY: a `Z` exists only inside this module's AVX-512 functions, entered after
+        // their callers detected AVX-512F.
+        Z(unsafe { _mm512_add_ps(self.0, other.0) })
+    }
+    #[inline(always)]
+    fn sub(self, other: Z) -> Z {
+        // SAFETY: as in `add`.
+        Z(unsafe { _mm512_sub_ps(self.0, other.0) })
+    }
+    #[inline(always)]
+    fn mul(self, c: f32) -> Z {
+        // SAFETY: as in `add`.
+        Z(unsafe { _mm512_mul_ps(self.0, _mm512_set1_ps(c)) })
+    }
+}
+
+/// See `super::input_group`: `Bᵀ·D·B` of sixteen adjacent 6×6 tiles (tile `t` reads columns
+/// `4t .. 4t + 6` of six rows), all 16 lanes of each of the 36 positions stored. Reads
+/// `16·4 + 2` floats of each row.
+///
+/// # Panics
+/// If `src` is shorter than `5·row + 66` floats, `v` than the positions' runs, or the CPU lacks
+/// AVX-512F.
+pub(super) fn input_group4(src: &[f32], row: usize, v: &mut [f32], dst: usize, stride: usize) {
+    assert!(
+        src.len() >= 5 * row + 4 * LANES + 2,
+        "winograd: input run too short"
+    );
+    assert!(dst + (super::f4::POSITIONS - 1) * stride + LANES <= v.len());
+    assert!(is_x86_feature_detected!("avx512f"));
+    // SAFETY: AVX-512F was detected just above; the loads stay within `src` (six rows of 66
+    // floats from `src[0]`, the last two masked to the lanes they use) and the stores write 16
+    // floats from each `dst + ξ·stride`, within `v`.
+    unsafe { input_group4_avx512(src.as_ptr(), row, v.as_mut_ptr().add(dst), stride) }
+}
+
+#[target_feature(enable = "avx512f")]
+unsafe fn input_group4_avx512(src: *const f32, row: usize, v: *mut f32, stride: usize) {
+    // SAFETY: the caller checked every address (see `input_group4`).
+    unsafe {
+        let even = _mm512_loadu_si512(EVEN.as_ptr().cast());
+        let odd = _mm512_loadu_si512(ODD.as_ptr().cast());
+        let rows: [[Z; 6]; 6] = std::array::from_fn(|i| {
+            let r = src.add(i * row);
+            let x: [__m512; 4] = std::array::from_fn(|q| _mm512_loadu_ps(r.add(LANES * q)));
+            // Columns 0, 2, 4, … and 1, 3, 5, … of the 64, then every fourth.
+            let e01 = _mm512_permutex2var_ps(x[0], even, x[1]);
+            let e23 = _mm512_permutex2var_ps(x[2], even, x[3]);
+            let o01 = _mm512_permutex2var_ps(x[0], odd, x[1]);
+            let o23 = _mm512_permutex2var_ps(x[2], odd, x[3]);
+            let d0 = _mm512_permutex2var_ps(e01, even, e23);
+            let d1 = _mm512_permutex2var_ps(o01, even, o23);
+            let d2 = _mm512_permutex2var_ps(e01, odd, e23);
+            let d3 = _mm512_permutex2var_ps(o01, odd, o23);
+            // Columns 4t + 4 and 4t + 5: the next lane's d0 and d1, the last lane's from
+            // columns 64 and 65.
+            let c64 = _mm512_castps_si512(_mm512_maskz_loadu_ps(1, r.add(4 * LANES)));
+            let c65 = _mm512_castps_si512(_mm512_maskz_loadu_ps(1, r.add(4 * LANES + 1)));
+            let d4 = _mm512_castsi512_ps(_mm512_alignr_epi32(c64, _mm512_castps_si512(d0), 1));
+            let d5 = _mm512_castsi512_ps(_mm512_alignr_epi32(c65, _mm512_castps_si512(d1), 1));
+            [d0, d1, d2, d3, d4, d5].map(Z)
+        });
+        for (j, col) in super::f4::input_tile(rows).iter().enumerate() {
+            for (i, x) in col.iter().enumerate() {
+                _mm512_storeu_ps(v.add((6 * i + j) * stride), x.0);
+            }
+        }
+    }
+}
+
+/// Interleaving of two vectors of pairs `a`, `b`: `a0 a1 b0 b1 a2 a3 b2 b3 …`, from the low
+/// eight floats of each and from the high.
+const PAIRS_LO: [i32; 16] = [0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23];
+const PAIRS_HI: [i32; 16] = [8, 9, 24, 25, 10, 11, 26, 27, 12, 13, 28, 29, 14, 15, 30, 31];
+
+/// See `super::output_group`: `Aᵀ·M·A` of `n ≤ 16` adjacent tiles into four output rows of
+/// `4n` floats.
+///
+/// # Panics
+/// If `m` or `out` is too short for `n` tiles, or the CPU lacks AVX-512F.
+pub(super) fn output_group4(
+    m: &[f32],
+    src: usize,
+    stride: usize,
+    n: usize,
+    out: &mut [f32],
+    row: usize,
+) {
+    assert!(n <= LANES && src + (super::f4::POSITIONS - 1) * stride + n <= m.len());
+    assert!(3 * row + 4 * n <= out.len());
+    assert!(is_x86_feature_detected!("avx512f"));
+    // SAFETY: AVX-512F was detected just above; the masked loads read lanes `0 .. n` of runs at
+    // `src + ξ·stride`, within `m`, and the masked stores write `4n` floats from each of
+    // `out[0]`, `out[row]`, `out[2·row]`, `out[3·row]`, within `out` (the asserts).
+    unsafe { output_group4_avx512(m.as_ptr().add(src), stride, n, out.as_mut_ptr(), row) }
+}
+
+#[target_feature(enable = "avx512f")]
+unsafe fn output_group4_avx512(m: *const f32, stride: usize, n: usize, out: *mut f32, row: usize) {
+    // SAFETY: the caller checked every address (see `output_group4`).
+    unsafe {
+        let mask: __mmask16 = ((1u32 << n) - 1) as __mmask16;
+        let products: [[Z; 6]; 6] = std::array::from_fn(|i| {
+            std::array::from_fn(|j| Z(_mm512_maskz_loadu_ps(mask, m.add((6 * i + j) * stride))))
+        });
+        // `y[column][row]`.
+        let y = super::f4::output_tile(products);
+        let (lo, hi) = (
+            _mm512_loadu_si512(LO.as_ptr().cast()),
+            _mm512_loadu_si512(HI.as_ptr().cast()),
+        );
+        let (pairs_lo, pairs_hi) = (
+            _mm512_loadu_si512(PAIRS_LO.as_ptr().cast()),
+            _mm512_loadu_si512(PAIRS_HI.as_ptr().cast()),
+        );
+        let total = 4 * n;
+        for (r, ((y0, y1), (y2, y3))) in (y[0].iter().zip(&y[1]))
+            .zip(y[2].iter().zip(&y[3]))
+            .enumerate()
+        {
+            // Tile t's four columns to floats 4t .. 4t + 4: columns 0 and 1 paired, 2 and 3
+            // paired, then the pairs interleaved.
+            let c01_lo = _mm512_permutex2var_ps(y0.0, lo, y1.0);
+            let c01_hi = _mm512_permutex2var_ps(y0.0, hi, y1.0);
+            let c23_lo = _mm512_permutex2var_ps(y2.0, lo, y3.0);
+            let c23_hi = _mm512_permutex2var_ps(y2.0, hi, y3.0);
+            let runs = [
+                _mm512_permutex2var_ps(c01_lo, pairs_lo, c23_lo),
+                _mm512_permutex2var_ps(c01_lo, pairs_hi, c23_lo),
+                _mm512_permutex2var_ps(c01_hi, pairs_lo, c23_hi),
+                _mm512_permutex2var_ps(c01_hi, pairs_hi, c23_hi),
+            ];
+            let o = out.add(r * row);
+            for (q, &run) in runs.iter().enumerate() {
+                // Only the vectors holding some of the `4n` floats are stored (`o + 16q` is
+                // then within them).
+                let have = total.saturating_sub(LANES * q).min(LANES);
+                if have > 0 {
+                    let mask: __mmask16 = ((1u32 << have) - 1) as __mmask16;
+                    _mm512_mask_storeu_ps(o.add(LANES * q), mask, run);
+                }
+            }
+        }
+    }
+}
+
+/// See `super::transform_weights4`: `G·g·Gᵀ` of sixteen consecutive filters of one output
+/// channel (`filters[9·l + t]`, OIHW), position `ξ` to `u[dst + ξ·stride + l]`.
+///
+/// # Panics
+/// If `filters` is shorter than 16 filters, `u` than the 36 positions' runs, or the CPU lacks
+/// AVX-512F.
+pub(super) fn weight_group4(filters: &[f32], u: &mut [f32], dst: usize, stride: usize) {
+    assert!(filters.len() >= 9 * LANES);
+    assert!(dst + (super::f4::POSITIONS - 1) * stride + LANES <= u.len());
+    assert!(is_x86_feature_detected!("avx512f"));
+    // SAFETY: AVX-512F was detected just above; the gathers read `filters[9·l + t]` for
+    // `l < 16`, `t < 9` (the first assert) and the stores write 16 floats from each
+    // `dst + ξ·stride` (the second).
+    unsafe { weight_group4_avx512(filters.as_ptr(), u.as_mut_ptr().add(dst), stride) }
+}
+
+#[target_feature(enable = "avx512f")]
+unsafe fn weight_group4_avx512(filters: *const f32, u: *mut f32, stride: usize) {
+    // SAFETY: the caller checked every address (see `weight_group4`).
+    unsafe {
+        let nine = _mm512_setr_epi32(
+            0, 9, 18, 27, 36, 45, 54, 63, 72, 81, 90, 99, 108, 117, 126, 135,
+        );
+        let taps: [Z; 9] =
+            std::array::from_fn(|t| Z(_mm512_i32gather_ps::<4>(nine, filters.add(t))));
+        for (j, col) in super::f4::weight_tile(taps).iter().enumerate() {
+            for (i, x) in col.iter().enumerate() {
+                _mm512_storeu_ps(u.add((6 * i + j) * stride), x.0);
+            }
+        }
+    }
+}
