@@ -1,7 +1,7 @@
 //! The Winograd convolutions, F(2×2, 3×3) and F(4×4, 3×3), against the reference direct
 //! convolution, on every tier this CPU has.
 //!
-//! Small integers as `f32` (inputs in −4..=4, weights in −4..=4), F(2×2, 3×3): the weight
+//! Small integers as `f32` (inputs and weights in −8..=8), F(2×2, 3×3): the weight
 //! transform only adds and halves, the input transform only adds, so every transformed value,
 //! product and sum is exact and the result must equal the reference bit for bit. Uniform
 //! floats in [−1, 1): each output within `tol·Σ|w|·|x|` of the reference (the sum of its terms'
@@ -9,6 +9,9 @@
 //! tile is off by about one term, `Σ|w|·|x| / (9·C)`, hundreds of times more; F(4×4, 3×3)'s
 //! transforms scale by up to 5 and 1/24, and its bound is larger ([`tol`]).
 
+mod common;
+
+use common::{Rng, Values};
 use densenet_kernels::winograd::{Variant, Winograd3x3, V_BLOCK_FLOATS};
 use densenet_kernels::{reference, Conv2dGeom, Isa};
 use proptest::prelude::*;
@@ -27,27 +30,6 @@ fn shared_row(conv: &Winograd3x3) -> usize {
     conv.variant.m() * conv.tiles().1 + 1
 }
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn value(&mut self, ints: bool) -> f32 {
-        if ints {
-            (self.next() % 9) as f32 - 4.0
-        } else {
-            (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-        }
-    }
-    fn vec(&mut self, len: usize, ints: bool) -> Vec<f32> {
-        (0..len).map(|_| self.value(ints)).collect()
-    }
-}
-
 /// One problem: `x` `[c, rows, cols]`, `w` `[k, c, 3, 3]`.
 struct Problem {
     conv: Winograd3x3,
@@ -57,9 +39,10 @@ struct Problem {
 
 impl Problem {
     fn new(conv: Winograd3x3, seed: u64, ints: bool) -> Self {
-        let mut r = Rng(seed | 1);
-        let x = r.vec(conv.c * conv.rows * conv.cols, ints);
-        let w = r.vec(conv.k * conv.c * 9, ints);
+        let mut r = Rng::new(seed);
+        let values = if ints { Values::Ints } else { Values::Floats };
+        let x = values.draw(&mut r, conv.c * conv.rows * conv.cols);
+        let w = values.draw(&mut r, conv.k * conv.c * 9);
         Problem { conv, x, w }
     }
 

@@ -397,10 +397,7 @@ fn transform_weights(
     k_rows: usize,
     u: &mut [f32],
 ) {
-    if variant == Variant::F4x4 {
-        transform_weights4(isa, g, c, row0, k_rows, u);
-        return;
-    }
+    let stride = u_stride(k_rows, c);
     for o in 0..k_rows {
         // Output channel `row0 + o`'s filters, nine taps each.
         let filters = &g[(row0 + o) * c * 9..][..c * 9];
@@ -408,41 +405,30 @@ fn transform_weights(
         #[cfg(target_arch = "x86_64")]
         if isa == Isa::Avx512 {
             while ch0 + LANES <= c {
-                let stride = u_stride(k_rows, c);
-                x86_64_avx512::weight_group(&filters[ch0 * 9..], u, o * c + ch0, stride);
+                let (group, dst) = (&filters[ch0 * 9..], o * c + ch0);
+                match variant {
+                    Variant::F2x2 => x86_64_avx512::weight_group(group, u, dst, stride),
+                    Variant::F4x4 => x86_64_avx512::weight_group4(group, u, dst, stride),
+                }
                 ch0 += LANES;
             }
         }
         let _ = isa;
         for ch in ch0..c {
             let taps: [f32; 9] = filters[ch * 9..][..9].try_into().expect("nine taps");
-            for xi in 0..POSITIONS {
-                u[xi * u_stride(k_rows, c) + o * c + ch] = weight_at(taps, xi / 4, xi % 4);
-            }
-        }
-    }
-}
-
-/// [`transform_weights`] for F(4×4, 3×3): 36 positions.
-#[inline(always)]
-fn transform_weights4(isa: Isa, g: &[f32], c: usize, row0: usize, k_rows: usize, u: &mut [f32]) {
-    let stride = u_stride(k_rows, c);
-    for o in 0..k_rows {
-        let filters = &g[(row0 + o) * c * 9..][..c * 9];
-        let mut ch0 = 0;
-        #[cfg(target_arch = "x86_64")]
-        if isa == Isa::Avx512 {
-            while ch0 + LANES <= c {
-                x86_64_avx512::weight_group4(&filters[ch0 * 9..], u, o * c + ch0, stride);
-                ch0 += LANES;
-            }
-        }
-        let _ = isa;
-        for ch in ch0..c {
-            let taps: [f32; 9] = filters[ch * 9..][..9].try_into().expect("nine taps");
-            for (j, col) in f4::weight_tile(taps).iter().enumerate() {
-                for (i, &x) in col.iter().enumerate() {
-                    u[(f4::ALPHA * i + j) * stride + o * c + ch] = x;
+            let at = o * c + ch;
+            match variant {
+                Variant::F2x2 => {
+                    for xi in 0..POSITIONS {
+                        u[xi * stride + at] = weight_at(taps, xi / 4, xi % 4);
+                    }
+                }
+                Variant::F4x4 => {
+                    for (j, col) in f4::weight_tile(taps).iter().enumerate() {
+                        for (i, &x) in col.iter().enumerate() {
+                            u[(f4::ALPHA * i + j) * stride + at] = x;
+                        }
+                    }
                 }
             }
         }

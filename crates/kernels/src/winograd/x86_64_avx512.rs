@@ -143,6 +143,23 @@ unsafe fn output_group_avx512(m: *const f32, stride: usize, n: usize, out: *mut 
     }
 }
 
+/// The nine taps of sixteen consecutive OIHW filters, one gather each (lane `l` of tap `t` is
+/// `filters[9·l + t]`).
+///
+/// # Safety
+/// The CPU must support AVX-512F (callers are AVX-512 functions), and `filters` must point to
+/// at least 144 readable floats.
+#[inline(always)]
+unsafe fn gather_taps(filters: *const f32) -> [__m512; 9] {
+    // SAFETY: the caller guarantees the feature and the 144 floats read.
+    unsafe {
+        let nine = _mm512_setr_epi32(
+            0, 9, 18, 27, 36, 45, 54, 63, 72, 81, 90, 99, 108, 117, 126, 135,
+        );
+        std::array::from_fn(|t| _mm512_i32gather_ps::<4>(nine, filters.add(t)))
+    }
+}
+
 /// See `super::transform_weights`: `U_ξ[l] = (G·g_l·Gᵀ)_ξ` for sixteen consecutive filters of
 /// one output channel, `filters[9·l + t]` tap `t` of filter `l` (OIHW), position `ξ` to
 /// `u[dst + ξ·stride + l]`. Each tap of the sixteen filters is one gather (nine floats apart).
@@ -164,11 +181,7 @@ pub(super) fn weight_group(filters: &[f32], u: &mut [f32], dst: usize, stride: u
 unsafe fn weight_group_avx512(filters: *const f32, u: *mut f32, stride: usize) {
     // SAFETY: the caller checked every address (see `weight_group`).
     unsafe {
-        let nine = _mm512_setr_epi32(
-            0, 9, 18, 27, 36, 45, 54, 63, 72, 81, 90, 99, 108, 117, 126, 135,
-        );
-        let g: [__m512; 9] =
-            std::array::from_fn(|t| _mm512_i32gather_ps::<4>(nine, filters.add(t)));
+        let g = gather_taps(filters);
         let half = _mm512_set1_ps(0.5);
         // `super::g_times`: entry `j` of `G·(a, b, c)`.
         let g_times = |a: __m512, b: __m512, c: __m512| {
@@ -365,11 +378,7 @@ pub(super) fn weight_group4(filters: &[f32], u: &mut [f32], dst: usize, stride: 
 unsafe fn weight_group4_avx512(filters: *const f32, u: *mut f32, stride: usize) {
     // SAFETY: the caller checked every address (see `weight_group4`).
     unsafe {
-        let nine = _mm512_setr_epi32(
-            0, 9, 18, 27, 36, 45, 54, 63, 72, 81, 90, 99, 108, 117, 126, 135,
-        );
-        let taps: [Z; 9] =
-            std::array::from_fn(|t| Z(_mm512_i32gather_ps::<4>(nine, filters.add(t))));
+        let taps = gather_taps(filters).map(Z);
         for (j, col) in super::f4::weight_tile(taps).iter().enumerate() {
             for (i, x) in col.iter().enumerate() {
                 _mm512_storeu_ps(u.add((6 * i + j) * stride), x.0);
