@@ -235,7 +235,7 @@ impl StripLayer {
 
     /// Whether the 3×3 runs by Winograd on the tier `isa`.
     fn winograd_on(&self, isa: Isa) -> bool {
-        self.winograd.is_some() && winograd::is_fast_on(isa)
+        self.winograd.is_some_and(|v| winograd::is_fast_on(isa, v))
     }
 
     /// How a strip of `rows` image rows holds its `C3` on the tier `isa`: floats per row and

@@ -59,17 +59,24 @@
 
 mod f4;
 #[cfg(target_arch = "x86_64")]
+mod x86_64_avx2;
+#[cfg(target_arch = "x86_64")]
 mod x86_64_avx512;
 
 use crate::dispatch::Isa;
 use crate::gemm::{self, AView, BView, CStore};
 
-/// Whether the transforms are vectorised on the tier `isa` (AVX-512 only): elsewhere they run one
-/// tile at a time, and the whole convolution is slower than the direct product (on the AVX2
-/// tier, 128 → 32 at 56×56: 0.70× as fast; at 28×28: 0.43×), so callers choosing between the
-/// two take the direct one there. Every tier computes the same transforms.
-pub fn is_fast_on(isa: Isa) -> bool {
-    isa == Isa::Avx512
+/// Whether `variant`'s transforms are vectorised on the tier `isa`: both on AVX-512,
+/// F(2×2, 3×3) on AVX2. Elsewhere they run one tile at a time, and the whole convolution is
+/// slower than the direct product (with scalar transforms on the AVX2 tier, 128 → 32 at 56×56
+/// ran 0.70× as fast, at 28×28 0.43×), so callers choosing between the two take the direct one
+/// there. Every tier computes the same transforms.
+pub fn is_fast_on(isa: Isa, variant: Variant) -> bool {
+    match isa {
+        Isa::Avx512 => true,
+        Isa::Avx2 => variant == Variant::F2x2,
+        Isa::Portable => false,
+    }
 }
 
 /// Positions of a transformed 4×4 tile of F(2×2, 3×3): the number of products.
@@ -403,12 +410,13 @@ fn transform_weights(
         let filters = &g[(row0 + o) * c * 9..][..c * 9];
         let mut ch0 = 0;
         #[cfg(target_arch = "x86_64")]
-        if isa == Isa::Avx512 {
+        if isa == Isa::Avx512 || (isa == Isa::Avx2 && variant == Variant::F2x2) {
             while ch0 + LANES <= c {
                 let (group, dst) = (&filters[ch0 * 9..], o * c + ch0);
-                match variant {
-                    Variant::F2x2 => x86_64_avx512::weight_group(group, u, dst, stride),
-                    Variant::F4x4 => x86_64_avx512::weight_group4(group, u, dst, stride),
+                match (isa, variant) {
+                    (Isa::Avx2, _) => x86_64_avx2::weight_group(group, u, dst, stride),
+                    (_, Variant::F2x2) => x86_64_avx512::weight_group(group, u, dst, stride),
+                    (_, Variant::F4x4) => x86_64_avx512::weight_group4(group, u, dst, stride),
                 }
                 ch0 += LANES;
             }
@@ -480,12 +488,15 @@ fn input_group(
     let positions = variant.positions();
     assert!(n <= LANES && (positions - 1) * stride + dst + LANES <= v.len());
     #[cfg(target_arch = "x86_64")]
-    if isa == Isa::Avx512 {
-        match variant {
-            Variant::F2x2 => x86_64_avx512::input_group(src, row, n, v, dst, stride),
-            Variant::F4x4 => x86_64_avx512::input_group4(src, row, v, dst, stride),
+    match (isa, variant) {
+        (Isa::Avx512, Variant::F2x2) => {
+            return x86_64_avx512::input_group(src, row, n, v, dst, stride);
         }
-        return;
+        (Isa::Avx512, Variant::F4x4) => {
+            return x86_64_avx512::input_group4(src, row, v, dst, stride);
+        }
+        (Isa::Avx2, Variant::F2x2) => return x86_64_avx2::input_group(src, row, v, dst, stride),
+        _ => {}
     }
     let _ = isa;
     if variant == Variant::F4x4 {
@@ -548,12 +559,17 @@ fn output_group(
     assert!(n <= LANES && (positions - 1) * stride + src + n <= m.len());
     assert!((mt - 1) * row + mt * n <= out.len());
     #[cfg(target_arch = "x86_64")]
-    if isa == Isa::Avx512 {
-        match variant {
-            Variant::F2x2 => x86_64_avx512::output_group(m, src, stride, n, out, row),
-            Variant::F4x4 => x86_64_avx512::output_group4(m, src, stride, n, out, row),
+    match (isa, variant) {
+        (Isa::Avx512, Variant::F2x2) => {
+            return x86_64_avx512::output_group(m, src, stride, n, out, row);
         }
-        return;
+        (Isa::Avx512, Variant::F4x4) => {
+            return x86_64_avx512::output_group4(m, src, stride, n, out, row);
+        }
+        (Isa::Avx2, Variant::F2x2) => {
+            return x86_64_avx2::output_group(m, src, stride, n, out, row);
+        }
+        _ => {}
     }
     let _ = isa;
     if variant == Variant::F4x4 {
