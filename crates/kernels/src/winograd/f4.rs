@@ -24,28 +24,7 @@
 pub(crate) const ALPHA: usize = 6;
 pub(crate) const POSITIONS: usize = ALPHA * ALPHA;
 
-/// The arithmetic of the transforms, on one value or on a vector of lanes.
-pub(crate) trait Arith: Copy {
-    fn add(self, other: Self) -> Self;
-    fn sub(self, other: Self) -> Self;
-    /// `self · c`.
-    fn mul(self, c: f32) -> Self;
-}
-
-impl Arith for f32 {
-    #[inline(always)]
-    fn add(self, other: f32) -> f32 {
-        self + other
-    }
-    #[inline(always)]
-    fn sub(self, other: f32) -> f32 {
-        self - other
-    }
-    #[inline(always)]
-    fn mul(self, c: f32) -> f32 {
-        self * c
-    }
-}
+use super::Arith;
 
 /// `Bᵀ·d` for six inputs.
 #[inline(always)]

@@ -57,6 +57,7 @@
 //! and columns `2tx..2tx+4`. Each channel's `U_ξ` rows and `V_ξ` rows are contiguous, so the
 //! products read both in place (`AView::RowMajor`, `BView::Rows`), with no packing.
 
+mod f2;
 mod f4;
 #[cfg(target_arch = "x86_64")]
 mod x86_64_avx2;
@@ -121,6 +122,29 @@ pub const V_BLOCK_FLOATS: usize = 128 * 1024;
 
 /// Tiles the transforms handle at once: one AVX-512 vector.
 const LANES: usize = 16;
+
+/// The arithmetic of the transforms (`f2.rs`, `f4.rs`), on one value or on a vector of lanes.
+pub(crate) trait Arith: Copy {
+    fn add(self, other: Self) -> Self;
+    fn sub(self, other: Self) -> Self;
+    /// `self · c`.
+    fn mul(self, c: f32) -> Self;
+}
+
+impl Arith for f32 {
+    #[inline(always)]
+    fn add(self, other: f32) -> f32 {
+        self + other
+    }
+    #[inline(always)]
+    fn sub(self, other: f32) -> f32 {
+        self - other
+    }
+    #[inline(always)]
+    fn mul(self, c: f32) -> f32 {
+        self * c
+    }
+}
 
 /// A 3×3, stride-1, padding-1 convolution of `c` input channels into `k` output channels over
 /// `rows × cols` outputs, run as F(2×2, 3×3).
@@ -427,8 +451,10 @@ fn transform_weights(
             let at = o * c + ch;
             match variant {
                 Variant::F2x2 => {
-                    for xi in 0..POSITIONS {
-                        u[xi * stride + at] = weight_at(taps, xi / 4, xi % 4);
+                    for (j, col) in f2::weight_tile(taps).iter().enumerate() {
+                        for (i, &x) in col.iter().enumerate() {
+                            u[(4 * i + j) * stride + at] = x;
+                        }
                     }
                 }
                 Variant::F4x4 => {
@@ -448,25 +474,6 @@ fn transform_weights(
 /// do not fall a multiple of 4 KiB apart (in the same few sets of the L1 cache).
 fn u_stride(k_rows: usize, c: usize) -> usize {
     k_rows * c + LANES
-}
-
-/// Entry `j` of `G·(a, b, c)`: `a, (a + b + c)/2, (a − b + c)/2, c`.
-#[inline(always)]
-fn g_times(a: f32, b: f32, c: f32, j: usize) -> f32 {
-    match j {
-        0 => a,
-        1 => (a + b + c) * 0.5,
-        2 => (a - b + c) * 0.5,
-        _ => c,
-    }
-}
-
-/// Entry `(i, j)` of `G·g·Gᵀ` for a 3×3 filter `g` (row-major taps): `G` along each row of `g`
-/// (entry `j`), then along the column of those (entry `i`).
-#[inline(always)]
-fn weight_at(g: [f32; 9], i: usize, j: usize) -> f32 {
-    let r = |a: usize| g_times(g[3 * a], g[3 * a + 1], g[3 * a + 2], j);
-    g_times(r(0), r(1), r(2), i)
 }
 
 /// `Bᵀ·D·B` of `n ≤ 16` horizontally adjacent tiles of one channel: `src` starts at the top-left
@@ -514,32 +521,12 @@ fn input_group(
     for t in 0..n {
         let d: [[f32; 4]; 4] =
             std::array::from_fn(|i| std::array::from_fn(|j| src[i * row + 2 * t + j]));
-        let tv = input_tile(d);
-        for (xi, &x) in tv.iter().enumerate() {
-            v[dst + xi * stride + t] = x;
+        for (i, vi) in f2::input_tile(d).iter().enumerate() {
+            for (j, &x) in vi.iter().enumerate() {
+                v[dst + (4 * i + j) * stride + t] = x;
+            }
         }
     }
-}
-
-/// `Bᵀ·D·B` of one 4×4 tile, row-major. Every tier does these operations in this order.
-#[inline(always)]
-pub(crate) fn input_tile(d: [[f32; 4]; 4]) -> [f32; POSITIONS] {
-    // Bᵀ·D: combine rows.
-    let t: [[f32; 4]; 4] = [
-        std::array::from_fn(|j| d[0][j] - d[2][j]),
-        std::array::from_fn(|j| d[1][j] + d[2][j]),
-        std::array::from_fn(|j| d[2][j] - d[1][j]),
-        std::array::from_fn(|j| d[1][j] - d[3][j]),
-    ];
-    // (Bᵀ·D)·B: combine columns.
-    let mut v = [0.0; POSITIONS];
-    for i in 0..4 {
-        v[4 * i] = t[i][0] - t[i][2];
-        v[4 * i + 1] = t[i][1] + t[i][2];
-        v[4 * i + 2] = t[i][2] - t[i][1];
-        v[4 * i + 3] = t[i][1] - t[i][3];
-    }
-    v
 }
 
 /// `Aᵀ·M·A` of `n ≤ 16` adjacent tiles: position `ξ` of tile `t` at `m[src + ξ·stride + t]`;
@@ -586,25 +573,10 @@ fn output_group(
         return;
     }
     for t in 0..n {
-        let mt: [f32; POSITIONS] = std::array::from_fn(|xi| m[src + xi * stride + t]);
-        let y = output_tile(mt);
-        out[2 * t] = y[0][0];
-        out[2 * t + 1] = y[0][1];
-        out[row + 2 * t] = y[1][0];
-        out[row + 2 * t + 1] = y[1][1];
+        let products: [[f32; 4]; 4] =
+            std::array::from_fn(|i| std::array::from_fn(|j| m[src + (4 * i + j) * stride + t]));
+        for (r, y) in f2::output_tile(products).iter().enumerate() {
+            out[r * row + 2 * t..][..2].copy_from_slice(y);
+        }
     }
-}
-
-/// `Aᵀ·M·A` of one tile (`M` row-major): its 2×2 outputs. Every tier does these operations in
-/// this order.
-#[inline(always)]
-pub(crate) fn output_tile(m: [f32; POSITIONS]) -> [[f32; 2]; 2] {
-    // M·A: combine columns, per row.
-    let s: [f32; 4] = std::array::from_fn(|i| m[4 * i] + m[4 * i + 1] + m[4 * i + 2]);
-    let t: [f32; 4] = std::array::from_fn(|i| m[4 * i + 1] - m[4 * i + 2] - m[4 * i + 3]);
-    // Aᵀ·(M·A): combine rows.
-    [
-        [s[0] + s[1] + s[2], t[0] + t[1] + t[2]],
-        [s[1] - s[2] - s[3], t[1] - t[2] - t[3]],
-    ]
 }

@@ -1,12 +1,35 @@
 //! The F(2×2, 3×3) transforms on AVX2: sixteen tiles of a tile row at once as two halves of
-//! eight lanes, one tile per lane, with the AVX-512 module's layout and the operations of
-//! `input_tile` / `output_tile` / `weight_at`. An input row's even and odd columns are
-//! separated with an in-lane shuffle and a cross-lane permute per pair of vectors; the outputs'
-//! two columns are interleaved back with unpacks and a cross-lane permute.
+//! eight lanes, one tile per lane, with the AVX-512 module's layout and `f2.rs`'s arithmetic.
+//! An input row's even and odd columns are separated with an in-lane shuffle and a cross-lane
+//! permute per pair of vectors; the outputs' two columns are interleaved back with unpacks and
+//! a cross-lane permute.
 
 use std::arch::x86_64::*;
 
-use super::{LANES, POSITIONS};
+use super::{f2, LANES, POSITIONS};
+
+/// Eight lanes of the transforms' arithmetic ([`super::Arith`]).
+#[derive(Clone, Copy)]
+struct Y(__m256);
+
+impl super::Arith for Y {
+    #[inline(always)]
+    fn add(self, other: Y) -> Y {
+        // SAFETY: a `Y` exists only inside this module's AVX2 functions, entered after their
+        // callers detected AVX2.
+        Y(unsafe { _mm256_add_ps(self.0, other.0) })
+    }
+    #[inline(always)]
+    fn sub(self, other: Y) -> Y {
+        // SAFETY: as in `add`.
+        Y(unsafe { _mm256_sub_ps(self.0, other.0) })
+    }
+    #[inline(always)]
+    fn mul(self, c: f32) -> Y {
+        // SAFETY: as in `add`.
+        Y(unsafe { _mm256_mul_ps(self.0, _mm256_set1_ps(c)) })
+    }
+}
 
 /// Lanes of one AVX2 vector.
 const HALF: usize = 8;
@@ -56,29 +79,16 @@ unsafe fn input_group_avx2(src: *const f32, row: usize, v: *mut f32, stride: usi
     unsafe {
         for half in 0..2 {
             let base = src.add(2 * HALF * half);
-            let mut d = [[_mm256_setzero_ps(); 4]; 4];
-            for (i, di) in d.iter_mut().enumerate() {
+            let row_of = |i: usize| {
                 let r = base.add(i * row);
                 let (d0, d1) = deinterleave(r);
                 let (d2, d3) = deinterleave(r.add(2));
-                *di = [d0, d1, d2, d3];
-            }
-            // Bᵀ·D, then ·B: `super::input_tile`'s operations.
-            let t: [[__m256; 4]; 4] = [
-                std::array::from_fn(|j| _mm256_sub_ps(d[0][j], d[2][j])),
-                std::array::from_fn(|j| _mm256_add_ps(d[1][j], d[2][j])),
-                std::array::from_fn(|j| _mm256_sub_ps(d[2][j], d[1][j])),
-                std::array::from_fn(|j| _mm256_sub_ps(d[1][j], d[3][j])),
-            ];
-            for (i, ti) in t.iter().enumerate() {
-                let vi = [
-                    _mm256_sub_ps(ti[0], ti[2]),
-                    _mm256_add_ps(ti[1], ti[2]),
-                    _mm256_sub_ps(ti[2], ti[1]),
-                    _mm256_sub_ps(ti[1], ti[3]),
-                ];
-                for (j, &x) in vi.iter().enumerate() {
-                    _mm256_storeu_ps(v.add((4 * i + j) * stride + HALF * half), x);
+                [Y(d0), Y(d1), Y(d2), Y(d3)]
+            };
+            let d = [row_of(0), row_of(1), row_of(2), row_of(3)];
+            for (i, vi) in f2::input_tile(d).iter().enumerate() {
+                for (j, x) in vi.iter().enumerate() {
+                    _mm256_storeu_ps(v.add((4 * i + j) * stride + HALF * half), x.0);
                 }
             }
         }
@@ -130,20 +140,9 @@ unsafe fn output_group_avx2(m: *const f32, stride: usize, n: usize, out: *mut f3
                 break;
             }
             let mask = first_lanes(lanes);
-            let mt: [__m256; POSITIONS] = std::array::from_fn(|xi| {
-                _mm256_maskload_ps(m.add(xi * stride + HALF * half), mask)
-            });
-            // M·A, then Aᵀ·: `super::output_tile`'s operations.
-            let s: [__m256; 4] = std::array::from_fn(|i| {
-                _mm256_add_ps(_mm256_add_ps(mt[4 * i], mt[4 * i + 1]), mt[4 * i + 2])
-            });
-            let t: [__m256; 4] = std::array::from_fn(|i| {
-                _mm256_sub_ps(_mm256_sub_ps(mt[4 * i + 1], mt[4 * i + 2]), mt[4 * i + 3])
-            });
-            let y00 = _mm256_add_ps(_mm256_add_ps(s[0], s[1]), s[2]);
-            let y01 = _mm256_add_ps(_mm256_add_ps(t[0], t[1]), t[2]);
-            let y10 = _mm256_sub_ps(_mm256_sub_ps(s[1], s[2]), s[3]);
-            let y11 = _mm256_sub_ps(_mm256_sub_ps(t[1], t[2]), t[3]);
+            let load = |xi: usize| Y(_mm256_maskload_ps(m.add(xi * stride + HALF * half), mask));
+            let products = [0, 1, 2, 3].map(|i| [0, 1, 2, 3].map(|j| load(4 * i + j)));
+            let [[y00, y01], [y10, y11]] = f2::output_tile(products).map(|r| r.map(|y| y.0));
             // 2·lanes floats per output row, tile `t` at `2t`: the first four tiles' pairs,
             // then the last four's.
             let (m0, m1) = (
@@ -185,24 +184,13 @@ unsafe fn weight_group_avx2(filters: *const f32, u: *mut f32, stride: usize) {
     // SAFETY: the caller checked every address (see `weight_group`).
     unsafe {
         let nine = _mm256_setr_epi32(0, 9, 18, 27, 36, 45, 54, 63);
-        let half = _mm256_set1_ps(0.5);
-        // `super::g_times`: entry `j` of `G·(a, b, c)`.
-        let g_times = |a: __m256, b: __m256, c: __m256| {
-            [
-                a,
-                _mm256_mul_ps(_mm256_add_ps(_mm256_add_ps(a, b), c), half),
-                _mm256_mul_ps(_mm256_add_ps(_mm256_sub_ps(a, b), c), half),
-                c,
-            ]
-        };
         for part in 0..2 {
             let f = filters.add(9 * HALF * part);
             let g: [__m256; 9] = std::array::from_fn(|t| _mm256_i32gather_ps::<4>(f.add(t), nine));
-            let r: [[__m256; 4]; 3] =
-                std::array::from_fn(|a| g_times(g[3 * a], g[3 * a + 1], g[3 * a + 2]));
-            for (j, ((&r0, &r1), &r2)) in r[0].iter().zip(&r[1]).zip(&r[2]).enumerate() {
-                for (i, &x) in g_times(r0, r1, r2).iter().enumerate() {
-                    _mm256_storeu_ps(u.add((4 * i + j) * stride + HALF * part), x);
+            let taps = g.map(Y);
+            for (j, col) in f2::weight_tile(taps).iter().enumerate() {
+                for (i, x) in col.iter().enumerate() {
+                    _mm256_storeu_ps(u.add((4 * i + j) * stride + HALF * part), x.0);
                 }
             }
         }

@@ -10,7 +10,30 @@
 
 use std::arch::x86_64::*;
 
-use super::{LANES, POSITIONS};
+use super::{f2, LANES, POSITIONS};
+
+/// Sixteen lanes of the transforms' arithmetic ([`super::Arith`]).
+#[derive(Clone, Copy)]
+struct Z(__m512);
+
+impl super::Arith for Z {
+    #[inline(always)]
+    fn add(self, other: Z) -> Z {
+        // SAFETY: a `Z` exists only inside this module's AVX-512 functions, entered after
+        // their callers detected AVX-512F.
+        Z(unsafe { _mm512_add_ps(self.0, other.0) })
+    }
+    #[inline(always)]
+    fn sub(self, other: Z) -> Z {
+        // SAFETY: as in `add`.
+        Z(unsafe { _mm512_sub_ps(self.0, other.0) })
+    }
+    #[inline(always)]
+    fn mul(self, c: f32) -> Z {
+        // SAFETY: as in `add`.
+        Z(unsafe { _mm512_mul_ps(self.0, _mm512_set1_ps(c)) })
+    }
+}
 
 /// Even lanes of a two-vector run, then its odd lanes.
 const EVEN: [i32; 16] = [0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30];
@@ -53,34 +76,21 @@ unsafe fn input_group_avx512(src: *const f32, row: usize, v: *mut f32, stride: u
     unsafe {
         let even = _mm512_loadu_si512(EVEN.as_ptr().cast());
         let odd = _mm512_loadu_si512(ODD.as_ptr().cast());
-        let mut d = [[_mm512_setzero_ps(); 4]; 4];
-        for (i, di) in d.iter_mut().enumerate() {
+        let row_of = |i: usize| {
             let r = src.add(i * row);
             let (x0, x1) = (_mm512_loadu_ps(r), _mm512_loadu_ps(r.add(LANES)));
             let (y0, y1) = (_mm512_loadu_ps(r.add(2)), _mm512_loadu_ps(r.add(LANES + 2)));
-            *di = [
-                _mm512_permutex2var_ps(x0, even, x1),
-                _mm512_permutex2var_ps(x0, odd, x1),
-                _mm512_permutex2var_ps(y0, even, y1),
-                _mm512_permutex2var_ps(y0, odd, y1),
-            ];
-        }
-        // Bᵀ·D, then ·B: `super::input_tile`'s operations.
-        let t: [[__m512; 4]; 4] = [
-            std::array::from_fn(|j| _mm512_sub_ps(d[0][j], d[2][j])),
-            std::array::from_fn(|j| _mm512_add_ps(d[1][j], d[2][j])),
-            std::array::from_fn(|j| _mm512_sub_ps(d[2][j], d[1][j])),
-            std::array::from_fn(|j| _mm512_sub_ps(d[1][j], d[3][j])),
-        ];
-        for (i, ti) in t.iter().enumerate() {
-            let vi = [
-                _mm512_sub_ps(ti[0], ti[2]),
-                _mm512_add_ps(ti[1], ti[2]),
-                _mm512_sub_ps(ti[2], ti[1]),
-                _mm512_sub_ps(ti[1], ti[3]),
-            ];
-            for (j, &x) in vi.iter().enumerate() {
-                _mm512_storeu_ps(v.add((4 * i + j) * stride), x);
+            [
+                Z(_mm512_permutex2var_ps(x0, even, x1)),
+                Z(_mm512_permutex2var_ps(x0, odd, x1)),
+                Z(_mm512_permutex2var_ps(y0, even, y1)),
+                Z(_mm512_permutex2var_ps(y0, odd, y1)),
+            ]
+        };
+        let d = [row_of(0), row_of(1), row_of(2), row_of(3)];
+        for (i, vi) in f2::input_tile(d).iter().enumerate() {
+            for (j, x) in vi.iter().enumerate() {
+                _mm512_storeu_ps(v.add((4 * i + j) * stride), x.0);
             }
         }
     }
@@ -112,19 +122,9 @@ unsafe fn output_group_avx512(m: *const f32, stride: usize, n: usize, out: *mut 
     // SAFETY: the caller checked every address (see `output_group`).
     unsafe {
         let mask: __mmask16 = ((1u32 << n) - 1) as __mmask16;
-        let mt: [__m512; POSITIONS] =
-            std::array::from_fn(|xi| _mm512_maskz_loadu_ps(mask, m.add(xi * stride)));
-        // M·A, then Aᵀ·: `super::output_tile`'s operations.
-        let s: [__m512; 4] = std::array::from_fn(|i| {
-            _mm512_add_ps(_mm512_add_ps(mt[4 * i], mt[4 * i + 1]), mt[4 * i + 2])
-        });
-        let t: [__m512; 4] = std::array::from_fn(|i| {
-            _mm512_sub_ps(_mm512_sub_ps(mt[4 * i + 1], mt[4 * i + 2]), mt[4 * i + 3])
-        });
-        let y00 = _mm512_add_ps(_mm512_add_ps(s[0], s[1]), s[2]);
-        let y01 = _mm512_add_ps(_mm512_add_ps(t[0], t[1]), t[2]);
-        let y10 = _mm512_sub_ps(_mm512_sub_ps(s[1], s[2]), s[3]);
-        let y11 = _mm512_sub_ps(_mm512_sub_ps(t[1], t[2]), t[3]);
+        let load = |xi: usize| Z(_mm512_maskz_loadu_ps(mask, m.add(xi * stride)));
+        let products = [0, 1, 2, 3].map(|i| [0, 1, 2, 3].map(|j| load(4 * i + j)));
+        let [[y00, y01], [y10, y11]] = f2::output_tile(products).map(|r| r.map(|z| z.0));
         let lo = _mm512_loadu_si512(LO.as_ptr().cast());
         let hi = _mm512_loadu_si512(HI.as_ptr().cast());
         // 2n floats per output row: the first vector's lanes, then the second's.
@@ -181,52 +181,16 @@ pub(super) fn weight_group(filters: &[f32], u: &mut [f32], dst: usize, stride: u
 unsafe fn weight_group_avx512(filters: *const f32, u: *mut f32, stride: usize) {
     // SAFETY: the caller checked every address (see `weight_group`).
     unsafe {
-        let g = gather_taps(filters);
-        let half = _mm512_set1_ps(0.5);
-        // `super::g_times`: entry `j` of `G·(a, b, c)`.
-        let g_times = |a: __m512, b: __m512, c: __m512| {
-            [
-                a,
-                _mm512_mul_ps(_mm512_add_ps(_mm512_add_ps(a, b), c), half),
-                _mm512_mul_ps(_mm512_add_ps(_mm512_sub_ps(a, b), c), half),
-                c,
-            ]
-        };
-        let r: [[__m512; 4]; 3] =
-            std::array::from_fn(|a| g_times(g[3 * a], g[3 * a + 1], g[3 * a + 2]));
-        for (j, ((&r0, &r1), &r2)) in r[0].iter().zip(&r[1]).zip(&r[2]).enumerate() {
-            let col = g_times(r0, r1, r2);
-            for (i, &x) in col.iter().enumerate() {
-                _mm512_storeu_ps(u.add((4 * i + j) * stride), x);
+        let taps = gather_taps(filters).map(Z);
+        for (j, col) in f2::weight_tile(taps).iter().enumerate() {
+            for (i, x) in col.iter().enumerate() {
+                _mm512_storeu_ps(u.add((4 * i + j) * stride), x.0);
             }
         }
     }
 }
 
 // F(4×4, 3×3): sixteen tiles of four columns each span 64 input columns (and two more).
-
-/// Sixteen lanes of F(4×4, 3×3)'s arithmetic ([`super::f4::Arith`]).
-#[derive(Clone, Copy)]
-struct Z(__m512);
-
-impl super::f4::Arith for Z {
-    #[inline(always)]
-    fn add(self, other: Z) -> Z {
-        // SAFETY: a `Z` exists only inside this module's AVX-512 functions, entered after
-        // their callers detected AVX-512F.
-        Z(unsafe { _mm512_add_ps(self.0, other.0) })
-    }
-    #[inline(always)]
-    fn sub(self, other: Z) -> Z {
-        // SAFETY: as in `add`.
-        Z(unsafe { _mm512_sub_ps(self.0, other.0) })
-    }
-    #[inline(always)]
-    fn mul(self, c: f32) -> Z {
-        // SAFETY: as in `add`.
-        Z(unsafe { _mm512_mul_ps(self.0, _mm512_set1_ps(c)) })
-    }
-}
 
 /// See `super::input_group`: `Bᵀ·D·B` of sixteen adjacent 6×6 tiles (tile `t` reads columns
 /// `4t .. 4t + 6` of six rows), all 16 lanes of each of the 36 positions stored. Reads
