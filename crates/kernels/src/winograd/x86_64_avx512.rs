@@ -5,8 +5,8 @@
 //! two-source permutes (`vpermt2ps`) give a row's `d0` and `d1` for all sixteen tiles, and the
 //! same from two columns further on give `d2` and `d3`. The outputs go the other way: the two
 //! columns of each tile's output row are interleaved back into 32 consecutive floats. The
-//! arithmetic is `input_tile` / `output_tile`'s, operation for operation, so the results equal the
-//! other tiers' bit for bit.
+//! arithmetic is `f2.rs`'s and `f4.rs`'s, written once for every tier, so the transforms give
+//! the other tiers' results bit for bit.
 
 use std::arch::x86_64::*;
 
@@ -322,7 +322,7 @@ unsafe fn output_group4_avx512(m: *const f32, stride: usize, n: usize, out: *mut
     }
 }
 
-/// See `super::transform_weights4`: `G·g·Gᵀ` of sixteen consecutive filters of one output
+/// See `super::transform_weights`: F(4×4, 3×3)'s `G·g·Gᵀ` of sixteen consecutive filters of one output
 /// channel (`filters[9·l + t]`, OIHW), position `ξ` to `u[dst + ξ·stride + l]`.
 ///
 /// # Panics
