@@ -76,6 +76,12 @@ pub(crate) fn g<T: Arith>(w: [T; 3]) -> [T; 6] {
 // arithmetic would otherwise be called out of line, and stays in registers (a flat array
 // indexed `ξ % 6`, `ξ / 6` went through the stack).
 
+/// The tile `a` transposed (a copy, no arithmetic).
+#[inline(always)]
+fn transpose<T: Copy, const R: usize, const C: usize>(a: [[T; C]; R]) -> [[T; R]; C] {
+    std::array::from_fn(|j| std::array::from_fn(|i| a[i][j]))
+}
+
 /// Column `j` of a tile given by rows.
 #[inline(always)]
 fn column<T: Copy, const N: usize>(rows: &[[T; N]; 6], j: usize) -> [T; 6] {
@@ -85,31 +91,31 @@ fn column<T: Copy, const N: usize>(rows: &[[T; N]; 6], j: usize) -> [T; 6] {
 }
 
 /// `Bᵀ·D·B` of one 6×6 tile given by its rows: `D·B` row by row, then `Bᵀ` down each column.
-/// Position `ξ = 6i + j` is `[j][i]` of the result.
+/// Position `ξ = 6i + j` is `[i][j]` of the result (as in `f2.rs`).
 #[inline(always)]
 pub(crate) fn input_tile<T: Arith>(d: [[T; 6]; 6]) -> [[T; 6]; 6] {
     let t = [bt(d[0]), bt(d[1]), bt(d[2]), bt(d[3]), bt(d[4]), bt(d[5])];
-    [
+    transpose([
         bt(column(&t, 0)),
         bt(column(&t, 1)),
         bt(column(&t, 2)),
         bt(column(&t, 3)),
         bt(column(&t, 4)),
         bt(column(&t, 5)),
-    ]
+    ])
 }
 
 /// `Aᵀ·M·A` of one tile, `M` by rows (`m[i][j]` position `6i + j`): its 4×4 outputs,
-/// `[column][row]`.
+/// `[row][column]` (as in `f2.rs`).
 #[inline(always)]
 pub(crate) fn output_tile<T: Arith>(m: [[T; 6]; 6]) -> [[T; 4]; 4] {
     let s = [at(m[0]), at(m[1]), at(m[2]), at(m[3]), at(m[4]), at(m[5])];
-    [
+    transpose([
         at(column(&s, 0)),
         at(column(&s, 1)),
         at(column(&s, 2)),
         at(column(&s, 3)),
-    ]
+    ])
 }
 
 /// `G·g·Gᵀ` of one 3×3 filter (row-major taps). Position `ξ = 6i + j` is `[j][i]` of the

@@ -147,7 +147,7 @@ impl Arith for f32 {
 }
 
 /// A 3×3, stride-1, padding-1 convolution of `c` input channels into `k` output channels over
-/// `rows × cols` outputs, run as F(2×2, 3×3).
+/// `rows × cols` outputs, run as F(2×2, 3×3) or F(4×4, 3×3) ([`Winograd3x3::variant`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Winograd3x3 {
     /// Output channels.
@@ -169,10 +169,10 @@ pub struct Winograd3x3 {
 struct ScratchLens {
     v: usize,
     m: usize,
-    /// Tiles per block (whole panels of `NR`), which is also the row stride of `V_ξ` and `M_ξ`;
-    /// the stride from one `ξ` to the next in `V` and in `M`.
+    /// Tiles per block (whole panels of `NR`), which is also the row stride of `V_ξ` and `M_ξ`
+    /// (the products read each row as runs of `NR` tiles); the stride from one `ξ` to the next
+    /// in `V` and in `M`.
     block: usize,
-    ld: usize,
     v_stride: usize,
     m_stride: usize,
 }
@@ -227,20 +227,17 @@ impl Winograd3x3 {
         let positions = self.variant.positions();
         let fit = (self.v_block / (positions * self.c.max(1))) / nr * nr;
         let block = fit.max(nr).min(tiles.next_multiple_of(nr)).max(1);
-        // Whole panels: the products read each row of `V_ξ` as runs of `NR` tiles.
-        let ld = block;
         // A cache line more than the rows, so that the 16 positions of one tile, which the
         // transforms write and read together, do not sit a multiple of 4 KiB apart (their
         // accesses would alias in the load-store unit); it also takes the spare lanes of the
         // last channel's last group (each channel's spill into the next row is overwritten
         // when that row is transformed).
-        let (v_stride, m_stride) = (self.c * ld + LANES, k_rows * ld + LANES);
+        let (v_stride, m_stride) = (self.c * block + LANES, k_rows * block + LANES);
         let round = |n: usize| n.div_ceil(16) * 16;
         ScratchLens {
             v: round(positions * v_stride),
             m: round(positions * m_stride),
             block,
-            ld,
             v_stride,
             m_stride,
         }
@@ -248,8 +245,8 @@ impl Winograd3x3 {
 
     /// Floats of scratch [`Winograd3x3::forward`] needs for `k_rows` output channels on the
     /// tier `isa` (16 more than its parts, for alignment): one block of transformed input
-    /// (`16·c·block`) and of products (`16·k_rows·block`), a block being the tiles whose `V`
-    /// fits in [`Winograd3x3::v_block`] floats.
+    /// (`P·c·block` for `P` positions, 16 or 36) and of products (`P·k_rows·block`), a block
+    /// being the tiles whose `V` fits in about [`Winograd3x3::v_block`] floats.
     pub fn scratch_len(&self, isa: Isa, k_rows: usize) -> usize {
         let l = self.scratch_lens(isa, k_rows);
         l.v + l.m + 16
@@ -262,7 +259,7 @@ impl Winograd3x3 {
     }
 
     /// `U = G·g·Gᵀ` of output channels `row0 .. row0 + k_rows`, for [`Winograd3x3::forward`]:
-    /// 16 times `[k_rows, c]`. Computed per call by the inference plan rather than stored: it
+    /// `[k_rows, c]` per position (16 or 36). Computed per call by the inference plan rather than stored: it
     /// takes about 15 µs on AVX-512 for densenet121's 32 × 128 filters (a hundredth of their
     /// convolution at 56×56), and stored it would be 16/9 of the 3×3 weights it replaces (2.1
     /// MB more for densenet121's 18 layers on 56×56 and 28×28 maps).
@@ -297,17 +294,18 @@ impl Winograd3x3 {
     ///   `row ≥ cols + 1` apart, at least [`Winograd3x3::input_len`] floats. Padded rows
     ///   `0 ..= rows + 1` and columns `0 ..= cols + 1` are the convolution's input (column
     ///   `cols + 1` may be the next row's column 0 when `row = cols + 1`: it must then be zero,
-    ///   as it is in the shared-padding layout); what lies past them is read only for outputs
-    ///   past `rows × cols`.
+    ///   as it is in the shared-padding layout). With F(2×2, 3×3), what lies past them is read
+    ///   only for outputs past `rows × cols`; with F(4×4, 3×3) it must be zero up to the map
+    ///   rounded up to whole tiles (padded rows `0 ..= m·⌈rows/m⌉ + 1`, columns likewise).
     /// - `out`: [`Winograd3x3::out_len`]`(k_rows)` floats: channel `o` of `u`'s, row `y`,
-    ///   column `x` at `(o·2⌈rows/2⌉ + y)·out_row + x`, written. Rows and columns past the
-    ///   map's hold values to be dropped.
+    ///   column `x` at `(o·m⌈rows/m⌉ + y)·out_row + x` for tiles of `m × m`, written. Rows and
+    ///   columns past the map's hold values to be dropped.
     /// - `scratch`: [`Winograd3x3::scratch_len`]`(isa, k_rows)` floats.
     ///
     /// Each output is the same sum in the same order whatever channels `u` holds, the thread,
-    /// or which block its tile falls in; tiles start at even rows and columns of the padded
-    /// input, so a caller cutting a map into strips of an even number of rows gets the whole
-    /// map's values.
+    /// or which block its tile falls in; tiles start at multiples of `m` in the rows and columns
+    /// of the padded input, so a caller cutting a map into strips of a multiple of `m` rows gets
+    /// the whole map's values.
     #[allow(clippy::too_many_arguments)]
     pub fn forward(
         &self,
@@ -347,7 +345,8 @@ impl Winograd3x3 {
         let m = &mut rest[..lens.m];
 
         let tile = gemm::tile_for_rows(isa, k);
-        let (ld, v_stride, m_stride) = (lens.ld, lens.v_stride, lens.m_stride);
+        // Rows of `V_ξ` and `M_ξ` are a block of tiles long.
+        let (ld, v_stride, m_stride) = (lens.block, lens.v_stride, lens.m_stride);
         let tiles = ty_n * tx_n;
         let out_row = self.out_row();
         let (variant, mt) = (self.variant, self.variant.m());
@@ -415,8 +414,8 @@ fn segments(f0: usize, f1: usize, tx_n: usize) -> impl Iterator<Item = (usize, u
 }
 
 /// `U_ξ[o − row0, ch] = (G·g[o, ch]·Gᵀ)_ξ` for output channels `row0 .. row0 + k_rows`, into
-/// `u` (`[16, k_rows, c]`), from OIHW weights: on AVX-512 sixteen channels at a time, one
-/// filter per lane (gathered, nine floats apart).
+/// `u` (`[P, k_rows, c]`, positions [`u_stride`] apart), from OIHW weights: vectorised sixteen
+/// channels at a time, one filter per lane (gathered, nine floats apart).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn transform_weights(
@@ -476,7 +475,8 @@ fn u_stride(k_rows: usize, c: usize) -> usize {
     k_rows * c + LANES
 }
 
-/// `Bᵀ·D·B` of `n ≤ 16` horizontally adjacent tiles of one channel: `src` starts at the top-left
+/// `Bᵀ·D·B` of `n ≤ 16` horizontally adjacent tiles of one channel (tile `t` reads columns
+/// `m·t .. m·t + m + 2` of `m + 2` rows): `src` starts at the top-left
 /// input of the first (rows `row` apart), and position `ξ` of tile `t` goes to
 /// `v[dst + ξ·stride + t]`. Lanes `n .. 16` of each position may be written too (with values
 /// to be overwritten or dropped): the caller leaves room for them and writes a row's groups in
@@ -497,7 +497,7 @@ fn input_group(
     #[cfg(target_arch = "x86_64")]
     match (isa, variant) {
         (Isa::Avx512, Variant::F2x2) => {
-            return x86_64_avx512::input_group(src, row, n, v, dst, stride);
+            return x86_64_avx512::input_group(src, row, v, dst, stride);
         }
         (Isa::Avx512, Variant::F4x4) => {
             return x86_64_avx512::input_group4(src, row, v, dst, stride);
@@ -510,8 +510,8 @@ fn input_group(
         for t in 0..n {
             let rows: [[f32; 6]; 6] =
                 std::array::from_fn(|i| std::array::from_fn(|j| src[i * row + 4 * t + j]));
-            for (j, col) in f4::input_tile(rows).iter().enumerate() {
-                for (i, &x) in col.iter().enumerate() {
+            for (i, vi) in f4::input_tile(rows).iter().enumerate() {
+                for (j, &x) in vi.iter().enumerate() {
                     v[dst + (f4::ALPHA * i + j) * stride + t] = x;
                 }
             }
@@ -530,7 +530,7 @@ fn input_group(
 }
 
 /// `Aᵀ·M·A` of `n ≤ 16` adjacent tiles: position `ξ` of tile `t` at `m[src + ξ·stride + t]`;
-/// the tile's 2×2 outputs to `out[2t ..= 2t + 1]` and `out[row + 2t ..= row + 2t + 1]`.
+/// the tile's `m × m` outputs, row `r`, to `out[r·row + m·t ..][..m]`.
 #[allow(clippy::too_many_arguments)]
 fn output_group(
     isa: Isa,
@@ -564,10 +564,8 @@ fn output_group(
             let products: [[f32; 6]; 6] = std::array::from_fn(|i| {
                 std::array::from_fn(|j| m[src + (f4::ALPHA * i + j) * stride + t])
             });
-            for (c, y) in f4::output_tile(products).iter().enumerate() {
-                for (r, &value) in y.iter().enumerate() {
-                    out[r * row + 4 * t + c] = value;
-                }
+            for (r, y) in f4::output_tile(products).iter().enumerate() {
+                out[r * row + 4 * t..][..4].copy_from_slice(y);
             }
         }
         return;

@@ -42,27 +42,20 @@ const ODD: [i32; 16] = [1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 3
 const LO: [i32; 16] = [0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23];
 const HI: [i32; 16] = [8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31];
 
-/// See `super::input_group`: `Bᵀ·D·B` of `n ≤ 16` adjacent tiles, reading `2·16 + 2` floats
-/// of each of four rows and storing all 16 lanes of each position (lanes past `n` compute from
-/// whatever lies there, for the caller to overwrite or drop: a full store costs a masked one's
-/// fraction).
+/// See `super::input_group`: `Bᵀ·D·B` of 16 adjacent tiles, reading `2·16 + 2` floats of each
+/// of four rows and storing all 16 lanes of each position (lanes past the caller's `n` compute
+/// from whatever lies there, for the caller to overwrite or drop: a full store costs a masked
+/// one's fraction).
 ///
 /// # Panics
 /// If `src` is shorter than `3·row + 34` floats, `v` than the 16 positions' runs, or the CPU
 /// lacks AVX-512F.
-pub(super) fn input_group(
-    src: &[f32],
-    row: usize,
-    n: usize,
-    v: &mut [f32],
-    dst: usize,
-    stride: usize,
-) {
+pub(super) fn input_group(src: &[f32], row: usize, v: &mut [f32], dst: usize, stride: usize) {
     assert!(
         src.len() >= 3 * row + 2 * LANES + 2,
         "winograd: input run too short"
     );
-    assert!(n <= LANES && dst + (POSITIONS - 1) * stride + LANES <= v.len());
+    assert!(dst + (POSITIONS - 1) * stride + LANES <= v.len());
     assert!(is_x86_feature_detected!("avx512f"));
     // SAFETY: AVX-512F was detected just above; the loads stay within `src` (the first assert:
     // four rows of 34 floats from `src[0]`), and the stores write 16 floats from each
@@ -238,8 +231,8 @@ unsafe fn input_group4_avx512(src: *const f32, row: usize, v: *mut f32, stride: 
             let d5 = _mm512_castsi512_ps(_mm512_alignr_epi32(c65, _mm512_castps_si512(d1), 1));
             [d0, d1, d2, d3, d4, d5].map(Z)
         });
-        for (j, col) in super::f4::input_tile(rows).iter().enumerate() {
-            for (i, x) in col.iter().enumerate() {
+        for (i, vi) in super::f4::input_tile(rows).iter().enumerate() {
+            for (j, x) in vi.iter().enumerate() {
                 _mm512_storeu_ps(v.add((6 * i + j) * stride), x.0);
             }
         }
@@ -281,7 +274,6 @@ unsafe fn output_group4_avx512(m: *const f32, stride: usize, n: usize, out: *mut
         let products: [[Z; 6]; 6] = std::array::from_fn(|i| {
             std::array::from_fn(|j| Z(_mm512_maskz_loadu_ps(mask, m.add((6 * i + j) * stride))))
         });
-        // `y[column][row]`.
         let y = super::f4::output_tile(products);
         let (lo, hi) = (
             _mm512_loadu_si512(LO.as_ptr().cast()),
@@ -292,10 +284,7 @@ unsafe fn output_group4_avx512(m: *const f32, stride: usize, n: usize, out: *mut
             _mm512_loadu_si512(PAIRS_HI.as_ptr().cast()),
         );
         let total = 4 * n;
-        for (r, ((y0, y1), (y2, y3))) in (y[0].iter().zip(&y[1]))
-            .zip(y[2].iter().zip(&y[3]))
-            .enumerate()
-        {
+        for (r, &[y0, y1, y2, y3]) in y.iter().enumerate() {
             // Tile t's four columns to floats 4t .. 4t + 4: columns 0 and 1 paired, 2 and 3
             // paired, then the pairs interleaved.
             let c01_lo = _mm512_permutex2var_ps(y0.0, lo, y1.0);
