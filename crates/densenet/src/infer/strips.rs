@@ -771,9 +771,9 @@ fn map_into_q(
 /// each padding column serves as the right padding of one row and the left of the next. A
 /// 3×3 output `(oy, ox)` at wide column `oy·(w + 1) + ox` then reads its taps at `ky·(w + 1) +
 /// kx` further on, and one wide column per row (`ox = w`) is computed and dropped, where
-/// `w + 2` wide rows computed two (as `conv2d`'s wide rows did before they shared theirs). densenet121 at batch 1 on one thread: 56·57
-/// columns in 100 panels of 32 for the 56×56 map (56·58 took 102), 28·29 in 26 (28·30 took 27),
-/// 14·15 in 7 (as 14·16).
+/// `w + 2` wide rows computed two (as `conv2d`'s wide rows did before they shared theirs).
+/// densenet121 at batch 1 on one thread: 56·57 columns in 100 panels of 32 for the 56×56 map
+/// (56·58 took 102), 28·29 in 26 (28·30 took 27), 14·15 in 7 (as 14·16).
 fn wide_row(w: usize) -> usize {
     w + 1
 }

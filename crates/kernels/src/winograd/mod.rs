@@ -259,10 +259,10 @@ impl Winograd3x3 {
     }
 
     /// `U = G·g·Gᵀ` of output channels `row0 .. row0 + k_rows`, for [`Winograd3x3::forward`]:
-    /// `[k_rows, c]` per position (16 or 36). Computed per call by the inference plan rather than stored: it
-    /// takes about 15 µs on AVX-512 for densenet121's 32 × 128 filters (a hundredth of their
-    /// convolution at 56×56), and stored it would be 16/9 of the 3×3 weights it replaces (2.1
-    /// MB more for densenet121's 18 layers on 56×56 and 28×28 maps).
+    /// `[k_rows, c]` per position (16 or 36). Computed per call by the inference plan rather
+    /// than stored: it takes about 15 µs on AVX-512 for densenet121's 32 × 128 filters (a
+    /// hundredth of their convolution at 56×56), and stored it would be 16/9 of the 3×3 weights
+    /// it replaces (2.1 MB more for densenet121's 18 layers on 56×56 and 28×28 maps).
     ///
     /// # Shapes
     /// - `weights`: `[k, c, 3, 3]` (OIHW, PyTorch's layout).

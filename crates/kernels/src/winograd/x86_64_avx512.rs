@@ -311,8 +311,8 @@ unsafe fn output_group4_avx512(m: *const f32, stride: usize, n: usize, out: *mut
     }
 }
 
-/// See `super::transform_weights`: F(4×4, 3×3)'s `G·g·Gᵀ` of sixteen consecutive filters of one output
-/// channel (`filters[9·l + t]`, OIHW), position `ξ` to `u[dst + ξ·stride + l]`.
+/// See `super::transform_weights`: F(4×4, 3×3)'s `G·g·Gᵀ` of sixteen consecutive filters of
+/// one output channel (`filters[9·l + t]`, OIHW), position `ξ` to `u[dst + ξ·stride + l]`.
 ///
 /// # Panics
 /// If `filters` is shorter than 16 filters, `u` than the 36 positions' runs, or the CPU lacks
