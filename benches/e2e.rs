@@ -34,7 +34,7 @@ struct Case {
     train: bool,
 }
 
-const CASES: [Case; 10] = [
+const CASES: [Case; 9] = [
     Case {
         name: "train/bc100_k12/b64/32x32/memory_efficient",
         preset: "densenet_bc100_k12",
@@ -61,13 +61,13 @@ const CASES: [Case; 10] = [
     },
     Case {
         // The budget bounds the workspace as built; on top come the kernels' scratch, which
-        // grows during the first step (14 MB here), the parameters, their gradients and
-        // momentum (3 MB) and temporaries: 355 MB keeps the step's peak under 400 MB.
-        name: "train/bc100_k12/b64/32x32/budget_355MB",
+        // grows during the first step (18 MB here), the parameters, their gradients and
+        // momentum (3 MB) and temporaries: 360 MB keeps the step's peak under 400 MB.
+        name: "train/bc100_k12/b64/32x32/budget_360MB",
         preset: "densenet_bc100_k12",
         batch: 64,
         size: 32,
-        plan: MemoryPlan::Budget(355_000_000),
+        plan: MemoryPlan::Budget(360_000_000),
         train: true,
     },
     Case {
@@ -92,16 +92,6 @@ const CASES: [Case; 10] = [
         batch: 8,
         size: 224,
         plan: MemoryPlan::RecomputeBottleneck,
-        train: true,
-    },
-    Case {
-        // As above: the kernels' scratch grows by 19 MB, parameters, gradients and momentum
-        // are 96 MB; 270 MB keeps the step's peak under 400 MB.
-        name: "train/densenet121/b8/224x224/budget_270MB",
-        preset: "densenet121",
-        batch: 8,
-        size: 224,
-        plan: MemoryPlan::Budget(270_000_000),
         train: true,
     },
     Case {

@@ -29,7 +29,7 @@ use crate::block::{
 };
 use crate::error::{Error, Result};
 use crate::model::DenseNet;
-use crate::plan::TrainWorkspace;
+use crate::plan::{lend_gradient_buffer, TrainWorkspace};
 
 impl DenseNet {
     /// Backward pass of the last [`DenseNet::forward_train`]: accumulates the gradient of the
@@ -107,6 +107,9 @@ impl DenseNet {
         // Blocks in reverse, each preceded (in backward order) by the transition after it.
         for bi in (0..nb).rev() {
             if let Some(tp) = arch.transitions.get(bi) {
+                // The block's gradient buffer goes in the next block's bottleneck storage,
+                // whose last reader, that block's backward, is done.
+                lend_gradient_buffer(&mut ws.blocks, bi);
                 let (done, rest) = ws.blocks.split_at_mut(bi + 1);
                 transition_backward(tp, &mut done[bi], &rest[0], params, grads, s);
             }
@@ -123,7 +126,7 @@ impl DenseNet {
         }
 
         // Stem: only the weight gradients (the input needs none).
-        let first = &ws.blocks[0];
+        let first = &mut ws.blocks[0];
         let c0 = arch.conv0.oc;
         let g0 = conv_geom(&arch.conv0, n, ws.h, ws.w);
         match &arch.norm0 {
@@ -154,14 +157,14 @@ impl DenseNet {
                     false,
                     &bn,
                 );
-                let act = &mut s.b[..c0 * m0];
+                // Both maps in the first block's bottleneck storage, whose layers are done.
+                let (act, d_act) = first.bottleneck[..2 * c0 * m0].split_at_mut(c0 * m0);
                 let pre = ChannelAffine {
                     scale: &s.scale[..c0],
                     shift: &s.shift[..c0],
                     relu: true,
                 };
                 apply_affine(act, &ws.stem_conv, &pre, m0);
-                let d_act = &mut s.a[..c0 * m0];
                 d_act.fill(0.0);
                 maxpool2d_backward(
                     d_act,
@@ -176,7 +179,8 @@ impl DenseNet {
                         pad: 1,
                     },
                 );
-                let d_conv = &mut s.b[..c0 * m0];
+                // The pool's input is read: its gradient takes its place.
+                let d_conv = act;
                 let (dg, db) = two_mut(grads, norm0.gamma, norm0.beta);
                 batchnorm_relu_backward_to(
                     d_conv,
@@ -205,6 +209,7 @@ impl DenseNet {
                 );
             }
         }
+        ws.reclaim_gradient_buffers();
         Ok(())
     }
 }

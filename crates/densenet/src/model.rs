@@ -257,6 +257,9 @@ impl DenseNet {
         mut trace: Option<&mut Vec<TracedTensor>>,
     ) {
         let n = ws.batch;
+        // Bottleneck storage still lent to gradient buffers (a backward pass that did not
+        // finish) is needed now.
+        ws.reclaim_gradient_buffers();
         if mode == Mode::Train {
             ws.step += 1;
             self.store.bump_batches_tracked();
@@ -331,7 +334,9 @@ impl DenseNet {
                     shift: &s.shift[..c0],
                     relu: true,
                 };
-                let act = &mut s.b[..c0 * m0];
+                // `relu(norm0(conv0))` in the first block's bottleneck storage, which its layers
+                // only write after the pool has read it.
+                let act = &mut first.bottleneck[..c0 * m0];
                 apply_affine(act, &ws.stem_conv, &pre, m0);
                 maxpool2d_forward(
                     first.feats.prefix_mut(c0),

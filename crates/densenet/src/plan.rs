@@ -23,12 +23,21 @@
 //! [`MemoryPlan::Budget`] chooses per layer: the layers with the widest inputs keep their
 //! output, as many as the budget allows, the rest share one recomputed buffer per block.
 //!
+//! Storage that only one part of a pass needs is lent to another in every plan:
+//! - a block's gradient buffer is only used in backward, from its transition's backward on, when
+//!   the next block's bottleneck outputs are no longer needed: it lives in their storage, sized
+//!   for the larger of the two (the last block's gradient buffer, which `norm5`'s backward
+//!   writes while every bottleneck output is still to be read, has storage of its own);
+//! - the ImageNet stem's two maps (`relu(norm0(conv0))` and, in backward, its gradient) live in
+//!   the first block's bottleneck storage: the stem's forward runs before any layer writes it,
+//!   its backward after every layer has read it.
+//!
 //! In backward each block also keeps two `f64` per channel, the deferred mean terms of the
 //! batch norms read by 1×1 convs (`bn_slope`, `bn_offset`; see `block::layer_backward`).
 //!
 //! Scratch, shared by all layers: `a` (the gradient of a whole block's `relu(norm(·))`, for the
-//! last block's `norm5` and plain layers; or the stem),
-//! `b` (the widest bottleneck, transition output or stem map), `c` (the widest bottleneck),
+//! last block's `norm5` and plain layers), `b` (the widest bottleneck or pooled transition
+//! input), `c` (the widest bottleneck),
 //! `drop` (`k·M_b`), the
 //! per-channel `scale`/`shift` of the current fused BN+ReLU, and the kernels' [`Workspace`].
 
@@ -73,7 +82,9 @@ impl MemoryPlan {
 pub(crate) struct BlockState {
     /// `[C_b, N, H_b, W_b]`: the block input at channels `[0, k0)` then each layer's `k`.
     pub feats: FeatureBuffer,
-    /// Gradient of the loss w.r.t. `feats`, same layout; accumulated in backward.
+    /// Gradient of the loss w.r.t. `feats`, same layout; accumulated in backward. Every block
+    /// but the last borrows the next block's bottleneck storage for it during backward
+    /// ([`lend_gradient_buffer`]) and holds no storage (capacity 0) otherwise.
     pub grads: FeatureBuffer,
     /// `[C_b]` batch mean and inverse std of each channel of `feats` (training).
     pub mean: Vec<f32>,
@@ -86,10 +97,14 @@ pub(crate) struct BlockState {
     pub bn_slope: Vec<f64>,
     /// `[C_b]` the constant part of the deferred terms.
     pub bn_offset: Vec<f64>,
-    /// The bottleneck layers' 1×1 conv outputs `[B, M_b]` each (empty for plain DenseNet): one
+    /// The bottleneck layers' 1×1 conv outputs `[B, M_b]` each (none for plain DenseNet): one
     /// for each layer that keeps its output, and one more shared by all layers that recompute
-    /// theirs in backward.
+    /// theirs in backward. At least [`BlockState::lends`] floats long: the previous block's
+    /// gradient buffer (or the ImageNet stem's two maps, for the first block) borrows it.
     pub bottleneck: Vec<f32>,
+    /// Floats of `bottleneck` that something else borrows at other times: the previous block's
+    /// gradient buffer `[C_{b-1}, M_{b-1}]`, or for the first block the ImageNet stem's two maps.
+    pub lends: usize,
     /// `[L_b]` where each layer's output starts in `bottleneck` (the shared one for recomputed
     /// layers).
     pub z_at: Vec<usize>,
@@ -133,7 +148,7 @@ impl BlockState {
     }
 
     /// Lays out `bottleneck` for the layers that `keep` their output (`bk` channels each) and
-    /// one shared output for the others, and allocates it.
+    /// one shared output for the others, and allocates it (at least [`BlockState::lends`]).
     fn place_bottlenecks(&mut self, keep: &[bool], bk: usize) {
         let len = bk * self.m();
         let kept = keep.iter().filter(|&&k| k).count();
@@ -151,32 +166,58 @@ impl BlockState {
             })
             .collect();
         self.recompute_z = keep.iter().map(|&k| !k && bk > 0).collect();
-        self.bottleneck = vec![0.0; bottleneck_floats(keep, len)];
+        self.bottleneck = vec![0.0; bottleneck_floats(keep, len, self.lends)];
     }
 }
 
-/// Floats of a block's bottleneck storage: one output per kept layer, one shared by the rest.
-fn bottleneck_floats(keep: &[bool], len: usize) -> usize {
+/// Gives block `b` (not the last) its gradient buffer, in block `b + 1`'s bottleneck storage:
+/// backward calls it after block `b + 1`'s layers, the last readers of that storage, and before
+/// the transition between the two writes the buffer. Does nothing if the block has one.
+pub(crate) fn lend_gradient_buffer(blocks: &mut [BlockState], b: usize) {
+    let (before, after) = blocks.split_at_mut(b + 1);
+    let (blk, next) = (&mut before[b], &mut after[0]);
+    if blk.grads.capacity() == 0 {
+        let storage = std::mem::take(&mut next.bottleneck);
+        blk.grads = FeatureBuffer::over(storage, blk.feats.capacity(), blk.m());
+    }
+}
+
+/// Floats of a block's bottleneck storage: one output of `len` floats per kept layer, one shared
+/// by the rest, and at least the `lends` floats that something else borrows.
+fn bottleneck_floats(keep: &[bool], len: usize, lends: usize) -> usize {
     let kept = keep.iter().filter(|&&k| k).count();
-    (kept + usize::from(kept < keep.len())) * len
+    ((kept + usize::from(kept < keep.len())) * len).max(lends)
+}
+
+/// The shape of a block as [`keep_within`] sees it.
+#[derive(Clone, Copy, Debug)]
+struct BlockShape {
+    /// Floats per channel, `M_b`.
+    m: usize,
+    layers: usize,
+    /// Input channels of the first layer, `k0_b`.
+    k0: usize,
+    growth: usize,
+    /// Floats of the bottleneck storage lent to something else ([`BlockState::lends`]).
+    lends: usize,
 }
 
 /// Which bottleneck layers keep their output under a budget of `free` bytes for all blocks'
 /// bottleneck storage: the widest inputs first (the costliest to recompute), each kept while
-/// the blocks' storage still fits. `blocks[b] = (m, layers, first input width, growth)`.
-fn keep_within(blocks: &[(usize, usize, usize, usize)], bk: usize, free: usize) -> Vec<Vec<bool>> {
-    let mut keep: Vec<Vec<bool>> = blocks.iter().map(|&(_, l, _, _)| vec![false; l]).collect();
+/// the blocks' storage still fits.
+fn keep_within(blocks: &[BlockShape], bk: usize, free: usize) -> Vec<Vec<bool>> {
+    let mut keep: Vec<Vec<bool>> = blocks.iter().map(|b| vec![false; b.layers]).collect();
     let bytes = |keep: &[Vec<bool>]| -> usize {
         blocks
             .iter()
             .zip(keep)
-            .map(|(&(m, _, _, _), k)| bottleneck_floats(k, bk * m) * 4)
+            .map(|(b, k)| bottleneck_floats(k, bk * b.m, b.lends) * 4)
             .sum()
     };
     let mut order: Vec<(usize, usize, usize)> = blocks
         .iter()
         .enumerate()
-        .flat_map(|(b, &(_, layers, k0, k))| (0..layers).map(move |l| (k0 + l * k, b, l)))
+        .flat_map(|(i, b)| (0..b.layers).map(move |l| (b.k0 + l * b.growth, i, l)))
         .collect();
     // Widest input first; ties in block and layer order, so the choice is reproducible.
     order.sort_by_key(|&(c, b, l)| (std::cmp::Reverse(c), b, l));
@@ -285,9 +326,10 @@ impl TrainWorkspace {
             Stem::ImageNet => c0 * batch * stem_hw.0 * stem_hw.1,
             Stem::Cifar => 0,
         };
-        let (mut a_len, mut b_len, mut c_len) = (stem_len, stem_len, 0);
+        // The stem's maps live in the first block's bottleneck storage (`BlockState::lends`).
+        let (mut a_len, mut b_len, mut c_len) = (0, 0, 0);
         let (mut drop_len, mut widest) = (0, c0);
-        let mut blocks = Vec::with_capacity(sizes.len());
+        let mut blocks: Vec<BlockState> = Vec::with_capacity(sizes.len());
         let mut stored_trans = Vec::new();
         for (b, &(bh, bw)) in sizes.iter().enumerate() {
             let m = batch * bh * bw;
@@ -328,14 +370,21 @@ impl TrainWorkspace {
                     },
                 )
             };
+            // Every gradient buffer but the last borrows the next block's bottleneck storage.
+            let last = b + 1 == sizes.len();
+            let lends = match blocks.last() {
+                None => 2 * stem_len,
+                Some(prev) => prev.feats.capacity() * prev.m(),
+            };
             blocks.push(BlockState {
                 feats: FeatureBuffer::new(cout, m),
-                grads: FeatureBuffer::new(cout, m),
+                grads: FeatureBuffer::new(if last { cout } else { 0 }, m),
                 mean: vec![0.0; cout],
                 invstd: vec![0.0; cout],
                 bn_slope: vec![0.0; cout],
                 bn_offset: vec![0.0; cout],
                 bottleneck: Vec::new(),
+                lends,
                 z_at: Vec::new(),
                 recompute_z: Vec::new(),
                 mean2: vec![0.0; layers * per_layer],
@@ -401,12 +450,18 @@ impl TrainWorkspace {
         } else {
             0
         };
-        let shape: Vec<(usize, usize, usize, usize)> = self
+        let shape: Vec<BlockShape> = self
             .blocks
             .iter()
-            .map(|b| (b.m(), b.layers, b.k0, cfg.growth_rate))
+            .map(|b| BlockShape {
+                m: b.m(),
+                layers: b.layers,
+                k0: b.k0,
+                growth: cfg.growth_rate,
+                lends: b.lends,
+            })
             .collect();
-        let all = |v: bool| -> Vec<Vec<bool>> { shape.iter().map(|s| vec![v; s.1]).collect() };
+        let all = |v: bool| -> Vec<Vec<bool>> { shape.iter().map(|s| vec![v; s.layers]).collect() };
         let keep = match self.plan {
             MemoryPlan::StoreAll | MemoryPlan::RecomputeNorm => all(true),
             MemoryPlan::RecomputeBottleneck => all(false),
@@ -414,7 +469,7 @@ impl TrainWorkspace {
                 let fixed = self.bytes();
                 let least: usize = shape
                     .iter()
-                    .map(|&(m, l, _, _)| bottleneck_floats(&vec![false; l], bk * m) * 4)
+                    .map(|b| bottleneck_floats(&vec![false; b.layers], bk * b.m, b.lends) * 4)
                     .sum();
                 if fixed + least > limit {
                     let needed = fixed + least;
@@ -432,6 +487,21 @@ impl TrainWorkspace {
             blk.place_bottlenecks(keep, bk);
         }
         Ok(())
+    }
+
+    /// Gives the bottleneck storage lent by [`lend_gradient_buffer`] back
+    /// (the end of backward, and the start of every forward pass, in case a backward pass was
+    /// interrupted). Blocks that hold none are left as they are.
+    pub(crate) fn reclaim_gradient_buffers(&mut self) {
+        for b in 1..self.blocks.len() {
+            let (before, after) = self.blocks.split_at_mut(b);
+            let (blk, next) = (&mut before[b - 1], &mut after[0]);
+            if blk.grads.capacity() > 0 {
+                let m = blk.m();
+                let lent = std::mem::replace(&mut blk.grads, FeatureBuffer::new(0, m));
+                next.bottleneck = lent.into_storage();
+            }
+        }
     }
 
     /// Batch size the workspace was sized for.
@@ -550,13 +620,23 @@ fn check_workspace_size(cfg: &DenseNetConfig, batch: usize, h: usize, w: usize) 
 mod tests {
     use super::*;
 
+    fn shape(m: usize, layers: usize, k0: usize, growth: usize, lends: usize) -> BlockShape {
+        BlockShape {
+            m,
+            layers,
+            k0,
+            growth,
+            lends,
+        }
+    }
+
     /// Layers keep their outputs widest input first, as long as the storage (kept outputs plus
     /// one shared for the rest) fits.
     #[test]
     fn budget_keeps_the_widest_inputs() {
         // One block of 4 layers, inputs 2, 4, 6, 8 channels wide; outputs of 1 channel × 4 floats
         // = 16 bytes each.
-        let blocks = [(4, 4, 2, 2)];
+        let blocks = [shape(4, 4, 2, 2, 0)];
         let keep = |free| keep_within(&blocks, 1, free);
         assert_eq!(keep(16), vec![vec![false; 4]]);
         assert_eq!(keep(32), vec![vec![false, false, false, true]]);
@@ -565,10 +645,80 @@ mod tests {
         assert_eq!(keep(64), vec![vec![true; 4]]);
         assert_eq!(keep(63), vec![vec![false, false, true, true]]);
         // Two blocks: the second (inputs 10, 12; 2 floats per output) wins the first bytes.
-        let two = [(4, 2, 2, 2), (2, 2, 10, 2)];
+        let two = [shape(4, 2, 2, 2, 0), shape(2, 2, 10, 2, 0)];
         assert_eq!(
             keep_within(&two, 1, 16 + 8 + 8),
             vec![vec![false, false], vec![true, true]]
         );
+    }
+
+    /// Storage lent to something else is paid for anyway: outputs that fit in it are kept free.
+    #[test]
+    fn budget_keeps_what_fits_in_lent_storage_for_free() {
+        // Lent storage of 12 floats holds three outputs of 4: the shared one and two kept (the
+        // widest); 48 bytes is what the shared output alone would take with it.
+        let blocks = [shape(4, 4, 2, 2, 12)];
+        assert_eq!(
+            keep_within(&blocks, 1, 48),
+            vec![vec![false, false, true, true]]
+        );
+        assert_eq!(keep_within(&blocks, 1, 64), vec![vec![true; 4]]);
+        assert_eq!(bottleneck_floats(&[false; 4], 4, 12), 12);
+        assert_eq!(bottleneck_floats(&[true; 4], 4, 12), 16);
+    }
+
+    /// Gradient buffers but the last hold no storage outside backward; the next block's
+    /// bottleneck storage is sized for the larger of its outputs and the gradient buffer, the
+    /// first block's for the stem's two maps, and a training step gives every lent storage
+    /// back, to the same bytes.
+    #[test]
+    fn gradient_buffers_and_stem_maps_borrow_bottleneck_storage() {
+        let cfg: DenseNetConfig = "bc:k=4,blocks=2-3-2,classes=3,stem=imagenet"
+            .parse()
+            .unwrap();
+        let mut model = crate::DenseNet::new(cfg.clone(), 3).unwrap();
+        let (n, h, w) = (2, 32, 32);
+        for plan in [
+            MemoryPlan::RecomputeNorm,
+            MemoryPlan::RecomputeBottleneck,
+            MemoryPlan::StoreAll,
+        ] {
+            let mut ws = model.workspace_with_plan(n, h, w, plan).unwrap();
+            let bk = cfg.bottleneck_channels();
+            let stem_len = cfg.init_features * n * 16 * 16;
+            let layout = |ws: &TrainWorkspace| -> Vec<(usize, usize)> {
+                ws.blocks
+                    .iter()
+                    .map(|b| (b.grads.capacity(), b.bottleneck.len()))
+                    .collect()
+            };
+            let before = layout(&ws);
+            for (i, b) in ws.blocks.iter().enumerate() {
+                let last = i + 1 == ws.blocks.len();
+                assert_eq!(
+                    b.grads.capacity(),
+                    if last { b.feats.capacity() } else { 0 }
+                );
+                let kept = b.recompute_z.iter().filter(|&&r| !r).count();
+                let outputs = (kept + usize::from(kept < b.layers)) * bk * b.m();
+                let lends = match i {
+                    0 => 2 * stem_len,
+                    _ => ws.blocks[i - 1].feats.capacity() * ws.blocks[i - 1].m(),
+                };
+                assert_eq!(b.lends, lends, "{plan:?} block {i}");
+                assert_eq!(b.bottleneck.len(), outputs.max(lends), "{plan:?} block {i}");
+            }
+            // The stem's maps are not in the shared scratch.
+            let s = &ws.scratch;
+            assert!(s.a.len() < stem_len && s.b.len() < stem_len, "{plan:?}");
+            // Only the kernels' scratch grows in a step.
+            let fixed = |ws: &TrainWorkspace| ws.bytes() - ws.scratch.kernels.bytes();
+            let bytes = fixed(&ws);
+            let x = vec![0.5; n * 3 * h * w];
+            model.forward_train(&mut ws, &x, &[0, 2]).unwrap();
+            model.backward(&mut ws).unwrap();
+            assert_eq!(layout(&ws), before, "{plan:?}");
+            assert_eq!(fixed(&ws), bytes, "{plan:?}");
+        }
     }
 }

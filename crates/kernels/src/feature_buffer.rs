@@ -19,10 +19,20 @@
 //! layer `l` reads the gradient of its slot and *accumulates* into the gradient of its prefix:
 //! [`FeatureBuffer::prefix_and_slot`] hands out exactly that pair (prefix mutable, slot read).
 //! Concatenation's backward, a split, then costs nothing.
+//!
+//! # Borrowed storage
+//!
+//! A buffer can also be built over storage that something else owns the rest of the time
+//! ([`FeatureBuffer::over`], given back by [`FeatureBuffer::into_storage`]): a training pass
+//! puts a block's gradient buffer, which only backward uses, in the storage of the next block's
+//! bottleneck outputs, which backward has finished with by then. The storage may be longer than
+//! `capacity·M`; the buffer uses its first `capacity·M` floats and leaves the rest untouched.
 
 /// A preallocated channel-major feature tensor with a fixed channel capacity.
 #[derive(Clone, Debug)]
 pub struct FeatureBuffer {
+    /// At least `capacity·per_channel` floats; only those are the buffer (see
+    /// [`FeatureBuffer::over`]).
     data: Vec<f32>,
     capacity: usize,
     per_channel: usize,
@@ -38,6 +48,29 @@ impl FeatureBuffer {
         }
     }
 
+    /// A buffer of `capacity` channels of `per_channel` floats in the first
+    /// `capacity·per_channel` floats of `storage`, which keeps its values.
+    ///
+    /// # Panics
+    /// If `storage` is shorter than `capacity·per_channel`.
+    pub fn over(storage: Vec<f32>, capacity: usize, per_channel: usize) -> Self {
+        assert!(
+            storage.len() >= capacity * per_channel,
+            "storage of {} floats is shorter than {capacity} channels of {per_channel}",
+            storage.len()
+        );
+        FeatureBuffer {
+            data: storage,
+            capacity,
+            per_channel,
+        }
+    }
+
+    /// The storage, whole (as given to [`FeatureBuffer::over`]).
+    pub fn into_storage(self) -> Vec<f32> {
+        self.data
+    }
+
     /// Channel capacity.
     pub fn capacity(&self) -> usize {
         self.capacity
@@ -48,19 +81,19 @@ impl FeatureBuffer {
         self.per_channel
     }
 
-    /// Bytes held: `capacity·M·4`.
+    /// Bytes held: `capacity·M·4`, or the whole storage of [`FeatureBuffer::over`].
     pub fn bytes(&self) -> usize {
         self.data.len() * std::mem::size_of::<f32>()
     }
 
     /// The whole buffer, `[capacity, N, H, W]`.
     pub fn as_slice(&self) -> &[f32] {
-        &self.data
+        &self.data[..self.capacity * self.per_channel]
     }
 
     /// The whole buffer, mutable.
     pub fn as_mut_slice(&mut self) -> &mut [f32] {
-        &mut self.data
+        &mut self.data[..self.capacity * self.per_channel]
     }
 
     /// Channels `[0, c)`: `[c, N, H, W]`, floats `[0, c·M)`.
@@ -129,7 +162,7 @@ impl FeatureBuffer {
 
     /// Sets every value to zero (a gradient buffer before backward).
     pub fn zero(&mut self) {
-        self.data.fill(0.0);
+        self.as_mut_slice().fill(0.0);
     }
 }
 
@@ -157,5 +190,28 @@ mod tests {
         assert_eq!(b.bytes(), 5 * m * 4);
         let (dp, ds) = b.prefix_mut_and_slot(4, 1);
         assert_eq!((dp.len(), ds.len()), (4 * m, m));
+    }
+
+    /// A buffer over longer storage is the storage's first `capacity·M` floats: it reads what
+    /// was there, writes nothing past it, and gives the whole storage back.
+    #[test]
+    fn a_buffer_over_storage_uses_its_front() {
+        let m = 3;
+        let storage: Vec<f32> = (0..10).map(|i| i as f32).collect();
+        let mut b = FeatureBuffer::over(storage, 2, m);
+        assert_eq!(b.as_slice(), &[0.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
+        assert_eq!(b.slot(1, 1), &[3.0, 4.0, 5.0]);
+        b.zero();
+        assert_eq!(b.bytes(), 10 * 4);
+        assert_eq!(
+            b.into_storage(),
+            [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 6.0, 7.0, 8.0, 9.0]
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "shorter than")]
+    fn storage_too_short_for_the_buffer_is_refused() {
+        FeatureBuffer::over(vec![0.0; 5], 2, 3);
     }
 }
