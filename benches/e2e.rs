@@ -5,6 +5,7 @@
 //! cargo bench --bench e2e                    # every case
 //! cargo bench --bench e2e -- bc100           # cases whose name contains "bc100"
 //! E2E_STEPS=5 cargo bench --bench e2e        # timed steps per case (default 3, after 1 warm-up)
+//! E2E_WINOGRAD=0 cargo bench --bench e2e     # 3×3 forward by the direct product only
 //! ```
 //!
 //! Each case builds the model and its workspace, runs one warm-up step (which also grows the
@@ -122,20 +123,22 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(3)
         .max(1);
+    let winograd = std::env::var("E2E_WINOGRAD").map_or(true, |v| v != "0");
     println!(
-        "isa {:?}, {} rayon threads, {steps} timed steps per case",
+        "isa {:?}, {} rayon threads, {steps} timed steps per case, Winograd 3x3 forward {}",
         densenet_kernels::active_isa(),
-        rayon::current_num_threads()
+        rayon::current_num_threads(),
+        if winograd { "on" } else { "off" }
     );
     for case in CASES
         .iter()
         .filter(|c| filters.is_empty() || filters.iter().any(|f| c.name.contains(f.as_str())))
     {
-        run(case, steps);
+        run(case, steps, winograd);
     }
 }
 
-fn run(case: &Case, steps: usize) {
+fn run(case: &Case, steps: usize, winograd: bool) {
     let before = alloc_counter::snapshot();
     alloc_counter::reset_peak();
     let cfg = DenseNetConfig::preset(case.preset).expect("preset");
@@ -149,6 +152,7 @@ fn run(case: &Case, steps: usize) {
     let mut ws = model
         .workspace_with_plan(n, case.size, case.size, case.plan)
         .expect("workspace");
+    ws.set_winograd_3x3(winograd);
     let mut sgd = Sgd::new(SgdConfig::default(), model.store());
     let mut step = |model: &mut DenseNet| {
         if case.train {

@@ -53,6 +53,7 @@ impl DenseNet {
             drop_rate: self.config().drop_rate,
             growth: self.config().growth_rate,
             bn: &bn,
+            winograd: ws.winograd_3x3,
         };
         let seed = self.seed();
         let arch = &self.arch;

@@ -23,11 +23,12 @@ use densenet_kernels::batchnorm::{
     batchnorm_update_running, BnReluSaved,
 };
 use densenet_kernels::conv2d::{
-    conv2d_backward_input_to, conv2d_backward_weight, conv2d_forward, pointwise_bn_relu_backward,
+    conv2d_backward_input_to, conv2d_backward_weight, conv2d_forward, conv2d_forward_winograd,
+    pointwise_bn_relu_backward, winograd_variant,
 };
 use densenet_kernels::elementwise::{affine_run, dropout_backward, dropout_forward};
 use densenet_kernels::gemm;
-use densenet_kernels::{BatchNormConfig, BatchNormGeom, ChannelAffine, Conv2dGeom};
+use densenet_kernels::{BatchNormConfig, BatchNormGeom, ChannelAffine, Conv2dGeom, Workspace};
 
 use crate::infer::ops::affine_relu_avgpool2;
 use crate::params::{BnP, ConvP, LayerP, Slot, TransitionP};
@@ -160,6 +161,27 @@ pub(crate) struct PassCtx<'a> {
     pub drop_rate: f32,
     pub growth: usize,
     pub bn: &'a BatchNormConfig,
+    /// Whether the 3×3 convolutions' forward runs by Winograd where that is the faster
+    /// ([`conv_forward`]).
+    pub winograd: bool,
+}
+
+/// A dense layer's convolution forward, without bias: by Winograd
+/// ([`conv2d_forward_winograd`]) where `ctx` allows it and [`winograd_variant`] finds it the
+/// faster (the 3×3s on maps of 14 and more, on AVX-512 and AVX2), else direct.
+fn conv_forward(
+    out: &mut [f32],
+    inp: &[f32],
+    weight: &[f32],
+    pre: Option<ChannelAffine<'_>>,
+    g: &Conv2dGeom,
+    kernels: &mut Workspace,
+    ctx: &PassCtx<'_>,
+) {
+    match ctx.winograd.then(|| winograd_variant(g)).flatten() {
+        Some(variant) => conv2d_forward_winograd(out, inp, weight, pre, g, variant, kernels),
+        None => conv2d_forward(out, inp, weight, None, pre, g, kernels),
+    }
 }
 
 /// Dense layer `l` forward: writes the layer's slot (and, in training, the slot's channel
@@ -222,11 +244,11 @@ pub(crate) fn layer_forward(
         (&blk.stored_a1[l][..], None)
     };
     match &p.bottleneck {
-        None => conv2d_forward(out, inp1, w1, None, pre1, &g1, kernels),
+        None => conv_forward(out, inp1, w1, pre1, &g1, kernels, ctx),
         Some((norm2, conv2)) => {
             let bk = norm2.channels;
             let z = &mut blk.bottleneck[zr];
-            conv2d_forward(z, inp1, w1, None, pre1, &g1, kernels);
+            conv_forward(z, inp1, w1, pre1, &g1, kernels, ctx);
             let (mean2, invstd2) = (
                 &mut blk.mean2[l * bk..(l + 1) * bk],
                 &mut blk.invstd2[l * bk..(l + 1) * bk],
@@ -255,10 +277,10 @@ pub(crate) fn layer_forward(
             let g2 = conv_geom(conv2, batch, h, w);
             let w2 = conv2.weight.of(params);
             if ctx.memory_efficient {
-                conv2d_forward(out, z, w2, None, Some(pre2), &g2, kernels);
+                conv_forward(out, z, w2, Some(pre2), &g2, kernels, ctx);
             } else {
                 apply_affine(&mut blk.stored_h2[l], z, &pre2, m);
-                conv2d_forward(out, &blk.stored_h2[l], w2, None, None, &g2, kernels);
+                conv_forward(out, &blk.stored_h2[l], w2, None, &g2, kernels, ctx);
             }
         }
     }

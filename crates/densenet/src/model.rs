@@ -271,6 +271,7 @@ impl DenseNet {
             drop_rate: self.config.drop_rate,
             growth: self.config.growth_rate,
             bn: &self.bn,
+            winograd: ws.winograd_3x3,
         };
         let arch = &self.arch;
         let (params, _, buffers) = self.store.split_mut();

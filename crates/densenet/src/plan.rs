@@ -256,6 +256,8 @@ pub struct TrainWorkspace {
     pub(crate) w: usize,
     pub(crate) memory_efficient: bool,
     pub(crate) plan: MemoryPlan,
+    /// Whether the 3×3 convolutions' forward runs by Winograd where that is the faster.
+    pub(crate) winograd_3x3: bool,
     /// `[IC, N, H, W]` the input, channel-major.
     pub(crate) input: Vec<f32>,
     /// ImageNet stem: conv0 output `[C0, N, H1, W1]` with norm0's batch statistics `[C0]`
@@ -405,6 +407,7 @@ impl TrainWorkspace {
             w,
             memory_efficient,
             plan,
+            winograd_3x3: true,
             input: vec![0.0; cfg.in_channels * batch * h * w],
             stem_conv: vec![0.0; stem_len],
             stem_mean: vec![0.0; c0],
@@ -522,6 +525,20 @@ impl TrainWorkspace {
     /// The memory plan.
     pub fn plan(&self) -> MemoryPlan {
         self.plan
+    }
+
+    /// Whether the dense layers' 3×3 convolutions run forward by Winograd's minimal filtering
+    /// where it is the faster (maps of 14×14 and more, AVX-512 or AVX2; see
+    /// `densenet_kernels::conv2d::winograd_variant`). On by default; the outputs differ from
+    /// the direct convolution's by roundings (see `densenet_kernels::winograd`). Backward is
+    /// direct either way.
+    pub fn winograd_3x3(&self) -> bool {
+        self.winograd_3x3
+    }
+
+    /// Turns Winograd's 3×3 forward on or off ([`TrainWorkspace::winograd_3x3`]).
+    pub fn set_winograd_3x3(&mut self, on: bool) {
+        self.winograd_3x3 = on;
     }
 
     /// Training forward passes run so far (each seeds its dropout masks from it).

@@ -8,12 +8,17 @@
 //! magnitudes, which bounds the roundings of both orders), where a wrong tap or a misplaced
 //! tile is off by about one term, `Σ|w|·|x| / (9·C)`, hundreds of times more; F(4×4, 3×3)'s
 //! transforms scale by up to 5 and 1/24, and its bound is larger ([`tol`]).
+//!
+//! `conv2d_forward_winograd` (a whole batch, batch norm + ReLU applied to its input on the way)
+//! is checked the same way, on one thread and on two, which must agree bit for bit.
 
 mod common;
 
-use common::{Rng, Values};
+use common::{with_threads, Rng, Values};
+use densenet_kernels::conv2d::conv2d_forward_winograd;
+use densenet_kernels::dispatch::with_max_isa;
 use densenet_kernels::winograd::{Variant, Winograd3x3, V_BLOCK_FLOATS};
-use densenet_kernels::{reference, Conv2dGeom, Isa};
+use densenet_kernels::{reference, ChannelAffine, Conv2dGeom, Isa, Workspace};
 use proptest::prelude::*;
 
 /// The float tolerance, relative to `Σ|w|·|x|`.
@@ -227,4 +232,154 @@ fn densenet121_shapes() {
             }
         }
     }
+}
+
+/// A batch `x` `[c, n, h, w]` through `conv2d_forward_winograd` with `pre`, against the
+/// reference on `pre(x)`.
+struct Batch {
+    g: Conv2dGeom,
+    x: Vec<f32>,
+    w: Vec<f32>,
+    scale: Vec<f32>,
+    shift: Vec<f32>,
+}
+
+impl Batch {
+    fn new(g: Conv2dGeom, seed: u64) -> Self {
+        let mut r = Rng::new(seed);
+        Batch {
+            x: r.floats(g.input_len(), -1.0, 1.0),
+            w: r.floats(g.weight_len(), -1.0, 1.0),
+            scale: r.floats(g.in_channels, 0.5, 1.5),
+            shift: r.floats(g.in_channels, -0.5, 0.5),
+            g,
+        }
+    }
+
+    fn pre(&self) -> ChannelAffine<'_> {
+        ChannelAffine {
+            scale: &self.scale,
+            shift: &self.shift,
+            relu: true,
+        }
+    }
+
+    /// The reference on the mapped input, and for each output the largest `Σ|w|·|x|` of its
+    /// output channel and image. (An output's own `Σ|w|·|x|` bounds the direct product's
+    /// roundings, not Winograd's: a tile's transforms add and subtract terms of its whole
+    /// 4×4 or 6×6 input, which cancel exactly only in exact arithmetic. Where the ReLU zeroes
+    /// most of an output's 3×3 window, its own sum can be far smaller than those terms; a
+    /// misplaced tap or tile is still off by about `1/(9·C)` of the plane's largest.)
+    fn reference(&self) -> (Vec<f32>, Vec<f32>) {
+        let g = &self.g;
+        let per_channel = g.batch * g.in_h * g.in_w;
+        let mapped: Vec<f32> = self
+            .x
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| self.pre().apply(i / per_channel, v))
+            .collect();
+        let mut out = vec![0.0; g.output_len()];
+        reference::conv2d_forward(&mut out, &mapped, &self.w, None, g);
+        let abs = |v: &[f32]| v.iter().map(|a| a.abs()).collect::<Vec<_>>();
+        let mut bound = vec![0.0; g.output_len()];
+        reference::conv2d_forward(&mut bound, &abs(&mapped), &abs(&self.w), None, g);
+        for plane in bound.chunks_exact_mut(g.out_h() * g.out_w()) {
+            let largest = plane.iter().fold(0.0f32, |a, &b| a.max(b));
+            plane.fill(largest);
+        }
+        (out, bound)
+    }
+
+    /// On tier `isa` in a pool of `threads`, with an output and a workspace full of NaNs.
+    fn winograd(&self, isa: Isa, variant: Variant, threads: usize) -> Vec<f32> {
+        // The tier cap is the calling thread's: set on the pool's thread.
+        with_threads(threads, || {
+            with_max_isa(isa, || {
+                let mut out = vec![f32::NAN; self.g.output_len()];
+                let mut ws = Workspace::new();
+                ws.get(1 << 16).fill(f32::NAN);
+                conv2d_forward_winograd(
+                    &mut out,
+                    &self.x,
+                    &self.w,
+                    Some(self.pre()),
+                    &self.g,
+                    variant,
+                    &mut ws,
+                );
+                out
+            })
+        })
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Batches of odd and even sizes: within `tol·Σ|w|·|x|` of the reference on every tier,
+    /// the same bits on one and two threads. F(4×4, 3×3) where the sides are multiples of 4.
+    #[test]
+    fn batched_forward_matches_the_reference(
+        n in 1usize..=5,
+        c in 1usize..=24,
+        k in 1usize..=24,
+        h in 1usize..=20,
+        w in 1usize..=20,
+        f4 in any::<bool>(),
+        seed in any::<u64>(),
+    ) {
+        let variant = if f4 && h.is_multiple_of(4) && w.is_multiple_of(4) { Variant::F4x4 } else { Variant::F2x2 };
+        let b = Batch::new(Conv2dGeom::square(n, c, k, h, w, 3, 1, 1), seed);
+        let (want, bound) = b.reference();
+        for isa in tiers() {
+            let one = b.winograd(isa, variant, 1);
+            let two = b.winograd(isa, variant, 2);
+            prop_assert_eq!(bits(&one), bits(&two), "{:?} {:?} on {}", b.g, variant, isa);
+            let worst = worst_error(&one, &want, &bound);
+            prop_assert!(worst <= tol(variant), "{:?} {:?} on {}: {:e}", b.g, variant, isa, worst);
+        }
+    }
+}
+
+/// Shapes large enough to be split between two threads (five images: parts of two and three),
+/// BC-100's and densenet121's first-block shapes, by the variant each would run.
+#[test]
+fn batched_forward_on_two_threads() {
+    for (g, variant) in [
+        (
+            Conv2dGeom::square(5, 16, 12, 18, 22, 3, 1, 1),
+            Variant::F2x2,
+        ),
+        (
+            Conv2dGeom::square(3, 48, 12, 32, 32, 3, 1, 1),
+            Variant::F2x2,
+        ),
+        (
+            Conv2dGeom::square(2, 128, 32, 56, 56, 3, 1, 1),
+            Variant::F4x4,
+        ),
+    ] {
+        let b = Batch::new(g, 7);
+        let (want, bound) = b.reference();
+        for isa in tiers() {
+            let one = b.winograd(isa, variant, 1);
+            assert_eq!(
+                bits(&b.winograd(isa, variant, 2)),
+                bits(&one),
+                "{g:?} on {isa}"
+            );
+            let worst = worst_error(&one, &want, &bound);
+            println!("{g:?} {variant:?} on {isa}: worst error {worst:.2e} of Σ|w||x|");
+            assert!(worst <= tol(variant), "{g:?} on {isa}: {worst:e}");
+        }
+    }
+}
+
+/// A convolution that is not 3×3 with stride 1 and padding 1 is refused by name.
+#[test]
+#[should_panic(expected = "must be 3x3 with stride 1 and padding 1")]
+fn batched_forward_refuses_other_geometries() {
+    let g = Conv2dGeom::square(1, 2, 2, 8, 8, 3, 2, 1);
+    Batch::new(g, 1).winograd(Isa::Portable, Variant::F2x2, 1);
 }

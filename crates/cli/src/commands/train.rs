@@ -123,6 +123,11 @@ pub struct TrainArgs {
     /// gradients and momentum come on top.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub memory_budget: Option<u64>,
+    /// Run the dense layers' 3×3 convolutions forward by the direct product only, instead of by
+    /// Winograd's minimal filtering where that is faster (maps of 14×14 and more on AVX-512 or
+    /// AVX2); the results differ by roundings.
+    #[arg(long)]
+    pub no_winograd: bool,
     /// Output folder. [default: runs/<UTC date-time>; with --resume, the resumed run's folder]
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -389,6 +394,7 @@ pub fn run(args: TrainArgs) -> CliResult<()> {
         None => MemoryPlan::from_memory_efficient(settings.memory_efficient),
     };
     let mut ws = model.workspace_with_plan(settings.batch, h, w, plan)?;
+    ws.set_winograd_3x3(!args.no_winograd);
     prepare_dir(&out)?;
 
     let sgd_config = SgdConfig {

@@ -69,6 +69,9 @@ impl SharedBlock {
             drop_rate: 0.0,
             growth: self.shape.growth,
             bn,
+            // The study compares this block's outputs with the other layouts' bit for bit:
+            // every one runs the direct convolutions.
+            winograd: false,
         }
     }
 

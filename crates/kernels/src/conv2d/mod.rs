@@ -30,6 +30,11 @@
 //! - **anything else** (the strided backward passes): implicit im2col per tap, `col2im` for the
 //!   input gradient.
 //!
+//! - **3×3, stride 1, padding 1, forward, by Winograd** (`winograd3x3.rs`,
+//!   [`conv2d_forward_winograd`]): the same wide-row input, then [`crate::winograd`] image by
+//!   image: 2.25× (F(2×2, 3×3)) or 4× (F(4×4, 3×3)) fewer multiply-adds. A separate entry point,
+//!   as its sums differ from the direct product's by roundings; [`winograd_variant`] says where
+//!   it is the faster one.
 //! - **1×1 backward through batch norm + ReLU** (`pointwise_bn.rs`): the dense layer's
 //!   bottleneck backward, weight and input gradient in one pass over the input, the batch
 //!   norm's mean terms deferred, `d_a` never stored.
@@ -49,8 +54,12 @@ mod im2col;
 mod pointwise_bn;
 mod tasks;
 mod wide;
+mod winograd3x3;
 
 pub use pointwise_bn::pointwise_bn_relu_backward;
+pub use winograd3x3::{
+    conv2d_forward_winograd, winograd_variant, WINOGRAD_F4_MIN_SIDE, WINOGRAD_MIN_SIDE,
+};
 
 use crate::dispatch::{active_isa, Isa};
 use crate::gemm::{self, AView, CStore, Tile};

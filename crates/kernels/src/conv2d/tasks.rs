@@ -265,7 +265,7 @@ pub(super) fn run(
 /// Runs `run_part(p, windows, b, c)` for every part `p` of `parts`, in parallel: each part gets
 /// its own span of every output row (`windows`, split at `part_start(p)`; `windows` begins at
 /// `part_start(parts.start)`) and its own `per` floats of each scratch.
-fn split_parts(
+pub(super) fn split_parts(
     windows: &mut [&mut [f32]],
     parts: std::ops::Range<usize>,
     (b, c): (&mut [f32], &mut [f32]),
