@@ -5,7 +5,7 @@
 //! cargo bench --bench e2e                    # every case
 //! cargo bench --bench e2e -- bc100           # cases whose name contains "bc100"
 //! E2E_STEPS=5 cargo bench --bench e2e        # timed steps per case (default 3, after 1 warm-up)
-//! E2E_WINOGRAD=0 cargo bench --bench e2e     # 3×3 forward by the direct product only
+//! E2E_WINOGRAD=0 cargo bench --bench e2e     # 3×3 convolutions by the direct product only
 //! ```
 //!
 //! Each case builds the model and its workspace, runs one warm-up step (which also grows the
@@ -125,7 +125,7 @@ fn main() {
         .max(1);
     let winograd = std::env::var("E2E_WINOGRAD").map_or(true, |v| v != "0");
     println!(
-        "isa {:?}, {} rayon threads, {steps} timed steps per case, Winograd 3x3 forward {}",
+        "isa {:?}, {} rayon threads, {steps} timed steps per case, Winograd 3x3 {}",
         densenet_kernels::active_isa(),
         rayon::current_num_threads(),
         if winograd { "on" } else { "off" }

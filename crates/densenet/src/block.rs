@@ -23,8 +23,9 @@ use densenet_kernels::batchnorm::{
     batchnorm_update_running, BnReluSaved,
 };
 use densenet_kernels::conv2d::{
-    conv2d_backward_input_to, conv2d_backward_weight, conv2d_forward, conv2d_forward_winograd,
-    pointwise_bn_relu_backward, winograd_variant,
+    conv2d_backward_input_to, conv2d_backward_input_winograd, conv2d_backward_weight,
+    conv2d_forward, conv2d_forward_winograd, pointwise_bn_relu_backward, winograd_variant,
+    winograd_variant_backward_input,
 };
 use densenet_kernels::elementwise::{affine_run, dropout_backward, dropout_forward};
 use densenet_kernels::gemm;
@@ -161,8 +162,8 @@ pub(crate) struct PassCtx<'a> {
     pub drop_rate: f32,
     pub growth: usize,
     pub bn: &'a BatchNormConfig,
-    /// Whether the 3×3 convolutions' forward runs by Winograd where that is the faster
-    /// ([`conv_forward`]).
+    /// Whether the 3×3 convolutions' forward and input gradient run by Winograd where that is
+    /// the faster ([`conv_forward`], [`conv_backward_input`]).
     pub winograd: bool,
 }
 
@@ -181,6 +182,28 @@ fn conv_forward(
     match ctx.winograd.then(|| winograd_variant(g)).flatten() {
         Some(variant) => conv2d_forward_winograd(out, inp, weight, pre, g, variant, kernels),
         None => conv2d_forward(out, inp, weight, None, pre, g, kernels),
+    }
+}
+
+/// A dense layer's convolution's input gradient, written: by Winograd
+/// ([`conv2d_backward_input_winograd`]) where `ctx` allows it and
+/// [`winograd_variant_backward_input`] finds it the faster (densenet121's 3×3s on maps of 28 and
+/// more), else direct.
+fn conv_backward_input(
+    d_in: &mut [f32],
+    d_out: &[f32],
+    weight: &[f32],
+    g: &Conv2dGeom,
+    kernels: &mut Workspace,
+    ctx: &PassCtx<'_>,
+) {
+    match ctx
+        .winograd
+        .then(|| winograd_variant_backward_input(g))
+        .flatten()
+    {
+        Some(variant) => conv2d_backward_input_winograd(d_in, d_out, weight, g, variant, kernels),
+        None => conv2d_backward_input_to(d_in, d_out, weight, g, kernels, false),
     }
 }
 
@@ -438,7 +461,7 @@ pub(crate) fn layer_backward(
                 conv2d_backward_weight(dw2, None, d_out, &blk.stored_h2[l], None, &g2, kernels);
             }
             let d_h = &mut b[..bk * m];
-            conv2d_backward_input_to(d_h, d_out, w2, &g2, kernels, false);
+            conv_backward_input(d_h, d_out, w2, &g2, kernels, ctx);
             let d_z = &mut sc[..bk * m];
             let (dg, db) = two_mut(grads, norm2.gamma, norm2.beta);
             batchnorm_relu_backward_to(
@@ -502,7 +525,7 @@ pub(crate) fn layer_backward(
         }
         let (dg, db) = two_mut(grads, p.norm1.gamma, p.norm1.beta);
         let d_a = &mut gemm::align64(a)[..c * m];
-        conv2d_backward_input_to(d_a, d_conv1_out, w1, &g1, kernels, false);
+        conv_backward_input(d_a, d_conv1_out, w1, &g1, kernels, ctx);
         batchnorm_relu_backward(
             d_prefix,
             dg,

@@ -256,7 +256,8 @@ pub struct TrainWorkspace {
     pub(crate) w: usize,
     pub(crate) memory_efficient: bool,
     pub(crate) plan: MemoryPlan,
-    /// Whether the 3×3 convolutions' forward runs by Winograd where that is the faster.
+    /// Whether the 3×3 convolutions' forward and input gradient run by Winograd where that is
+    /// the faster.
     pub(crate) winograd_3x3: bool,
     /// `[IC, N, H, W]` the input, channel-major.
     pub(crate) input: Vec<f32>,
@@ -527,16 +528,17 @@ impl TrainWorkspace {
         self.plan
     }
 
-    /// Whether the dense layers' 3×3 convolutions run forward by Winograd's minimal filtering
-    /// where it is the faster (maps of 14×14 and more, AVX-512 or AVX2; see
-    /// `densenet_kernels::conv2d::winograd_variant`). On by default; the outputs differ from
-    /// the direct convolution's by roundings (see `densenet_kernels::winograd`). Backward is
-    /// direct either way.
+    /// Whether the dense layers' 3×3 convolutions run by Winograd's minimal filtering where it
+    /// is the faster: the forward on maps of 14×14 and more, the input gradient on maps of 28×28
+    /// and more with at least 32 output channels, on AVX-512 or AVX2 (see
+    /// `densenet_kernels::conv2d::winograd_variant` and `winograd_variant_backward_input`). On
+    /// by default; the results differ from the direct convolutions' by roundings (see
+    /// `densenet_kernels::winograd`). The weight gradients are direct either way.
     pub fn winograd_3x3(&self) -> bool {
         self.winograd_3x3
     }
 
-    /// Turns Winograd's 3×3 forward on or off ([`TrainWorkspace::winograd_3x3`]).
+    /// Turns Winograd's 3×3 convolutions on or off ([`TrainWorkspace::winograd_3x3`]).
     pub fn set_winograd_3x3(&mut self, on: bool) {
         self.winograd_3x3 = on;
     }

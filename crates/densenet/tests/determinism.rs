@@ -97,32 +97,44 @@ fn memory_modes_agree() {
     }
 }
 
-/// Winograd's 3×3 forward (on by default; this model's 32×32 and 16×16 blocks are over its
-/// 14×14 threshold) trains as the direct convolution does, within roundings, on one thread and
-/// two alike; where the SIMD tier runs it, it does run (the bits differ).
+/// Winograd's 3×3 forward and input gradient (on by default) train as the direct convolutions
+/// do, within roundings, on one thread and two alike; where the SIMD tier runs them, they do run
+/// (the bits differ). The first model's 32×32 and 16×16 blocks are over the forward's 14×14
+/// threshold; the second's 32-channel growth convolutions at 32×32 take the input gradient too.
 #[test]
-fn winograd_and_direct_forward_agree() {
-    let spec = "bc:k=6,blocks=3-3,init=8,drop=0.2,classes=5";
-    let winograd = run_with(2, spec, MemoryPlan::RecomputeNorm, true);
-    assert_eq!(winograd, run_with(1, spec, MemoryPlan::RecomputeNorm, true));
-    let direct = run_with(2, spec, MemoryPlan::RecomputeNorm, false);
-    let growth_conv = densenet_kernels::Conv2dGeom::square(8, 24, 6, 32, 32, 3, 1, 1);
-    if densenet_kernels::conv2d::winograd_variant(&growth_conv).is_some() {
-        assert_ne!(winograd.1, direct.1, "Winograd should have run");
-    }
-    let f = |v: &[u32]| v.iter().map(|&b| f32::from_bits(b)).collect::<Vec<f32>>();
-    for (what, a, b) in [
-        ("losses", &winograd.0, &direct.0),
-        ("logits", &winograd.1, &direct.1),
-        ("parameters", &winograd.2, &direct.2),
+fn winograd_and_direct_agree() {
+    use densenet_kernels::conv2d::{winograd_variant, winograd_variant_backward_input};
+    let growth_conv = |c, k| densenet_kernels::Conv2dGeom::square(8, c, k, 32, 32, 3, 1, 1);
+    for (spec, runs_winograd) in [
+        (
+            "bc:k=6,blocks=3-3,init=8,drop=0.2,classes=5",
+            winograd_variant(&growth_conv(24, 6)).is_some(),
+        ),
+        (
+            "bc:k=32,blocks=2,init=16,classes=3",
+            winograd_variant_backward_input(&growth_conv(128, 32)).is_some(),
+        ),
     ] {
-        let worst = f(a)
-            .iter()
-            .zip(f(b))
-            .map(|(a, b)| (a - b).abs() / (1.0 + b.abs()))
-            .fold(0.0f32, f32::max);
-        println!("{what}: worst difference {worst:.2e}");
-        assert!(worst <= 1e-5, "{what} differ by {worst:e}");
+        let winograd = run_with(2, spec, MemoryPlan::RecomputeNorm, true);
+        assert_eq!(winograd, run_with(1, spec, MemoryPlan::RecomputeNorm, true));
+        let direct = run_with(2, spec, MemoryPlan::RecomputeNorm, false);
+        if runs_winograd {
+            assert_ne!(winograd.2, direct.2, "{spec}: Winograd should have run");
+        }
+        let f = |v: &[u32]| v.iter().map(|&b| f32::from_bits(b)).collect::<Vec<f32>>();
+        for (what, a, b) in [
+            ("losses", &winograd.0, &direct.0),
+            ("logits", &winograd.1, &direct.1),
+            ("parameters", &winograd.2, &direct.2),
+        ] {
+            let worst = f(a)
+                .iter()
+                .zip(f(b))
+                .map(|(a, b)| (a - b).abs() / (1.0 + b.abs()))
+                .fold(0.0f32, f32::max);
+            println!("{spec}: {what}: worst difference {worst:.2e}");
+            assert!(worst <= 1e-5, "{spec}: {what} differ by {worst:e}");
+        }
     }
 }
 

@@ -26,6 +26,13 @@ fn main() {
         (48, 12, 32),
         (48, 12, 16),
         (48, 12, 8),
+        // The input gradients of the same layers: 3×3 convolutions of `d_out` back to the
+        // layer's input channels (weights flipped and transposed).
+        (32, 128, 56),
+        (32, 128, 28),
+        (32, 128, 14),
+        (12, 48, 32),
+        (12, 48, 16),
     ];
     // `WINOGRAD_SIZE=S` times the shapes at `S×S` only.
     let only: Option<usize> = std::env::var("WINOGRAD_SIZE")

@@ -10,12 +10,13 @@
 //! transforms scale by up to 5 and 1/24, and its bound is larger ([`tol`]).
 //!
 //! `conv2d_forward_winograd` (a whole batch, batch norm + ReLU applied to its input on the way)
-//! is checked the same way, on one thread and on two, which must agree bit for bit.
+//! and `conv2d_backward_input_winograd` are checked the same way, on one thread and on two,
+//! which must agree bit for bit.
 
 mod common;
 
 use common::{with_threads, Rng, Values};
-use densenet_kernels::conv2d::conv2d_forward_winograd;
+use densenet_kernels::conv2d::{conv2d_backward_input_winograd, conv2d_forward_winograd};
 use densenet_kernels::dispatch::with_max_isa;
 use densenet_kernels::winograd::{Variant, Winograd3x3, V_BLOCK_FLOATS};
 use densenet_kernels::{reference, ChannelAffine, Conv2dGeom, Isa, Workspace};
@@ -142,12 +143,19 @@ fn conv_strategy() -> impl Strategy<Value = Winograd3x3> {
         })
 }
 
-/// The worst output's error relative to its `Σ|w|·|x|`.
+/// The worst output's error relative to its `Σ|w|·|x|`: NaN if any output is NaN (an output
+/// left unwritten in a buffer filled with NaNs), which no tolerance accepts.
 fn worst_error(got: &[f32], want: &[f32], bound: &[f32]) -> f32 {
     got.iter()
         .zip(want.iter().zip(bound))
         .map(|(&g, (&r, &b))| (g - r).abs() / b.max(f32::MIN_POSITIVE))
-        .fold(0.0f32, f32::max)
+        .fold(0.0f32, |worst, e| {
+            if worst.is_nan() || e.is_nan() {
+                f32::NAN
+            } else {
+                worst.max(e)
+            }
+        })
 }
 
 proptest! {
@@ -382,4 +390,89 @@ fn batched_forward_on_two_threads() {
 fn batched_forward_refuses_other_geometries() {
     let g = Conv2dGeom::square(1, 2, 2, 8, 8, 3, 2, 1);
     Batch::new(g, 1).winograd(Isa::Portable, Variant::F2x2, 1);
+}
+
+/// The input gradient of `g` by Winograd, against the reference: `d_out` `[OC, N, H, W]`, and
+/// each input's bound the largest `Σ|w|·|d_out|` of its channel and image (see
+/// [`Batch::reference`]).
+fn backward_input_case(g: Conv2dGeom, variant: Variant, seed: u64) -> Result<(), String> {
+    let mut r = Rng::new(seed);
+    let d_out = r.floats(g.output_len(), -1.0, 1.0);
+    let w = r.floats(g.weight_len(), -1.0, 1.0);
+    let mut want = vec![0.0; g.input_len()];
+    reference::conv2d_backward_input(&mut want, &d_out, &w, &g);
+    let abs = |v: &[f32]| v.iter().map(|a| a.abs()).collect::<Vec<_>>();
+    let mut bound = vec![0.0; g.input_len()];
+    reference::conv2d_backward_input(&mut bound, &abs(&d_out), &abs(&w), &g);
+    for plane in bound.chunks_exact_mut(g.in_h * g.in_w) {
+        let largest = plane.iter().fold(0.0f32, |a, &b| a.max(b));
+        plane.fill(largest);
+    }
+    for isa in tiers() {
+        let run = |threads| {
+            with_threads(threads, || {
+                with_max_isa(isa, || {
+                    let mut d_in = vec![f32::NAN; g.input_len()];
+                    let mut ws = Workspace::new();
+                    ws.get(1 << 16).fill(f32::NAN);
+                    conv2d_backward_input_winograd(&mut d_in, &d_out, &w, &g, variant, &mut ws);
+                    d_in
+                })
+            })
+        };
+        let one = run(1);
+        if bits(&one) != bits(&run(2)) {
+            return Err(format!(
+                "{g:?} {variant:?} on {isa}: one and two threads differ"
+            ));
+        }
+        let worst = worst_error(&one, &want, &bound);
+        if worst.is_nan() || worst > tol(variant) {
+            return Err(format!("{g:?} {variant:?} on {isa}: worst error {worst:e}"));
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Input gradients of odd and even batches and maps: within `tol·Σ|w|·|d_out|` of the
+    /// reference on every tier, the same bits on one and two threads.
+    #[test]
+    fn batched_backward_input_matches_the_reference(
+        n in 1usize..=5,
+        c in 1usize..=24,
+        k in 1usize..=24,
+        h in 1usize..=20,
+        w in 1usize..=20,
+        f4 in any::<bool>(),
+        seed in any::<u64>(),
+    ) {
+        let variant = if f4 && h.is_multiple_of(4) && w.is_multiple_of(4) {
+            Variant::F4x4
+        } else {
+            Variant::F2x2
+        };
+        let g = Conv2dGeom::square(n, c, k, h, w, 3, 1, 1);
+        prop_assert_eq!(backward_input_case(g, variant, seed), Ok(()));
+    }
+}
+
+/// densenet121's first two blocks' input gradients (32 → 128), by the variant each would run,
+/// split between two threads.
+#[test]
+fn batched_backward_input_on_two_threads() {
+    for (g, variant) in [
+        (
+            Conv2dGeom::square(2, 128, 32, 56, 56, 3, 1, 1),
+            Variant::F4x4,
+        ),
+        (
+            Conv2dGeom::square(3, 128, 32, 28, 28, 3, 1, 1),
+            Variant::F2x2,
+        ),
+    ] {
+        backward_input_case(g, variant, 11).unwrap();
+    }
 }

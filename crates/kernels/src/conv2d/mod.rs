@@ -32,9 +32,11 @@
 //!
 //! - **3×3, stride 1, padding 1, forward, by Winograd** (`winograd3x3.rs`,
 //!   [`conv2d_forward_winograd`]): the same wide-row input, then [`crate::winograd`] image by
-//!   image: 2.25× (F(2×2, 3×3)) or 4× (F(4×4, 3×3)) fewer multiply-adds. A separate entry point,
-//!   as its sums differ from the direct product's by roundings; [`winograd_variant`] says where
-//!   it is the faster one.
+//!   image: 2.25× (F(2×2, 3×3)) or 4× (F(4×4, 3×3)) fewer multiply-adds; the input gradient
+//!   the same way, as the convolution of `d_out` with the flipped weight
+//!   ([`conv2d_backward_input_winograd`]). Separate entry points, as their sums differ from the
+//!   direct product's by roundings; [`winograd_variant`] and
+//!   [`winograd_variant_backward_input`] say where they are the faster.
 //! - **1×1 backward through batch norm + ReLU** (`pointwise_bn.rs`): the dense layer's
 //!   bottleneck backward, weight and input gradient in one pass over the input, the batch
 //!   norm's mean terms deferred, `d_a` never stored.
@@ -58,7 +60,8 @@ mod winograd3x3;
 
 pub use pointwise_bn::pointwise_bn_relu_backward;
 pub use winograd3x3::{
-    conv2d_forward_winograd, winograd_variant, WINOGRAD_F4_MIN_SIDE, WINOGRAD_MIN_SIDE,
+    conv2d_backward_input_winograd, conv2d_forward_winograd, winograd_variant,
+    winograd_variant_backward_input, WINOGRAD_F4_MIN_SIDE, WINOGRAD_MIN_SIDE,
 };
 
 use crate::dispatch::{active_isa, Isa};

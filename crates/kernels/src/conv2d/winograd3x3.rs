@@ -88,13 +88,102 @@ pub fn conv2d_forward_winograd(
     ws: &mut Workspace,
 ) {
     check(g, inp.len(), out.len(), weight.len(), pre.as_ref());
+    run(out, inp, Weights::Oihw(weight), pre, g, variant, ws);
+}
+
+/// The Winograd variant [`conv2d_backward_input_winograd`] runs fastest for the input gradient
+/// of the forward convolution `g` on the active SIMD tier, or `None` where the direct product
+/// ([`super::conv2d_backward_input_to`]) is faster. The input gradient is a 3×3 convolution of
+/// `d_out` back to the `IC` input channels, of depth `OC`: with its `IC` output transforms per
+/// tile, it gains less than the forward, and nothing on depths under 32 (BC-100's 12 → 48 at
+/// 32×32 1.03×) or maps under 28 (densenet121's 32 → 128 at 14×14 0.99×; at 28×28 1.39× and at
+/// 56×56 F(4×4, 3×3) 2.32×, one thread, AVX-512).
+pub fn winograd_variant_backward_input(g: &Conv2dGeom) -> Option<Variant> {
+    backward_input_variant_on(active_isa(), g)
+}
+
+/// Smallest depth (forward output channels) of an input gradient by Winograd.
+const BACKWARD_INPUT_MIN_DEPTH: usize = 32;
+
+/// Smallest map side of an input gradient by Winograd.
+const BACKWARD_INPUT_MIN_SIDE: usize = 28;
+
+fn backward_input_variant_on(isa: Isa, g: &Conv2dGeom) -> Option<Variant> {
+    let enough =
+        g.out_channels >= BACKWARD_INPUT_MIN_DEPTH && g.in_h.min(g.in_w) >= BACKWARD_INPUT_MIN_SIDE;
+    enough.then(|| variant_on(isa, &transposed(g))).flatten()
+}
+
+/// The input gradient's convolution: `d_out`'s `OC` channels back to `IC`, same map.
+fn transposed(g: &Conv2dGeom) -> Conv2dGeom {
+    Conv2dGeom {
+        in_channels: g.out_channels,
+        out_channels: g.in_channels,
+        ..*g
+    }
+}
+
+/// `d_in = conv(d_out, W')` with `W'[ic, oc, ky, kx] = W[oc, ic, 2 − ky, 2 − kx]`: the input
+/// gradient of the 3×3, stride-1, padding-1 convolution `g` by Winograd (`variant`;
+/// [`winograd_variant_backward_input`] says where it is faster than
+/// [`super::conv2d_backward_input_to`]), written. The same sums' roundings differ as in
+/// [`conv2d_forward_winograd`].
+///
+/// # Shapes
+/// - `d_in`: `[IC, N, H, W]`, written. `d_out`: `[OC, N, H, W]`, read.
+/// - `weight`: the forward weight `[OC, IC, 3, 3]`, read.
+///
+/// # Panics
+/// If `g` is not a 3×3, stride-1, padding-1 convolution of at most 128 input channels, or a
+/// buffer length does not match it.
+pub fn conv2d_backward_input_winograd(
+    d_in: &mut [f32],
+    d_out: &[f32],
+    weight: &[f32],
+    g: &Conv2dGeom,
+    variant: Variant,
+    ws: &mut Workspace,
+) {
+    check(g, d_in.len(), d_out.len(), weight.len(), None);
+    let tg = transposed(g);
+    run(
+        d_in,
+        d_out,
+        Weights::Flipped(weight),
+        None,
+        &tg,
+        variant,
+        ws,
+    );
+}
+
+/// The weights of [`run`]'s convolution.
+enum Weights<'a> {
+    /// Its own `[OC, IC, 3, 3]`.
+    Oihw(&'a [f32]),
+    /// The transposed convolution's `[IC, OC, 3, 3]`, whose flip and transpose is the
+    /// convolution's: the input gradient's.
+    Flipped(&'a [f32]),
+}
+
+/// The batch through Winograd: `g` is the convolution run, `out` `[g.OC, N, H, W]`, `inp`
+/// `[g.IC, N, H, W]`, lengths checked.
+fn run(
+    out: &mut [f32],
+    inp: &[f32],
+    weights: Weights<'_>,
+    pre: Option<ChannelAffine<'_>>,
+    g: &Conv2dGeom,
+    variant: Variant,
+    ws: &mut Workspace,
+) {
     assert!(
         is_3x3_same(g),
-        "conv2d_forward_winograd: the convolution must be 3x3 with stride 1 and padding 1"
+        "conv2d Winograd: the convolution must be 3x3 with stride 1 and padding 1"
     );
     assert!(
         g.out_channels <= MAX_OWNED_ROWS,
-        "conv2d_forward_winograd: at most {MAX_OWNED_ROWS} output channels"
+        "conv2d Winograd: at most {MAX_OWNED_ROWS} output channels"
     );
     let (n, k, c, h, w) = (g.batch, g.out_channels, g.in_channels, g.in_h, g.in_w);
     if out.is_empty() {
@@ -125,18 +214,39 @@ pub fn conv2d_forward_winograd(
     } else {
         1
     };
+    let flipped_len = match weights {
+        Weights::Oihw(_) => 0,
+        Weights::Flipped(_) => 9 * k * c,
+    };
     let (scratch_len, image_len) = (conv.scratch_len(isa, k), conv.out_len(k));
-    let [q, u, scratch, images] = gemm::carve(
+    let [q, u, flipped, scratch, images] = gemm::carve(
         ws,
         [
             q_floats,
             conv.weights_len(k),
+            flipped_len,
             parts * scratch_len,
             parts * image_len,
         ],
     );
     q[q_len..].fill(0.0);
     fill_wide_input(isa, &mut q[..q_len], inp, pre, g, &layout, parts > 1);
+    let weight = match weights {
+        Weights::Oihw(weight) => weight,
+        Weights::Flipped(transposed) => {
+            // `W[o, i, ky, kx] = W_t[i, o, 2 − ky, 2 − kx]` for this convolution's `o < k`,
+            // `i < c`, where `W_t` is `[c, k, 3, 3]`.
+            for (o, w_o) in flipped.chunks_exact_mut(9 * c).enumerate() {
+                for (i, taps) in w_o.chunks_exact_mut(9).enumerate() {
+                    let src = &transposed[(i * k + o) * 9..][..9];
+                    for (t, v) in taps.iter_mut().enumerate() {
+                        *v = src[8 - t];
+                    }
+                }
+            }
+            &*flipped
+        }
+    };
     conv.transform_weights(isa, (0, k), weight, u);
     let (q, u) = (&*q, &*u);
 
@@ -221,5 +331,28 @@ mod tests {
         assert_eq!(on(Isa::Avx512, &strided), None);
         let one = Conv2dGeom::square(8, 128, 32, 56, 56, 1, 1, 0);
         assert_eq!(on(Isa::Avx512, &one), None);
+    }
+
+    /// The input gradient runs by Winograd on deep enough products and large enough maps only.
+    #[test]
+    fn backward_input_variant_needs_depth_and_size() {
+        let on = |isa, g: &Conv2dGeom| backward_input_variant_on(isa, g);
+        assert_eq!(
+            on(Isa::Avx512, &geom(8, 128, 32, 56, 56)),
+            Some(Variant::F4x4)
+        );
+        assert_eq!(
+            on(Isa::Avx512, &geom(8, 128, 32, 28, 28)),
+            Some(Variant::F2x2)
+        );
+        assert_eq!(
+            on(Isa::Avx2, &geom(8, 128, 32, 28, 28)),
+            Some(Variant::F2x2)
+        );
+        assert_eq!(on(Isa::Avx512, &geom(8, 128, 32, 14, 14)), None);
+        assert_eq!(on(Isa::Avx512, &geom(64, 48, 12, 32, 32)), None);
+        assert_eq!(on(Isa::Portable, &geom(8, 128, 32, 56, 56)), None);
+        // The transposed convolution's outputs are the forward's inputs: at most 128.
+        assert_eq!(on(Isa::Avx512, &geom(8, 129, 32, 56, 56)), None);
     }
 }
