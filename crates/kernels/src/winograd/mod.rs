@@ -1,6 +1,8 @@
 //! A 3×3, stride-1 convolution by Winograd's minimal filtering, F(2×2, 3×3) and F(4×4, 3×3)
-//! (Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks", 2016): forward only,
-//! for inference. The algorithm below is F(2×2, 3×3)'s; F(4×4, 3×3) ([`Variant::F4x4`],
+//! (Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks", 2016), over one map:
+//! the inference plan calls it per strip or image, training per image of a batch through
+//! [`crate::conv2d::conv2d_forward_winograd`] (and, with the flipped weight, for input
+//! gradients). The algorithm below is F(2×2, 3×3)'s; F(4×4, 3×3) ([`Variant::F4x4`],
 //! `f4.rs`) is the same with 6×6 input tiles, 4×4 output tiles and 36 products.
 //!
 //! # The algorithm
