@@ -84,16 +84,15 @@ pub(super) fn applies_forward(g: &Conv2dGeom) -> bool {
 /// after `Q`. Each row computes `pw` columns to throw away instead of `2·pw` (3% of the columns
 /// at 32×32, 1.7% at 56×56).
 #[derive(Clone, Copy, Debug)]
-pub(super) struct WideInput {
+struct WideInput {
     sh: usize,
     sw: usize,
     hq: usize,
-    /// Floats per row.
-    pub(super) wq: usize,
+    wq: usize,
 }
 
 impl WideInput {
-    pub(super) fn new(g: &Conv2dGeom) -> Self {
+    fn new(g: &Conv2dGeom) -> Self {
         let shared = g.stride_h == 1
             && g.stride_w == 1
             && g.kernel_h == 2 * g.pad_h + 1
@@ -111,12 +110,12 @@ impl WideInput {
     }
 
     /// Floats of one phase plane of one image.
-    pub(super) fn plane(&self) -> usize {
+    fn plane(&self) -> usize {
         self.hq * self.wq
     }
 
     /// Floats of all of `Q`.
-    pub(super) fn len(&self, g: &Conv2dGeom) -> usize {
+    fn len(&self, g: &Conv2dGeom) -> usize {
         g.in_channels * self.sh * self.sw * g.batch * self.plane()
     }
 
@@ -397,7 +396,7 @@ pub(super) fn transposed_geometry(g: &Conv2dGeom) -> Conv2dGeom {
 
 /// Writes the wide-row input `Q` of `layout` (see [`WideInput`]): the padded input with `pre`
 /// applied, zero on the border, split into the stride's phases.
-pub(super) fn fill_wide_input(
+fn fill_wide_input(
     isa: Isa,
     q: &mut [f32],
     inp: &[f32],

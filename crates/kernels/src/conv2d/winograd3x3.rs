@@ -1,24 +1,26 @@
 //! The forward 3×3, stride-1, padding-1 convolution of a whole batch by Winograd's minimal
-//! filtering ([`crate::winograd`]): what the training step runs for the dense layers' growth
-//! convolutions where it is faster than the direct wide-row product.
+//! filtering ([`crate::winograd`]), and the input gradient as the same computation: what the
+//! training step runs for the dense layers' growth convolutions where it is faster than the
+//! direct wide-row product.
 //!
-//! The batch goes through the same wide-row input `Q[IC, N, H + 2, W + 1]` as the direct path
-//! (`wide.rs`, `WideInput`), written once with `pre` applied. Image `n`'s planes then are the
-//! zero-padded planes [`Winograd3x3::forward`] reads, `N·(H + 2)·(W + 1)` floats apart, starting
-//! at `n·(H + 2)·(W + 1)`: the images run one at a time, each over all its channels, the images
-//! split between the threads. Each image's output comes out as `[OC, H, W]` (whole tiles) in
-//! the part's scratch and is copied to its place in the `[OC, N, H, W]` output (each output
-//! channel's rows are split between the parts, as the direct path's column tasks split them).
+//! The images run one at a time, split between the threads. A part fills one image's
+//! zero-padded planes `Q[C, H + 2, W + 1]` (the wide-row layout of `wide.rs`, `WideInput`, for
+//! one image, `pre` applied), which stay in L2 while [`Winograd3x3::forward`] transforms them
+//! (filling the whole batch's first, as the direct path does, sent 14 MB per BC-100 layer to
+//! memory and back). Each image's output comes out as `[OC, H, W]` (whole tiles) in the part's
+//! scratch and is copied to its place in the `[OC, N, H, W]` output (each output channel's rows
+//! are split between the parts, as the direct path's column tasks split them).
 //!
 //! Every output is computed from its image alone, in an order that does not depend on the
 //! part the image falls in: the same bits on any number of threads.
 
 use super::check;
+use super::im2col::ChannelMap;
 use super::tasks::{self, MAX_OWNED_ROWS};
-use super::wide::{fill_wide_input, WideInput};
 use crate::dispatch::{active_isa, Isa};
 use crate::gemm;
 use crate::geom::{ChannelAffine, Conv2dGeom};
+use crate::simd::on_tier;
 use crate::winograd::{self, Variant, Winograd3x3};
 use crate::workspace::Workspace;
 
@@ -202,12 +204,14 @@ fn run(
         v_block: winograd::V_BLOCK_FLOATS,
         variant,
     };
-    let layout = WideInput::new(g);
-    let (image, row) = (layout.plane(), layout.wq);
-    let channel = n * image;
-    let q_len = layout.len(g);
-    // The last image's tiles read past `Q` (rows and lanes beyond the map): zeros.
-    let q_floats = q_len.max((n - 1) * image + conv.input_len(channel, row));
+    // Each image's padded planes, filled by the part that transforms them, right before: the
+    // image's `C` planes stay in L2 between the two, where the whole batch's would go to memory
+    // and back.
+    let row = w + 1;
+    let image_plane = (h + 2) * row;
+    let q_len = c * image_plane;
+    // The tiles read past the last plane (rows and lanes beyond the map): zeros.
+    let q_floats = q_len.max(conv.input_len(image_plane, row));
     let macs = 9 * k * c * n * h * w;
     let parts = if gemm::worth_parallel(macs) {
         rayon::current_num_threads().min(n)
@@ -219,18 +223,17 @@ fn run(
         Weights::Flipped(_) => 9 * k * c,
     };
     let (scratch_len, image_len) = (conv.scratch_len(isa, k), conv.out_len(k));
-    let [q, u, flipped, scratch, images] = gemm::carve(
+    // A part's scratch: its image's planes `Q`, then the transforms' scratch.
+    let part_len = q_floats.div_ceil(16) * 16 + scratch_len;
+    let [u, flipped, scratch, images] = gemm::carve(
         ws,
         [
-            q_floats,
             conv.weights_len(k),
             flipped_len,
-            parts * scratch_len,
+            parts * part_len,
             parts * image_len,
         ],
     );
-    q[q_len..].fill(0.0);
-    fill_wide_input(isa, &mut q[..q_len], inp, pre, g, &layout, parts > 1);
     let weight = match weights {
         Weights::Oihw(weight) => weight,
         Weights::Flipped(transposed) => {
@@ -248,22 +251,23 @@ fn run(
         }
     };
     conv.transform_weights(isa, (0, k), weight, u);
-    let (q, u) = (&*q, &*u);
+    let u = &*u;
 
     let plane = h * w;
     let (out_rows, out_row) = (variant.m() * conv.tiles().0, conv.out_row());
     let first_image = |p: usize| p * n / parts;
     let run_part =
         |p: usize, windows: &mut [&mut [f32]], scratch: &mut [f32], image_out: &mut [f32]| {
+            let (q, scratch) = scratch.split_at_mut(part_len - scratch_len);
+            let q = &mut q[..q_floats];
+            q[q_len..].fill(0.0);
             for img in first_image(p)..first_image(p + 1) {
-                conv.forward(
+                on_tier(
                     isa,
-                    (u, k),
-                    &q[img * image..],
-                    [channel, row],
-                    image_out,
-                    scratch,
+                    #[inline(always)]
+                    || fill_image_planes(&mut q[..q_len], inp, pre.as_ref(), g, img),
                 );
+                conv.forward(isa, (u, k), q, [image_plane, row], image_out, scratch);
                 let at = (img - first_image(p)) * plane;
                 for (o, window) in windows.iter_mut().enumerate() {
                     let src = &image_out[o * out_rows * out_row..];
@@ -286,10 +290,37 @@ fn run(
         &mut windows[..k],
         0..parts,
         (scratch, images),
-        (scratch_len, image_len),
+        (part_len, image_len),
         &|p| first_image(p) * plane,
         &run_part,
     );
+}
+
+/// Image `img`'s zero-padded planes of `pre(inp)`, `q` `[C, H + 2, W + 1]`: the wide-row layout
+/// of `wide.rs` (`WideInput`) for one image, rows of a zero then the mapped row (its right
+/// padding is the next row's zero), a zero row above and below the map.
+#[inline(always)]
+fn fill_image_planes(
+    q: &mut [f32],
+    inp: &[f32],
+    pre: Option<&ChannelAffine<'_>>,
+    g: &Conv2dGeom,
+    img: usize,
+) {
+    let (n, h, w) = (g.batch, g.in_h, g.in_w);
+    let row = w + 1;
+    for (ch, planes) in q.chunks_exact_mut((h + 2) * row).enumerate() {
+        let map = ChannelMap::new(pre, ch);
+        let (first, rest) = planes.split_at_mut(row);
+        first.fill(0.0);
+        let (rows, last) = rest.split_at_mut(h * row);
+        last.fill(0.0);
+        let src = &inp[(ch * n + img) * h * w..][..h * w];
+        for (dst, src) in rows.chunks_exact_mut(row).zip(src.chunks_exact(w)) {
+            dst[0] = 0.0;
+            map.copy(&mut dst[1..], src);
+        }
+    }
 }
 
 #[cfg(test)]
