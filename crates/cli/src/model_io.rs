@@ -142,16 +142,24 @@ pub fn fit_config_to_data(cfg: &mut DenseNetConfig, set: &Dataset) -> CliResult<
 /// running batch-norm statistics, no dropout, no augmentation). Full batches run in `reuse` when
 /// given (a training workspace of `batch` images: evaluating between epochs then allocates no
 /// second workspace beside it, which a memory budget would not cover), else in one workspace
-/// built under `plan`; a partial last batch in its own, under `plan`.
+/// built under `plan`; a partial last batch in its own, under `plan`. Workspaces built here run
+/// the 3×3 convolutions by Winograd where faster if `winograd_3x3`
+/// (`TrainWorkspace::set_winograd_3x3`); `reuse` runs them as it is set.
 pub fn evaluate(
     model: &mut DenseNet,
     set: &Dataset,
     norm: &Normalization,
     batch: usize,
     plan: MemoryPlan,
+    winograd_3x3: bool,
     mut reuse: Option<&mut TrainWorkspace>,
 ) -> CliResult<(f64, usize)> {
     let (h, w) = (set.height(), set.width());
+    let workspace = |model: &DenseNet, n: usize| -> CliResult<TrainWorkspace> {
+        let mut ws = model.workspace_with_plan(n, h, w, plan)?;
+        ws.set_winograd_3x3(winograd_3x3);
+        Ok(ws)
+    };
     let mut full = None;
     let mut loss_sum = 0.0f64;
     let mut correct = 0usize;
@@ -159,9 +167,9 @@ pub fn evaluate(
         let mut partial;
         let ws = match reuse.as_deref_mut() {
             Some(ws) if b.n == batch => ws,
-            _ if b.n == batch => full.get_or_insert(model.workspace_with_plan(batch, h, w, plan)?),
+            _ if b.n == batch => full.get_or_insert(workspace(model, batch)?),
             _ => {
-                partial = model.workspace_with_plan(b.n, h, w, plan)?;
+                partial = workspace(model, b.n)?;
                 &mut partial
             }
         };

@@ -262,7 +262,8 @@ pub struct TrainWorkspace {
     /// `[IC, N, H, W]` the input, channel-major.
     pub(crate) input: Vec<f32>,
     /// ImageNet stem: conv0 output `[C0, N, H1, W1]` with norm0's batch statistics `[C0]`
-    /// (`relu(norm0(·))`, the max pool's input, lives in scratch `b` and is rebuilt in backward).
+    /// (`relu(norm0(·))`, the max pool's input, lives in the first block's bottleneck storage and
+    /// is rebuilt in backward; see [`BlockState::lends`]).
     pub(crate) stem_conv: Vec<f32>,
     pub(crate) stem_mean: Vec<f32>,
     pub(crate) stem_invstd: Vec<f32>,

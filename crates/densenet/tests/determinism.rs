@@ -138,6 +138,46 @@ fn winograd_and_direct_agree() {
     }
 }
 
+/// The backward pass alone: after the same forward (Winograd on), the input gradients by
+/// Winograd give parameter gradients within roundings of the direct ones, and different bits
+/// where the tier runs it (32-channel growth convolutions on a 32×32 map take it).
+#[test]
+fn winograd_input_gradients_agree_with_direct() {
+    let spec = "bc:k=32,blocks=2,init=16,classes=3";
+    let cfg: DenseNetConfig = spec.parse().unwrap();
+    let (n, h, w) = (4, 32, 32);
+    let mut rng = densenet::init::Rng::new(9);
+    let x: Vec<f32> = (0..n * cfg.in_channels * h * w)
+        .map(|_| rng.normal())
+        .collect();
+    let y: Vec<usize> = (0..n).map(|i| i % cfg.num_classes).collect();
+    let grads = |winograd_backward: bool| {
+        let mut model = DenseNet::new(cfg.clone(), 4).unwrap();
+        let mut ws = model
+            .workspace_with_plan(n, h, w, MemoryPlan::RecomputeNorm)
+            .unwrap();
+        model.forward_train(&mut ws, &x, &y).unwrap();
+        ws.set_winograd_3x3(winograd_backward);
+        model.backward(&mut ws).unwrap();
+        model.store().grads().to_vec()
+    };
+    let (winograd, direct) = (grads(true), grads(false));
+    let growth_conv = densenet_kernels::Conv2dGeom::square(n, 128, 32, h, w, 3, 1, 1);
+    if densenet_kernels::conv2d::winograd_variant_backward_input(&growth_conv).is_some() {
+        assert_ne!(
+            winograd, direct,
+            "the input gradients should have run by Winograd"
+        );
+    }
+    let largest = direct.iter().fold(0.0f32, |m, g| m.max(g.abs()));
+    let worst = winograd
+        .iter()
+        .zip(&direct)
+        .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+    println!("worst gradient difference {worst:.2e} of the largest {largest:.2e}");
+    assert!(worst <= 1e-5 * largest, "{worst:e} against {largest:e}");
+}
+
 /// Workspace bytes of `spec` at the batch and size `run` uses, under `plan`.
 fn workspace_bytes(spec: &str, plan: MemoryPlan) -> densenet::Result<usize> {
     let cfg: DenseNetConfig = spec.parse().unwrap();
@@ -171,6 +211,43 @@ fn budget_plan_fits_and_agrees() {
     let me = run(1, spec, MemoryPlan::RecomputeNorm);
     assert_eq!(me, run(1, spec, MemoryPlan::Budget(mid)));
     assert_eq!(me, run(2, spec, MemoryPlan::Budget(mid)));
+}
+
+/// Every budget from the least to the most a plan can use bounds the workspace as built, for
+/// configurations whose gradient buffers and stem lend storage in different ways (CIFAR and
+/// ImageNet stems, bottleneck and plain layers, one block and several, batches of 2 and 8);
+/// a byte less than the least is refused.
+#[test]
+fn every_budget_bounds_the_workspace() {
+    for spec in [
+        "bc:k=6,blocks=3-3,init=8,classes=5",
+        "bc:k=8,blocks=2-4-3,init=16,classes=3,stem=imagenet",
+        "custom:k=4,blocks=2-2,init=8,bn=none,stem=imagenet,classes=3",
+        "bc:k=6,blocks=5,init=8,classes=2",
+    ] {
+        let model = DenseNet::new(spec.parse().unwrap(), 1).unwrap();
+        for (n, hw) in [(2, 32), (8, 20)] {
+            let bytes = |plan| {
+                model
+                    .workspace_with_plan(n, hw, hw, plan)
+                    .map(|ws| ws.bytes())
+            };
+            let least = bytes(MemoryPlan::RecomputeBottleneck).unwrap();
+            let most = bytes(MemoryPlan::RecomputeNorm).unwrap();
+            assert!(
+                bytes(MemoryPlan::Budget(least - 1)).is_err(),
+                "{spec} n={n}"
+            );
+            for step in 0..=24 {
+                let budget = least + (most - least) * step / 24;
+                let got = bytes(MemoryPlan::Budget(budget)).unwrap();
+                assert!(
+                    got <= budget,
+                    "{spec} n={n}: {got} bytes for a budget of {budget}"
+                );
+            }
+        }
+    }
 }
 
 #[test]

@@ -30,6 +30,11 @@ pub struct EvalArgs {
     /// Worker threads (0: one per core).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Run the dense layers' 3×3 convolutions by the direct product only, as `densenet train
+    /// --no-winograd` does (by default by Winograd's minimal filtering where that is faster;
+    /// the results differ by roundings).
+    #[arg(long)]
+    pub no_winograd: bool,
 }
 
 /// Runs `densenet eval`.
@@ -94,6 +99,7 @@ pub fn run(args: EvalArgs) -> CliResult<()> {
         &norm,
         args.batch as usize,
         MemoryPlan::from_memory_efficient(memory_efficient),
+        !args.no_winograd,
         None,
     )?;
     let epoch = ck.meta_str("epoch").unwrap_or("?");

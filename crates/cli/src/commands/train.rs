@@ -123,10 +123,11 @@ pub struct TrainArgs {
     /// gradients and momentum come on top.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub memory_budget: Option<u64>,
-    /// Run the dense layers' 3×3 convolutions by the direct product only, instead of by
-    /// Winograd's minimal filtering where that is faster (the forward on maps of 14×14 and more,
-    /// the input gradient of 32-channel layers on maps of 28×28 and more, on AVX-512 or AVX2);
-    /// the results differ by roundings.
+    /// Run the dense layers' 3×3 convolutions by the direct product only (the evaluations
+    /// too), instead of by Winograd's minimal filtering where that is faster (the forward on
+    /// maps of 14×14 and more, the input gradient of layers with 32 or more growth channels on
+    /// maps of 28×28 and more, on AVX-512 or AVX2; see docs/cli.md); the results differ by
+    /// roundings.
     #[arg(long)]
     pub no_winograd: bool,
     /// Output folder. [default: runs/<UTC date-time>; with --resume, the resumed run's folder]
@@ -530,6 +531,7 @@ pub fn run(args: TrainArgs) -> CliResult<()> {
             &norm,
             settings.batch,
             plan,
+            !args.no_winograd,
             Some(&mut ws),
         )?;
         bar.finish();

@@ -4,8 +4,9 @@
 //! direct wide-row product.
 //!
 //! The images run one at a time, split between the threads. A part fills one image's
-//! zero-padded planes `Q[C, H + 2, W + 1]` (the wide-row layout of `wide.rs`, `WideInput`, for
-//! one image, `pre` applied), which stay in L2 while [`Winograd3x3::forward`] transforms them
+//! zero-padded planes `Q[C, H' + 2, W' + 1]` (the wide-row layout of `wide.rs`, `WideInput`, for
+//! one image, `pre` applied; `H' × W'` the map rounded up to whole tiles, zeros past it, as
+//! F(4×4, 3×3) needs), which stay in L2 while [`Winograd3x3::forward`] transforms them
 //! (filling the whole batch's first, as the direct path does, sent 14 MB per BC-100 layer to
 //! memory and back). Each image's output comes out as `[OC, H, W]` (whole tiles) in the part's
 //! scratch and is copied to its place in the `[OC, N, H, W]` output (each output channel's rows
@@ -77,6 +78,8 @@ fn is_3x3_same(g: &Conv2dGeom) -> bool {
 /// - `weight`: `[OC, IC, 3, 3]`, read; `pre`: `[IC]` scale and shift, applied to the input with
 ///   the padding read as zero after it.
 ///
+/// Either variant takes any map size.
+///
 /// # Panics
 /// If `g` is not a 3×3, stride-1, padding-1 convolution of at most 128 output channels, or a
 /// buffer length does not match it.
@@ -99,7 +102,9 @@ pub fn conv2d_forward_winograd(
 /// `d_out` back to the `IC` input channels, of depth `OC`: with its `IC` output transforms per
 /// tile, it gains less than the forward, and nothing on depths under 32 (BC-100's 12 → 48 at
 /// 32×32 1.03×) or maps under 28 (densenet121's 32 → 128 at 14×14 0.99×; at 28×28 1.39× and at
-/// 56×56 F(4×4, 3×3) 2.32×, one thread, AVX-512).
+/// 56×56 F(4×4, 3×3) 2.32×, one thread, AVX-512). F(4×4, 3×3) from 48×48 as in the forward
+/// ([`WINOGRAD_F4_MIN_SIDE`]): at 28×28 it would run 1.64×, about 3 ms of a densenet121 batch-8
+/// step, for errors twenty times larger.
 pub fn winograd_variant_backward_input(g: &Conv2dGeom) -> Option<Variant> {
     backward_input_variant_on(active_isa(), g)
 }
@@ -207,8 +212,12 @@ fn run(
     // Each image's padded planes, filled by the part that transforms them, right before: the
     // image's `C` planes stay in L2 between the two, where the whole batch's would go to memory
     // and back.
-    let row = w + 1;
-    let image_plane = (h + 2) * row;
+    // Planes of the map rounded up to whole tiles, zero past it: F(4×4, 3×3) needs genuine zeros
+    // wherever its tiles read (see `Winograd3x3::forward`); F(2×2, 3×3) would drop what they read
+    // there, but gets the same layout.
+    let (tile_rows, tile_cols) = (variant.m() * conv.tiles().0, variant.m() * conv.tiles().1);
+    let row = tile_cols + 1;
+    let image_plane = (tile_rows + 2) * row;
     let q_len = c * image_plane;
     // The tiles read past the last plane (rows and lanes beyond the map): zeros.
     let q_floats = q_len.max(conv.input_len(image_plane, row));
@@ -265,7 +274,7 @@ fn run(
                 on_tier(
                     isa,
                     #[inline(always)]
-                    || fill_image_planes(&mut q[..q_len], inp, pre.as_ref(), g, img),
+                    || fill_image_planes(&mut q[..q_len], row, inp, pre.as_ref(), g, img),
                 );
                 conv.forward(isa, (u, k), q, [image_plane, row], image_out, scratch);
                 let at = (img - first_image(p)) * plane;
@@ -296,29 +305,37 @@ fn run(
     );
 }
 
-/// Image `img`'s zero-padded planes of `pre(inp)`, `q` `[C, H + 2, W + 1]`: the wide-row layout
-/// of `wide.rs` (`WideInput`) for one image, rows of a zero then the mapped row (its right
-/// padding is the next row's zero), a zero row above and below the map.
+/// Image `img`'s zero-padded planes of `pre(inp)` into `q` (`C` planes of rows `row ≥ W + 1`
+/// floats long): the wide-row layout of `wide.rs` (`WideInput`) for one image, a zero row
+/// above the map, rows of a zero, the mapped row and zeros to the row's end (the first is the
+/// row's right padding), then zero rows to the plane's end.
 #[inline(always)]
 fn fill_image_planes(
     q: &mut [f32],
+    row: usize,
     inp: &[f32],
     pre: Option<&ChannelAffine<'_>>,
     g: &Conv2dGeom,
     img: usize,
 ) {
     let (n, h, w) = (g.batch, g.in_h, g.in_w);
-    let row = w + 1;
-    for (ch, planes) in q.chunks_exact_mut((h + 2) * row).enumerate() {
+    let plane = q.len() / g.in_channels;
+    for (ch, planes) in q.chunks_exact_mut(plane).enumerate() {
         let map = ChannelMap::new(pre, ch);
         let (first, rest) = planes.split_at_mut(row);
         first.fill(0.0);
-        let (rows, last) = rest.split_at_mut(h * row);
-        last.fill(0.0);
+        let (rows, below) = rest.split_at_mut(h * row);
+        below.fill(0.0);
         let src = &inp[(ch * n + img) * h * w..][..h * w];
         for (dst, src) in rows.chunks_exact_mut(row).zip(src.chunks_exact(w)) {
-            dst[0] = 0.0;
-            map.copy(&mut dst[1..], src);
+            let (left, rest) = dst.split_at_mut(1);
+            let (values, right) = rest.split_at_mut(w);
+            left[0] = 0.0;
+            map.copy(values, src);
+            // Usually empty (rows of whole tiles, `W + 1`): no `memset` call per row.
+            for v in right {
+                *v = 0.0;
+            }
         }
     }
 }
@@ -334,34 +351,27 @@ mod tests {
     /// The choice follows the map's side, the tile size's divisibility and the tier.
     #[test]
     fn variant_follows_shape_and_tier() {
-        let on = |isa, g: &Conv2dGeom| variant_on(isa, g);
-        assert_eq!(
-            on(Isa::Avx512, &geom(8, 128, 32, 56, 56)),
-            Some(Variant::F4x4)
-        );
-        assert_eq!(
-            on(Isa::Avx2, &geom(8, 128, 32, 56, 56)),
-            Some(Variant::F2x2)
-        );
-        assert_eq!(
-            on(Isa::Avx512, &geom(8, 128, 32, 54, 54)),
-            Some(Variant::F2x2)
-        );
-        assert_eq!(
-            on(Isa::Avx512, &geom(64, 48, 12, 32, 32)),
-            Some(Variant::F2x2)
-        );
-        assert_eq!(
-            on(Isa::Avx512, &geom(8, 128, 32, 14, 14)),
-            Some(Variant::F2x2)
-        );
-        assert_eq!(on(Isa::Avx512, &geom(8, 128, 32, 13, 40)), None);
-        assert_eq!(on(Isa::Portable, &geom(8, 128, 32, 56, 56)), None);
-        assert_eq!(on(Isa::Avx512, &geom(8, 128, 129, 56, 56)), None);
+        use Variant::{F2x2, F4x4};
+        for (isa, (n, c, k, h, w), want) in [
+            (Isa::Avx512, (8, 128, 32, 56, 56), Some(F4x4)),
+            (Isa::Avx2, (8, 128, 32, 56, 56), Some(F2x2)),
+            (Isa::Portable, (8, 128, 32, 56, 56), None),
+            (Isa::Avx512, (8, 128, 32, 48, 48), Some(F4x4)),
+            (Isa::Avx512, (8, 128, 32, 44, 44), Some(F2x2)),
+            (Isa::Avx512, (8, 128, 32, 54, 54), Some(F2x2)),
+            (Isa::Avx512, (8, 128, 32, 56, 54), Some(F2x2)),
+            (Isa::Avx512, (8, 128, 32, 54, 56), Some(F2x2)),
+            (Isa::Avx512, (64, 48, 12, 32, 32), Some(F2x2)),
+            (Isa::Avx512, (8, 128, 32, 14, 14), Some(F2x2)),
+            (Isa::Avx512, (8, 128, 32, 13, 40), None),
+            (Isa::Avx512, (8, 128, 129, 56, 56), None),
+        ] {
+            assert_eq!(variant_on(isa, &geom(n, c, k, h, w)), want, "{isa} {h}x{w}");
+        }
         let strided = Conv2dGeom::square(8, 128, 32, 56, 56, 3, 2, 1);
-        assert_eq!(on(Isa::Avx512, &strided), None);
+        assert_eq!(variant_on(Isa::Avx512, &strided), None);
         let one = Conv2dGeom::square(8, 128, 32, 56, 56, 1, 1, 0);
-        assert_eq!(on(Isa::Avx512, &one), None);
+        assert_eq!(variant_on(Isa::Avx512, &one), None);
     }
 
     /// The input gradient runs by Winograd on deep enough products and large enough maps only.
