@@ -158,7 +158,9 @@ pub(crate) struct Transition {
 /// Arena buffer indices (into the layout's ranges); `None` where a buffer does not exist.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Buffers {
-    pub input: usize,
+    /// The input's CNHW copy; none at batch 1, where NCHW is CNHW and the stem reads the
+    /// caller's input in place.
+    pub input: Option<usize>,
     pub stem: Option<usize>,
     pub feats: Vec<usize>,
     pub bottleneck: Vec<Option<usize>>,
@@ -260,7 +262,7 @@ pub(crate) fn build(
         reqs.len() - 1
     };
     let mut bufs = Buffers {
-        input: req(cfg.in_channels * batch * h * w, 0, 0),
+        input: (batch > 1).then(|| req(cfg.in_channels * batch * h * w, 0, 0)),
         ..Buffers::default()
     };
     bufs.stem = stem_hw.map(|(sh, sw)| req(cfg.init_features * batch * sh * sw, 0, 0));

@@ -340,9 +340,15 @@ impl InferencePlan {
         let r = &self.ranges;
         let b = &self.bufs;
         let stem_range = b.stem.map_or(0..0, |i| r[i].clone());
-        let [inp, feats, stem] =
-            arena::parts(&mut self.arena, [&r[b.input], &r[b.feats[0]], &stem_range]);
-        nchw_to_cnhw(inp, input, n, h * w);
+        let input_range = b.input.map_or(0..0, |i| r[i].clone());
+        let [copy, feats, stem] =
+            arena::parts(&mut self.arena, [&input_range, &r[b.feats[0]], &stem_range]);
+        let inp: &[f32] = if b.input.is_some() {
+            nchw_to_cnhw(copy, input, n, h * w);
+            copy
+        } else {
+            input
+        };
         let first = &mut feats[..c0 * n * bh * bw];
         let (weights, ws) = (&self.weights[..], &mut self.kernels);
         match self.stem_hw {

@@ -127,8 +127,9 @@ const WINOGRAD_F4_MIN_SIDE: usize = 48;
 ///
 /// Not at batch 1: there it would take densenet121 from 49–51 to 47.6–48.4 ms on one thread
 /// and 27.9–28.9 to 27.1–27.4 ms on two, but its transformed weights (36 positions instead of
-/// 16) and tiles grow the two-thread arena from 6.70 to 7.10 MiB, and the peak RSS past the
-/// 48 MB target (45.9–46.1 MiB); and the choice may not depend on the thread count.
+/// 16) and tiles grew the two-thread arena from 6.70 to 7.10 MiB (session 8's layout), and the
+/// peak RSS past the 48 MB target (45.9–46.1 MiB); and the choice may not depend on the thread
+/// count.
 ///
 /// Batch-1 maps under 16 rows are shared by output channels on several threads
 /// ([`BlockSchedule::Channels`]), where every task would transform the whole input for its
@@ -172,6 +173,15 @@ pub(crate) struct StripLayer {
 /// Strips one parallel region takes at most, per thread of the pool: the scratch holds that many
 /// strips at once.
 const STRIPS_PER_THREAD: usize = 2;
+
+/// Floats of transformed input per block of the Winograd 3×3 of a map cut into several strips
+/// (batch 1 on several threads), each strip in flight holding its own block: half the
+/// kernel's default ([`winograd::V_BLOCK_FLOATS`]). densenet121's first block on two threads
+/// then needs 3.56 → 2.93 MiB of strips' scratch, which takes the plan's arena from 6.62 to
+/// 6.12 MiB and the benchmark's peak RSS from 45.5–45.8 to 44.8–45.3 MiB, under the 48 MB
+/// target with some room (47.7–48.0 MB before), for 0.6–0.9 ms more per pass (28.3 → 29.2 ms).
+/// A whole-map strip keeps the default block.
+const SPLIT_V_BLOCK_FLOATS: usize = winograd::V_BLOCK_FLOATS / 2;
 
 /// The widest column block of a strip's 1×1: it bounds the scratch a strip needs for the 1×1's
 /// output and packed input (densenet121 at 56×56: 128 × 256 and 224 × 256 floats, against
@@ -229,6 +239,11 @@ impl StripLayer {
     fn conv3(&self, rows: usize) -> Winograd3x3 {
         Winograd3x3 {
             variant: self.winograd.unwrap_or(Variant::F2x2),
+            v_block: if self.rows < self.h {
+                SPLIT_V_BLOCK_FLOATS
+            } else {
+                winograd::V_BLOCK_FLOATS
+            },
             ..Winograd3x3::new(self.k, self.bk, rows, self.w)
         }
     }
