@@ -292,10 +292,7 @@ impl Batch {
         let abs = |v: &[f32]| v.iter().map(|a| a.abs()).collect::<Vec<_>>();
         let mut bound = vec![0.0; g.output_len()];
         reference::conv2d_forward(&mut bound, &abs(&mapped), &abs(&self.w), None, g);
-        for plane in bound.chunks_exact_mut(g.out_h() * g.out_w()) {
-            let largest = plane.iter().fold(0.0f32, |a, &b| a.max(b));
-            plane.fill(largest);
-        }
+        widen_to_planes(&mut bound, g.out_h() * g.out_w());
         (out, bound)
     }
 
@@ -322,32 +319,76 @@ impl Batch {
     }
 }
 
+/// Batches of 1–5 images, 1–24 channels in and out, maps of 1–20 rows and columns, either
+/// variant, and a seed.
+fn batched_case() -> impl Strategy<Value = (Conv2dGeom, Variant, u64)> {
+    (
+        1usize..=5,
+        1usize..=24,
+        1usize..=24,
+        1usize..=20,
+        1usize..=20,
+        any::<bool>(),
+        any::<u64>(),
+    )
+        .prop_map(|(n, c, k, h, w, f4, seed)| {
+            let variant = if f4 { Variant::F4x4 } else { Variant::F2x2 };
+            (Conv2dGeom::square(n, c, k, h, w, 3, 1, 1), variant, seed)
+        })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
 
     /// Batches of odd and even sizes by either variant: within `tol·Σ|w|·|x|` of the reference on
     /// every tier, the same bits on one and two threads.
     #[test]
-    fn batched_forward_matches_the_reference(
-        n in 1usize..=5,
-        c in 1usize..=24,
-        k in 1usize..=24,
-        h in 1usize..=20,
-        w in 1usize..=20,
-        f4 in any::<bool>(),
-        seed in any::<u64>(),
-    ) {
-        let variant = if f4 { Variant::F4x4 } else { Variant::F2x2 };
-        let b = Batch::new(Conv2dGeom::square(n, c, k, h, w, 3, 1, 1), seed);
+    fn batched_forward_matches_the_reference((g, variant, seed) in batched_case()) {
+        let b = Batch::new(g, seed);
         let (want, bound) = b.reference();
-        for isa in tiers() {
-            let one = b.winograd(isa, variant, 1);
-            let two = b.winograd(isa, variant, 2);
-            prop_assert_eq!(bits(&one), bits(&two), "{:?} {:?} on {}", b.g, variant, isa);
-            let worst = worst_error(&one, &want, &bound);
-            prop_assert!(worst <= tol(variant), "{:?} {:?} on {}: {:e}", b.g, variant, isa, worst);
+        let run = |isa, threads| b.winograd(isa, variant, threads);
+        prop_assert_eq!(check_tiers(&g, variant, &want, &bound, run), Ok(()));
+    }
+
+    /// Input gradients of odd and even batches and maps by either variant: within
+    /// `tol·Σ|w|·|d_out|` of the reference on every tier, the same bits on one and two threads.
+    #[test]
+    fn batched_backward_input_matches_the_reference((g, variant, seed) in batched_case()) {
+        prop_assert_eq!(backward_input_case(g, variant, seed), Ok(()));
+    }
+}
+
+/// Each output's bound widened to the largest of its `plane` (see [`Batch::reference`]).
+fn widen_to_planes(bound: &mut [f32], plane: usize) {
+    for plane in bound.chunks_exact_mut(plane) {
+        let largest = plane.iter().fold(0.0f32, |a, &b| a.max(b));
+        plane.fill(largest);
+    }
+}
+
+/// `run(isa, threads)` on every tier this CPU has: one and two threads give the same bits,
+/// within `tol(variant)·bound` of `want`. Returns the first failure, named.
+fn check_tiers(
+    g: &Conv2dGeom,
+    variant: Variant,
+    want: &[f32],
+    bound: &[f32],
+    run: impl Fn(Isa, usize) -> Vec<f32>,
+) -> Result<(), String> {
+    for isa in tiers() {
+        let one = run(isa, 1);
+        if bits(&one) != bits(&run(isa, 2)) {
+            return Err(format!(
+                "{g:?} {variant:?} on {isa}: one and two threads differ"
+            ));
+        }
+        let worst = worst_error(&one, want, bound);
+        println!("{g:?} {variant:?} on {isa}: worst error {worst:.2e} of Σ|w||x|");
+        if worst.is_nan() || worst > tol(variant) {
+            return Err(format!("{g:?} {variant:?} on {isa}: worst error {worst:e}"));
         }
     }
+    Ok(())
 }
 
 /// Shapes large enough to be split between two threads (five images: parts of two and three),
@@ -370,17 +411,8 @@ fn batched_forward_on_two_threads() {
     ] {
         let b = Batch::new(g, 7);
         let (want, bound) = b.reference();
-        for isa in tiers() {
-            let one = b.winograd(isa, variant, 1);
-            assert_eq!(
-                bits(&b.winograd(isa, variant, 2)),
-                bits(&one),
-                "{g:?} on {isa}"
-            );
-            let worst = worst_error(&one, &want, &bound);
-            println!("{g:?} {variant:?} on {isa}: worst error {worst:.2e} of Σ|w||x|");
-            assert!(worst <= tol(variant), "{g:?} on {isa}: {worst:e}");
-        }
+        let run = |isa, threads| b.winograd(isa, variant, threads);
+        check_tiers(&g, variant, &want, &bound, run).unwrap();
     }
 }
 
@@ -404,55 +436,19 @@ fn backward_input_case(g: Conv2dGeom, variant: Variant, seed: u64) -> Result<(),
     let abs = |v: &[f32]| v.iter().map(|a| a.abs()).collect::<Vec<_>>();
     let mut bound = vec![0.0; g.input_len()];
     reference::conv2d_backward_input(&mut bound, &abs(&d_out), &abs(&w), &g);
-    for plane in bound.chunks_exact_mut(g.in_h * g.in_w) {
-        let largest = plane.iter().fold(0.0f32, |a, &b| a.max(b));
-        plane.fill(largest);
-    }
-    for isa in tiers() {
-        let run = |threads| {
-            with_threads(threads, || {
-                with_max_isa(isa, || {
-                    let mut d_in = vec![f32::NAN; g.input_len()];
-                    let mut ws = Workspace::new();
-                    ws.get(1 << 16).fill(f32::NAN);
-                    conv2d_backward_input_winograd(&mut d_in, &d_out, &w, &g, variant, &mut ws);
-                    d_in
-                })
+    widen_to_planes(&mut bound, g.in_h * g.in_w);
+    let run = |isa, threads| {
+        with_threads(threads, || {
+            with_max_isa(isa, || {
+                let mut d_in = vec![f32::NAN; g.input_len()];
+                let mut ws = Workspace::new();
+                ws.get(1 << 16).fill(f32::NAN);
+                conv2d_backward_input_winograd(&mut d_in, &d_out, &w, &g, variant, &mut ws);
+                d_in
             })
-        };
-        let one = run(1);
-        if bits(&one) != bits(&run(2)) {
-            return Err(format!(
-                "{g:?} {variant:?} on {isa}: one and two threads differ"
-            ));
-        }
-        let worst = worst_error(&one, &want, &bound);
-        if worst.is_nan() || worst > tol(variant) {
-            return Err(format!("{g:?} {variant:?} on {isa}: worst error {worst:e}"));
-        }
-    }
-    Ok(())
-}
-
-proptest! {
-    #![proptest_config(ProptestConfig::with_cases(24))]
-
-    /// Input gradients of odd and even batches and maps by either variant: within
-    /// `tol·Σ|w|·|d_out|` of the reference on every tier, the same bits on one and two threads.
-    #[test]
-    fn batched_backward_input_matches_the_reference(
-        n in 1usize..=5,
-        c in 1usize..=24,
-        k in 1usize..=24,
-        h in 1usize..=20,
-        w in 1usize..=20,
-        f4 in any::<bool>(),
-        seed in any::<u64>(),
-    ) {
-        let variant = if f4 { Variant::F4x4 } else { Variant::F2x2 };
-        let g = Conv2dGeom::square(n, c, k, h, w, 3, 1, 1);
-        prop_assert_eq!(backward_input_case(g, variant, seed), Ok(()));
-    }
+        })
+    };
+    check_tiers(&g, variant, &want, &bound, run)
 }
 
 /// densenet121's first two blocks' input gradients (32 → 128), by the variant each would run,
