@@ -505,3 +505,34 @@ fn tiles_read_zeros_past_the_map() {
         }
     }
 }
+
+/// One image through `conv2d_forward_winograd` (no `pre`) is the single-map kernel on the padded
+/// layout of whole tiles ([`shared_row`], [`Problem::padded`]), bit for bit, for either variant
+/// and sizes that are not whole tiles: the batched path's planes are that layout.
+#[test]
+fn one_image_is_the_single_map_kernel() {
+    for variant in [Variant::F2x2, Variant::F4x4] {
+        for (rows, cols) in [(13, 18), (5, 7), (9, 10), (8, 8)] {
+            let conv = Winograd3x3 {
+                variant,
+                ..Winograd3x3::new(12, 20, rows, cols)
+            };
+            let p = Problem::new(conv, (rows * cols) as u64, false);
+            let g = p.geom();
+            for isa in tiers() {
+                let want = p.winograd(isa, shared_row(&conv), 0.0, (0, conv.k));
+                let got = with_max_isa(isa, || {
+                    let mut out = vec![f32::NAN; g.output_len()];
+                    let mut ws = Workspace::new();
+                    conv2d_forward_winograd(&mut out, &p.x, &p.w, None, &g, variant, &mut ws);
+                    out
+                });
+                assert_eq!(
+                    bits(&got),
+                    bits(&want),
+                    "{variant:?} {rows}x{cols} on {isa}"
+                );
+            }
+        }
+    }
+}

@@ -178,8 +178,9 @@ const STRIPS_PER_THREAD: usize = 2;
 /// (batch 1 on several threads), each strip in flight holding its own block: half the
 /// kernel's default ([`winograd::V_BLOCK_FLOATS`]). densenet121's first block on two threads
 /// then needs 3.56 → 2.93 MiB of strips' scratch, which takes the plan's arena from 6.62 to
-/// 6.12 MiB and the benchmark's peak RSS from 45.5–45.8 to 44.8–45.3 MiB, under the 48 MB
-/// target with some room (47.7–48.0 MB before), for 0.6–0.9 ms more per pass (28.3 → 29.2 ms).
+/// 6.12 MiB (with the stem reading a batch-1 input in place) and the benchmark's peak RSS from
+/// 45.4–45.8 to 44.9–45.2 MiB, under the 48 MB target with some room (up to 48.0 MB before),
+/// for 0.3–0.9 ms more per pass (about 28.3 → 28.9 ms).
 /// A whole-map strip keeps the default block.
 const SPLIT_V_BLOCK_FLOATS: usize = winograd::V_BLOCK_FLOATS / 2;
 
