@@ -8,9 +8,9 @@
 //! one image, `pre` applied; `H' × W'` the map rounded up to whole tiles, zeros past it, as
 //! F(4×4, 3×3) needs), which stay in L2 while [`Winograd3x3::forward`] transforms them
 //! (filling the whole batch's first, as the direct path does, sent 14 MB per BC-100 layer to
-//! memory and back). Each image's output comes out as `[OC, H, W]` (whole tiles) in the part's
-//! scratch and is copied to its place in the `[OC, N, H, W]` output (each output channel's rows
-//! are split between the parts, as the direct path's column tasks split them).
+//! memory and back). Each image's output comes out as `[OC, H', W']` in the part's scratch, and
+//! its `H × W` outputs are copied to their place in the `[OC, N, H, W]` output (each output
+//! channel's row is split between the parts, as the direct path's column tasks split it).
 //!
 //! Every output is computed from its image alone, in an order that does not depend on the
 //! part the image falls in: the same bits on any number of threads.
