@@ -55,7 +55,10 @@ impl<'a> Im2col<'a> {
         self.g.batch * self.out_h * self.out_w
     }
 
-    /// Writes `col[k, m0 .. m0 + dst.len()]` into `dst`.
+    /// Writes `col[k, m0 .. m0 + dst.len()]` into `dst`. Inlined always, so that
+    /// [`Im2col::row_on_tier`] compiles it for the tier (called out of line, it ran in
+    /// baseline code: a third of the stem's weight gradient).
+    #[inline(always)]
     pub(crate) fn row(&self, k: usize, m0: usize, dst: &mut [f32]) {
         let g = &self.g;
         let ic = k / (g.kernel_h * g.kernel_w);
@@ -66,29 +69,50 @@ impl<'a> Im2col<'a> {
             return;
         }
         let stride = g.stride_w;
-        self.for_each_segment(k, m0, dst.len(), |i, seg, row, ix0| {
-            let d = &mut dst[i..i + seg];
-            let Some(row) = row else {
-                d.fill(0.0);
-                return;
-            };
-            let src = &chan[row..row + g.in_w];
-            let (lo, hi) = valid_range(ix0, stride, seg, g.in_w);
-            d[..lo].fill(0.0);
-            d[hi..].fill(0.0);
-            if lo == hi {
-                return;
-            }
-            if stride == 1 {
-                let start = (ix0 + lo as isize) as usize;
-                map.copy(&mut d[lo..hi], &src[start..start + hi - lo]);
-            } else {
-                for (s, v) in d[lo..hi].iter_mut().enumerate() {
-                    let ix = (ix0 + ((lo + s) * stride) as isize) as usize;
-                    *v = map.apply(src[ix]);
+        let len = dst.len();
+        // Inlined always too: a closure the compiler kept out of line would run in baseline
+        // code whatever tier `row_on_tier` compiled this for.
+        self.for_each_segment(
+            k,
+            m0,
+            len,
+            #[inline(always)]
+            |i, seg, row, ix0| {
+                let d = &mut dst[i..i + seg];
+                let Some(row) = row else {
+                    d.fill(0.0);
+                    return;
+                };
+                let src = &chan[row..row + g.in_w];
+                let (lo, hi) = valid_range(ix0, stride, seg, g.in_w);
+                d[..lo].fill(0.0);
+                d[hi..].fill(0.0);
+                if lo == hi {
+                    return;
                 }
-            }
-        });
+                if stride == 1 {
+                    let start = (ix0 + lo as isize) as usize;
+                    map.copy(&mut d[lo..hi], &src[start..start + hi - lo]);
+                } else {
+                    // Every `stride`-th value from the first valid one. Stride 2 (the stem) as
+                    // whole pairs, which vectorise as shuffles, and the last value apart.
+                    let start = (ix0 + (lo * stride) as isize) as usize;
+                    let (d, src) = (&mut d[lo..hi], &src[start..]);
+                    let n = d.len();
+                    if stride == 2 {
+                        let (head, last) = d.split_at_mut(n - 1);
+                        for (v, pair) in head.iter_mut().zip(src.chunks_exact(2)) {
+                            *v = map.apply(pair[0]);
+                        }
+                        last[0] = map.apply(src[2 * (n - 1)]);
+                    } else {
+                        for (v, run) in d.iter_mut().zip(src.chunks(stride)) {
+                            *v = map.apply(run[0]);
+                        }
+                    }
+                }
+            },
+        );
     }
 
     /// [`Im2col::row`] compiled for the tier `isa` (the map `pre` vectorised).
@@ -119,7 +143,9 @@ impl<'a> Im2col<'a> {
 
     /// Splits `col[k, m0 .. m0 + len]` into runs within one output row and calls
     /// `f(offset in the run, run length, input row start within the channel or None on the
-    /// padding rows, input column of the run's first tap (may be negative))`.
+    /// padding rows, input column of the run's first tap (may be negative))`. Inlined always,
+    /// as [`Im2col::row`] is.
+    #[inline(always)]
     fn for_each_segment(
         &self,
         k: usize,
