@@ -203,7 +203,11 @@ impl<'a> Im2col<'a> {
                 },
             );
         } else {
-            self.pack_b_rows(dst, col0, ncols, first_panel, t);
+            on_tier(
+                isa,
+                #[inline(always)]
+                || self.pack_b_rows(dst, col0, ncols, first_panel, t),
+            );
         }
     }
 
@@ -254,7 +258,9 @@ impl<'a> Im2col<'a> {
         }
     }
 
-    /// [`Im2col::pack_b`] one `col` row run at a time (any geometry).
+    /// [`Im2col::pack_b`] one `col` row run at a time (any geometry). Inlined always, so that
+    /// the tier's `on_tier` compiles it (and [`Im2col::row`] inside it) for that tier.
+    #[inline(always)]
     fn pack_b_rows(&self, dst: &mut [f32], col0: usize, ncols: usize, first_panel: usize, t: Tile) {
         let depth = self.rows();
         for (j, panel) in dst.chunks_exact_mut(depth * t.nr).enumerate() {
@@ -290,7 +296,9 @@ impl<'a> Im2col<'a> {
         );
     }
 
-    /// [`Im2col::pack_b_transposed`] one `col` row run at a time (any geometry).
+    /// [`Im2col::pack_b_transposed`] one `col` row run at a time (any geometry). Inlined always,
+    /// as [`Im2col::pack_b_rows`] is.
+    #[inline(always)]
     fn pack_b_transposed_rows(
         &self,
         dst: &mut [f32],
