@@ -350,23 +350,33 @@ fn task(isa: Isa, p: &Plan, t: usize, a: Rows<'_>, b: &BRows<'_>, depth: usize, 
             }
         }
     }
-    // Lane partials to sums, in a fixed tree.
-    for (bt, jt) in (0..width).step_by(p.nr).enumerate() {
-        for at in 0..a_tiles {
-            let acc = &partials[(bt * a_tiles + at) * tile_len..][..tile_len];
-            // `acc` is `[MR][NR][LANES]`: rows of the tile, then columns (nested loops, not a
-            // division by `NR` per output, which cost about 1% of a training step).
-            for (r, row) in acc.chunks_exact(p.nr * LANES).enumerate() {
-                let at_row = (at * p.mr + r) * p.block + jt;
-                for (s, lanes) in row.chunks_exact(LANES).enumerate() {
-                    sums[at_row + s] = lane_tree_sum(lanes);
+    // Lane partials to sums, in a fixed tree, compiled for the tier (each add is the same pair
+    // of values whatever the code: the same bits).
+    let partials = &*partials;
+    crate::simd::on_tier(
+        isa,
+        #[inline(always)]
+        || {
+            for (bt, jt) in (0..width).step_by(p.nr).enumerate() {
+                for at in 0..a_tiles {
+                    let acc = &partials[(bt * a_tiles + at) * tile_len..][..tile_len];
+                    // `acc` is `[MR][NR][LANES]`: rows of the tile, then columns (nested loops,
+                    // not a division by `NR` per output, which cost about 1% of a training
+                    // step).
+                    for (r, row) in acc.chunks_exact(p.nr * LANES).enumerate() {
+                        let at_row = (at * p.mr + r) * p.block + jt;
+                        for (s, lanes) in row.chunks_exact(LANES).enumerate() {
+                            sums[at_row + s] = lane_tree_sum(lanes);
+                        }
+                    }
                 }
             }
-        }
-    }
+        },
+    );
 }
 
 /// `Σ lanes` as `((l0 + l8) + (l4 + l12)) + …`: halving pairwise, the same on every tier.
+#[inline(always)]
 fn lane_tree_sum(lanes: &[f32]) -> f32 {
     let mut v: [f32; LANES] = lanes.try_into().expect("LANES lanes");
     let mut width = LANES / 2;
