@@ -7,6 +7,11 @@ use densenet_kernels::sgd::SgdConfig;
 /// Losses, eval logits and parameters (with running statistics) after three steps, as bits.
 type Run = (Vec<u32>, Vec<u32>, Vec<u32>);
 
+/// The floats behind `bits`.
+fn floats(bits: &[u32]) -> Vec<f32> {
+    bits.iter().map(|&b| f32::from_bits(b)).collect()
+}
+
 fn run(threads: usize, spec: &str, plan: MemoryPlan) -> Run {
     run_with(threads, spec, plan, true)
 }
@@ -91,8 +96,7 @@ fn memory_modes_agree() {
     // The two modes feed the convs identical inputs (the fused `pre` map and the stored map
     // compute the same f32 expression), so they agree exactly with the reference kernels; fast
     // kernels may pack the fused path differently, hence a tolerance.
-    let f = |v: &[u32]| v.iter().map(|&b| f32::from_bits(b)).collect::<Vec<f32>>();
-    for (a, b) in f(&me.2).iter().zip(f(&stored.2)) {
+    for (a, b) in floats(&me.2).iter().zip(floats(&stored.2)) {
         assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{a} vs {b}");
     }
 }
@@ -121,15 +125,14 @@ fn winograd_and_direct_agree() {
         if runs_winograd {
             assert_ne!(winograd.2, direct.2, "{spec}: Winograd should have run");
         }
-        let f = |v: &[u32]| v.iter().map(|&b| f32::from_bits(b)).collect::<Vec<f32>>();
         for (what, a, b) in [
             ("losses", &winograd.0, &direct.0),
             ("logits", &winograd.1, &direct.1),
             ("parameters", &winograd.2, &direct.2),
         ] {
-            let worst = f(a)
+            let worst = floats(a)
                 .iter()
-                .zip(f(b))
+                .zip(floats(b))
                 .map(|(a, b)| (a - b).abs() / (1.0 + b.abs()))
                 .fold(0.0f32, f32::max);
             println!("{spec}: {what}: worst difference {worst:.2e}");
