@@ -408,9 +408,9 @@ fn one_and_two_threads_give_the_same_logits() {
 /// unfolded (a real affine map, where a fused multiply-add would round differently), against a
 /// plan without strips, on every tier. With Winograd's 3×3s (maps of 14 rows and columns and
 /// more, 16 rows at batch 1: strips of 10 and 8 or 7 rows, 16 and 15; image by image; a 15-row
-/// map, direct in every pool; strips of 24 rows at 48×52; F(4×4, 3×3) image by image at
-/// 48×48), whose sums are not the direct convolution's, against the plan built on one thread
-/// (one strip per image).
+/// map, direct in every pool; F(4×4, 3×3) in strips of 24 rows at 48×52 and of 28 and 24 rows
+/// at 52×56, image by image at 48×48), whose sums are not the direct convolution's, against
+/// the plan built on one thread (one strip per image).
 #[test]
 fn a_plan_built_in_one_pool_runs_in_another() {
     use densenet_kernels::dispatch::with_max_isa;
@@ -449,6 +449,7 @@ fn a_plan_built_in_one_pool_runs_in_another() {
             (1, 15, 29),
             (2, 14, 17),
             (1, 48, 52),
+            (1, 52, 56),
             (2, 48, 48),
         ];
         for (n, h, w) in sizes {
@@ -581,23 +582,34 @@ fn tier_cap_reaches_the_forward_pass() {
     }
 }
 
-/// densenet121 at 224×224, batch 1: Winograd's 3×3s (its 56×56 and 28×28 blocks, 18 layers)
-/// against the direct ones, through the whole network: the logits within `1e-5` of the largest,
-/// and the plan with Winograd against the training code's eval forward too.
+/// densenet121 at 224×224, batch 1: Winograd's 3×3s (F(4×4, 3×3) in its 56×56 block,
+/// F(2×2, 3×3) in its 28×28 block, 18 layers) against the direct ones, through the whole
+/// network: the logits within `1e-5` of the largest, and the plan with Winograd against the
+/// training code's eval forward too. Plans built on one and on two threads give the same bits:
+/// one whole-image strip per layer, whose F(4×4, 3×3) takes blocks of 32 tiles, against two
+/// strips, which take blocks of 16 (128 channels of 36 positions fill their smaller block).
 #[test]
 fn winograd_through_densenet121() {
     let _serial = alloc_counter::exclusive();
     let mut net = model(DenseNetConfig::preset("densenet121").unwrap(), 31);
     let x = input(3 * 224 * 224, 31);
-    let run = |winograd_3x3| {
+    let run = |winograd_3x3, threads| {
         let opts = PlanOptions {
             winograd_3x3,
             ..PlanOptions::default()
         };
-        let mut plan = InferencePlan::new(&net, 1, 224, 224, opts).unwrap();
-        plan.forward(&x).unwrap().to_vec()
+        pool(threads).install(|| {
+            let mut plan = InferencePlan::new(&net, 1, 224, 224, opts).unwrap();
+            plan.forward(&x).unwrap().to_vec()
+        })
     };
-    let (winograd, direct) = (run(true), run(false));
+    let (winograd, direct) = (run(true, 2), run(false, 2));
+    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<u32>>();
+    assert_eq!(
+        bits(&run(true, 1)),
+        bits(&winograd),
+        "one thread against two"
+    );
     let err = relative_error(&winograd, &direct);
     println!("densenet121: Winograd against direct, relative error {err:.2e}");
     assert!(err <= TOL, "relative error {err:e}");

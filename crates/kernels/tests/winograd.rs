@@ -124,22 +124,31 @@ fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
 }
 
-/// Shapes up to 10 × 19 tiles of F(2×2, 3×3) (or 5 × 10 of F(4×4, 3×3)), in one block of tiles
-/// or in blocks of one panel (32 tiles on AVX-512: several blocks, ending inside tile rows),
-/// by either variant.
+/// Shapes up to 10 × 19 tiles of F(2×2, 3×3) (or 5 × 10 of F(4×4, 3×3)), in one block of tiles,
+/// in blocks of one panel (32 tiles on AVX-512) or in blocks of 16 tiles (half a panel on
+/// AVX-512: products of half-width tiles), several blocks ending inside tile rows, by either
+/// variant.
 fn conv_strategy() -> impl Strategy<Value = Winograd3x3> {
     (
         1usize..=40,
         1usize..=40,
         1usize..=19,
         1usize..=37,
-        any::<bool>(),
+        0usize..3,
         any::<bool>(),
     )
-        .prop_map(|(k, c, rows, cols, small_blocks, f4)| Winograd3x3 {
-            v_block: if small_blocks { 0 } else { V_BLOCK_FLOATS },
-            variant: if f4 { Variant::F4x4 } else { Variant::F2x2 },
-            ..Winograd3x3::new(k, c, rows, cols)
+        .prop_map(|(k, c, rows, cols, blocks, f4)| {
+            let variant = if f4 { Variant::F4x4 } else { Variant::F2x2 };
+            Winograd3x3 {
+                v_block: match blocks {
+                    0 => 0,
+                    // 32 tiles' worth.
+                    1 => variant.positions() * c * 32,
+                    _ => V_BLOCK_FLOATS,
+                },
+                variant,
+                ..Winograd3x3::new(k, c, rows, cols)
+            }
         })
 }
 

@@ -92,10 +92,11 @@ pub(crate) fn schedule(batch: usize, h: usize, threads: usize) -> BlockSchedule 
     } else if threads <= 1 {
         BlockSchedule::Strips { rows: h.max(1) }
     } else if h >= MIN_SPLIT_ROWS {
-        // An even number of rows: Winograd's 2×2 tiles then start at the same rows in every
-        // strip as in the whole map.
+        // Whole tile rows: Winograd's tiles then start at the same rows in every strip as in
+        // the whole map (4 rows where F(4×4, 3×3) may run, else 2).
+        let tile_rows = if h >= WINOGRAD_F4_MIN_SIDE { 4 } else { 2 };
         BlockSchedule::Strips {
-            rows: h.div_ceil(2).next_multiple_of(2),
+            rows: h.div_ceil(2).next_multiple_of(tile_rows),
         }
     } else {
         BlockSchedule::Channels
@@ -110,8 +111,7 @@ pub(crate) fn schedule(batch: usize, h: usize, threads: usize) -> BlockSchedule 
 /// 32×32, 1.09× at 16×16, 0.71× at 8×8).
 const WINOGRAD_MIN_SIDE: usize = 14;
 
-/// Maps with at least this many rows and columns take F(4×4, 3×3) at batch 2 and more where its
-/// tiles fit (see [`uses_winograd`]): 4× fewer multiply-adds than the direct product, for
+/// Maps with at least this many rows and columns take F(4×4, 3×3) where its tiles fit (see [`uses_winograd`]): 4× fewer multiply-adds than the direct product, for
 /// larger transforms, which pay off on the largest maps only (the same measurements, with
 /// `WINOGRAD_VARIANT=4`: 2.10× as fast as the direct product at 56×56 where F(2×2, 3×3) is
 /// 1.68×; 1.57× against 1.53× at 28×28, 1.11× against 1.23× at 14×14; BC-100 at 32×32 1.36×,
@@ -121,15 +121,15 @@ const WINOGRAD_F4_MIN_SIDE: usize = 48;
 /// Whether a block of `h × w` maps at batch `batch` run with `schedule` takes its 3×3s by
 /// Winograd, and with which tiles: on maps of at least [`WINOGRAD_MIN_SIDE`] rows and columns,
 /// except at batch 1 under [`MIN_SPLIT_ROWS`] rows, and not in the whole-tensor passes (which
-/// use `conv2d`'s direct convolution). F(4×4, 3×3) at batch 2 and more on maps of at least
+/// use `conv2d`'s direct convolution). F(4×4, 3×3) on maps of at least
 /// [`WINOGRAD_F4_MIN_SIDE`] whose sides are multiples of 4 (its tiles read everything up to
 /// whole tiles, which must then be the map or its zero padding); F(2×2, 3×3) elsewhere.
 ///
-/// Not at batch 1: there it would take densenet121 from 49–51 to 47.6–48.4 ms on one thread
-/// and 27.9–28.9 to 27.1–27.4 ms on two, but its transformed weights (36 positions instead of
-/// 16) and tiles grew the two-thread arena from 6.70 to 7.10 MiB (session 8's layout), and the
-/// peak RSS past the 48 MB target (45.9–46.1 MiB); and the choice may not depend on the thread
-/// count.
+/// At batch 1 too, since the strips of a split map take blocks of 16 tiles
+/// ([`SPLIT_V_BLOCK_FLOATS`]): densenet121 on one thread 49.4–50.8 → 47.8–48.3 ms, on two
+/// 28.5–28.7 → 28.2–29.1 ms (three interleaved passes). With whole 32-tile blocks, as at first,
+/// the two-thread arena grew 6.12 → 7.10 MiB and the peak RSS passed the 48 MB target
+/// (45.7–45.9 MiB); the choice may not depend on the thread count.
 ///
 /// Batch-1 maps under 16 rows are shared by output channels on several threads
 /// ([`BlockSchedule::Channels`]), where every task would transform the whole input for its
@@ -146,8 +146,7 @@ pub(crate) fn uses_winograd(
     let any = schedule != BlockSchedule::Passes
         && h.min(w) >= WINOGRAD_MIN_SIDE
         && (batch > 1 || h >= MIN_SPLIT_ROWS);
-    let big =
-        batch > 1 && h.min(w) >= WINOGRAD_F4_MIN_SIDE && w.is_multiple_of(4) && h.is_multiple_of(4);
+    let big = h.min(w) >= WINOGRAD_F4_MIN_SIDE && w.is_multiple_of(4) && h.is_multiple_of(4);
     any.then_some(if big { Variant::F4x4 } else { Variant::F2x2 })
 }
 
@@ -176,11 +175,12 @@ const STRIPS_PER_THREAD: usize = 2;
 
 /// Floats of transformed input per block of the Winograd 3×3 of a map cut into several strips
 /// (batch 1 on several threads), each strip in flight holding its own block: half the
-/// kernel's default ([`winograd::V_BLOCK_FLOATS`]). densenet121's first block on two threads
-/// then needs 3.56 → 2.93 MiB of strips' scratch, which takes the plan's arena from 6.62 to
-/// 6.12 MiB (with the stem reading a batch-1 input in place) and the benchmark's peak RSS from
-/// 45.4–45.8 to 44.9–45.2 MiB, under the 48 MB target with some room (up to 48.0 MB before),
-/// for 0.3–0.9 ms more per pass (about 28.3 → 28.9 ms).
+/// kernel's default ([`winograd::V_BLOCK_FLOATS`]). With F(2×2, 3×3), densenet121's first
+/// block on two threads then needs 3.56 → 2.93 MiB of strips' scratch, which took the plan's
+/// arena from 6.62 to 6.12 MiB (with the stem reading a batch-1 input in place) and the
+/// benchmark's peak RSS from 45.4–45.8 to 44.9–45.2 MiB, for 0.3–0.9 ms more per pass (about
+/// 28.3 → 28.9 ms). F(4×4, 3×3)'s 36 positions of 128 channels fit fewer than 16 tiles in it,
+/// so its blocks are one group of 16 tiles (see [`Winograd3x3::v_block`]): 6.39 MiB of arena.
 /// A whole-map strip keeps the default block.
 const SPLIT_V_BLOCK_FLOATS: usize = winograd::V_BLOCK_FLOATS / 2;
 
@@ -1041,6 +1041,9 @@ mod tests {
         assert_eq!(schedule(1, 56, 1), Strips { rows: 56 });
         assert_eq!(schedule(1, 7, 1), Strips { rows: 7 });
         assert_eq!(schedule(1, 56, 2), Strips { rows: 28 });
+        // Whole 4-row tiles of F(4×4, 3×3) from 48 rows on.
+        assert_eq!(schedule(1, 52, 2), Strips { rows: 28 });
+        assert_eq!(schedule(1, 44, 2), Strips { rows: 22 });
         assert_eq!(schedule(1, 17, 4), Strips { rows: 10 });
         assert_eq!(schedule(1, 18, 2), Strips { rows: 10 });
         assert_eq!(schedule(1, 16, 2), Strips { rows: 8 });
@@ -1048,6 +1051,25 @@ mod tests {
         assert_eq!(schedule(1, 14, 2), Channels);
         assert_eq!(schedule(1, 7, 2), Channels);
         assert_eq!(schedule(1, 1, 3), Channels);
+    }
+
+    /// The Winograd rule, case by case: F(4×4, 3×3) on maps of 48 and more in whole tiles of 4
+    /// at any batch, F(2×2, 3×3) on the other maps of 14 and more, none where the map is
+    /// shared by channels or run by whole-tensor passes.
+    #[test]
+    fn winograd_variants() {
+        use BlockSchedule::*;
+        let (f2, f4) = (Some(Variant::F2x2), Some(Variant::F4x4));
+        assert_eq!(uses_winograd(Strips { rows: 28 }, 1, 56, 56), f4);
+        assert_eq!(uses_winograd(Strips { rows: 56 }, 1, 56, 56), f4);
+        assert_eq!(uses_winograd(Images, 8, 56, 56), f4);
+        assert_eq!(uses_winograd(Strips { rows: 28 }, 1, 52, 54), f2);
+        assert_eq!(uses_winograd(Strips { rows: 14 }, 1, 28, 28), f2);
+        assert_eq!(uses_winograd(Strips { rows: 8 }, 1, 16, 16), f2);
+        assert_eq!(uses_winograd(Images, 8, 14, 14), f2);
+        assert_eq!(uses_winograd(Channels, 1, 14, 14), None);
+        assert_eq!(uses_winograd(Images, 8, 7, 7), None);
+        assert_eq!(uses_winograd(Passes, 1, 56, 56), None);
     }
 
     /// Every strip height gives the same bits, and those match the reference within rounding,

@@ -160,8 +160,10 @@ pub struct Winograd3x3 {
     pub rows: usize,
     /// Output columns.
     pub cols: usize,
-    /// Floats of transformed input per block of tiles, about (whole panels of the products,
-    /// at least one, whatever it says). Any value gives the same results.
+    /// Floats of transformed input per block of tiles, about: whole panels of the products
+    /// (`NR` tiles) when at least [`LANES`] tiles fit, at least one; else one group of
+    /// [`LANES`] tiles (half a panel on AVX-512, whose products then run half-width tiles).
+    /// Any value gives the same results.
     pub v_block: usize,
     /// The tile size.
     pub variant: Variant,
@@ -171,9 +173,9 @@ pub struct Winograd3x3 {
 struct ScratchLens {
     v: usize,
     m: usize,
-    /// Tiles per block (whole panels of `NR`), which is also the row stride of `V_ξ` and `M_ξ`
-    /// (the products read each row as runs of `NR` tiles); the stride from one `ξ` to the next
-    /// in `V` and in `M`.
+    /// Tiles per block (whole panels of `NR`, or one group of [`LANES`]), which is also the row
+    /// stride of `V_ξ` and `M_ξ` (the products read each row as runs of `NR` tiles); the
+    /// stride from one `ξ` to the next in `V` and in `M`.
     block: usize,
     v_stride: usize,
     m_stride: usize,
@@ -227,8 +229,15 @@ impl Winograd3x3 {
         let (ty, tx) = self.tiles();
         let tiles = ty * tx;
         let positions = self.variant.positions();
-        let fit = (self.v_block / (positions * self.c.max(1))) / nr * nr;
-        let block = fit.max(nr).min(tiles.next_multiple_of(nr)).max(1);
+        let fit = self.v_block / (positions * self.c.max(1));
+        let block = if fit >= LANES {
+            (fit / nr * nr).max(nr).min(tiles.next_multiple_of(nr))
+        } else {
+            // One group of the transforms (half a panel on AVX-512, whose products then run
+            // half-width tiles): half the scratch of a panel.
+            LANES.min(tiles.next_multiple_of(LANES))
+        }
+        .max(1);
         // A cache line more than the rows, so that the 16 positions of one tile, which the
         // transforms write and read together, do not sit a multiple of 4 KiB apart (their
         // accesses would alias in the load-store unit); it also takes the spare lanes of the
@@ -380,7 +389,9 @@ impl Winograd3x3 {
                         ld: c,
                     },
                     BView::Rows {
-                        data: &v[xi * v_stride..][..c * ld],
+                        // A block of `LANES` tiles is half a panel: the kernel reads a whole
+                        // panel from the last row's start, into the row's `LANES` spare floats.
+                        data: &v[xi * v_stride..][..c * ld + LANES],
                         row_start: &row_start,
                     },
                     &mut m[xi * m_stride..][..k_rows * ld],
