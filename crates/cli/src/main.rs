@@ -6,6 +6,7 @@
 
 mod checkpoint;
 mod commands;
+mod console;
 mod error;
 mod metrics;
 mod model_io;

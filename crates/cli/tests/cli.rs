@@ -292,3 +292,29 @@ fn an_exploding_loss_stops_the_run_with_a_message() {
     assert_fails(&o, &["loss became", "training stopped", "no checkpoint"]);
     assert!(!out.join("checkpoint.safetensors").exists());
 }
+
+/// A reader that goes away (`densenet bench | head -1`) stops the printing, not the command:
+/// no panic, a successful exit, and every line the reader took before it went. The pipe's read
+/// end is closed before the command prints its first line.
+#[test]
+fn a_closed_standard_output_is_not_a_crash() {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_densenet"))
+        .args(["bench", "--model", "bc:k=4,blocks=1-1-1", "--iters", "2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    drop(child.stdout.take());
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .expect("piped")
+        .read_to_string(&mut err)
+        .expect("stderr is UTF-8");
+    let status = child.wait().expect("the binary ends");
+    assert!(!err.contains("panicked"), "stderr:\n{err}");
+    assert!(status.success(), "{status}; stderr:\n{err}");
+}

@@ -2,6 +2,7 @@
 
 use crate::commands::infer::{init_threads, load_model};
 use crate::commands::parse_size;
+use crate::console::out;
 use crate::error::CliResult;
 use densenet::infer::{InferencePlan, PlanOptions, StageTimes};
 use std::time::{Duration, Instant};
@@ -44,10 +45,14 @@ pub struct BenchArgs {
     /// two schedules).
     #[arg(long, conflicts_with = "plain")]
     pub no_strips: bool,
-    /// Run the dense layers' 3×3 convolutions directly instead of by Winograd F(2×2, 3×3) (to
-    /// compare the two).
+    /// Run the dense layers' 3×3 convolutions directly instead of by Winograd (to compare the
+    /// two).
     #[arg(long, conflicts_with = "plain")]
     pub no_winograd: bool,
+    /// Run the ImageNet stem over the whole map instead of in bands of rows (to compare the
+    /// two).
+    #[arg(long, conflicts_with = "plain")]
+    pub no_stem_bands: bool,
 }
 
 /// Runs `densenet bench`.
@@ -65,6 +70,7 @@ pub fn run(args: BenchArgs) -> CliResult<()> {
         PlanOptions {
             dense_layers_by_strips: !args.no_strips,
             winograd_3x3: !args.no_winograd,
+            stem_in_bands: !args.no_stem_bands,
             ..PlanOptions::default()
         }
     };
@@ -98,21 +104,29 @@ pub fn run(args: BenchArgs) -> CliResult<()> {
     let median_time = median(&times);
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     let mib = |b: usize| b as f64 / (1024.0 * 1024.0);
-    println!(
+    out!(
         "model {}  batch {n}  input {h}x{w}  threads {threads}  tier {}  {}",
         args.model,
         plan.isa().name(),
         if args.plain {
-            "plain"
-        } else if args.no_strips {
-            "all rewrites but strips"
-        } else if args.no_winograd {
-            "all rewrites but Winograd"
+            "plain".to_string()
         } else {
-            "all rewrites"
+            let off: Vec<&str> = [
+                (args.no_strips, "strips"),
+                (args.no_winograd, "Winograd"),
+                (args.no_stem_bands, "stem bands"),
+            ]
+            .into_iter()
+            .filter_map(|(off, name)| off.then_some(name))
+            .collect();
+            if off.is_empty() {
+                "all rewrites".to_string()
+            } else {
+                format!("all rewrites but {}", off.join(", "))
+            }
         }
     );
-    println!(
+    out!(
         "latency ms: median {:.2}  min {:.2}  max {:.2}  ({} iters, {} warm-up)",
         ms(median_time),
         ms(times[0]),
@@ -120,19 +134,19 @@ pub fn run(args: BenchArgs) -> CliResult<()> {
         args.iters,
         args.warmup
     );
-    println!(
+    out!(
         "throughput: {:.1} images/s",
         n as f64 / median_time.as_secs_f64()
     );
     if let Some(cpu) = cpu {
         // On a shared machine the wall time includes waiting for a core; the CPU time does not.
         let per_pass = cpu as f64 / 1e6 / args.iters as f64;
-        println!(
+        out!(
             "cpu time: {per_pass:.2} ms per pass over all threads ({:.0}% of {threads} cores busy)",
             100.0 * per_pass / (wall.as_secs_f64() * 1e3 / args.iters as f64) / threads as f64
         );
     }
-    println!(
+    out!(
         "memory: arena {:.2} MiB (peak of live buffers {:.2} MiB), scratch {:.2} MiB, weights {:.2} MiB",
         mib(plan.arena_bytes()),
         mib(plan.peak_live_bytes()),
@@ -140,16 +154,16 @@ pub fn run(args: BenchArgs) -> CliResult<()> {
         mib(plan.weight_bytes())
     );
     match peak_rss_bytes() {
-        Some(b) => println!("peak RSS: {:.1} MiB (VmHWM)", mib(b)),
-        None => println!("peak RSS: unavailable (no /proc/self/status)"),
+        Some(b) => out!("peak RSS: {:.1} MiB (VmHWM)", mib(b)),
+        None => out!("peak RSS: unavailable (no /proc/self/status)"),
     }
     if args.stages {
-        println!("stage medians (ms):");
+        out!("stage medians (ms):");
         for (i, name) in plan.stage_names().iter().enumerate() {
             let mut t: Vec<Duration> = stage_runs.iter().map(|s| s.stages[i].1).collect();
             t.sort();
             let m = median(&t);
-            println!(
+            out!(
                 "  {name:<14} {:>8.3}  {:>5.1}%",
                 ms(m),
                 100.0 * m.as_secs_f64() / median_time.as_secs_f64()

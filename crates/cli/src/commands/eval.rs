@@ -2,6 +2,7 @@
 
 use crate::checkpoint::Checkpoint;
 use crate::commands::set_threads;
+use crate::console::out;
 use crate::error::{fail, CliResult};
 use crate::model_io::{self, checkpoint_path};
 use densenet::data::{DataSpec, Normalization};
@@ -103,12 +104,12 @@ pub fn run(args: EvalArgs) -> CliResult<()> {
         None,
     )?;
     let epoch = ck.meta_str("epoch").unwrap_or("?");
-    println!(
+    out!(
         "checkpoint {} (epoch {epoch}, model {})",
         path.display(),
         cfg.spec()
     );
-    println!(
+    out!(
         "{}: accuracy {:.2}% ({correct}/{}), loss {:.4}",
         test.name(),
         100.0 * correct as f64 / test.len().max(1) as f64,

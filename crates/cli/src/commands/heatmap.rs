@@ -7,6 +7,7 @@
 //! is drawn with the font the binary carries, so no system fonts are needed.
 
 use crate::checkpoint::{Checkpoint, FORMAT};
+use crate::console::out;
 use crate::error::{fail, CliResult};
 use crate::model_io::{self, checkpoint_path};
 use crate::output::write_atomic;
@@ -56,9 +57,9 @@ pub fn run(args: HeatmapArgs) -> CliResult<()> {
         title: &title,
     };
     write_figure(&args.out, "--out", &figure, "heat map")?;
-    println!("model {}", cfg.spec());
+    out!("model {}", cfg.spec());
     for m in &maps {
-        println!(
+        out!(
             "block {}: {} layers{}, strongest connection {:.4e}",
             m.block + 1,
             m.layers,
@@ -70,10 +71,10 @@ pub fn run(args: HeatmapArgs) -> CliResult<()> {
             m.max()
         );
     }
-    println!("wrote {}", args.out.display());
+    out!("wrote {}", args.out.display());
     if let Some(csv) = &args.csv {
         write_atomic(csv, to_csv(&maps).as_bytes())?;
-        println!("wrote {}", csv.display());
+        out!("wrote {}", csv.display());
     }
     Ok(())
 }

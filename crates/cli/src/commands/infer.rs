@@ -1,6 +1,7 @@
 //! `densenet infer`: class scores for images or a raw tensor, through the allocation-free
 //! inference plan ([`densenet::infer`]).
 
+use crate::console::out;
 use crate::error::{fail, CliResult};
 use densenet::infer::npy::{npy_bytes, read_npy, NpyError};
 use densenet::infer::preprocess::load_image;
@@ -138,11 +139,11 @@ pub fn run(args: InferArgs) -> CliResult<()> {
         let probs = softmax(row);
         let mut order: Vec<usize> = (0..classes).collect();
         order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
-        println!("{name}");
+        out!("{name}");
         let mut top = Vec::new();
         for &c in order.iter().take(args.top) {
             let label = labels.as_ref().map_or("", |l| l[c].as_str());
-            println!("  {c:>5}  {:>7.3}%  {label}", probs[c] * 100.0);
+            out!("  {c:>5}  {:>7.3}%  {label}", probs[c] * 100.0);
             top.push(format!(
                 "{{\"class\": {c}, \"probability\": {}, \"label\": {}}}",
                 json_number(probs[c]),
@@ -159,7 +160,7 @@ pub fn run(args: InferArgs) -> CliResult<()> {
     }
     if let Some(out) = &args.output {
         write_output(out, &logits, n, classes, json_rows)?;
-        println!("logits [{n}, {classes}] written to {}", out.display());
+        out!("logits [{n}, {classes}] written to {}", out.display());
     }
     Ok(())
 }

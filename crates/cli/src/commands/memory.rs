@@ -3,6 +3,7 @@
 //! allocator this binary installs, beside the inference plan's arena; a table, a plot (SVG or
 //! PNG) and optionally a CSV.
 
+use crate::console::out;
 use std::path::PathBuf;
 
 use densenet::config::{DenseNetConfig, Stem};
@@ -122,7 +123,7 @@ pub fn run(args: MemoryArgs) -> CliResult<()> {
         .iter()
         .map(|&d| config_at_depth(&base, d))
         .collect::<CliResult<Vec<_>>>()?;
-    println!(
+    out!(
         "peak training memory, batch {} at {h}x{w}, k={}, {} (measured: counting allocator)",
         args.batch,
         base.growth_rate,
@@ -132,11 +133,11 @@ pub fn run(args: MemoryArgs) -> CliResult<()> {
             "plain layers"
         }
     );
-    println!(
+    out!(
         "dense blocks: all blocks forward then backward, each strategy's saved tensors live; \
          network: one real training step"
     );
-    println!(
+    out!(
         "{:>6} {:>8} {:>12} {:>12} {:>12} {:>14} {:>14} {:>12}",
         "depth",
         "L/block",
@@ -164,7 +165,7 @@ pub fn run(args: MemoryArgs) -> CliResult<()> {
                 plan.arena_bytes() as u64
             },
         };
-        println!(
+        out!(
             "{:>6} {:>8} {:>12.1} {:>12.1} {:>12.1} {:>14.1} {:>14.1} {:>12.1}",
             row.depth,
             row.layers_per_block,
@@ -177,7 +178,7 @@ pub fn run(args: MemoryArgs) -> CliResult<()> {
         );
         rows.push(row);
     }
-    println!(
+    out!(
         "infer arena: the activation arena of the allocation-free inference plan (all rewrites \
          on), the length of its one allocation"
     );
@@ -190,7 +191,7 @@ pub fn run(args: MemoryArgs) -> CliResult<()> {
         title: &title,
     };
     write_figure(&args.plot, "--plot", &figure, "memory plot")?;
-    println!("plot: {}", args.plot.display());
+    out!("plot: {}", args.plot.display());
     if let Some(path) = &args.csv {
         let mut csv = String::from(
             "depth,layers_per_block,naive_bytes,shared_bytes,efficient_bytes,\
@@ -210,7 +211,7 @@ pub fn run(args: MemoryArgs) -> CliResult<()> {
             ));
         }
         write_atomic(path, csv.as_bytes())?;
-        println!("csv: {}", path.display());
+        out!("csv: {}", path.display());
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! `densenet summary`: the per-stage table of a model, like Table 1 of the paper.
 
 use crate::commands::parse_size;
+use crate::console::out;
 use crate::error::{fail, CliResult};
 use densenet::config::{DenseNetConfig, Stem};
 
@@ -33,18 +34,23 @@ pub fn run(args: SummaryArgs) -> CliResult<()> {
         Stem::Cifar => (32, 32),
     });
     let summary = cfg.summary(h, w)?;
-    println!("model {}  ({})", args.model, cfg.spec());
-    println!("input {}x{}x{}", cfg.in_channels, h, w);
-    println!();
-    println!(
+    out!("model {}  ({})", args.model, cfg.spec());
+    out!("input {}x{}x{}", cfg.in_channels, h, w);
+    out!();
+    out!(
         "{:<14} {:>16} {:>7} {:>14} {:>16} {:>14}",
-        "stage", "output (CxHxW)", "layers", "parameters", "multiply-adds", "activations"
+        "stage",
+        "output (CxHxW)",
+        "layers",
+        "parameters",
+        "multiply-adds",
+        "activations"
     );
     let rule = "-".repeat(14 + 16 + 7 + 14 + 16 + 14 + 5);
-    println!("{rule}");
+    out!("{rule}");
     for row in &summary.rows {
         let (c, oh, ow) = row.output;
-        println!(
+        out!(
             "{:<14} {:>16} {:>7} {:>14} {:>16} {:>14}",
             row.stage,
             format!("{c}x{oh}x{ow}"),
@@ -54,9 +60,9 @@ pub fn run(args: SummaryArgs) -> CliResult<()> {
             bytes(row.activation_bytes)
         );
     }
-    println!("{rule}");
+    out!("{rule}");
     let layers: usize = summary.rows.iter().map(|r| r.layers).sum();
-    println!(
+    out!(
         "{:<14} {:>16} {:>7} {:>14} {:>16} {:>14}",
         "total",
         "",
@@ -65,8 +71,8 @@ pub fn run(args: SummaryArgs) -> CliResult<()> {
         group(summary.total_macs),
         bytes(summary.total_activation_bytes)
     );
-    println!();
-    println!(
+    out!();
+    out!(
         "{} parameters ({:.2} M), {:.3} G multiply-adds per image, {} of activations kept for \
          training per image (memory-efficient plan)",
         group(summary.total_params),

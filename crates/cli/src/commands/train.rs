@@ -7,6 +7,7 @@
 
 use crate::checkpoint::Checkpoint;
 use crate::commands::set_threads;
+use crate::console::out;
 use crate::error::{fail, CliResult};
 use crate::metrics::{self, EpochMetrics};
 use crate::model_io::{self, checkpoint_path, CHECKPOINT_FILE};
@@ -446,7 +447,7 @@ pub fn run(args: TrainArgs) -> CliResult<()> {
             )
         })
         .unwrap_or_default();
-    println!(
+    out!(
         "{} densenet: {} ({} parameters), memory-efficient {}{budget}",
         if resume.is_some() {
             "resuming"
@@ -461,7 +462,7 @@ pub fn run(args: TrainArgs) -> CliResult<()> {
             "off"
         }
     );
-    println!(
+    out!(
         "data {}: {} train / {} test images of {}x{}x{}, {} classes{}",
         settings.data,
         train_set.len(),
@@ -476,7 +477,7 @@ pub fn run(args: TrainArgs) -> CliResult<()> {
             String::new()
         }
     );
-    println!(
+    out!(
         "epochs {} from {}, batch {}, lr {} ({:?}), momentum {}{}, wd {}, augment {}, seed {}, {} threads",
         settings.epochs,
         start_epoch + 1,
@@ -490,7 +491,7 @@ pub fn run(args: TrainArgs) -> CliResult<()> {
         settings.seed,
         rayon::current_num_threads()
     );
-    println!("output {}", out.display());
+    out!("output {}", out.display());
 
     let started = Instant::now();
     let mut last_test = (f64::NAN, 0usize);
@@ -556,7 +557,7 @@ pub fn run(args: TrainArgs) -> CliResult<()> {
             seconds: epoch_start.elapsed().as_secs_f64(),
             images_per_second: bar.images_per_second(),
         };
-        println!(
+        out!(
             "epoch {:>3}/{}  lr {:<7} train loss {:.4} acc {:6.2}%  test loss {:.4} acc {:6.2}%  {:.0} img/s  {:.1}s",
             row.epoch,
             settings.epochs,
@@ -592,8 +593,8 @@ pub fn run(args: TrainArgs) -> CliResult<()> {
     }
 
     let (test_loss, correct) = last_test;
-    println!();
-    println!(
+    out!();
+    out!(
         "test accuracy {:.2}% ({correct}/{}), test loss {:.4}, after {} epochs ({} this run, {})",
         100.0 * correct as f64 / test_set.len().max(1) as f64,
         test_set.len(),
@@ -602,9 +603,9 @@ pub fn run(args: TrainArgs) -> CliResult<()> {
         settings.epochs - start_epoch,
         format_duration(started.elapsed().as_secs_f64())
     );
-    println!("checkpoint {}", ck_path.display());
-    println!("metrics    {}", out.join(METRICS_FILE).display());
-    println!("plot       {}", out.join(PLOT_FILE).display());
+    out!("checkpoint {}", ck_path.display());
+    out!("metrics    {}", out.join(METRICS_FILE).display());
+    out!("plot       {}", out.join(PLOT_FILE).display());
     Ok(())
 }
 
