@@ -133,6 +133,13 @@ fn option_sets() -> Vec<(&'static str, PlanOptions)> {
             },
         ),
         (
+            "stem_in_bands",
+            PlanOptions {
+                stem_in_bands: true,
+                ..none
+            },
+        ),
+        (
             "all but strips",
             PlanOptions {
                 dense_layers_by_strips: false,
@@ -580,6 +587,86 @@ fn tier_cap_reaches_the_forward_pass() {
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&here), bits(&in_pool), "[{isa}]");
     }
+}
+
+/// The ImageNet stem run by bands of 8 pooled rows gives the bits of the stem run whole, in
+/// no more arena and scratch: one band, several, a last band of one row; batch 1 (whose whole
+/// stem reads the caller's input in place) and more; `norm0` folded and not; plans built and
+/// run on 1 and 2 threads.
+#[test]
+fn stem_in_bands_is_the_whole_stem() {
+    let _serial = alloc_counter::exclusive();
+    let cfg = config(Stem::ImageNet, &[2, 2], Some(4), 0.5);
+    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<u32>>();
+    // Pooled heights 17 (8 + 8 + 1), 12 (8 + 4), 33 and 8 (one band).
+    for (n, h, w) in [(1, 67, 61), (3, 45, 50), (1, 131, 40), (2, 29, 33)] {
+        let net = model(cfg.clone(), 41);
+        let x = input(n * 3 * h * w, 41);
+        for fold_norm0 in [true, false] {
+            let banded = PlanOptions {
+                fold_norm0,
+                ..PlanOptions::default()
+            };
+            let whole = PlanOptions {
+                stem_in_bands: false,
+                ..banded
+            };
+            for threads in [1, 2] {
+                let plan =
+                    |o| pool(threads).install(|| InferencePlan::new(&net, n, h, w, o).unwrap());
+                let (mut a, mut b) = (plan(banded), plan(whole));
+                assert!(a.arena_bytes() <= b.arena_bytes(), "{n}x{h}x{w}: arena");
+                assert!(
+                    a.scratch_bytes() <= b.scratch_bytes(),
+                    "{n}x{h}x{w}: scratch"
+                );
+                let (got, want) = pool(threads).install(|| {
+                    (
+                        a.forward(&x).unwrap().to_vec(),
+                        b.forward(&x).unwrap().to_vec(),
+                    )
+                });
+                assert_eq!(
+                    bits(&got),
+                    bits(&want),
+                    "{n}x{h}x{w}, norm0 folded {fold_norm0}, {threads} threads"
+                );
+            }
+        }
+    }
+}
+
+/// densenet121 at 224×224, batch 2: the stem by bands needs less scratch (one band's
+/// convolution) and no more arena (it holds no 6.1 MiB output map and no 1.1 MiB CNHW copy of
+/// the input, though block 1's step is the arena's peak here), for the same logits bit for bit.
+#[test]
+fn densenet121_stem_bands_save_memory() {
+    let _serial = alloc_counter::exclusive();
+    let net = model(DenseNetConfig::preset("densenet121").unwrap(), 43);
+    let x = input(2 * 3 * 224 * 224, 43);
+    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<u32>>();
+    let whole = PlanOptions {
+        stem_in_bands: false,
+        ..PlanOptions::default()
+    };
+    let plan = |o| pool(2).install(|| InferencePlan::new(&net, 2, 224, 224, o).unwrap());
+    let (mut a, mut b) = (plan(PlanOptions::default()), plan(whole));
+    println!(
+        "arena {} -> {} bytes, scratch {} -> {} bytes",
+        b.arena_bytes(),
+        a.arena_bytes(),
+        b.scratch_bytes(),
+        a.scratch_bytes()
+    );
+    assert!(a.arena_bytes() <= b.arena_bytes());
+    assert!(a.scratch_bytes() < b.scratch_bytes());
+    let (got, want) = pool(2).install(|| {
+        (
+            a.forward(&x).unwrap().to_vec(),
+            b.forward(&x).unwrap().to_vec(),
+        )
+    });
+    assert_eq!(bits(&got), bits(&want));
 }
 
 /// densenet121 at 224×224, batch 1: Winograd's 3×3s (F(4×4, 3×3) in its 56×56 block,

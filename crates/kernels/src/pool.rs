@@ -83,29 +83,87 @@ pub fn maxpool2d_forward(out: &mut [f32], inp: &[f32], g: &Pool2dGeom) {
     assert!(g.is_valid(), "invalid pooling geometry {g:?}");
     assert_eq!(out.len(), g.output_len());
     assert_eq!(inp.len(), g.input_len());
+    let oh = g.out_h();
+    maxpool_rows(out, inp, g, 0..oh, (oh, 0..g.in_h));
+}
+
+/// The input rows that output rows `rows` of [`maxpool2d_forward`] read: their windows' rows,
+/// clamped to the input (padding rows are read from nowhere).
+///
+/// # Panics
+/// If `g` is not valid or `rows` is empty or past the output.
+pub fn maxpool2d_input_rows(
+    g: &Pool2dGeom,
+    rows: &std::ops::Range<usize>,
+) -> std::ops::Range<usize> {
+    assert!(g.is_valid(), "invalid pooling geometry {g:?}");
+    assert!(
+        rows.start < rows.end && rows.end <= g.out_h(),
+        "output rows {rows:?} of {}",
+        g.out_h()
+    );
+    window(rows.start, g, g.in_h).0..window(rows.end - 1, g, g.in_h).1
+}
+
+/// Output rows `rows` of [`maxpool2d_forward`] from a band of the input: the same values, bit
+/// for bit, for a caller that produces its input a band of rows at a time (the inference
+/// plan's stem pools each band of its convolution's output while it is in cache).
+///
+/// # Shapes
+/// - `out`: `[P, OH, OW]`, the whole output; only rows `rows` of each plane are written.
+/// - `band`: `[P, R, W]`, input rows [`maxpool2d_input_rows`]`(g, rows)` of each plane
+///   (`R` of them).
+///
+/// # Panics
+/// If `g` is not valid, `rows` is empty or past the output, or on length mismatches.
+pub fn maxpool2d_forward_rows(
+    out: &mut [f32],
+    band: &[f32],
+    g: &Pool2dGeom,
+    rows: std::ops::Range<usize>,
+) {
+    let in_rows = maxpool2d_input_rows(g, &rows);
+    assert_eq!(out.len(), g.output_len());
+    assert_eq!(band.len(), g.planes * in_rows.len() * g.in_w);
+    maxpool_rows(out, band, g, rows, (g.out_h(), in_rows));
+}
+
+/// Output rows `rows` of every plane (planes of `oh` rows in `out`) from input planes holding
+/// the rows `in_rows`.
+fn maxpool_rows(
+    out: &mut [f32],
+    inp: &[f32],
+    g: &Pool2dGeom,
+    rows: std::ops::Range<usize>,
+    (oh, in_rows): (usize, std::ops::Range<usize>),
+) {
     let isa = active_isa();
-    let (oh, ow) = (g.out_h(), g.out_w());
-    let (hw, ohw) = (g.in_h * g.in_w, oh * ow);
+    let ow = g.out_w();
+    let (hw, ohw) = (in_rows.len() * g.in_w, oh * ow);
     for_plane_groups(out, inp, (ohw, hw), g.planes, |o, x| {
         for (o, x) in o.chunks_exact_mut(ohw).zip(x.chunks_exact(hw)) {
+            let o = &mut o[rows.start * ow..rows.end * ow];
             on_tier(
                 isa,
                 #[inline(always)]
-                || maxpool_plane(o, x, g),
+                || maxpool_plane(o, x, g, rows.start, in_rows.start),
             );
         }
     });
 }
 
+/// Output rows `oy0..` of one plane into `out` (whole rows), from `inp`, which holds the
+/// plane's input rows from `y_first` on.
 #[inline(always)]
-fn maxpool_plane(out: &mut [f32], inp: &[f32], g: &Pool2dGeom) {
+fn maxpool_plane(out: &mut [f32], inp: &[f32], g: &Pool2dGeom, oy0: usize, y_first: usize) {
     let (w, ow) = (g.in_w, g.out_w());
     let mut buf = [0.0f32; ROW_BUF];
     // The even and odd halves of a row for `row_max_3s2p1`, cleared once per plane rather than
     // once per output row (2 KB of `memset` per row: a third of the stem pool's time).
     let mut halves = ([0.0f32; ROW_BUF / 2 + 1], [0.0f32; ROW_BUF / 2]);
-    for (oy, out_row) in out.chunks_exact_mut(ow).enumerate() {
-        let (y0, y1) = window(oy, g, g.in_h);
+    for (i, out_row) in out.chunks_exact_mut(ow).enumerate() {
+        let (y0, y1) = window(oy0 + i, g, g.in_h);
+        let (y0, y1) = (y0 - y_first, y1 - y_first);
         if w <= ROW_BUF {
             let colmax = &mut buf[..w];
             let row = |y: usize| &inp[y * w..(y + 1) * w];

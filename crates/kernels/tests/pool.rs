@@ -17,7 +17,7 @@ use common::*;
 use densenet_kernels::pool::*;
 use densenet_kernels::reference as r;
 use densenet_kernels::Pool2dGeom;
-use proptest::prelude::{any, prop_assume, proptest, ProptestConfig};
+use proptest::prelude::{any, prop_assume, prop_oneof, proptest, ProptestConfig};
 
 fn check_max(g: &Pool2dGeom, values: Values, seed: u64) {
     let mut rng = Rng::new(seed);
@@ -146,6 +146,39 @@ proptest! {
         let g = Pool2dGeom { planes, in_h: h, in_w: w, kernel, stride, pad };
         prop_assume!(g.is_valid());
         check_max(&g, if ints { Values::Ints } else { Values::Floats }, seed);
+    }
+
+    /// Output rows computed band by band from bands of the input (bands of any height,
+    /// partitioning the output) are the whole forward's, bit for bit, on every tier, with NaNs
+    /// and signed zeros too; wide rows past the stack buffer take the direct scan.
+    #[test]
+    fn maxpool_by_row_bands_is_the_whole_forward(
+        planes in 1usize..=4, h in 1usize..=17, w in prop_oneof![1usize..=13, 510usize..=520],
+        kernel in 1usize..=4, stride in 1usize..=3, pad in 0usize..=2,
+        band in 1usize..=5, seed in any::<u64>(),
+    ) {
+        let g = Pool2dGeom { planes, in_h: h, in_w: w, kernel, stride, pad };
+        prop_assume!(g.is_valid());
+        let mut rng = Rng::new(seed);
+        let x = specials(&mut rng, g.input_len());
+        for_each_tier(|isa| {
+            let mut whole = vec![f32::NAN; g.output_len()];
+            maxpool2d_forward(&mut whole, &x, &g);
+            let mut banded = vec![f32::NAN; g.output_len()];
+            let oh = g.out_h();
+            for r0 in (0..oh).step_by(band) {
+                let rows = r0..(r0 + band).min(oh);
+                let in_rows = maxpool2d_input_rows(&g, &rows);
+                let plane = h * w;
+                let mut slab = Vec::with_capacity(planes * in_rows.len() * w);
+                for p in 0..planes {
+                    slab.extend_from_slice(&x[p * plane + in_rows.start * w..p * plane + in_rows.end * w]);
+                }
+                maxpool2d_forward_rows(&mut banded, &slab, &g, rows);
+            }
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<u32>>();
+            assert_eq!(bits(&banded), bits(&whole), "{} bands of {} rows {:?}", isa, band, g);
+        });
     }
 
     /// The 3×3 stride-2 fast path: up to three lane blocks of outputs per row, every clipping.

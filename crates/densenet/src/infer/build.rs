@@ -2,9 +2,10 @@
 //! own parameter vector, and the arena laid out by buffer liveness.
 
 use densenet_kernels::conv2d::conv2d_forward;
+use densenet_kernels::pool::maxpool2d_input_rows;
 use std::ops::Range;
 
-use densenet_kernels::{Conv2dGeom, Workspace};
+use densenet_kernels::{Conv2dGeom, Pool2dGeom, Workspace};
 
 use super::arena::{self, Request};
 use super::ops::{pointwise_forward, pointwise_scratch_len, Affine};
@@ -87,39 +88,117 @@ impl Conv {
         w: usize,
         ws: &mut Workspace,
     ) {
-        let weight = &weights[self.weight.clone()];
-        if self.is_pointwise() {
-            // The tier is read on each call, as `conv2d_forward` does for the other convolutions.
-            let isa = densenet_kernels::active_isa();
-            let m = batch * h * w;
-            let pack_b = ws.get(pointwise_scratch_len(self.ic, m, isa));
-            pointwise_forward(
-                out,
-                inp,
-                weight,
-                [self.oc, self.ic],
-                isa,
-                self.bias.as_deref(),
-                pre,
-                m,
-                pack_b,
-            );
-        } else {
-            conv2d_forward(
-                out,
-                inp,
-                weight,
-                self.bias.as_deref(),
-                pre,
-                &self.geom(batch, h, w),
-                ws,
-            );
+        if !self.is_pointwise() {
+            let g = self.geom(batch, h, w);
+            return self.run_geom(weights, out, inp, pre, &g, ws);
         }
+        // The tier is read on each call, as `conv2d_forward` does for the other convolutions.
+        let isa = densenet_kernels::active_isa();
+        let m = batch * h * w;
+        let pack_b = ws.get(pointwise_scratch_len(self.ic, m, isa));
+        pointwise_forward(
+            out,
+            inp,
+            &weights[self.weight.clone()],
+            [self.oc, self.ic],
+            isa,
+            self.bias.as_deref(),
+            pre,
+            m,
+            pack_b,
+        );
+    }
+
+    /// `out = conv(pre(inp)) (+ bias)` for the geometry `g` (the convolution's own channels
+    /// and kernel, any input size and padding), by the kernels crate.
+    pub fn run_geom(
+        &self,
+        weights: &[f32],
+        out: &mut [f32],
+        inp: &[f32],
+        pre: Option<densenet_kernels::ChannelAffine<'_>>,
+        g: &Conv2dGeom,
+        ws: &mut Workspace,
+    ) {
+        debug_assert!(g.in_channels == self.ic && g.out_channels == self.oc);
+        let weight = &weights[self.weight.clone()];
+        conv2d_forward(out, inp, weight, self.bias.as_deref(), pre, g, ws);
     }
 
     /// Floats held outside the weight vector (the bias).
     pub fn own_floats(&self) -> usize {
         self.bias.as_ref().map_or(0, Vec::len)
+    }
+}
+
+/// Pooled rows per band of the ImageNet stem run by bands (`PlanOptions::stem_in_bands`): 16
+/// (or 17) rows of the 7×7 convolution's output per band, about half a MiB at 112 columns of
+/// 64 channels, which the max pooling reads back from the cache; each band's convolution has
+/// 4 column tasks of 512 columns (its scratch 0.6 MiB instead of the whole map's 1.49 MiB).
+const STEM_BAND_ROWS: usize = 8;
+
+/// The ImageNet stem (7×7/s2 convolution, batch norm, ReLU, 3×3/s2 max pooling) run a band of
+/// pooled rows at a time: each band's convolution output rows are those its pooling windows
+/// read (a window row shared with the band above is computed by both), and its input rows
+/// those the convolution's windows read, zero rows standing for the padding above and below.
+/// Every value is the same sum, in the same order, as in the whole map, so the results are the
+/// same bits.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct StemBands {
+    /// The convolution's output size.
+    pub sh: usize,
+    pub sw: usize,
+    /// Pooled rows (block 1's map height).
+    pub ph: usize,
+}
+
+impl StemBands {
+    pub fn new(sh: usize, sw: usize, ph: usize) -> Self {
+        StemBands { sh, sw, ph }
+    }
+
+    /// The stem's max pooling over `planes` planes.
+    pub fn pool(&self, planes: usize) -> Pool2dGeom {
+        Pool2dGeom {
+            planes,
+            in_h: self.sh,
+            in_w: self.sw,
+            kernel: 3,
+            stride: 2,
+            pad: 1,
+        }
+    }
+
+    /// The bands: pooled rows of each.
+    pub fn bands(&self) -> impl Iterator<Item = Range<usize>> {
+        let ph = self.ph;
+        (0..ph)
+            .step_by(STEM_BAND_ROWS)
+            .map(move |p0| p0..(p0 + STEM_BAND_ROWS).min(ph))
+    }
+
+    /// The convolution output rows band `pooled` needs.
+    pub fn conv_rows(&self, pooled: &Range<usize>) -> Range<usize> {
+        maxpool2d_input_rows(&self.pool(1), pooled)
+    }
+
+    /// The input rows (of the unpadded input; negative and past-the-end ones are padding) that
+    /// convolution output rows `rows` read: 7 rows from `2·y − 3` for each output row `y`.
+    pub fn input_rows(rows: &Range<usize>) -> (isize, usize) {
+        (2 * rows.start as isize - 3, 2 * rows.len() + 5)
+    }
+
+    /// The most convolution output rows a band needs.
+    pub fn max_rows(&self) -> usize {
+        self.bands()
+            .map(|b| self.conv_rows(&b).len())
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// The most input rows a band needs.
+    pub fn max_input_rows(&self) -> usize {
+        2 * self.max_rows() + 5
     }
 }
 
@@ -158,9 +237,11 @@ pub(crate) struct Transition {
 /// Arena buffer indices (into the layout's ranges); `None` where a buffer does not exist.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Buffers {
-    /// The input's CNHW copy; none at batch 1, where NCHW is CNHW and the stem reads the
-    /// caller's input in place.
+    /// The input's CNHW copy: for a stem run whole at batch 2 and more (at batch 1 NCHW is
+    /// CNHW and the stem reads the caller's input in place); for a stem run by bands, one band
+    /// of input rows, zero rows for the padding included (see [`StemBands`]).
     pub input: Option<usize>,
+    /// The ImageNet stem convolution's output: the whole map, or one band of its rows.
     pub stem: Option<usize>,
     pub feats: Vec<usize>,
     pub bottleneck: Vec<Option<usize>>,
@@ -261,11 +342,35 @@ pub(crate) fn build(
         reqs.push(Request { len, first, last });
         reqs.len() - 1
     };
-    let mut bufs = Buffers {
-        input: (batch > 1).then(|| req(cfg.in_channels * batch * h * w, 0, 0)),
-        ..Buffers::default()
+    // The stem's two buffers, whole or by bands: by bands where that takes less memory (not
+    // for maps of one band, or of barely more).
+    let (c_in, c0) = (cfg.in_channels, cfg.init_features);
+    let whole_stem = stem_hw.map(|(sh, sw)| {
+        let copy = if batch > 1 { c_in * batch * h * w } else { 0 };
+        (copy, c0 * batch * sh * sw)
+    });
+    let banded = |bands: &StemBands| {
+        (
+            c_in * batch * bands.max_input_rows() * w,
+            c0 * batch * bands.max_rows() * bands.sw,
+        )
     };
-    bufs.stem = stem_hw.map(|(sh, sw)| req(cfg.init_features * batch * sh * sw, 0, 0));
+    let stem_bands = stem_hw
+        .filter(|_| opts.stem_in_bands)
+        .map(|(sh, sw)| StemBands::new(sh, sw, sizes[0].0))
+        .filter(|bands| {
+            let (copy, out) = banded(bands);
+            whole_stem.is_some_and(|(c, o)| copy + out < c + o)
+        });
+    let mut bufs = Buffers::default();
+    match (stem_bands.as_ref().map(banded), whole_stem) {
+        (Some((copy, out)), _) | (None, Some((copy, out))) => {
+            bufs.input = (copy > 0).then(|| req(copy, 0, 0));
+            bufs.stem = Some(req(out, 0, 0));
+        }
+        // The CIFAR stem's convolution writes block 1's buffer.
+        (None, None) => bufs.input = (batch > 1).then(|| req(c_in * batch * h * w, 0, 0)),
+    }
     let mut schedules = Vec::with_capacity(sizes.len());
     let mut winograd = Vec::with_capacity(sizes.len());
     for (b, &(bh, bw)) in sizes.iter().enumerate() {
@@ -363,6 +468,7 @@ pub(crate) fn build(
         isa,
         sizes,
         stem_hw,
+        stem_bands,
         conv0,
         norm0,
         layers,

@@ -32,8 +32,9 @@
 //!
 //! Every activation lives in one arena (`Vec<f32>`), laid out by liveness (`arena.rs`): each
 //! dense block's feature buffer, the block's bottleneck output, the transition scratch, the
-//! stem output, the head. Buffers never live at the same time share memory. The kernels'
-//! packing scratch is sized by one pass on zeros when the plan is built.
+//! stem's output (one band of its rows, `stem_in_bands`), the head. Buffers never live at the
+//! same time share memory. The kernels' packing scratch is sized by one pass on zeros when the
+//! plan is built.
 
 mod arena;
 mod build;
@@ -45,8 +46,8 @@ mod strips;
 use std::time::{Duration, Instant};
 
 use densenet_kernels::gemm;
-use densenet_kernels::pool::{avgpool2d_forward, maxpool2d_forward};
-use densenet_kernels::{Isa, Pool2dGeom, Workspace};
+use densenet_kernels::pool::{avgpool2d_forward, maxpool2d_forward, maxpool2d_forward_rows};
+use densenet_kernels::{Conv2dGeom, Isa, Pool2dGeom, Workspace};
 
 use crate::config::DenseNetConfig;
 use crate::error::{Error, Result};
@@ -86,6 +87,11 @@ pub struct PlanOptions {
     /// from the training code's eval forward by about 1e-6 of their largest. Needs
     /// `dense_layers_by_strips`.
     pub winograd_3x3: bool,
+    /// Run the ImageNet stem (convolution, batch norm, ReLU, max pooling) a band of 8 pooled
+    /// rows at a time, each band's convolution output pooled while it is in cache: the stem's
+    /// whole output map (3.06 MiB per image at 224×224) is never stored and its convolution's
+    /// scratch is one band's. The same bits.
+    pub stem_in_bands: bool,
 }
 
 impl Default for PlanOptions {
@@ -97,6 +103,7 @@ impl Default for PlanOptions {
             fuse_bn_relu_into_packing: true,
             dense_layers_by_strips: true,
             winograd_3x3: true,
+            stem_in_bands: true,
         }
     }
 }
@@ -111,6 +118,7 @@ impl PlanOptions {
             fuse_bn_relu_into_packing: false,
             dense_layers_by_strips: false,
             winograd_3x3: false,
+            stem_in_bands: false,
         }
     }
 }
@@ -129,6 +137,8 @@ pub struct InferencePlan {
     sizes: Vec<(usize, usize)>,
     /// The stem convolution's output size (ImageNet stem only).
     stem_hw: Option<(usize, usize)>,
+    /// The ImageNet stem's bands, when it runs by bands.
+    stem_bands: Option<build::StemBands>,
     conv0: Conv,
     /// `norm0` when present and not folded.
     norm0: Option<Affine>,
@@ -343,6 +353,44 @@ impl InferencePlan {
         let input_range = b.input.map_or(0..0, |i| r[i].clone());
         let [copy, feats, stem] =
             arena::parts(&mut self.arena, [&input_range, &r[b.feats[0]], &stem_range]);
+        if let Some(bands) = self.stem_bands {
+            let first = &mut feats[..c0 * n * bh * bw];
+            let (weights, ws) = (&self.weights[..], &mut self.kernels);
+            let pool = bands.pool(c0 * n);
+            for pooled in bands.bands() {
+                let rows = bands.conv_rows(&pooled);
+                let (y0, in_rows) = build::StemBands::input_rows(&rows);
+                let band_in = &mut copy[..self.config.in_channels * n * in_rows * w];
+                // CNHW rows `y0 ..` of the NCHW input, zeros above and below it.
+                for (i, dst) in band_in.chunks_exact_mut(w).enumerate() {
+                    let (plane, y) = (i / in_rows, y0 + (i % in_rows) as isize);
+                    let (c, img) = (plane / n, plane % n);
+                    match usize::try_from(y).ok().filter(|&y| y < h) {
+                        Some(y) => dst.copy_from_slice(
+                            &input[((img * self.config.in_channels + c) * h + y) * w..][..w],
+                        ),
+                        None => dst.fill(0.0),
+                    }
+                }
+                let g = Conv2dGeom {
+                    in_h: in_rows,
+                    pad_h: 0,
+                    ..self.conv0.geom(n, h, w)
+                };
+                debug_assert_eq!((g.out_h(), g.out_w()), (rows.len(), bands.sw));
+                let band_out = &mut stem[..c0 * n * rows.len() * bands.sw];
+                self.conv0
+                    .run_geom(weights, band_out, band_in, None, &g, ws);
+                match &self.norm0 {
+                    Some(norm0) => {
+                        affine_inplace(band_out, &norm0.prefix(c0, true), n * rows.len() * bands.sw)
+                    }
+                    None => relu_inplace(band_out),
+                }
+                maxpool2d_forward_rows(first, band_out, &pool, pooled);
+            }
+            return;
+        }
         let inp: &[f32] = if b.input.is_some() {
             nchw_to_cnhw(copy, input, n, h * w);
             copy
