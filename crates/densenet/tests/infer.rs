@@ -416,7 +416,8 @@ fn one_and_two_threads_give_the_same_logits() {
 /// plan without strips, on every tier. With Winograd's 3×3s (maps of 14 rows and columns and
 /// more, 16 rows at batch 1: strips of 10 and 8 or 7 rows, 16 and 15; image by image; a 15-row
 /// map, direct in every pool; F(4×4, 3×3) in strips of 24 rows at 48×52 and of 28 and 24 rows
-/// at 52×56, image by image at 48×48), whose sums are not the direct convolution's, against
+/// at 52×56, image by image at 48×48; F(2×2, 3×3) at 50×52, whose rows are not whole 4×4
+/// tiles), whose sums are not the direct convolution's, against
 /// the plan built on one thread (one strip per image).
 #[test]
 fn a_plan_built_in_one_pool_runs_in_another() {
@@ -457,6 +458,7 @@ fn a_plan_built_in_one_pool_runs_in_another() {
             (2, 14, 17),
             (1, 48, 52),
             (1, 52, 56),
+            (1, 50, 52),
             (2, 48, 48),
         ];
         for (n, h, w) in sizes {
@@ -674,7 +676,9 @@ fn densenet121_stem_bands_save_memory() {
 /// network: the logits within `1e-5` of the largest, and the plan with Winograd against the
 /// training code's eval forward too. Plans built on one and on two threads give the same bits:
 /// one whole-image strip per layer, whose F(4×4, 3×3) takes blocks of 32 tiles, against two
-/// strips, which take blocks of 16 (128 channels of 36 positions fill their smaller block).
+/// strips, which take blocks of 16 (the 36 positions of 128 channels of 32 tiles would pass
+/// their smaller block). The two-thread plan's arena is at most 6.4 MiB (6.39: block 1's step,
+/// with those blocks; 7.10 with blocks of 32 tiles).
 #[test]
 fn winograd_through_densenet121() {
     let _serial = alloc_counter::exclusive();
@@ -687,6 +691,10 @@ fn winograd_through_densenet121() {
         };
         pool(threads).install(|| {
             let mut plan = InferencePlan::new(&net, 1, 224, 224, opts).unwrap();
+            if winograd_3x3 && threads == 2 {
+                let mib = plan.arena_bytes() as f64 / (1024.0 * 1024.0);
+                assert!(mib <= 6.4, "arena {mib:.2} MiB");
+            }
             plan.forward(&x).unwrap().to_vec()
         })
     };

@@ -251,6 +251,45 @@ fn densenet121_shapes() {
     }
 }
 
+/// Scratch sizes: a block holds as many whole panels of tiles as its `v_block` fits, and where
+/// not even 16 tiles fit, one group of 16 (half a panel on AVX-512), which halves the scratch
+/// of the inference plan's split strips of F(4×4, 3×3) on 128 channels.
+#[test]
+fn blocks_hold_what_v_block_fits() {
+    let f4 = |v_block| Winograd3x3 {
+        variant: Variant::F4x4,
+        v_block,
+        ..Winograd3x3::new(32, 128, 28, 56)
+    };
+    // `P` positions of `c` channels per tile, `LANES` floats of padding per position; the
+    // products `[k, block]` per position too; 16 floats of alignment.
+    let len = |p: usize, c: usize, k: usize, block: usize| {
+        (p * (c * block + 16)).next_multiple_of(16)
+            + (p * (k * block + 16)).next_multiple_of(16)
+            + 16
+    };
+    // 28 tiles fit in the default block: one panel of 32; 14 in half of it: 16 tiles.
+    assert_eq!(
+        f4(V_BLOCK_FLOATS).scratch_len(Isa::Avx512, 32),
+        len(36, 128, 32, 32)
+    );
+    assert_eq!(
+        f4(V_BLOCK_FLOATS / 2).scratch_len(Isa::Avx512, 32),
+        len(36, 128, 32, 16)
+    );
+    // AVX2's panels are 16 tiles.
+    assert_eq!(
+        f4(V_BLOCK_FLOATS / 2).scratch_len(Isa::Avx2, 32),
+        len(36, 128, 32, 16)
+    );
+    // F(2×2, 3×3) fits 32 tiles in half the default block.
+    let f2 = Winograd3x3 {
+        v_block: V_BLOCK_FLOATS / 2,
+        ..Winograd3x3::new(32, 128, 28, 56)
+    };
+    assert_eq!(f2.scratch_len(Isa::Avx512, 32), len(16, 128, 32, 32));
+}
+
 /// A batch `x` `[c, n, h, w]` through `conv2d_forward_winograd` with `pre`, against the
 /// reference on `pre(x)`.
 struct Batch {

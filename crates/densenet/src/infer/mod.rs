@@ -82,8 +82,9 @@ pub struct PlanOptions {
     pub dense_layers_by_strips: bool,
     /// Run the dense layers' 3×3 convolutions as Winograd F(2×2, 3×3)
     /// (`densenet_kernels::winograd`: 2.25× fewer multiply-adds) in the blocks whose maps are
-    /// large enough for it to be faster (at least 14 rows and columns, and 16 rows at batch 1;
-    /// see `strips::uses_winograd`). Other sums than the direct convolution's: the logits differ
+    /// large enough for it to be faster (at least 14 rows and columns, and 16 rows at batch 1),
+    /// F(4×4, 3×3) (4× fewer) on maps of 48×48 and more whose sides are multiples of 4 (see
+    /// `strips::uses_winograd`). Other sums than the direct convolution's: the logits differ
     /// from the training code's eval forward by about 1e-6 of their largest. Needs
     /// `dense_layers_by_strips`.
     pub winograd_3x3: bool,

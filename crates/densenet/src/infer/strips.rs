@@ -19,7 +19,8 @@
 //!    layout `conv2d`'s wide-row path uses for "same" padding;
 //! 3. `C3 = W2 ⋆ Q`, `Q` read in place: as one product whose `9·bk` rows of `B` are runs of
 //!    `Q`, or, on maps of 14×14 and more, by Winograd F(2×2, 3×3) (16 products of depth `bk`
-//!    over 4×4 tiles of `Q`, [`Winograd3x3`]; see [`uses_winograd`]);
+//!    over 4×4 tiles of `Q`, [`Winograd3x3`]), F(4×4, 3×3) on maps of 48×48 and more (36
+//!    products over 6×6 tiles; see [`uses_winograd`]);
 //!
 //! and then the caller copies each strip's `C3` into the layer's `k` new channels of the block
 //! buffer, dropping the padding column of each row (the one step that reads another
@@ -34,8 +35,9 @@
 //! runs a whole block image by image: one task takes an image (one strip, no halo) through
 //! every layer of the block while its prefix stays in the core's caches.
 //!
-//! Each value is the same sum in the same order whatever the strip height (an even one with
-//! Winograd, whose tiles then start at the same rows in every strip) and whichever thread runs
+//! Each value is the same sum in the same order whatever the strip height (with Winograd, whole
+//! tile rows: even, and a multiple of 4 for F(4×4, 3×3), whose tiles then start at the same rows
+//! in every strip) and whichever thread runs
 //! the strip (the products sum over depth in fixed slices, and a halo row is recomputed with the
 //! very operations of the strip that owns it), so results do not depend on the thread count.
 
@@ -78,7 +80,7 @@ const MIN_SPLIT_ROWS: usize = 16;
 /// choice gives the same bits (a strip's sums do not depend on its height, image by image
 /// equals layer by layer, and, with the direct 3×3s, strips equal the whole-tensor passes); it
 /// only moves work between cores. The strips have an even number of rows, for Winograd's 2×2
-/// tiles.
+/// tiles, and a multiple of 4 on maps of 48 rows and more, for its 4×4 ones.
 ///
 /// The equality with the passes holds because both paths do the same arithmetic: the maps
 /// before each convolution multiply then add (`map_run` here, `ChannelMap` in the kernels;
@@ -126,8 +128,8 @@ const WINOGRAD_F4_MIN_SIDE: usize = 48;
 /// whole tiles, which must then be the map or its zero padding); F(2×2, 3×3) elsewhere.
 ///
 /// At batch 1 too, since the strips of a split map take blocks of 16 tiles
-/// ([`SPLIT_V_BLOCK_FLOATS`]): densenet121 on one thread 49.4–50.8 → 47.8–48.3 ms, on two
-/// 28.5–28.7 → 28.2–29.1 ms (three interleaved passes). With whole 32-tile blocks, as at first,
+/// ([`SPLIT_V_BLOCK_FLOATS`]): densenet121 on one thread 49.7–50.3 → 47.7–48.6 ms, on two
+/// 28.5–28.9 → 28.2–28.5 ms (four interleaved passes). With whole 32-tile blocks, as at first,
 /// the two-thread arena grew 6.12 → 7.10 MiB and the peak RSS passed the 48 MB target
 /// (45.7–45.9 MiB); the choice may not depend on the thread count.
 ///
@@ -160,11 +162,11 @@ pub(crate) struct StripLayer {
     pub c: usize,
     pub bk: usize,
     pub k: usize,
-    /// Image rows per strip (the last strip of an image may have fewer; an even number when
-    /// `winograd` and an image has several strips).
+    /// Image rows per strip (the last strip of an image may have fewer; whole tile rows of
+    /// `winograd`, even or a multiple of 4, when an image has several strips).
     pub rows: usize,
-    /// The 3×3 as Winograd F(2×2, 3×3) ([`Winograd3x3`]) instead of the direct wide-row
-    /// product, on the tiers where its transforms are vectorised
+    /// The 3×3 as Winograd F(2×2, 3×3) or F(4×4, 3×3) ([`Winograd3x3`]) instead of the direct
+    /// wide-row product, on the tiers where its transforms are vectorised
     /// ([`winograd::is_fast_on`]; [`StripLayer::winograd_on`]).
     pub winograd: Option<Variant>,
 }
@@ -180,7 +182,8 @@ const STRIPS_PER_THREAD: usize = 2;
 /// arena from 6.62 to 6.12 MiB (with the stem reading a batch-1 input in place) and the
 /// benchmark's peak RSS from 45.4–45.8 to 44.9–45.2 MiB, for 0.3–0.9 ms more per pass (about
 /// 28.3 → 28.9 ms). F(4×4, 3×3)'s 36 positions of 128 channels fit fewer than 16 tiles in it,
-/// so its blocks are one group of 16 tiles (see [`Winograd3x3::v_block`]): 6.39 MiB of arena.
+/// so its blocks are one group of 16 tiles (see [`Winograd3x3::v_block`]): block 1's step
+/// 5.99 → 6.39 MiB with F(4×4, 3×3) (7.10 with blocks of 32 tiles), the arena's peak.
 /// A whole-map strip keeps the default block.
 const SPLIT_V_BLOCK_FLOATS: usize = winograd::V_BLOCK_FLOATS / 2;
 
@@ -355,6 +358,13 @@ impl StripLayer {
             self.winograd
                 .is_none_or(|v| self.rows >= self.h || self.rows.is_multiple_of(v.m())),
             "strips: Winograd's tiles need strips of whole tile rows"
+        );
+        // F(4×4, 3×3)'s tiles read up to whole tiles: past a map of other sizes, into the next
+        // plane.
+        assert!(
+            self.winograd != Some(Variant::F4x4)
+                || (self.h.is_multiple_of(4) && self.w.is_multiple_of(4)),
+            "strips: F(4x4, 3x3) needs maps of whole 4x4 tiles"
         );
         let lens = self.lens(isa);
         let per_strip = lens.total();
@@ -1064,6 +1074,7 @@ mod tests {
         assert_eq!(uses_winograd(Strips { rows: 56 }, 1, 56, 56), f4);
         assert_eq!(uses_winograd(Images, 8, 56, 56), f4);
         assert_eq!(uses_winograd(Strips { rows: 28 }, 1, 52, 54), f2);
+        assert_eq!(uses_winograd(Strips { rows: 28 }, 1, 50, 52), f2);
         assert_eq!(uses_winograd(Strips { rows: 14 }, 1, 28, 28), f2);
         assert_eq!(uses_winograd(Strips { rows: 8 }, 1, 16, 16), f2);
         assert_eq!(uses_winograd(Images, 8, 14, 14), f2);
@@ -1103,6 +1114,9 @@ mod tests {
             (1, 7, 7, 70, 128, 32, true),
             // Whole tiles of 4 for F(4×4, 3×3), 12 new channels.
             (1, 8, 12, 24, 20, 12, true),
+            // A bottleneck of 120: split strips' F(4×4, 3×3) fits fewer than 16 tiles in its
+            // block, so takes one group of 16 (half-width products).
+            (1, 12, 8, 16, 120, 4, true),
             (1, 5, 6, 33, 20, 12, false),
         ]
         .iter()

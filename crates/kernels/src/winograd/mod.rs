@@ -162,8 +162,10 @@ pub struct Winograd3x3 {
     pub cols: usize,
     /// Floats of transformed input per block of tiles, about: whole panels of the products
     /// (`NR` tiles) when at least [`LANES`] tiles fit, at least one; else one group of
-    /// [`LANES`] tiles (half a panel on AVX-512, whose products then run half-width tiles).
-    /// Any value gives the same results.
+    /// [`LANES`] tiles (half a panel on AVX-512, whose products then run half-width tiles: the
+    /// inference plan's split strips of F(4×4, 3×3) on 128 channels; with the default block,
+    /// more than 227 channels for F(4×4, 3×3), 512 for F(2×2, 3×3)). Any value gives the same
+    /// results.
     pub v_block: usize,
     /// The tile size.
     pub variant: Variant,
@@ -389,8 +391,9 @@ impl Winograd3x3 {
                         ld: c,
                     },
                     BView::Rows {
-                        // A block of `LANES` tiles is half a panel: the kernel reads a whole
-                        // panel from the last row's start, into the row's `LANES` spare floats.
+                        // A block of `LANES` tiles is half a panel: the kernel's bounds check
+                        // asks for a whole panel from the last row's start, which runs into
+                        // the `LANES` floats of padding after the position's last channel.
                         data: &v[xi * v_stride..][..c * ld + LANES],
                         row_start: &row_start,
                     },
