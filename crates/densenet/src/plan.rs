@@ -245,7 +245,7 @@ pub(crate) struct Scratch {
     /// `[C]` the two sums of a batch norm + ReLU backward (`Σ g`, `Σ g·(x − μ)`).
     pub sum_dy: Vec<f64>,
     pub sum_dy_xmu: Vec<f64>,
-    pub kernels: Workspace,
+    pub kernels: Workspace<'static>,
 }
 
 /// All buffers of one training (or evaluation) pass at a fixed batch size and input size.

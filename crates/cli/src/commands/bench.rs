@@ -147,7 +147,7 @@ pub fn run(args: BenchArgs) -> CliResult<()> {
         );
     }
     out!(
-        "memory: arena {:.2} MiB (peak of live buffers {:.2} MiB), scratch {:.2} MiB, weights {:.2} MiB",
+        "memory: arena {:.2} MiB (peak of live buffers {:.2} MiB; packing scratch {:.2} MiB in it), weights {:.2} MiB",
         mib(plan.arena_bytes()),
         mib(plan.peak_live_bytes()),
         mib(plan.scratch_bytes()),

@@ -1,11 +1,12 @@
 //! Building an [`InferencePlan`]: weights pre-transformed (BN folding) in place in the model's
 //! own parameter vector, and the arena laid out by buffer liveness.
 
-use densenet_kernels::conv2d::conv2d_forward;
+use densenet_kernels::conv2d::{conv2d_forward, conv2d_forward_workspace_len};
+use densenet_kernels::gemm;
 use densenet_kernels::pool::maxpool2d_input_rows;
 use std::ops::Range;
 
-use densenet_kernels::{Conv2dGeom, Pool2dGeom, Workspace};
+use densenet_kernels::{Conv2dGeom, Isa, Pool2dGeom, Workspace};
 
 use super::arena::{self, Request};
 use super::ops::{pointwise_forward, pointwise_scratch_len, Affine};
@@ -59,6 +60,20 @@ impl Conv {
     /// A 1×1, stride-1, unpadded convolution: a plain product, run by the plan itself.
     pub fn is_pointwise(&self) -> bool {
         self.kernel == 1 && self.stride == 1 && self.pad == 0
+    }
+
+    /// Floats of kernel scratch [`Conv::run`] needs on `batch` maps of `h×w`, on any tier: the
+    /// plan's packing buffer for a 1×1, the kernels crate's workspace otherwise.
+    pub fn scratch_len(&self, batch: usize, h: usize, w: usize) -> usize {
+        if self.is_pointwise() {
+            Isa::ALL
+                .iter()
+                .map(|&isa| pointwise_scratch_len(self.ic, batch * h * w, isa))
+                .max()
+                .unwrap_or(0)
+        } else {
+            conv2d_forward_workspace_len(&self.geom(batch, h, w))
+        }
     }
 
     pub fn geom(&self, batch: usize, h: usize, w: usize) -> Conv2dGeom {
@@ -188,6 +203,17 @@ impl StemBands {
         (2 * rows.start as isize - 3, 2 * rows.len() + 5)
     }
 
+    /// The stem convolution `conv0` on a band of `rows` output rows of `batch` images `w`
+    /// wide: its input rows (zero rows standing for the padding), no vertical padding.
+    pub fn conv_geom(conv0: &Conv, batch: usize, rows: &Range<usize>, w: usize) -> Conv2dGeom {
+        let (_, in_rows) = Self::input_rows(rows);
+        Conv2dGeom {
+            in_h: in_rows,
+            pad_h: 0,
+            ..conv0.geom(batch, in_rows, w)
+        }
+    }
+
     /// The most convolution output rows a band needs.
     pub fn max_rows(&self) -> usize {
         self.bands()
@@ -243,6 +269,9 @@ pub(crate) struct Buffers {
     pub input: Option<usize>,
     /// The ImageNet stem convolution's output: the whole map, or one band of its rows.
     pub stem: Option<usize>,
+    /// The kernels' scratch of each step (stem, blocks and transitions, head), where it runs
+    /// convolutions of the kernels crate or the plan's own 1×1 products.
+    pub kernels: Vec<Option<usize>>,
     pub feats: Vec<usize>,
     pub bottleneck: Vec<Option<usize>>,
     /// The strips' scratch of each block run by strips.
@@ -371,6 +400,20 @@ pub(crate) fn build(
         // The CIFAR stem's convolution writes block 1's buffer.
         (None, None) => bufs.input = (batch > 1).then(|| req(c_in * batch * h * w, 0, 0)),
     }
+    // Scratch per step, in the arena: each step's own, sharing memory with the other steps'
+    // buffers.
+    let mut scratch = vec![0; 2 * nb + 1];
+    scratch[0] = match stem_bands {
+        Some(bands) => bands
+            .bands()
+            .map(|pooled| {
+                let rows = bands.conv_rows(&pooled);
+                conv2d_forward_workspace_len(&StemBands::conv_geom(&conv0, batch, &rows, w))
+            })
+            .max()
+            .unwrap_or(0),
+        None => conv0.scratch_len(batch, h, w),
+    };
     let mut schedules = Vec::with_capacity(sizes.len());
     let mut winograd = Vec::with_capacity(sizes.len());
     for (b, &(bh, bw)) in sizes.iter().enumerate() {
@@ -433,6 +476,22 @@ pub(crate) fn build(
                 .max(),
             _ => None,
         };
+        if schedule == BlockSchedule::Passes || bk.is_none() {
+            // Layer by layer, through `Conv::run` (layers run by strips use theirs).
+            scratch[2 * b + 1] = layers[b]
+                .iter()
+                .flat_map(|l| {
+                    let second = l
+                        .bottleneck
+                        .as_ref()
+                        .map(|(_, c)| c.scratch_len(batch, bh, bw));
+                    [l.conv1.scratch_len(batch, bh, bw)]
+                        .into_iter()
+                        .chain(second)
+                })
+                .max()
+                .unwrap_or(0);
+        }
         schedules.push(schedule);
         bufs.strips
             .push(strip_scratch.map(|len| req(len, 2 * b + 1, 2 * b + 1)));
@@ -442,6 +501,11 @@ pub(crate) fn build(
         if let Some(t) = transitions.get(b) {
             let step = 2 * b + 2;
             let (oh, ow) = (bh / 2, bw / 2);
+            scratch[step] = if opts.pool_before_transition_conv {
+                t.conv.scratch_len(batch, oh, ow)
+            } else {
+                t.conv.scratch_len(batch, bh, bw)
+            };
             if opts.pool_before_transition_conv {
                 bufs.trans.push(req(c_out * batch * oh * ow, step, step));
                 bufs.trans_mapped.push(None);
@@ -452,6 +516,23 @@ pub(crate) fn build(
             }
         }
     }
+    let (classes, cf) = (cfg.num_classes, cfg.final_channels());
+    scratch[2 * nb] = Isa::ALL
+        .iter()
+        .map(|&isa| {
+            if batch == 1 {
+                gemm::gemm_abt_scratch_len(isa, 1, classes, false)
+            } else {
+                pointwise_scratch_len(cf, batch, isa)
+            }
+        })
+        .max()
+        .unwrap_or(0);
+    bufs.kernels = scratch
+        .iter()
+        .enumerate()
+        .map(|(step, &len)| (len > 0).then(|| req(len, step, step)))
+        .collect();
     bufs.pooled = req(batch * cfg.final_channels(), 2 * nb, 2 * nb);
     bufs.logits_t = req(batch * cfg.num_classes, 2 * nb, 2 * nb);
     bufs.logits = req(batch * cfg.num_classes, 2 * nb, 2 * nb);
@@ -483,11 +564,11 @@ pub(crate) fn build(
         bufs,
         schedules,
         winograd,
-        kernels: Workspace::new(),
     })
 }
 
-/// One pass on zeros sizes the kernels' workspace, so later passes never grow it.
+/// One pass on zeros when the plan is built, so that its first real pass finds every page of the
+/// arena mapped.
 pub(crate) fn warm_up(plan: &mut InferencePlan) -> Result<()> {
     let zeros = vec![0.0; plan.input_len()];
     plan.forward(&zeros)?;

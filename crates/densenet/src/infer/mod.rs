@@ -32,9 +32,10 @@
 //!
 //! Every activation lives in one arena (`Vec<f32>`), laid out by liveness (`arena.rs`): each
 //! dense block's feature buffer, the block's bottleneck output, the transition scratch, the
-//! stem's output (one band of its rows, `stem_in_bands`), the head. Buffers never live at the
-//! same time share memory. The kernels' packing scratch is sized by one pass on zeros when the
-//! plan is built.
+//! stem's output (one band of its rows, `stem_in_bands`), the head, and each step's packing
+//! scratch (the kernels crate's `Workspace`, borrowed over the step's arena range: sized when
+//! the plan is built, for any tier, it never grows). Buffers never live at the same time share
+//! memory.
 
 mod arena;
 mod build;
@@ -47,7 +48,7 @@ use std::time::{Duration, Instant};
 
 use densenet_kernels::gemm;
 use densenet_kernels::pool::{avgpool2d_forward, maxpool2d_forward, maxpool2d_forward_rows};
-use densenet_kernels::{Conv2dGeom, Isa, Pool2dGeom, Workspace};
+use densenet_kernels::{Isa, Pool2dGeom, Workspace};
 
 use crate::config::DenseNetConfig;
 use crate::error::{Error, Result};
@@ -162,8 +163,6 @@ pub struct InferencePlan {
     /// Whether each dense block runs its 3×3s as Winograd (where the tier's transforms are
     /// vectorised).
     winograd: Vec<Option<densenet_kernels::winograd::Variant>>,
-    /// Scratch of the kernels crate's convolutions.
-    kernels: Workspace,
 }
 
 /// Wall time of each stage of one [`InferencePlan::forward_timed`] pass.
@@ -192,9 +191,9 @@ impl InferencePlan {
     }
 
     /// [`InferencePlan::new`], consuming the model: the plan takes over the model's parameter
-    /// vector instead of copying it, and the rest of the model is dropped before the kernels'
-    /// scratch is sized, so the weights exist once (the lowest peak resident memory, for
-    /// programs that only infer).
+    /// vector instead of copying it, and the rest of the model is dropped before the plan's
+    /// first pass, so the weights exist once (the lowest peak resident memory, for programs
+    /// that only infer).
     pub fn from_model(
         mut model: DenseNet,
         batch: usize,
@@ -251,9 +250,21 @@ impl InferencePlan {
         self.peak_floats * 4
     }
 
-    /// Bytes of packing scratch (the plan's own and the kernels').
+    /// Bytes of packing scratch (the plan's own and the kernels'): the largest step's, which
+    /// lives in the arena, in memory other steps use for their buffers.
     pub fn scratch_bytes(&self) -> usize {
-        self.kernels.bytes()
+        let ranges = self.bufs.kernels.iter().flatten();
+        ranges.map(|&i| self.ranges[i].len() * 4).max().unwrap_or(0)
+    }
+
+    /// Bytes the arena's buffers add up to: what it would take if no two shared memory.
+    pub fn unshared_bytes(&self) -> usize {
+        self.ranges.iter().map(|r| r.len() * 4).sum()
+    }
+
+    /// The arena range of step `step`'s kernel scratch (empty if it needs none).
+    fn kernels_range(&self, step: usize) -> std::ops::Range<usize> {
+        self.bufs.kernels[step].map_or(0..0, |i| self.ranges[i].clone())
     }
 
     /// Bytes of the prepared weights (folded, packed), biases and batch-norm maps.
@@ -352,11 +363,20 @@ impl InferencePlan {
         let b = &self.bufs;
         let stem_range = b.stem.map_or(0..0, |i| r[i].clone());
         let input_range = b.input.map_or(0..0, |i| r[i].clone());
-        let [copy, feats, stem] =
-            arena::parts(&mut self.arena, [&input_range, &r[b.feats[0]], &stem_range]);
+        let k_range = self.kernels_range(0);
+        let [copy, feats, stem, kernels] = arena::parts(
+            &mut self.arena,
+            [
+                &input_range,
+                &self.ranges[self.bufs.feats[0]],
+                &stem_range,
+                &k_range,
+            ],
+        );
+        let mut kernels = Workspace::borrowing(kernels);
         if let Some(bands) = self.stem_bands {
             let first = &mut feats[..c0 * n * bh * bw];
-            let (weights, ws) = (&self.weights[..], &mut self.kernels);
+            let (weights, ws) = (&self.weights[..], &mut kernels);
             let pool = bands.pool(c0 * n);
             for pooled in bands.bands() {
                 let rows = bands.conv_rows(&pooled);
@@ -373,11 +393,7 @@ impl InferencePlan {
                         None => dst.fill(0.0),
                     }
                 }
-                let g = Conv2dGeom {
-                    in_h: in_rows,
-                    pad_h: 0,
-                    ..self.conv0.geom(n, h, w)
-                };
+                let g = build::StemBands::conv_geom(&self.conv0, n, &rows, w);
                 debug_assert_eq!((g.out_h(), g.out_w()), (rows.len(), bands.sw));
                 let band_out = &mut stem[..c0 * n * rows.len() * bands.sw];
                 self.conv0
@@ -399,7 +415,7 @@ impl InferencePlan {
             input
         };
         let first = &mut feats[..c0 * n * bh * bw];
-        let (weights, ws) = (&self.weights[..], &mut self.kernels);
+        let (weights, ws) = (&self.weights[..], &mut kernels);
         match self.stem_hw {
             None => self.conv0.run(weights, first, inp, None, n, h, w, ws),
             Some((sh, sw)) => {
@@ -436,11 +452,19 @@ impl InferencePlan {
         let opt = |i: Option<usize>| i.map_or(0..0, |i| r[i].clone());
         let (z_range, map_range) = (opt(bf.bottleneck[b]), opt(bf.mapped[b]));
         let strips_range = opt(bf.strips[b]);
-        let [feats, z, mapped, strip_scratch] = arena::parts(
+        let k_range = opt(bf.kernels[2 * b + 1]);
+        let [feats, z, mapped, strip_scratch, kernels] = arena::parts(
             &mut self.arena,
-            [&r[bf.feats[b]], &z_range, &map_range, &strips_range],
+            [
+                &r[bf.feats[b]],
+                &z_range,
+                &map_range,
+                &strips_range,
+                &k_range,
+            ],
         );
-        let (weights, ws) = (&self.weights[..], &mut self.kernels);
+        let mut kernels = Workspace::borrowing(kernels);
+        let (weights, ws) = (&self.weights[..], &mut kernels);
         let layers = &self.layers[b];
         if schedule == strips::BlockSchedule::Images {
             // Image by image: each image through every layer while its prefix is in cache.
@@ -555,18 +579,21 @@ impl InferencePlan {
         let r = &self.ranges;
         let bf = &self.bufs;
         let map_range = bf.trans_mapped[b].map_or(0..0, |i| r[i].clone());
-        let [feats, next, scratch, mapped] = arena::parts(
+        let k_range = bf.kernels[2 * b + 2].map_or(0..0, |i| r[i].clone());
+        let [feats, next, scratch, mapped, kernels] = arena::parts(
             &mut self.arena,
             [
                 &r[bf.feats[b]],
                 &r[bf.feats[b + 1]],
                 &r[bf.trans[b]],
                 &map_range,
+                &k_range,
             ],
         );
         let next = &mut next[..oc * n * oh * ow];
         let pre = t.norm.prefix(c, true);
-        let (weights, ws) = (&self.weights[..], &mut self.kernels);
+        let mut kernels = Workspace::borrowing(kernels);
+        let (weights, ws) = (&self.weights[..], &mut kernels);
         if self.opts.pool_before_transition_conv {
             let pooled = &mut scratch[..c * n * oh * ow];
             affine_relu_avgpool2(pooled, feats, &pre, n, h, w);
@@ -598,10 +625,18 @@ impl InferencePlan {
         let r = &self.ranges;
         let bf = &self.bufs;
         let last = bf.feats[bf.feats.len() - 1];
-        let [feats, pooled, logits_t, logits] = arena::parts(
+        let k_range = bf.kernels[2 * self.sizes.len()].map_or(0..0, |i| r[i].clone());
+        let [feats, pooled, logits_t, logits, kernels] = arena::parts(
             &mut self.arena,
-            [&r[last], &r[bf.pooled], &r[bf.logits_t], &r[bf.logits]],
+            [
+                &r[last],
+                &r[bf.pooled],
+                &r[bf.logits_t],
+                &r[bf.logits],
+                &k_range,
+            ],
         );
+        let mut kernels = Workspace::borrowing(kernels);
         affine_relu_global_avgpool(pooled, feats, &self.norm5.prefix(cf, true), n, h * w);
         let classes = self.config.num_classes;
         let isa = densenet_kernels::active_isa();
@@ -624,9 +659,7 @@ impl InferencePlan {
                 count: classes,
                 start: &weight_row,
             });
-            let scratch = self
-                .kernels
-                .get(gemm::gemm_abt_scratch_len(isa, 1, classes, false));
+            let scratch = kernels.get(gemm::gemm_abt_scratch_len(isa, 1, classes, false));
             let parallel = gemm::worth_parallel(classes * cf);
             gemm::gemm_abt(isa, logits, classes, image, &rows, cf, scratch, parallel);
             return;
@@ -643,7 +676,7 @@ impl InferencePlan {
             bias,
             None,
             n,
-            self.kernels.get(pointwise_scratch_len(cf, n, isa)),
+            kernels.get(pointwise_scratch_len(cf, n, isa)),
         );
         for (o, row) in logits_t.chunks_exact(n).enumerate() {
             for (i, &v) in row.iter().enumerate() {

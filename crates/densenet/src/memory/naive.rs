@@ -54,7 +54,7 @@ pub struct NaiveBlock {
     saved: Saved,
     output: Vec<f32>,
     d_input: Vec<f32>,
-    kernels: Workspace,
+    kernels: Workspace<'static>,
     copies: CopyCounts,
 }
 

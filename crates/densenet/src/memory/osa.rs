@@ -120,7 +120,7 @@ pub struct OsaBlock {
     /// Scratch: the gradient of a conv output, `[max(width, c_out), M]`.
     d_conv: Vec<f32>,
     bn_cfg: BatchNormConfig,
-    kernels: Workspace,
+    kernels: Workspace<'static>,
     copied_bytes: u64,
 }
 

@@ -486,14 +486,7 @@ pub fn conv2d_workspace_len(g: &Conv2dGeom) -> usize {
             let k = g.in_channels * taps;
             let m = g.batch * g.out_h() * g.out_w();
             let oc = g.out_channels;
-            let fwd_block = tasks::block_cols(k, m, 1, t);
-            let [task_b, task_c] =
-                tasks::scratch_lens(oc, k, fwd_block, m.div_ceil(fwd_block), t, true);
-            let forward = gemm::aligned_len(&[
-                gemm::packed_a_len(oc, k, t),
-                gemm::packed_b_len(k, fwd_block, t).max(task_b),
-                task_c,
-            ]);
+            let forward = im2col_forward_len(g, isa);
             let bwd_block = gemm::b_block_cols(oc, m, t);
             let d_col = if is_pointwise(g) { 0 } else { k * bwd_block };
             let backward_input = gemm::aligned_len(&[
@@ -529,6 +522,39 @@ pub fn conv2d_workspace_len(g: &Conv2dGeom) -> usize {
         })
         .max()
         .unwrap_or(0)
+}
+
+/// Floats of [`Workspace`] that [`conv2d_forward`] alone needs for this geometry on any tier
+/// (the path it takes: wide rows or packed im2col columns); a borrowed workspace this large
+/// serves it (see [`Workspace::borrowing`]).
+pub fn conv2d_forward_workspace_len(g: &Conv2dGeom) -> usize {
+    Isa::ALL
+        .iter()
+        .map(|&isa| {
+            if !is_pointwise(g) && wide::applies_forward(g) {
+                wide::workspace_len(g, gemm::tile(isa))
+            } else {
+                im2col_forward_len(g, isa)
+            }
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// The forward's scratch by packed im2col columns on the tier `isa` (the column tasks', or the
+/// one-thread 1×1's, which is smaller), with packed `A` on top.
+fn im2col_forward_len(g: &Conv2dGeom, isa: Isa) -> usize {
+    let t = gemm::tile(isa);
+    let k = g.in_channels * g.kernel_h * g.kernel_w;
+    let m = g.batch * g.out_h() * g.out_w();
+    let oc = g.out_channels;
+    let fwd_block = tasks::block_cols(k, m, 1, t);
+    let [task_b, task_c] = tasks::scratch_lens(oc, k, fwd_block, m.div_ceil(fwd_block), t, true);
+    gemm::aligned_len(&[
+        gemm::packed_a_len(oc, k, t),
+        gemm::packed_b_len(k, fwd_block, t).max(task_b),
+        task_c,
+    ])
 }
 
 fn check(
@@ -582,12 +608,12 @@ fn pack_matrix_b(
 }
 
 /// Three 64-byte-aligned buffers from the workspace.
-fn split3(
-    ws: &mut Workspace,
+fn split3<'w>(
+    ws: &'w mut Workspace<'_>,
     a: usize,
     b: usize,
     c: usize,
-) -> (&mut [f32], &mut [f32], &mut [f32]) {
+) -> (&'w mut [f32], &'w mut [f32], &'w mut [f32]) {
     let buf = gemm::align64(ws.get(gemm::aligned_len(&[a, b, c])));
     let (x, rest) = buf.split_at_mut(a.div_ceil(16) * 16);
     let (y, z) = rest.split_at_mut(b.div_ceil(16) * 16);

@@ -685,11 +685,11 @@ pub fn aligned_len(lens: &[usize]) -> usize {
 }
 
 /// Borrows two 64-byte-aligned buffers of `a_len` and `b_len` floats from the workspace.
-pub fn split_aligned(
-    ws: &mut crate::Workspace,
+pub fn split_aligned<'w>(
+    ws: &'w mut crate::Workspace<'_>,
     a_len: usize,
     b_len: usize,
-) -> (&mut [f32], &mut [f32]) {
+) -> (&'w mut [f32], &'w mut [f32]) {
     let buf = align64(ws.get(aligned_len(&[a_len, b_len])));
     let (a, rest) = buf.split_at_mut(a_len.div_ceil(16) * 16);
     (&mut a[..a_len], &mut rest[..b_len])
@@ -704,7 +704,10 @@ pub fn align64(buf: &mut [f32]) -> &mut [f32] {
 
 /// Borrows `N` 64-byte-aligned buffers of the given lengths from one workspace request of
 /// [`aligned_len`]`(&lens)` floats.
-pub fn carve<const N: usize>(ws: &mut crate::Workspace, lens: [usize; N]) -> [&mut [f32]; N] {
+pub fn carve<'w, const N: usize>(
+    ws: &'w mut crate::Workspace<'_>,
+    lens: [usize; N],
+) -> [&'w mut [f32]; N] {
     let mut rest = align64(ws.get(aligned_len(&lens)));
     lens.map(|len| {
         let (head, tail) = std::mem::take(&mut rest).split_at_mut(len.div_ceil(16) * 16);
