@@ -67,9 +67,13 @@ fn main() -> ExitCode {
         Command::Bench(args) => commands::bench::run(args),
         Command::Heatmap(args) => commands::heatmap::run(args),
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+    match (result, console::lost_output()) {
+        (Ok(()), None) => ExitCode::SUCCESS,
+        (Ok(()), Some(e)) => {
+            eprintln!("error: cannot write to standard output: {e}");
+            ExitCode::FAILURE
+        }
+        (Err(e), _) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }

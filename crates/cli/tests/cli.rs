@@ -294,27 +294,33 @@ fn an_exploding_loss_stops_the_run_with_a_message() {
 }
 
 /// A reader that goes away (`densenet bench | head -1`) stops the printing, not the command:
-/// no panic, a successful exit, and every line the reader took before it went. The pipe's read
-/// end is closed before the command prints its first line.
+/// no panic, a successful exit. The pipe's read end is closed before the command starts, so
+/// its first line already fails.
 #[test]
 fn a_closed_standard_output_is_not_a_crash() {
-    use std::io::Read;
-    use std::process::Stdio;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_densenet"))
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    let o = Command::new(env!("CARGO_BIN_EXE_densenet"))
         .args(["bench", "--model", "bc:k=4,blocks=1-1-1", "--iters", "2"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
+        .stdout(writer)
+        .output()
         .expect("the binary runs");
-    drop(child.stdout.take());
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .expect("piped")
-        .read_to_string(&mut err)
-        .expect("stderr is UTF-8");
-    let status = child.wait().expect("the binary ends");
+    let err = stderr(&o);
     assert!(!err.contains("panicked"), "stderr:\n{err}");
-    assert!(status.success(), "{status}; stderr:\n{err}");
+    assert!(o.status.success(), "{}; stderr:\n{err}", o.status);
+}
+
+/// Output lost to a failing standard output (a full disk) is a failure, reported once the
+/// command has done its work: one `error:` line, a non-zero exit.
+#[test]
+fn lost_output_is_an_error() {
+    let Ok(full) = std::fs::OpenOptions::new().write(true).open("/dev/full") else {
+        return; // No such device here.
+    };
+    let o = Command::new(env!("CARGO_BIN_EXE_densenet"))
+        .args(["summary", "--model", "densenet121"])
+        .stdout(full)
+        .output()
+        .expect("the binary runs");
+    assert_fails(&o, &["cannot write to standard output"]);
 }

@@ -292,6 +292,46 @@ fn forward_allocates_nothing() {
     }
 }
 
+/// A plan built on one tier and run capped to another (or built under a cap and run uncapped)
+/// allocates nothing either: every step's scratch is sized for every tier when the plan is
+/// built (tile sizes, and with them packed buffers, differ from tier to tier). Every option set,
+/// the ImageNet stem whole and by bands, batch 1 and 2, 1 and 2 threads.
+#[test]
+fn forward_under_another_tier_allocates_nothing() {
+    use densenet_kernels::dispatch::with_max_isa;
+    use densenet_kernels::Isa;
+    let _serial = alloc_counter::exclusive();
+    let cfg = config(Stem::ImageNet, &[2, 2], Some(4), 0.5);
+    let net = model(cfg, 7);
+    let tiers: Vec<Isa> = Isa::ALL.into_iter().filter(|i| i.is_supported()).collect();
+    for (threads, batch, h, w) in [(1, 1, 67, 61), (2, 2, 67, 61), (2, 1, 48, 48)] {
+        pool(threads).install(|| {
+            for (name, opts) in option_sets() {
+                for &built in &tiers {
+                    let mut plan = with_max_isa(built, || {
+                        InferencePlan::new(&net, batch, h, w, opts).unwrap()
+                    });
+                    let x = input(plan.input_len(), 7);
+                    for &run in &tiers {
+                        with_max_isa(run, || plan.forward(&x).unwrap());
+                        let (_, delta) = alloc_counter::measure(|| {
+                            with_max_isa(run, || plan.forward(&x).unwrap())
+                        });
+                        // Two threads: crossbeam's epoch bags, as in `forward_allocates_nothing`.
+                        let max = if threads == 1 { 0 } else { 16 * 1024 };
+                        assert!(
+                            delta.allocated_bytes <= max,
+                            "{name}, batch {batch}, {h}x{w}, {threads} threads: built on {built}, \
+                             run on {run}: {} bytes",
+                            delta.allocated_bytes
+                        );
+                    }
+                }
+            }
+        });
+    }
+}
+
 #[test]
 fn arena_is_at_least_the_peak_and_reuses_memory() {
     let _serial = alloc_counter::exclusive();

@@ -92,7 +92,8 @@ pub struct PlanOptions {
     /// Run the ImageNet stem (convolution, batch norm, ReLU, max pooling) a band of 8 pooled
     /// rows at a time, each band's convolution output pooled while it is in cache: the stem's
     /// whole output map (3.06 MiB per image at 224×224) is never stored and its convolution's
-    /// scratch is one band's. The same bits.
+    /// scratch is one band's. The same bits. Where it saves memory: maps of more than one band
+    /// (inputs of more than 32 rows).
     pub stem_in_bands: bool,
 }
 
