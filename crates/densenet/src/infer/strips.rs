@@ -127,11 +127,11 @@ const WINOGRAD_F4_MIN_SIDE: usize = 48;
 /// [`WINOGRAD_F4_MIN_SIDE`] whose sides are multiples of 4 (its tiles read everything up to
 /// whole tiles, which must then be the map or its zero padding); F(2×2, 3×3) elsewhere.
 ///
-/// At batch 1 too, since the strips of a split map take blocks of 16 tiles
-/// ([`SPLIT_V_BLOCK_FLOATS`]): densenet121 on one thread 49.7–50.3 → 47.7–48.6 ms, on two
-/// 28.5–28.9 → 28.2–28.5 ms (four interleaved passes). With whole 32-tile blocks, as at first,
-/// the two-thread arena grew 6.12 → 7.10 MiB and the peak RSS passed the 48 MB target
-/// (45.7–45.9 MiB); the choice may not depend on the thread count.
+/// At batch 1 too (session 10): densenet121 on one thread 49.7–50.3 → 47.7–48.6 ms (four
+/// interleaved passes). Session 8 had left it out because its transformed weights and blocks
+/// (36 positions instead of 16) took the peak RSS past the 48 MB target, and the choice may
+/// not depend on the thread count; the stem by bands and the packing scratch in the arena
+/// have since made the room (see [`StripLayer::conv3`]).
 ///
 /// Batch-1 maps under 16 rows are shared by output channels on several threads
 /// ([`BlockSchedule::Channels`]), where every task would transform the whole input for its
@@ -174,18 +174,6 @@ pub(crate) struct StripLayer {
 /// Strips one parallel region takes at most, per thread of the pool: the scratch holds that many
 /// strips at once.
 const STRIPS_PER_THREAD: usize = 2;
-
-/// Floats of transformed input per block of the Winograd 3×3 of a map cut into several strips
-/// (batch 1 on several threads), each strip in flight holding its own block: half the
-/// kernel's default ([`winograd::V_BLOCK_FLOATS`]). With F(2×2, 3×3), densenet121's first
-/// block on two threads then needs 3.56 → 2.93 MiB of strips' scratch, which took the plan's
-/// arena from 6.62 to 6.12 MiB (with the stem reading a batch-1 input in place) and the
-/// benchmark's peak RSS from 45.4–45.8 to 44.9–45.2 MiB, for 0.3–0.9 ms more per pass (about
-/// 28.3 → 28.9 ms). F(4×4, 3×3)'s 36 positions of 128 channels fit fewer than 16 tiles in it,
-/// so its blocks are one group of 16 tiles (see [`Winograd3x3::v_block`]): block 1's step
-/// 5.99 → 6.39 MiB with F(4×4, 3×3) (7.10 with blocks of 32 tiles), the arena's peak.
-/// A whole-map strip keeps the default block.
-const SPLIT_V_BLOCK_FLOATS: usize = winograd::V_BLOCK_FLOATS / 2;
 
 /// The widest column block of a strip's 1×1: it bounds the scratch a strip needs for the 1×1's
 /// output and packed input (densenet121 at 56×56: 128 × 256 and 224 × 256 floats, against
@@ -239,15 +227,19 @@ impl StripLayer {
         wide_row(self.w)
     }
 
-    /// The 3×3 of a strip of `rows` image rows, as Winograd.
+    /// The 3×3 of a strip of `rows` image rows, as Winograd, in blocks of the kernel's default
+    /// size ([`winograd::V_BLOCK_FLOATS`]) whether the map is whole or split, each strip in
+    /// flight holding its own block. Session 9 had halved the blocks of split maps to keep the
+    /// peak RSS under the 48 MB target (densenet121 on two threads: 0.58 MiB less arena, for
+    /// 0.3–0.9 ms more per pass), and session 10's F(4×4, 3×3) at batch 1 then took one group
+    /// of 16 tiles per block there (36 positions of 128 channels: not even 16 tiles fit in
+    /// half). Once the stem ran by bands and the packing scratch moved into the arena (1.6 MiB
+    /// less peak RSS), the default block came back: densenet121 on two threads 28.45–28.72 →
+    /// 27.35–27.52 ms (block 1 8.9 → 8.1 ms, block 2 7.8 → 7.5), arena 6.39 → 7.10 MiB, peak
+    /// RSS 43.9–44.0 → 44.6–44.8 MiB (three interleaved passes).
     fn conv3(&self, rows: usize) -> Winograd3x3 {
         Winograd3x3 {
             variant: self.winograd.unwrap_or(Variant::F2x2),
-            v_block: if self.rows < self.h {
-                SPLIT_V_BLOCK_FLOATS
-            } else {
-                winograd::V_BLOCK_FLOATS
-            },
             ..Winograd3x3::new(self.k, self.bk, rows, self.w)
         }
     }
@@ -1114,8 +1106,8 @@ mod tests {
             (1, 7, 7, 70, 128, 32, true),
             // Whole tiles of 4 for F(4×4, 3×3), 12 new channels.
             (1, 8, 12, 24, 20, 12, true),
-            // A bottleneck of 120: split strips' F(4×4, 3×3) fits fewer than 16 tiles in its
-            // block, so takes one group of 16 (half-width products).
+            // A wide bottleneck (120) in F(4×4, 3×3)'s 36 positions: 30 tiles fit the block,
+            // which takes one panel of them.
             (1, 12, 8, 16, 120, 4, true),
             (1, 5, 6, 33, 20, 12, false),
         ]
