@@ -214,6 +214,37 @@ impl StemBands {
         }
     }
 
+    /// The input band of convolution output rows `rows`, gathered into `dst` from the NCHW
+    /// `input` of `batch` images of `h × w`: CNHW rows from `2·rows.start − 3` on, zero rows
+    /// standing for the padding above and below. Returns the band and the convolution's
+    /// geometry over it.
+    pub fn gather<'d>(
+        &self,
+        conv0: &Conv,
+        dst: &'d mut [f32],
+        input: &[f32],
+        batch: usize,
+        (h, w): (usize, usize),
+        rows: &Range<usize>,
+    ) -> (&'d [f32], Conv2dGeom) {
+        let g = Self::conv_geom(conv0, batch, rows, w);
+        debug_assert_eq!((g.out_h(), g.out_w()), (rows.len(), self.sw));
+        let (y0, in_rows) = Self::input_rows(rows);
+        let band = &mut dst[..g.input_len()];
+        for (i, dst_row) in band.chunks_exact_mut(w).enumerate() {
+            // Row `i` of the band: plane (channel, image), then input row `y`.
+            let (plane, y) = (i / in_rows, y0 + (i % in_rows) as isize);
+            let (c, img) = (plane / batch, plane % batch);
+            match usize::try_from(y).ok().filter(|&y| y < h) {
+                Some(y) => {
+                    dst_row.copy_from_slice(&input[((img * g.in_channels + c) * h + y) * w..][..w])
+                }
+                None => dst_row.fill(0.0),
+            }
+        }
+        (band, g)
+    }
+
     /// The most convolution output rows a band needs.
     pub fn max_rows(&self) -> usize {
         self.bands()

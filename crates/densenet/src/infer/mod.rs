@@ -375,36 +375,24 @@ impl InferencePlan {
             ],
         );
         let mut kernels = Workspace::borrowing(kernels);
+        let (weights, ws) = (&self.weights[..], &mut kernels);
+        let first = &mut feats[..c0 * n * bh * bw];
+        // `norm0` (or, folded, its ReLU) in place on stem output rows. ReLU commutes with max
+        // pooling, but applying it first keeps the unfolded path identical to the training
+        // code.
+        let norm0 = |out: &mut [f32]| match &self.norm0 {
+            Some(norm0) => affine_inplace(out, &norm0.prefix(c0, true), out.len() / c0),
+            None => relu_inplace(out),
+        };
         if let Some(bands) = self.stem_bands {
-            let first = &mut feats[..c0 * n * bh * bw];
-            let (weights, ws) = (&self.weights[..], &mut kernels);
             let pool = bands.pool(c0 * n);
             for pooled in bands.bands() {
                 let rows = bands.conv_rows(&pooled);
-                let (y0, in_rows) = build::StemBands::input_rows(&rows);
-                let band_in = &mut copy[..self.config.in_channels * n * in_rows * w];
-                // CNHW rows `y0 ..` of the NCHW input, zeros above and below it.
-                for (i, dst) in band_in.chunks_exact_mut(w).enumerate() {
-                    let (plane, y) = (i / in_rows, y0 + (i % in_rows) as isize);
-                    let (c, img) = (plane / n, plane % n);
-                    match usize::try_from(y).ok().filter(|&y| y < h) {
-                        Some(y) => dst.copy_from_slice(
-                            &input[((img * self.config.in_channels + c) * h + y) * w..][..w],
-                        ),
-                        None => dst.fill(0.0),
-                    }
-                }
-                let g = build::StemBands::conv_geom(&self.conv0, n, &rows, w);
-                debug_assert_eq!((g.out_h(), g.out_w()), (rows.len(), bands.sw));
+                let (band_in, g) = bands.gather(&self.conv0, copy, input, n, (h, w), &rows);
                 let band_out = &mut stem[..c0 * n * rows.len() * bands.sw];
                 self.conv0
                     .run_geom(weights, band_out, band_in, None, &g, ws);
-                match &self.norm0 {
-                    Some(norm0) => {
-                        affine_inplace(band_out, &norm0.prefix(c0, true), n * rows.len() * bands.sw)
-                    }
-                    None => relu_inplace(band_out),
-                }
+                norm0(band_out);
                 maxpool2d_forward_rows(first, band_out, &pool, pooled);
             }
             return;
@@ -415,18 +403,11 @@ impl InferencePlan {
         } else {
             input
         };
-        let first = &mut feats[..c0 * n * bh * bw];
-        let (weights, ws) = (&self.weights[..], &mut kernels);
         match self.stem_hw {
             None => self.conv0.run(weights, first, inp, None, n, h, w, ws),
             Some((sh, sw)) => {
                 self.conv0.run(weights, stem, inp, None, n, h, w, ws);
-                match &self.norm0 {
-                    // ReLU commutes with max pooling, but applying it first keeps the
-                    // unfolded path identical to the training code.
-                    Some(norm0) => affine_inplace(stem, &norm0.prefix(c0, true), n * sh * sw),
-                    None => relu_inplace(stem),
-                }
+                norm0(stem);
                 let g = Pool2dGeom {
                     planes: c0 * n,
                     in_h: sh,
