@@ -195,7 +195,18 @@ impl Problem {
         let mut want = vec![0.0; self.g.output_len()];
         reference::conv2d_forward(&mut want, &x, &self.weight, self.bias.as_deref(), &self.g);
         fresh(&mut ws);
-        self.check("forward", isa, &self.forward(isa, &mut ws), &want);
+        let forward = self.forward(isa, &mut ws);
+        self.check("forward", isa, &forward, &want);
+        // The forward alone runs in a borrowed workspace of exactly its documented length
+        // (which would panic if it asked for more), with the same results.
+        let mut memory = vec![f32::NAN; conv2d::conv2d_forward_workspace_len(&self.g)];
+        let borrowed = self.forward(isa, &mut Workspace::borrowing(&mut memory));
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(
+            bits(&borrowed),
+            bits(&forward),
+            "forward in a borrowed workspace"
+        );
 
         let mut want = self.d_inp0.clone();
         reference::conv2d_backward_input(&mut want, &self.d_out, &self.weight, &self.g);

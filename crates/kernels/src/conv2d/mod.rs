@@ -541,8 +541,9 @@ pub fn conv2d_forward_workspace_len(g: &Conv2dGeom) -> usize {
         .unwrap_or(0)
 }
 
-/// The forward's scratch by packed im2col columns on the tier `isa` (the column tasks', or the
-/// one-thread 1×1's, which is smaller), with packed `A` on top.
+/// The forward's scratch by packed im2col columns on the tier `isa`: the column tasks' (with
+/// packed `A` on top), or, for a 1×1, the one-thread path's (`pointwise_serial`, one block of
+/// packed `B`), whichever is larger.
 fn im2col_forward_len(g: &Conv2dGeom, isa: Isa) -> usize {
     let t = gemm::tile(isa);
     let k = g.in_channels * g.kernel_h * g.kernel_w;
@@ -550,11 +551,17 @@ fn im2col_forward_len(g: &Conv2dGeom, isa: Isa) -> usize {
     let oc = g.out_channels;
     let fwd_block = tasks::block_cols(k, m, 1, t);
     let [task_b, task_c] = tasks::scratch_lens(oc, k, fwd_block, m.div_ceil(fwd_block), t, true);
-    gemm::aligned_len(&[
+    let tasks = gemm::aligned_len(&[
         gemm::packed_a_len(oc, k, t),
         gemm::packed_b_len(k, fwd_block, t).max(task_b),
         task_c,
-    ])
+    ]);
+    let serial = if is_pointwise(g) {
+        gemm::aligned_len(&[gemm::packed_b_len(k, gemm::b_block_cols(k, m, t), t)])
+    } else {
+        0
+    };
+    tasks.max(serial)
 }
 
 fn check(
