@@ -314,21 +314,79 @@ fn forward_under_another_tier_allocates_nothing() {
                     let x = input(plan.input_len(), 7);
                     for &run in &tiers {
                         with_max_isa(run, || plan.forward(&x).unwrap());
-                        let (_, delta) = alloc_counter::measure(|| {
-                            with_max_isa(run, || plan.forward(&x).unwrap())
-                        });
+                        // The best of three passes, as in `forward_allocates_nothing`: the
+                        // test harness allocates now and then on its own.
+                        let best = (0..3)
+                            .map(|_| {
+                                let (_, delta) = alloc_counter::measure(|| {
+                                    with_max_isa(run, || plan.forward(&x).unwrap())
+                                });
+                                delta.allocated_bytes
+                            })
+                            .min()
+                            .unwrap_or(0);
                         // Two threads: crossbeam's epoch bags, as in `forward_allocates_nothing`.
                         let max = if threads == 1 { 0 } else { 16 * 1024 };
                         assert!(
-                            delta.allocated_bytes <= max,
+                            best <= max,
                             "{name}, batch {batch}, {h}x{w}, {threads} threads: built on {built}, \
-                             run on {run}: {} bytes",
-                            delta.allocated_bytes
+                             run on {run}: {best} bytes"
                         );
                     }
                 }
             }
         });
+    }
+}
+
+/// A batch-1 plan built in one pool and run in a larger one (or a smaller one): the head's dot
+/// products (`gemm_abt`), whose scratch the build pool sizes, run fewer tasks at once where it
+/// holds fewer slots than the run pool has threads, with the same logits and no allocation. Class
+/// counts that split unevenly over the threads' tiles (13, 100, 1000) asked a borrowed scratch
+/// for more than it held until the head handed its whole scratch over.
+#[test]
+fn the_head_runs_in_any_pool() {
+    let _serial = alloc_counter::exclusive();
+    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<u32>>();
+    for classes in [7, 13, 100, 1000] {
+        let cfg = DenseNetConfig {
+            num_classes: classes,
+            ..config(Stem::Cifar, &[2, 2], Some(4), 0.5)
+        };
+        let net = model(cfg, 11);
+        let x = input(3 * 16 * 16, 11);
+        let reference = pool(1)
+            .install(|| InferencePlan::new(&net, 1, 16, 16, PlanOptions::default()))
+            .unwrap()
+            .forward(&x)
+            .unwrap()
+            .to_vec();
+        for built_in in 1..=4 {
+            let mut plan = pool(built_in)
+                .install(|| InferencePlan::new(&net, 1, 16, 16, PlanOptions::default()))
+                .unwrap();
+            for run_in in 1..=4 {
+                let got = pool(run_in).install(|| {
+                    plan.forward(&x).unwrap();
+                    let best = (0..3)
+                        .map(|_| alloc_counter::measure(|| plan.forward(&x).unwrap()).1)
+                        .map(|delta| delta.allocated_bytes)
+                        .min()
+                        .unwrap_or(0);
+                    let max = if run_in == 1 { 0 } else { 16 * 1024 };
+                    assert!(
+                        best <= max,
+                        "{classes} classes, built in {built_in}, run in {run_in}: {best} bytes"
+                    );
+                    plan.forward(&x).unwrap().to_vec()
+                });
+                assert_eq!(
+                    bits(&got),
+                    bits(&reference),
+                    "{classes} classes, built in {built_in} threads, run in {run_in}"
+                );
+            }
+        }
     }
 }
 

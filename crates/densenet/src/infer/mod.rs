@@ -618,7 +618,6 @@ impl InferencePlan {
                 &k_range,
             ],
         );
-        let mut kernels = Workspace::borrowing(kernels);
         affine_relu_global_avgpool(pooled, feats, &self.norm5.prefix(cf, true), n, h * w);
         let classes = self.config.num_classes;
         let isa = densenet_kernels::active_isa();
@@ -641,7 +640,10 @@ impl InferencePlan {
                 count: classes,
                 start: &weight_row,
             });
-            let scratch = kernels.get(gemm::gemm_abt_scratch_len(isa, 1, classes, false));
+            // The whole step scratch: sized in the pool the plan was built in, it holds at least
+            // one task's slot, and in a larger pool `gemm_abt` runs fewer tasks at once (asking
+            // the run pool's `gemm_abt_scratch_len` could ask for more than was sized).
+            let scratch = kernels;
             let parallel = gemm::worth_parallel(classes * cf);
             gemm::gemm_abt(isa, logits, classes, image, &rows, cf, scratch, parallel);
             return;
@@ -658,7 +660,7 @@ impl InferencePlan {
             bias,
             None,
             n,
-            kernels.get(pointwise_scratch_len(cf, n, isa)),
+            &mut kernels[..pointwise_scratch_len(cf, n, isa)],
         );
         for (o, row) in logits_t.chunks_exact(n).enumerate() {
             for (i, &v) in row.iter().enumerate() {
