@@ -252,8 +252,8 @@ fn densenet121_shapes() {
 }
 
 /// Scratch sizes: a block holds as many whole panels of tiles as its `v_block` fits, and where
-/// not even 16 tiles fit, one group of 16 (half a panel on AVX-512), which halves the scratch
-/// of the inference plan's split strips of F(4×4, 3×3) on 128 channels.
+/// not even 16 tiles fit, one group of 16 (half a panel on AVX-512), half a panel's scratch
+/// (F(4×4, 3×3) on 128 channels in half the default block).
 #[test]
 fn blocks_hold_what_v_block_fits() {
     let f4 = |v_block| Winograd3x3 {

@@ -161,11 +161,10 @@ pub struct Winograd3x3 {
     /// Output columns.
     pub cols: usize,
     /// Floats of transformed input per block of tiles, about: whole panels of the products
-    /// (`NR` tiles) when at least [`LANES`] tiles fit, at least one; else one group of
-    /// [`LANES`] tiles (half a panel on AVX-512, whose products then run half-width tiles: the
-    /// inference plan's split strips of F(4×4, 3×3) on 128 channels; with the default block,
-    /// more than 227 channels for F(4×4, 3×3), 512 for F(2×2, 3×3)). Any value gives the same
-    /// results.
+    /// (`NR` tiles) when at least 16 tiles fit, at least one; else one group of 16 tiles, which
+    /// the transforms take at once (half a panel on AVX-512, whose products then run
+    /// half-width tiles; with the default block, more than 227 input channels for
+    /// F(4×4, 3×3), 512 for F(2×2, 3×3)). Any value gives the same results.
     pub v_block: usize,
     /// The tile size.
     pub variant: Variant,
