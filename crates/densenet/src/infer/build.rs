@@ -66,11 +66,7 @@ impl Conv {
     /// plan's packing buffer for a 1×1, the kernels crate's workspace otherwise.
     pub fn scratch_len(&self, batch: usize, h: usize, w: usize) -> usize {
         if self.is_pointwise() {
-            Isa::ALL
-                .iter()
-                .map(|&isa| pointwise_scratch_len(self.ic, batch * h * w, isa))
-                .max()
-                .unwrap_or(0)
+            on_any_tier(|isa| pointwise_scratch_len(self.ic, batch * h * w, isa))
         } else {
             conv2d_forward_workspace_len(&self.geom(batch, h, w))
         }
@@ -152,6 +148,24 @@ impl Conv {
 /// 4 column tasks of 512 columns (its scratch 0.6 MiB instead of the whole map's 1.49 MiB).
 const STEM_BAND_ROWS: usize = 8;
 
+/// The most floats `len` asks for on any tier: a plan built on one tier may run capped to
+/// another, whose tiles (and packed buffers) differ.
+fn on_any_tier(len: impl Fn(Isa) -> usize) -> usize {
+    Isa::ALL.into_iter().map(len).max().unwrap_or(0)
+}
+
+/// The ImageNet stem's 3×3/s2/p1 max pooling of `planes` planes of `sh × sw`.
+pub(crate) fn stem_pool(planes: usize, sh: usize, sw: usize) -> Pool2dGeom {
+    Pool2dGeom {
+        planes,
+        in_h: sh,
+        in_w: sw,
+        kernel: 3,
+        stride: 2,
+        pad: 1,
+    }
+}
+
 /// The ImageNet stem (7×7/s2 convolution, batch norm, ReLU, 3×3/s2 max pooling) run a band of
 /// pooled rows at a time: each band's convolution output rows are those its pooling windows
 /// read (a window row shared with the band above is computed by both), and its input rows
@@ -174,14 +188,7 @@ impl StemBands {
 
     /// The stem's max pooling over `planes` planes.
     pub fn pool(&self, planes: usize) -> Pool2dGeom {
-        Pool2dGeom {
-            planes,
-            in_h: self.sh,
-            in_w: self.sw,
-            kernel: 3,
-            stride: 2,
-            pad: 1,
-        }
+        stem_pool(planes, self.sh, self.sw)
     }
 
     /// The bands: pooled rows of each.
@@ -548,17 +555,13 @@ pub(crate) fn build(
         }
     }
     let (classes, cf) = (cfg.num_classes, cfg.final_channels());
-    scratch[2 * nb] = Isa::ALL
-        .iter()
-        .map(|&isa| {
-            if batch == 1 {
-                gemm::gemm_abt_scratch_len(isa, 1, classes, false)
-            } else {
-                pointwise_scratch_len(cf, batch, isa)
-            }
-        })
-        .max()
-        .unwrap_or(0);
+    scratch[2 * nb] = on_any_tier(|isa| {
+        if batch == 1 {
+            gemm::gemm_abt_scratch_len(isa, 1, classes, false)
+        } else {
+            pointwise_scratch_len(cf, batch, isa)
+        }
+    });
     bufs.kernels = scratch
         .iter()
         .enumerate()

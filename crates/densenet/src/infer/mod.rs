@@ -367,12 +367,7 @@ impl InferencePlan {
         let k_range = self.kernels_range(0);
         let [copy, feats, stem, kernels] = arena::parts(
             &mut self.arena,
-            [
-                &input_range,
-                &self.ranges[self.bufs.feats[0]],
-                &stem_range,
-                &k_range,
-            ],
+            [&input_range, &r[b.feats[0]], &stem_range, &k_range],
         );
         let mut kernels = Workspace::borrowing(kernels);
         let (weights, ws) = (&self.weights[..], &mut kernels);
@@ -408,15 +403,7 @@ impl InferencePlan {
             Some((sh, sw)) => {
                 self.conv0.run(weights, stem, inp, None, n, h, w, ws);
                 norm0(stem);
-                let g = Pool2dGeom {
-                    planes: c0 * n,
-                    in_h: sh,
-                    in_w: sw,
-                    kernel: 3,
-                    stride: 2,
-                    pad: 1,
-                };
-                maxpool2d_forward(first, stem, &g);
+                maxpool2d_forward(first, stem, &build::stem_pool(c0 * n, sh, sw));
             }
         }
     }
@@ -434,7 +421,7 @@ impl InferencePlan {
         let opt = |i: Option<usize>| i.map_or(0..0, |i| r[i].clone());
         let (z_range, map_range) = (opt(bf.bottleneck[b]), opt(bf.mapped[b]));
         let strips_range = opt(bf.strips[b]);
-        let k_range = opt(bf.kernels[2 * b + 1]);
+        let k_range = self.kernels_range(2 * b + 1);
         let [feats, z, mapped, strip_scratch, kernels] = arena::parts(
             &mut self.arena,
             [
@@ -561,7 +548,7 @@ impl InferencePlan {
         let r = &self.ranges;
         let bf = &self.bufs;
         let map_range = bf.trans_mapped[b].map_or(0..0, |i| r[i].clone());
-        let k_range = bf.kernels[2 * b + 2].map_or(0..0, |i| r[i].clone());
+        let k_range = self.kernels_range(2 * b + 2);
         let [feats, next, scratch, mapped, kernels] = arena::parts(
             &mut self.arena,
             [
@@ -607,7 +594,7 @@ impl InferencePlan {
         let r = &self.ranges;
         let bf = &self.bufs;
         let last = bf.feats[bf.feats.len() - 1];
-        let k_range = bf.kernels[2 * self.sizes.len()].map_or(0..0, |i| r[i].clone());
+        let k_range = self.kernels_range(2 * self.sizes.len());
         let [feats, pooled, logits_t, logits, kernels] = arena::parts(
             &mut self.arena,
             [
